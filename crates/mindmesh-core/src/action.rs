@@ -1,0 +1,119 @@
+//! Decisions: what the brain (or an operator) wants done to a persona, and why.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Continue,
+    Restart,
+    Hibernate,
+    Wake,
+    Kill,
+    Throttle,
+    Investigate,
+    Migrate,
+}
+
+impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::Continue,
+        Action::Restart,
+        Action::Hibernate,
+        Action::Wake,
+        Action::Kill,
+        Action::Throttle,
+        Action::Investigate,
+        Action::Migrate,
+    ];
+
+    /// Disruptive actions interrupt the persona's service; guardrails ration them.
+    pub fn is_disruptive(self) -> bool {
+        matches!(self, Action::Restart | Action::Hibernate | Action::Kill | Action::Migrate)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Continue => "continue",
+            Action::Restart => "restart",
+            Action::Hibernate => "hibernate",
+            Action::Wake => "wake",
+            Action::Kill => "kill",
+            Action::Throttle => "throttle",
+            Action::Investigate => "investigate",
+            Action::Migrate => "migrate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalystKind {
+    Builtin,
+    Llm,
+    Naive,
+    Operator,
+    /// The node itself, without a leader (crash handling, crash loops, hard limits).
+    Local,
+}
+
+impl AnalystKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalystKind::Builtin => "builtin",
+            AnalystKind::Llm => "llm",
+            AnalystKind::Naive => "naive",
+            AnalystKind::Operator => "operator",
+            AnalystKind::Local => "local",
+        }
+    }
+}
+
+/// `{persona, action, reason, confidence, analyst, cycle}`: committed to the Raft log, so every
+/// decision is durable, ordered and auditable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub persona: String,
+    pub action: Action,
+    /// The node a `migrate` goes to.
+    pub target: Option<String>,
+    /// For `throttle`: the multiplier to apply.
+    pub throttle_multiplier: Option<f64>,
+    pub reason: String,
+    /// 0–1.
+    pub confidence: f32,
+    pub analyst: AnalystKind,
+    pub cycle: u64,
+}
+
+impl Decision {
+    pub fn new(
+        persona: &str,
+        action: Action,
+        reason: impl Into<String>,
+        confidence: f32,
+        analyst: AnalystKind,
+    ) -> Self {
+        Decision {
+            persona: persona.to_owned(),
+            action,
+            target: None,
+            throttle_multiplier: None,
+            reason: reason.into(),
+            confidence: confidence.clamp(0.0, 1.0),
+            analyst,
+            cycle: 0,
+        }
+    }
+}

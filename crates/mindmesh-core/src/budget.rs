@@ -1,0 +1,147 @@
+//! The RTOS-style compute budget of a persona (the seed's `PersonaComputeBudget`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// What a persona may consume. Enforced by the gateway (time, tokens, priority, concurrency,
+/// throttle, allowed) and judged by the brain (memory); the hard kill limit is in `Limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    /// A request through the gateway fails with a timeout past this.
+    pub max_response_time_ms: u64,
+    /// `max_tokens` of a request is clamped to this.
+    pub tokens_per_response: u32,
+    /// 0–100; the shared gateway queue serves higher first.
+    pub inference_queue_priority: u8,
+    /// The memory the persona is expected to stay within (the brain judges against it).
+    pub max_memory_mb: u64,
+    /// Requests in flight at once; the excess queues.
+    pub max_concurrent_inferences: u32,
+    /// Scales concurrency and queue service rate: 0.5 = half speed, 2.0 = double priority.
+    pub throttle_multiplier: f64,
+    /// false: every request is refused with a clear error and the persona is not started.
+    pub allowed_to_run: bool,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_response_time_ms: 30_000,
+            tokens_per_response: 4096,
+            inference_queue_priority: 50,
+            max_memory_mb: 2048,
+            max_concurrent_inferences: 4,
+            throttle_multiplier: 1.0,
+            allowed_to_run: true,
+        }
+    }
+}
+
+/// Upper bound on the throttle multiplier: beyond it, "priority" stops meaning anything.
+pub const MAX_THROTTLE_MULTIPLIER: f64 = 10.0;
+
+impl Budget {
+    pub fn validate(&self) -> Result<()> {
+        positive("max_response_time_ms", self.max_response_time_ms)?;
+        positive("tokens_per_response", u64::from(self.tokens_per_response))?;
+        positive("max_memory_mb", self.max_memory_mb)?;
+        positive("max_concurrent_inferences", u64::from(self.max_concurrent_inferences))?;
+        if self.inference_queue_priority > 100 {
+            return Err(CoreError::invalid("inference_queue_priority", "must be within 0..=100"));
+        }
+        let m = self.throttle_multiplier;
+        if !m.is_finite() || m <= 0.0 || m > MAX_THROTTLE_MULTIPLIER {
+            return Err(CoreError::invalid(
+                "throttle_multiplier",
+                format!("must be > 0 and <= {MAX_THROTTLE_MULTIPLIER}, got {m}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Apply a partial change; the result is validated as a whole so a bad patch changes nothing.
+    pub fn patched(&self, patch: &BudgetPatch) -> Result<Budget> {
+        let mut b = self.clone();
+        if let Some(v) = patch.max_response_time_ms {
+            b.max_response_time_ms = v;
+        }
+        if let Some(v) = patch.tokens_per_response {
+            b.tokens_per_response = v;
+        }
+        if let Some(v) = patch.inference_queue_priority {
+            b.inference_queue_priority = v;
+        }
+        if let Some(v) = patch.max_memory_mb {
+            b.max_memory_mb = v;
+        }
+        if let Some(v) = patch.max_concurrent_inferences {
+            b.max_concurrent_inferences = v;
+        }
+        if let Some(v) = patch.throttle_multiplier {
+            b.throttle_multiplier = v;
+        }
+        if let Some(v) = patch.allowed_to_run {
+            b.allowed_to_run = v;
+        }
+        b.validate()?;
+        Ok(b)
+    }
+}
+
+/// A partial budget: the fields an operator or a decision changes at run time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetPatch {
+    pub max_response_time_ms: Option<u64>,
+    pub tokens_per_response: Option<u32>,
+    pub inference_queue_priority: Option<u8>,
+    pub max_memory_mb: Option<u64>,
+    pub max_concurrent_inferences: Option<u32>,
+    pub throttle_multiplier: Option<f64>,
+    pub allowed_to_run: Option<bool>,
+}
+
+impl BudgetPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == BudgetPatch::default()
+    }
+}
+
+fn positive(field: &str, v: u64) -> Result<()> {
+    if v == 0 {
+        return Err(CoreError::invalid(field, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Budget::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_and_out_of_range_values_name_their_field() {
+        let b = Budget { max_concurrent_inferences: 0, ..Budget::default() };
+        assert_eq!(b.validate().unwrap_err().field(), Some("max_concurrent_inferences"));
+        let b = Budget { inference_queue_priority: 101, ..Budget::default() };
+        assert_eq!(b.validate().unwrap_err().field(), Some("inference_queue_priority"));
+        let b = Budget { throttle_multiplier: -0.5, ..Budget::default() };
+        assert_eq!(b.validate().unwrap_err().field(), Some("throttle_multiplier"));
+    }
+
+    #[test]
+    fn a_bad_patch_changes_nothing() {
+        let b = Budget::default();
+        let bad =
+            BudgetPatch { inference_queue_priority: Some(90), throttle_multiplier: Some(0.0), ..Default::default() };
+        assert!(b.patched(&bad).is_err());
+        let good = BudgetPatch { inference_queue_priority: Some(90), ..Default::default() };
+        assert_eq!(b.patched(&good).unwrap().inference_queue_priority, 90);
+    }
+}

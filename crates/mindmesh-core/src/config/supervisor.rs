@@ -1,0 +1,88 @@
+use serde::{Deserialize, Serialize};
+
+use super::at_least;
+use crate::error::{CoreError, Result};
+use crate::lifecycle::RestartConfig;
+
+/// Whether the node puts personas in cgroups for memory and CPU limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupMode {
+    /// Use cgroup v2, else v1, where the node can create groups; else measure and signal.
+    #[default]
+    Auto,
+    /// Never: limits are measured and enforced by the node, throttle by SIGSTOP/SIGCONT.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    pub metrics_interval_ms: u64,
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    /// A started persona that is not healthy within this long counts as failed to start.
+    pub start_timeout_ms: u64,
+    /// SIGTERM, then this long, then SIGKILL of the whole process group.
+    pub stop_grace_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub backoff_reset_after_s: u64,
+    /// Jitter as a fraction of each backoff delay (0.2 = ±20 %).
+    pub backoff_jitter: f64,
+    pub crash_loop_max_restarts: u32,
+    pub crash_loop_window_s: u64,
+    pub cgroups: CgroupMode,
+    /// Most personas one node supervises: every queue and table is sized from it.
+    pub max_personas: usize,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        let r = RestartConfig::default();
+        SupervisorConfig {
+            metrics_interval_ms: 1000,
+            health_interval_ms: 2000,
+            health_timeout_ms: 1000,
+            start_timeout_ms: 30_000,
+            stop_grace_ms: r.stop_grace_ms,
+            backoff_initial_ms: r.backoff_initial_ms,
+            backoff_max_ms: r.backoff_max_ms,
+            backoff_reset_after_s: r.backoff_reset_after_ms / 1000,
+            backoff_jitter: r.jitter_fraction,
+            crash_loop_max_restarts: r.crash_loop_max_restarts,
+            crash_loop_window_s: r.crash_loop_window_ms / 1000,
+            cgroups: CgroupMode::Auto,
+            max_personas: 2000,
+        }
+    }
+}
+
+impl SupervisorConfig {
+    pub fn validate(&self) -> Result<()> {
+        at_least("metrics_interval_ms", self.metrics_interval_ms, 100)?;
+        at_least("health_interval_ms", self.health_interval_ms, 100)?;
+        at_least("health_timeout_ms", self.health_timeout_ms, 10)?;
+        at_least("start_timeout_ms", self.start_timeout_ms, 100)?;
+        at_least("backoff_initial_ms", self.backoff_initial_ms, 1)?;
+        at_least("backoff_max_ms", self.backoff_max_ms, self.backoff_initial_ms)?;
+        at_least("crash_loop_window_s", self.crash_loop_window_s, 1)?;
+        at_least("max_personas", self.max_personas as u64, 1)?;
+        if !(0.0..=1.0).contains(&self.backoff_jitter) {
+            return Err(CoreError::invalid("backoff_jitter", "must be within 0..=1"));
+        }
+        Ok(())
+    }
+
+    pub fn restart(&self) -> RestartConfig {
+        RestartConfig {
+            backoff_initial_ms: self.backoff_initial_ms,
+            backoff_max_ms: self.backoff_max_ms,
+            backoff_reset_after_ms: self.backoff_reset_after_s * 1000,
+            jitter_fraction: self.backoff_jitter,
+            crash_loop_max_restarts: self.crash_loop_max_restarts,
+            crash_loop_window_ms: self.crash_loop_window_s * 1000,
+            stop_grace_ms: self.stop_grace_ms,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! # mindmesh-core
+//!
+//! The bottom layer: the words of the design as types, their validation, and the pure logic
+//! that decides what to do. No I/O, no clock reads, no async: time and randomness are passed
+//! in, so the same logic runs in a node and in the deterministic simulator.
+//!
+//! # Layout
+//! - [`spec`]: the persona spec (TOML/JSON), importance, restart policy, limits
+//! - [`budget`]: the compute budget and run-time patches to it
+//! - [`config`]: the node's config file, one section per subsystem
+//! - [`phase`]: a persona's observed phase and health
+//! - [`lifecycle`]: the sans-IO supervision state machine (restart policy, backoff, crash
+//!   loops, graceful stop)
+//! - [`event`]: the event log's records
+//! - [`metrics`]: per-tick samples of personas and hosts, and their rollups
+//! - [`action`]: decisions and the actions they name
+//! - [`wire`]: versioned, size-bounded postcard encoding
+//! - [`clock`]: wall-clock time behind a trait
+//! - [`error`]: the crate's one error type
+
+pub mod action;
+pub mod budget;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod lifecycle;
+pub mod metrics;
+pub mod phase;
+pub mod spec;
+pub mod wire;
+
+pub use action::{Action, AnalystKind, Decision};
+pub use budget::{Budget, BudgetPatch};
+pub use error::CoreError;
+pub use phase::{Health, Phase};
+pub use spec::{Importance, PersonaKind, PersonaSpec, RestartPolicy};
