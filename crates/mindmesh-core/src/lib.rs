@@ -9,6 +9,7 @@
 //! - [`budget`]: the compute budget and run-time patches to it
 //! - [`config`]: the node's config file, one section per subsystem
 //! - [`phase`]: a persona's observed phase and health
+//! - [`record`]: what a node persists about each persona (phase, process for adoption)
 //! - [`lifecycle`]: the sans-IO supervision state machine (restart policy, backoff, crash
 //!   loops, graceful stop)
 //! - [`event`]: the event log's records
@@ -27,6 +28,7 @@ pub mod event;
 pub mod lifecycle;
 pub mod metrics;
 pub mod phase;
+pub mod record;
 pub mod spec;
 pub mod wire;
 
@@ -34,4 +36,5 @@ pub use action::{Action, AnalystKind, Decision};
 pub use budget::{Budget, BudgetPatch};
 pub use error::CoreError;
 pub use phase::{Health, Phase};
+pub use record::{PersonaRecord, ProcessRecord};
 pub use spec::{Importance, PersonaKind, PersonaSpec, RestartPolicy};

@@ -1,0 +1,55 @@
+//! What a node keeps about each persona it supervises, so that a node killed at any instant
+//! comes back knowing its personas, their phases and the processes it left behind.
+
+use serde::{Deserialize, Serialize};
+
+use crate::phase::Phase;
+use crate::spec::PersonaSpec;
+
+/// A process the node started: enough to find it again after the node restarts and to be
+/// sure it is the same process (a PID alone may have been reused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_ticks: u64,
+    pub port: u16,
+    pub started_at_ms: u64,
+    /// The cgroup the process was put in, if any.
+    pub cgroup: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaRecord {
+    pub spec: PersonaSpec,
+    pub phase: Phase,
+    /// Why it is killed or failed, for status.
+    pub reason: Option<String>,
+    /// Automatic restarts since registration.
+    pub restarts: u32,
+    /// Bumped by every restart the mesh asks for, so a replayed request restarts nothing twice.
+    pub generation: u64,
+    pub process: Option<ProcessRecord>,
+    pub added_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl PersonaRecord {
+    pub fn new(spec: PersonaSpec, now_ms: u64) -> Self {
+        PersonaRecord {
+            spec,
+            phase: Phase::Pending,
+            reason: None,
+            restarts: 0,
+            generation: 0,
+            process: None,
+            added_ms: now_ms,
+            updated_ms: now_ms,
+        }
+    }
+
+    /// Should the persona be running after a node restart? Phases at rest stay at rest.
+    pub fn wants_running(&self) -> bool {
+        matches!(self.phase, Phase::Pending | Phase::Starting | Phase::Running | Phase::Backoff | Phase::Stopping)
+    }
+}
