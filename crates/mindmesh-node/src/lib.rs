@@ -1,1 +1,19 @@
-//! placeholder
+//! # mindmesh-node
+//!
+//! The daemon of one host: wires the store, the supervisor and the API together and shuts
+//! them down in order.
+//!
+//! # Layout
+//! - [`daemon`]: start-up (store, supervisor, take-over of a previous run, config personas,
+//!   API) and ordered shutdown
+//! - [`recorder`]: persists the supervisor's reports in batches
+//! - [`api`]: the HTTP API and its JSON types (shared with the CLI)
+//! - [`error`]: the crate's one error type
+
+pub mod api;
+pub mod daemon;
+pub mod error;
+pub mod recorder;
+
+pub use daemon::{API_ADDR_FILE, Node};
+pub use error::NodeError;

@@ -1,0 +1,79 @@
+//! The node's HTTP API (axum): personas and their actions, status, events, metric history
+//! and `/metrics` for Prometheus. Loopback by default; with a token configured every request
+//! must carry it as a bearer token.
+
+mod error;
+mod events;
+mod metrics;
+mod personas;
+mod status;
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use mindmesh_core::clock::Clock;
+use mindmesh_core::metrics::HostSample;
+use mindmesh_store::StoreHandle;
+use mindmesh_supervisor::SupervisorHandle;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+/// What every handler may read. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub node_name: Arc<str>,
+    pub version: &'static str,
+    pub started_ms: u64,
+    pub api_addr: Arc<str>,
+    pub data_dir: Arc<str>,
+    pub supervisor: SupervisorHandle,
+    pub store: StoreHandle,
+    /// The `seq` of the last event the store holds; moves when events are written.
+    pub last_event_seq: watch::Receiver<u64>,
+    pub host: watch::Receiver<Option<HostSample>>,
+    pub token: Option<Arc<str>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/api/v1/status", get(status::status))
+        .route("/api/v1/personas", get(personas::list).post(personas::add))
+        .route("/api/v1/personas/{name}", get(personas::show).delete(personas::remove))
+        .route("/api/v1/personas/{name}/throttle", post(personas::throttle))
+        .route("/api/v1/personas/{name}/budget", patch(personas::budget))
+        .route("/api/v1/personas/{name}/series", get(metrics::series))
+        .route("/api/v1/personas/{name}/{action}", post(personas::action))
+        .route("/api/v1/events", get(events::events))
+        .route("/metrics", get(metrics::prometheus))
+        .fallback(|| async { ApiError::not_found("no such route") });
+    api.layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let presented = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+            return ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Compare without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

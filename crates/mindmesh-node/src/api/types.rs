@@ -1,0 +1,102 @@
+//! The JSON the node's API speaks, shared with the CLI so both sides agree by construction.
+
+use std::collections::BTreeMap;
+
+use mindmesh_core::event::Event;
+use mindmesh_core::metrics::{HostSample, PersonaSample};
+use mindmesh_core::{Budget, Health, Importance, Phase, PersonaSpec};
+use serde::{Deserialize, Serialize};
+
+/// One persona as `list` and `show` present it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaView {
+    pub name: String,
+    pub phase: Phase,
+    pub reason: Option<String>,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub restarts: u32,
+    pub health: Health,
+    pub importance: Importance,
+    pub model: Option<String>,
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub cpu_percent: f32,
+    pub uptime_s: Option<u64>,
+    pub throttle_multiplier: f64,
+    pub budget: Budget,
+    /// Only in `show`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<PersonaSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub version: String,
+    pub uptime_s: u64,
+    pub api: String,
+    pub data_dir: String,
+    /// How hard limits and throttling are enforced here: "cgroup v1", "cgroup v2" or
+    /// "measured + signals".
+    pub limits: String,
+    pub host: Option<HostSample>,
+    pub phases: BTreeMap<String, usize>,
+    pub personas: Vec<PersonaView>,
+    pub last_event_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsPage {
+    pub events: Vec<Event>,
+    /// Pass as `after` to read on.
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPage {
+    pub persona: String,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub samples: Vec<PersonaSample>,
+}
+
+/// Body of an action request; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionRequest {
+    /// Kill: why (recorded).
+    pub reason: Option<String>,
+    /// Wait until the action has settled (at most this long) before answering.
+    pub wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionResponse {
+    pub persona: String,
+    pub action: String,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleRequest {
+    pub multiplier: f64,
+}
+
+/// The error body of every failed request, in OpenAI's shape so one client handles both the
+/// management API and the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The offending field, for validation errors.
+    pub param: Option<String>,
+    pub code: Option<String>,
+}

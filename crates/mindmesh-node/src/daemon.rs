@@ -1,0 +1,213 @@
+//! The node daemon: opens the store, starts the supervisor and takes over what a previous
+//! run left, starts the personas of the config, serves the API, and shuts down in order.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mindmesh_core::clock::{Clock, SystemClock};
+use mindmesh_core::config::NodeConfig;
+use mindmesh_store::{RedbStore, StoreHandle};
+use mindmesh_supervisor::{Supervisor, SupervisorHandle, SupervisorSettings};
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::error::{NodeError, Result};
+use crate::recorder::Recorder;
+
+/// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
+const REPORT_QUEUE: usize = 4096;
+/// File in the data dir holding the address the API is bound to (tests and scripts read it).
+pub const API_ADDR_FILE: &str = "api.addr";
+
+/// A started node. Dropping it does not stop it: call [`Node::shutdown`] or cancel the token.
+pub struct Node {
+    pub api_addr: SocketAddr,
+    pub supervisor: SupervisorHandle,
+    pub store: StoreHandle,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
+
+impl Node {
+    /// Start a node from its config; it runs until `shutdown` is cancelled.
+    pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
+        Self::start_with_clock(config, shutdown, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(config: NodeConfig, shutdown: CancellationToken, clock: Arc<dyn Clock>) -> Result<Node> {
+        config.validate()?;
+        let data_dir = config.node.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::io(format!("create {}", data_dir.display()), e))?;
+        let node_name = node_name(&config);
+        tracing::info!(node = %node_name, data_dir = %data_dir.display(), "starting node");
+
+        let store_path = data_dir.join("mindmesh.redb");
+        let store = StoreHandle::spawn(RedbStore::open(&store_path, config.store.clone())?);
+        tracing::info!(path = %store_path.display(), "store open");
+
+        let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let (seq_tx, seq_rx) = watch::channel(store.last_event_seq().await?);
+        let (host_tx, host_rx) = watch::channel(None);
+        let recorder = tokio::spawn(Recorder::new(store.clone(), reports_rx, seq_tx, host_tx).run());
+
+        let instance = instance_id(&data_dir)?;
+        let settings = SupervisorSettings {
+            config: config.supervisor.clone(),
+            data_dir: data_dir.clone(),
+            instance,
+            max_state_bytes: config.store.max_state_bytes,
+            clock: clock.clone(),
+        };
+        let supervisor_stop = CancellationToken::new();
+        let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
+        tracing::info!(limits = supervisor.limits_enforcement(), "supervisor started");
+
+        let records = store.list_personas().await?;
+        let summary = supervisor.restore(records).await?;
+        tracing::info!(
+            adopted = summary.adopted.len(),
+            replaced = summary.replaced.len(),
+            started = summary.started.len(),
+            strays_killed = summary.strays_killed,
+            "took over the personas of the previous run"
+        );
+        for spec in &config.personas {
+            match store.get_persona(&spec.name).await? {
+                None => supervisor.add(spec.clone(), true).await?,
+                Some(rec) if rec.spec != *spec => {
+                    tracing::info!(persona = %spec.name, "spec changed in the config: replacing the persona");
+                    supervisor.remove(&spec.name).await?;
+                    supervisor.add(spec.clone(), true).await?;
+                }
+                Some(_) => {}
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
+        let api_addr = listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
+        let state = ApiState {
+            node_name: node_name.clone().into(),
+            version: env!("CARGO_PKG_VERSION"),
+            started_ms: clock.now_ms(),
+            api_addr: api_addr.to_string().into(),
+            data_dir: data_dir.display().to_string().into(),
+            supervisor: supervisor.clone(),
+            store: store.clone(),
+            last_event_seq: seq_rx,
+            host: host_rx,
+            token: config.api.token.clone().map(Into::into),
+            clock: clock.clone(),
+        };
+        let app = api::router(state, config.api.max_body_bytes);
+        let api_stop = shutdown.clone();
+        let api_task = tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(api_stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+        write_api_addr(&data_dir, api_addr)?;
+        tracing::info!(%api_addr, "API listening");
+
+        let compactor = tokio::spawn(compact_loop(store.clone(), clock, config.store.rollup_interval_s, shutdown.clone()));
+
+        // the supervisor stops after the API (no new requests) and before the recorder
+        let sup_for_stop = supervisor.clone();
+        let stop_chain = shutdown.clone();
+        let stopper = tokio::spawn(async move {
+            stop_chain.cancelled().await;
+            sup_for_stop.shutdown().await;
+            supervisor_stop.cancel();
+        });
+
+        Ok(Node {
+            api_addr,
+            supervisor,
+            store,
+            shutdown,
+            tasks: vec![
+                ("api", api_task),
+                ("compactor", compactor),
+                ("stopper", stopper),
+                ("supervisor", supervisor_task),
+                ("recorder", recorder),
+            ],
+        })
+    }
+
+    /// Wait until the node has stopped (after its shutdown token was cancelled), joining its
+    /// tasks in order: API, background loops, supervisor (personas stopped), recorder (every
+    /// report written).
+    pub async fn wait(self) {
+        let Node { supervisor, store, tasks, .. } = self;
+        drop(supervisor);
+        for (name, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "task failed");
+            }
+            tracing::debug!(task = name, "stopped");
+        }
+        store.close().await;
+        tracing::info!("node stopped");
+    }
+
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+async fn compact_loop(store: StoreHandle, clock: Arc<dyn Clock>, interval_s: u64, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(interval_s.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => match store.compact(clock.now_ms()).await {
+                Ok(r) => tracing::debug!(?r, "store compacted"),
+                Err(e) => tracing::warn!(error = %e, "compaction failed"),
+            },
+        }
+    }
+}
+
+fn node_name(config: &NodeConfig) -> String {
+    if !config.node.name.is_empty() {
+        return config.node.name.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
+}
+
+/// A random id kept in the data dir: it marks this node's processes across its restarts.
+fn instance_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("instance");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(id.to_owned());
+        }
+    }
+    let id = format!("{:016x}", rand::rng().random::<u64>());
+    write_atomically(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+fn write_api_addr(data_dir: &Path, addr: SocketAddr) -> Result<()> {
+    write_atomically(&data_dir.join(API_ADDR_FILE), addr.to_string().as_bytes())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| NodeError::io(format!("write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| NodeError::io(format!("rename to {}", path.display()), e))
+}

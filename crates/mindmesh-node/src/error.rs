@@ -1,0 +1,27 @@
+//! The one error type of `mindmesh-node`.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] mindmesh_core::CoreError),
+    #[error(transparent)]
+    Store(#[from] mindmesh_store::StoreError),
+    #[error(transparent)]
+    Supervisor(#[from] mindmesh_supervisor::SupervisorError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NodeError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        NodeError::Io { context: context.into(), source }
+    }
+}
+
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;

@@ -1,0 +1,98 @@
+//! The recorder: takes the supervisor's reports, in order, and persists them in batches —
+//! many reports, few transactions — then tells readers (events `--follow`, status) what moved.
+
+use std::collections::BTreeMap;
+
+use mindmesh_core::PersonaRecord;
+use mindmesh_core::event::Event;
+use mindmesh_core::metrics::HostSample;
+use mindmesh_store::StoreHandle;
+use mindmesh_supervisor::Report;
+use tokio::sync::{mpsc, watch};
+
+/// Most reports written per batch: bounds one round of work and the size of a transaction.
+const MAX_BATCH: usize = 1024;
+
+pub struct Recorder {
+    store: StoreHandle,
+    reports: mpsc::Receiver<Report>,
+    last_event_seq: watch::Sender<u64>,
+    host: watch::Sender<Option<HostSample>>,
+}
+
+impl Recorder {
+    pub fn new(
+        store: StoreHandle,
+        reports: mpsc::Receiver<Report>,
+        last_event_seq: watch::Sender<u64>,
+        host: watch::Sender<Option<HostSample>>,
+    ) -> Self {
+        Recorder { store, reports, last_event_seq, host }
+    }
+
+    /// Runs until every sender of reports is gone, so nothing reported is left unwritten.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = self.reports.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match self.reports.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.write(&mut batch).await;
+        }
+        tracing::debug!("recorder finished");
+    }
+
+    async fn write(&mut self, batch: &mut Vec<Report>) {
+        // the latest record per persona wins; a removal cancels earlier records of the batch
+        let mut records: BTreeMap<String, PersonaRecord> = BTreeMap::new();
+        let mut removed: Vec<String> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
+        for report in batch.drain(..) {
+            match report {
+                Report::Record(r) => {
+                    records.insert(r.spec.name.clone(), r);
+                }
+                Report::Removed(name) => {
+                    records.remove(&name);
+                    removed.push(name);
+                }
+                Report::Event(e) => events.push(e),
+                Report::State { persona, blob } => {
+                    if let Err(e) = self.store.put_state(&persona, blob).await {
+                        tracing::error!(persona, error = %e, "cannot store state blob");
+                    }
+                }
+                Report::Samples { ts_ms, personas, host } => {
+                    self.host.send_replace(Some(host.clone()));
+                    if let Err(e) = self.store.append_samples(ts_ms, personas, Some(host)).await {
+                        tracing::error!(error = %e, "cannot store samples");
+                    }
+                }
+            }
+        }
+        for name in removed {
+            if let Err(e) = self.store.remove_persona(&name).await {
+                tracing::error!(persona = name, error = %e, "cannot remove persona record");
+            }
+        }
+        for record in records.into_values() {
+            if let Err(e) = self.store.put_persona(record).await {
+                tracing::error!(error = %e, "cannot store persona record");
+            }
+        }
+        if !events.is_empty() {
+            match self.store.append_events(events).await {
+                Ok(stored) => {
+                    if let Some(last) = stored.last() {
+                        self.last_event_seq.send_replace(last.seq);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot store events"),
+            }
+        }
+    }
+}

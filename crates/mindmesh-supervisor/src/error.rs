@@ -1,0 +1,37 @@
+//! The one error type of `mindmesh-supervisor`.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SupervisorError {
+    #[error("persona {0:?} not found")]
+    NotFound(String),
+    #[error("persona {0:?} already exists")]
+    Exists(String),
+    #[error("this node supervises at most {0} personas")]
+    Full(usize),
+    /// The request makes no sense in the persona's current phase.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] mindmesh_core::CoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The supervisor task is gone (shutting down).
+    #[error("the supervisor has stopped")]
+    Stopped,
+}
+
+impl SupervisorError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SupervisorError::Io { context: context.into(), source }
+    }
+}
+
+pub type Result<T, E = SupervisorError> = std::result::Result<T, E>;

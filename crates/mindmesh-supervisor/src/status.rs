@@ -1,0 +1,49 @@
+//! What the supervisor publishes: a read-only table of its personas, replaced on every
+//! change, so readers (API, gateway, gossip) never wait on the supervisor's task; and the
+//! reports it sends to whoever persists them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mindmesh_core::event::Event;
+use mindmesh_core::metrics::{HostSample, PersonaSample};
+use mindmesh_core::{Budget, Health, Importance, Phase, PersonaRecord};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaStatus {
+    pub name: String,
+    pub phase: Phase,
+    pub reason: Option<String>,
+    pub pid: Option<u32>,
+    /// Where the persona serves, while it has a process.
+    pub port: Option<u16>,
+    pub restarts: u32,
+    pub generation: u64,
+    pub health: Health,
+    pub importance: Importance,
+    pub model: Option<String>,
+    pub budget: Budget,
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub cpu_percent: f32,
+    pub started_at_ms: Option<u64>,
+    /// Bumped at every spawn: the gateway refuses to send a request to an older one.
+    pub spawn_id: u64,
+    pub hibernate_after_idle_s: Option<u64>,
+}
+
+pub type StatusTable = Arc<BTreeMap<String, PersonaStatus>>;
+
+/// What the supervisor hands to the node for persistence, in order.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// The persona's durable record changed (phase, process, restarts, spec or budget).
+    Record(PersonaRecord),
+    Removed(String),
+    Event(Event),
+    /// A state blob saved through the persona's hook.
+    State { persona: String, blob: Vec<u8> },
+    /// One metrics tick.
+    Samples { ts_ms: u64, personas: Vec<(String, PersonaSample)>, host: HostSample },
+}
