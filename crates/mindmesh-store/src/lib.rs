@@ -1,1 +1,58 @@
-//! placeholder
+//! # mindmesh-store
+//!
+//! A node's durable state in one redb file: persona records and state blobs, the event log,
+//! and per-persona and host metric series with rollups and retention. Behind one blocking
+//! trait, [`Store`], with a file implementation ([`RedbStore`]) and an in-memory twin
+//! ([`MemStore`]) that pass the same conformance suite; async code goes through
+//! [`StoreHandle`], an actor on its own thread.
+//!
+//! # Layout
+//! - [`store`]: the [`Store`] trait, [`CompactReport`], the limits every backend applies
+//! - [`redb_store`]: [`RedbStore`] — tables (`tables.rs`), records and blobs
+//!   (`personas.rs`), the event log (`events.rs`), series (`series.rs`), compaction
+//!   (`compact.rs`)
+//! - [`mem_store`]: [`MemStore`], the twin
+//! - [`handle`]: [`StoreHandle`], the actor: bounded queue, oneshot replies, draining close
+//! - `series`: pure series logic both backends share (compaction plan, rollups by interval,
+//!   which rollups a read takes, downsampling)
+//! - `codec`: version tags and size bounds of stored values
+//! - [`error`]: [`StoreError`], the crate's one error type
+//!
+//! ## The file
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `store/meta` | `&str` | `u64`: `schema_version`, `event_last_seq`, `series_rolled_until_ms` |
+//! | `persona/record` | name | `PersonaRecord` |
+//! | `persona/state` | name | the blob as given |
+//! | `event/log` | seq | `Event` |
+//! | `event/by_persona` | (name, seq) | `()` |
+//! | `series/persona_raw` | (name, ts_ms) | `PersonaSample` |
+//! | `series/persona_rollup` | (name, interval start ms) | `PersonaSample` |
+//! | `series/host_raw` | ts_ms | `HostSample` |
+//! | `series/host_rollup` | interval start ms | `HostSample` |
+//!
+//! Values are postcard behind a one-byte version tag, each kind with a size bound. Tables
+//! are namespaced because other modules (the Raft log and state machine) keep theirs in the
+//! same file, reached through [`RedbStore::database`] / [`RedbStore::with_database`].
+//!
+//! ## Series
+//! Each tick writes one raw sample per persona in one transaction. [`Store::compact`]
+//! rolls every complete interval (60 s by default) into one rollup per persona as soon as
+//! it is complete, drops raw samples past their retention (1 h) but never before they are
+//! rolled up, drops rollups past theirs (24 h) and events past theirs, all in one
+//! transaction. Reads return rollups for the span raw samples no longer cover, then raw
+//! samples, merged down to the points asked for.
+
+mod codec;
+pub mod error;
+pub mod handle;
+pub mod mem_store;
+pub mod redb_store;
+mod series;
+pub mod store;
+
+pub use error::StoreError;
+pub use handle::{DEFAULT_QUEUE_LEN, StoreHandle, StoreThread};
+pub use mem_store::MemStore;
+pub use redb_store::{RedbOptions, RedbStore, SCHEMA_VERSION};
+pub use store::{CompactReport, MAX_EVENTS_PER_READ, MAX_SERIES_POINTS, Store};

@@ -1,0 +1,79 @@
+//! How values are stored: postcard behind a version tag ([`mindmesh_core::wire`]), each kind
+//! with its own tag and size bound. Both backends encode through here, so the twin refuses
+//! exactly what the file would.
+
+use mindmesh_core::PersonaRecord;
+use mindmesh_core::event::Event;
+use mindmesh_core::metrics::{HostSample, PersonaSample};
+use mindmesh_core::wire;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, StoreError};
+
+/// One stored kind: its version tag, its largest encoding, and a name for errors.
+pub(crate) struct Kind {
+    pub version: u8,
+    pub max_bytes: usize,
+    pub what: &'static str,
+}
+
+/// A spec holds at most 256 args and 256 env entries of 4 KiB each: a few MiB at worst.
+pub(crate) const RECORD: Kind = Kind { version: 1, max_bytes: 4 << 20, what: "persona record" };
+/// Event details are cut to 1 KiB and names to 63 bytes.
+pub(crate) const EVENT: Kind = Kind { version: 1, max_bytes: 4 << 10, what: "event" };
+/// A sample is ~100 bytes; the rest is room for many error kinds.
+pub(crate) const PERSONA_SAMPLE: Kind = Kind { version: 1, max_bytes: 16 << 10, what: "persona sample" };
+pub(crate) const HOST_SAMPLE: Kind = Kind { version: 1, max_bytes: 1 << 10, what: "host sample" };
+
+/// Which kind of value a type is stored as.
+pub(crate) trait Stored: Serialize + DeserializeOwned {
+    const KIND: Kind;
+}
+
+impl Stored for PersonaRecord {
+    const KIND: Kind = RECORD;
+}
+impl Stored for Event {
+    const KIND: Kind = EVENT;
+}
+impl Stored for PersonaSample {
+    const KIND: Kind = PERSONA_SAMPLE;
+}
+impl Stored for HostSample {
+    const KIND: Kind = HOST_SAMPLE;
+}
+
+/// Encode, refusing what could not be decoded again: a value is never written that a reader
+/// would reject.
+pub(crate) fn encode<T: Stored>(value: &T) -> Result<Vec<u8>> {
+    let kind = T::KIND;
+    let bytes = wire::encode(kind.version, value).map_err(|source| StoreError::Encode { what: kind.what, source })?;
+    if bytes.len() > kind.max_bytes {
+        return Err(StoreError::TooLarge {
+            what: kind.what,
+            len_bytes: bytes.len() as u64,
+            max_bytes: kind.max_bytes as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decode a stored value; `key` only labels the error.
+pub(crate) fn decode<T: Stored>(bytes: &[u8], key: &dyn std::fmt::Display) -> Result<T> {
+    let kind = T::KIND;
+    wire::decode(kind.version, bytes, kind.max_bytes).map_err(|source| StoreError::Decode {
+        what: kind.what,
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// A series key (`name@ts_ms`) for errors, formatted only when one happens.
+pub(crate) struct At<'a>(pub &'a str, pub u64);
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.0, self.1)
+    }
+}

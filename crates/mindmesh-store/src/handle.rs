@@ -1,0 +1,215 @@
+//! [`StoreHandle`]: the store as an actor. A dedicated thread owns the [`Store`] and runs one
+//! command at a time from a bounded channel, so async code never blocks on disk and writes
+//! happen in the order they were sent. Handles are cheap to clone.
+//!
+//! Shutdown drains: [`StoreHandle::close`], or dropping the last handle, lets every command
+//! already queued finish before the store is dropped and its file closed. There is no
+//! cancellation token on purpose: cancelling the store would lose the writes that shutdown
+//! itself produces (the last events, the final records), so it closes after its writers.
+
+use std::thread;
+
+use mindmesh_core::PersonaRecord;
+use mindmesh_core::event::Event;
+use mindmesh_core::metrics::{HostSample, PersonaSample};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Result, StoreError};
+use crate::store::{CompactReport, Store};
+
+/// Commands waiting for the store thread at most; senders wait (asynchronously) beyond it.
+pub const DEFAULT_QUEUE_LEN: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum Command {
+    PutPersona(Box<PersonaRecord>, Reply<()>),
+    GetPersona(String, Reply<Option<PersonaRecord>>),
+    ListPersonas(Reply<Vec<PersonaRecord>>),
+    RemovePersona(String, Reply<bool>),
+    PutState(String, Vec<u8>, Reply<()>),
+    GetState(String, Reply<Option<Vec<u8>>>),
+    DeleteState(String, Reply<bool>),
+    AppendEvents(Vec<Event>, Reply<Vec<Event>>),
+    Events { after_seq: u64, limit: usize, persona: Option<String>, reply: Reply<Vec<Event>> },
+    LastEventSeq(Reply<u64>),
+    AppendSamples { ts_ms: u64, samples: Vec<(String, PersonaSample)>, host: Option<HostSample>, reply: Reply<()> },
+    PersonaSeries { name: String, from_ms: u64, to_ms: u64, max_points: usize, reply: Reply<Vec<PersonaSample>> },
+    HostSeries { from_ms: u64, to_ms: u64, max_points: usize, reply: Reply<Vec<HostSample>> },
+    Compact(u64, Reply<CompactReport>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A cloneable async front to a store running on its own thread.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The store thread, to wait for after shutdown.
+#[derive(Debug)]
+pub struct StoreThread {
+    thread: thread::JoinHandle<()>,
+    stopped: oneshot::Receiver<()>,
+}
+
+impl StoreThread {
+    /// Wait until the thread has run every queued command and dropped the store.
+    pub async fn join(self) {
+        // an Err means the thread ended without saying so (it panicked): it is over either way
+        let _ = self.stopped.await;
+        if self.thread.join().is_err() {
+            tracing::error!("store thread panicked");
+        }
+    }
+}
+
+impl StoreHandle {
+    /// Start a thread that owns `store`, with room for `queue_len` waiting commands.
+    pub fn spawn(store: Box<dyn Store>, queue_len: usize) -> Result<(StoreHandle, StoreThread)> {
+        let (tx, rx) = mpsc::channel(queue_len.max(1));
+        let (stopped_tx, stopped) = oneshot::channel();
+        let thread = thread::Builder::new()
+            .name("mindmesh-store".into())
+            .spawn(move || {
+                run(store, rx);
+                let _ = stopped_tx.send(());
+            })
+            .map_err(StoreError::Spawn)?;
+        Ok((StoreHandle { tx }, StoreThread { thread, stopped }))
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn put_persona(&self, record: PersonaRecord) -> Result<()> {
+        self.call(|r| Command::PutPersona(Box::new(record), r)).await
+    }
+
+    pub async fn get_persona(&self, name: &str) -> Result<Option<PersonaRecord>> {
+        self.call(|r| Command::GetPersona(name.to_owned(), r)).await
+    }
+
+    pub async fn list_personas(&self) -> Result<Vec<PersonaRecord>> {
+        self.call(Command::ListPersonas).await
+    }
+
+    pub async fn remove_persona(&self, name: &str) -> Result<bool> {
+        self.call(|r| Command::RemovePersona(name.to_owned(), r)).await
+    }
+
+    pub async fn put_state(&self, name: &str, state: Vec<u8>) -> Result<()> {
+        self.call(|r| Command::PutState(name.to_owned(), state, r)).await
+    }
+
+    pub async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.call(|r| Command::GetState(name.to_owned(), r)).await
+    }
+
+    pub async fn delete_state(&self, name: &str) -> Result<bool> {
+        self.call(|r| Command::DeleteState(name.to_owned(), r)).await
+    }
+
+    /// Append `events` in one transaction; returns them with their `seq`.
+    pub async fn append_events(&self, events: Vec<Event>) -> Result<Vec<Event>> {
+        self.call(|r| Command::AppendEvents(events, r)).await
+    }
+
+    pub async fn events(&self, after_seq: u64, limit: usize, persona: Option<&str>) -> Result<Vec<Event>> {
+        let persona = persona.map(str::to_owned);
+        self.call(|reply| Command::Events { after_seq, limit, persona, reply }).await
+    }
+
+    pub async fn last_event_seq(&self) -> Result<u64> {
+        self.call(Command::LastEventSeq).await
+    }
+
+    /// Record one metrics tick in one transaction.
+    pub async fn append_samples(
+        &self,
+        ts_ms: u64,
+        samples: Vec<(String, PersonaSample)>,
+        host: Option<HostSample>,
+    ) -> Result<()> {
+        self.call(|reply| Command::AppendSamples { ts_ms, samples, host, reply }).await
+    }
+
+    pub async fn persona_series(
+        &self,
+        name: &str,
+        from_ms: u64,
+        to_ms: u64,
+        max_points: usize,
+    ) -> Result<Vec<PersonaSample>> {
+        let name = name.to_owned();
+        self.call(|reply| Command::PersonaSeries { name, from_ms, to_ms, max_points, reply }).await
+    }
+
+    pub async fn host_series(&self, from_ms: u64, to_ms: u64, max_points: usize) -> Result<Vec<HostSample>> {
+        self.call(|reply| Command::HostSeries { from_ms, to_ms, max_points, reply }).await
+    }
+
+    pub async fn compact(&self, now_ms: u64) -> Result<CompactReport> {
+        self.call(|r| Command::Compact(now_ms, r)).await
+    }
+
+    /// Finish every command sent before this one, then close the store. Later calls, from
+    /// this handle or its clones, fail with [`StoreError::Closed`]. Closing twice is fine.
+    pub async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(done)).await.is_ok() {
+            // Err: the thread is already gone, which is what was asked
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The store thread's loop: one command at a time, in arrival order.
+fn run(store: Box<dyn Store>, mut rx: mpsc::Receiver<Command>) {
+    tracing::debug!("store thread started");
+    let mut closed_by = None;
+    while let Some(cmd) = rx.blocking_recv() {
+        // A send fails only when the caller stopped waiting (its future dropped); what was
+        // asked is done all the same, so the failure is nothing to report.
+        match cmd {
+            Command::PutPersona(rec, r) => drop(r.send(store.put_persona(&rec))),
+            Command::GetPersona(name, r) => drop(r.send(store.get_persona(&name))),
+            Command::ListPersonas(r) => drop(r.send(store.list_personas())),
+            Command::RemovePersona(name, r) => drop(r.send(store.remove_persona(&name))),
+            Command::PutState(name, state, r) => drop(r.send(store.put_state(&name, &state))),
+            Command::GetState(name, r) => drop(r.send(store.get_state(&name))),
+            Command::DeleteState(name, r) => drop(r.send(store.delete_state(&name))),
+            Command::AppendEvents(mut events, r) => {
+                drop(r.send(store.append_events(&mut events).map(|()| events)));
+            }
+            Command::Events { after_seq, limit, persona, reply } => {
+                drop(reply.send(store.events(after_seq, limit, persona.as_deref())));
+            }
+            Command::LastEventSeq(r) => drop(r.send(store.last_event_seq())),
+            Command::AppendSamples { ts_ms, samples, host, reply } => {
+                drop(reply.send(store.append_samples(ts_ms, &samples, host.as_ref())));
+            }
+            Command::PersonaSeries { name, from_ms, to_ms, max_points, reply } => {
+                drop(reply.send(store.persona_series(&name, from_ms, to_ms, max_points)));
+            }
+            Command::HostSeries { from_ms, to_ms, max_points, reply } => {
+                drop(reply.send(store.host_series(from_ms, to_ms, max_points)));
+            }
+            Command::Compact(now_ms, r) => drop(r.send(store.compact(now_ms))),
+            Command::Close(done) => {
+                closed_by = Some(done);
+                break;
+            }
+        }
+    }
+    // Commands queued behind a close are dropped with the channel: their callers see Closed.
+    drop(rx);
+    drop(store);
+    tracing::debug!("store thread stopped");
+    if let Some(done) = closed_by {
+        let _ = done.send(());
+    }
+}
