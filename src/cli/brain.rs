@@ -8,9 +8,7 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum BrainCommand {
     /// Run an analyst over every scenario in DIR and score its decisions.
-    Eval {
-        dir: PathBuf,
-    },
+    Eval { dir: PathBuf },
 }
 
 pub async fn run(cmd: BrainCommand) -> anyhow::Result<ExitCode> {

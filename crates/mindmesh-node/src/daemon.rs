@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mindmesh_core::clock::{Clock, SystemClock};
 use mindmesh_core::config::NodeConfig;
-use mindmesh_store::{RedbStore, StoreHandle};
+use mindmesh_store::{RedbStore, StoreHandle, StoreThread};
 use mindmesh_supervisor::{Supervisor, SupervisorHandle, SupervisorSettings};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
@@ -30,6 +30,7 @@ pub struct Node {
     pub store: StoreHandle,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+    store_thread: StoreThread,
 }
 
 impl Node {
@@ -38,7 +39,11 @@ impl Node {
         Self::start_with_clock(config, shutdown, Arc::new(SystemClock)).await
     }
 
-    pub async fn start_with_clock(config: NodeConfig, shutdown: CancellationToken, clock: Arc<dyn Clock>) -> Result<Node> {
+    pub async fn start_with_clock(
+        config: NodeConfig,
+        shutdown: CancellationToken,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Node> {
         config.validate()?;
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::io(format!("create {}", data_dir.display()), e))?;
@@ -46,7 +51,8 @@ impl Node {
         tracing::info!(node = %node_name, data_dir = %data_dir.display(), "starting node");
 
         let store_path = data_dir.join("mindmesh.redb");
-        let store = StoreHandle::spawn(RedbStore::open(&store_path, config.store.clone())?);
+        let (store, store_thread) =
+            StoreHandle::spawn(Box::new(RedbStore::open(&store_path, config.store.clone())?), REPORT_QUEUE)?;
         tracing::info!(path = %store_path.display(), "store open");
 
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
@@ -115,7 +121,8 @@ impl Node {
         write_api_addr(&data_dir, api_addr)?;
         tracing::info!(%api_addr, "API listening");
 
-        let compactor = tokio::spawn(compact_loop(store.clone(), clock, config.store.rollup_interval_s, shutdown.clone()));
+        let compactor =
+            tokio::spawn(compact_loop(store.clone(), clock, config.store.rollup_interval_s, shutdown.clone()));
 
         // the supervisor stops after the API (no new requests) and before the recorder
         let sup_for_stop = supervisor.clone();
@@ -138,6 +145,7 @@ impl Node {
                 ("supervisor", supervisor_task),
                 ("recorder", recorder),
             ],
+            store_thread,
         })
     }
 
@@ -145,7 +153,7 @@ impl Node {
     /// tasks in order: API, background loops, supervisor (personas stopped), recorder (every
     /// report written).
     pub async fn wait(self) {
-        let Node { supervisor, store, tasks, .. } = self;
+        let Node { supervisor, store, tasks, store_thread, .. } = self;
         drop(supervisor);
         for (name, task) in tasks {
             if let Err(e) = task.await {
@@ -154,6 +162,7 @@ impl Node {
             tracing::debug!(task = name, "stopped");
         }
         store.close().await;
+        store_thread.join().await;
         tracing::info!("node stopped");
     }
 

@@ -12,7 +12,7 @@ use mindmesh_core::config::SupervisorConfig;
 use mindmesh_core::event::{Event, EventKind};
 use mindmesh_core::lifecycle::{Effect, ExitStatus, Input, Lifecycle, RestartConfig, StopGoal};
 use mindmesh_core::metrics::PersonaSample;
-use mindmesh_core::{Budget, BudgetPatch, Health, Phase, PersonaRecord, PersonaSpec, ProcessRecord};
+use mindmesh_core::{Budget, BudgetPatch, Health, PersonaRecord, PersonaSpec, Phase, ProcessRecord};
 use nix::sys::signal::Signal;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -286,7 +286,8 @@ impl Supervisor {
             let adoptable = wants && candidates.first().is_some_and(|c| c.port.is_some());
             let restarts = record.restarts;
             let phase = if wants { Phase::Pending } else { record.phase };
-            let life = Lifecycle::resume(record.spec.restart, phase, None, None, restarts);
+            let reason = if wants { None } else { record.reason.clone() };
+            let life = Lifecycle::resume(record.spec.restart, phase, None, None, restarts, reason);
             self.insert_slot(PersonaRecord { process: None, ..record }, life);
             let mut keep = None;
             if adoptable {
@@ -328,7 +329,8 @@ impl Supervisor {
         let cgroup = self.cgroups.as_ref().and_then(|c| c.create(name).ok());
         let Some(slot) = self.slots.get_mut(name) else { return };
         let restarts = slot.record.restarts;
-        slot.life = Lifecycle::resume(slot.record.spec.restart, Phase::Running, Some(found.pid), Some(now), restarts);
+        slot.life =
+            Lifecycle::resume(slot.record.spec.restart, Phase::Running, Some(found.pid), Some(now), restarts, None);
         slot.spawn_id = spawn_id;
         slot.port = found.port;
         slot.oom_kills_seen = cgroup.as_ref().map_or(0, |c| c.oom_kills());
@@ -639,6 +641,8 @@ impl Supervisor {
                 slot.port = None;
                 slot.health = Health::Unknown;
                 slot.saving = false;
+                // figures of a gone process would read as a live one's
+                slot.sample = PersonaSample::default();
                 if let Some(n) = oom {
                     slot.oom_kills_seen = n;
                     let limit = slot.record.spec.limits.memory_max_mb.unwrap_or(0);

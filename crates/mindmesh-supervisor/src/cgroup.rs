@@ -187,9 +187,7 @@ impl PersonaCgroup {
         };
         std::fs::read_to_string(self.memory_dir.join(file))
             .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))
-            })
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok())))
             .unwrap_or(0)
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mindmesh_core::{Budget, BudgetPatch, Phase, PersonaRecord, PersonaSpec};
+use mindmesh_core::{Budget, BudgetPatch, PersonaRecord, PersonaSpec, Phase};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Result, SupervisorError};
@@ -18,9 +18,13 @@ pub enum Act {
     /// Save state through the persona's hook, then stop; `wake` brings it back with it.
     Hibernate,
     /// Start again, restoring the given state blob (or the last one saved here).
-    Wake { state: Option<Vec<u8>> },
+    Wake {
+        state: Option<Vec<u8>>,
+    },
     /// Stop and stay down until an operator starts it.
-    Kill { reason: String },
+    Kill {
+        reason: String,
+    },
 }
 
 impl Act {

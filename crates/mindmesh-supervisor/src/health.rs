@@ -28,7 +28,12 @@ impl Prober {
     pub async fn save_state(&self, port: u16, timeout: Duration, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
         let url = format!("http://127.0.0.1:{port}/mindmesh/state/save");
         let resp = self.http.post(&url).timeout(timeout).send().await.map_err(|e| e.to_string())?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND || resp.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+        let no_hook = [
+            reqwest::StatusCode::NOT_FOUND,
+            reqwest::StatusCode::METHOD_NOT_ALLOWED,
+            reqwest::StatusCode::NOT_IMPLEMENTED,
+        ];
+        if no_hook.contains(&resp.status()) {
             return Ok(None);
         }
         if !resp.status().is_success() {

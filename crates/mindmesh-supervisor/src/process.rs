@@ -47,11 +47,7 @@ pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
         .map_err(|e| SupervisorError::io(format!("open log {}", plan.log_file.display()), e))?;
     let log_err = log.try_clone().map_err(|e| SupervisorError::io("dup log", e))?;
     let mut cmd = std::process::Command::new(&plan.program);
-    cmd.args(&plan.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .process_group(0);
+    cmd.args(&plan.args).stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log_err)).process_group(0);
     for (k, v) in &plan.env {
         cmd.env(k, v);
     }

@@ -51,9 +51,9 @@ impl Sampler {
 }
 
 fn run(rx: std_mpsc::Receiver<Request>, out: mpsc::Sender<Reading>) {
-    let Ok(mut sys) = System::new_with_specifics(
-        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
-    ) else {
+    let Ok(mut sys) =
+        System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()))
+    else {
         tracing::error!("sysinfo is not supported here: no OS metrics");
         return;
     };

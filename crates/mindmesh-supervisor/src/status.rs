@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mindmesh_core::event::Event;
 use mindmesh_core::metrics::{HostSample, PersonaSample};
-use mindmesh_core::{Budget, Health, Importance, Phase, PersonaRecord};
+use mindmesh_core::{Budget, Health, Importance, PersonaRecord, Phase};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +43,14 @@ pub enum Report {
     Removed(String),
     Event(Event),
     /// A state blob saved through the persona's hook.
-    State { persona: String, blob: Vec<u8> },
+    State {
+        persona: String,
+        blob: Vec<u8>,
+    },
     /// One metrics tick.
-    Samples { ts_ms: u64, personas: Vec<(String, PersonaSample)>, host: HostSample },
+    Samples {
+        ts_ms: u64,
+        personas: Vec<(String, PersonaSample)>,
+        host: HostSample,
+    },
 }

@@ -31,7 +31,7 @@ pub async fn events(State(st): State<ApiState>, Query(q): Query<EventsQuery>) ->
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         let _ = tokio::time::timeout(wait, seq.wait_for(|&s| s > q.after)).await;
     }
-    let events = st.store.events(q.after, limit, q.persona.clone()).await?;
+    let events = st.store.events(q.after, limit, q.persona.as_deref()).await?;
     let last_seq = events.last().map_or(q.after, |e| e.seq);
     Ok(Json(EventsPage { events, last_seq }))
 }

@@ -50,24 +50,64 @@ pub async fn prometheus(State(st): State<ApiState>) -> impl IntoResponse {
         }
     };
     let persona = |p: &str| format!(",persona=\"{}\"", escape(p));
-    gauge("mindmesh_persona_up", "1 if the persona is running", &mut table.values().map(|s| (persona(&s.name), f64::from(u8::from(s.phase.has_process())))));
-    gauge("mindmesh_persona_rss_bytes", "Resident memory", &mut table.values().map(|s| (persona(&s.name), s.rss_bytes as f64)));
-    gauge("mindmesh_persona_peak_rss_bytes", "Peak resident memory since start", &mut table.values().map(|s| (persona(&s.name), s.peak_rss_bytes as f64)));
-    gauge("mindmesh_persona_cpu_percent", "CPU, 100 = one core", &mut table.values().map(|s| (persona(&s.name), f64::from(s.cpu_percent))));
-    gauge("mindmesh_persona_restarts", "Automatic restarts since registration", &mut table.values().map(|s| (persona(&s.name), f64::from(s.restarts))));
-    gauge("mindmesh_persona_throttle_multiplier", "Budget throttle multiplier", &mut table.values().map(|s| (persona(&s.name), s.budget.throttle_multiplier)));
+    gauge(
+        "mindmesh_persona_up",
+        "1 if the persona is running",
+        &mut table.values().map(|s| (persona(&s.name), f64::from(u8::from(s.phase.has_process())))),
+    );
+    gauge(
+        "mindmesh_persona_rss_bytes",
+        "Resident memory",
+        &mut table.values().map(|s| (persona(&s.name), s.rss_bytes as f64)),
+    );
+    gauge(
+        "mindmesh_persona_peak_rss_bytes",
+        "Peak resident memory since start",
+        &mut table.values().map(|s| (persona(&s.name), s.peak_rss_bytes as f64)),
+    );
+    gauge(
+        "mindmesh_persona_cpu_percent",
+        "CPU, 100 = one core",
+        &mut table.values().map(|s| (persona(&s.name), f64::from(s.cpu_percent))),
+    );
+    gauge(
+        "mindmesh_persona_restarts",
+        "Automatic restarts since registration",
+        &mut table.values().map(|s| (persona(&s.name), f64::from(s.restarts))),
+    );
+    gauge(
+        "mindmesh_persona_throttle_multiplier",
+        "Budget throttle multiplier",
+        &mut table.values().map(|s| (persona(&s.name), s.budget.throttle_multiplier)),
+    );
     gauge(
         "mindmesh_persona_phase",
         "1 for the persona's current phase",
         &mut table.values().map(|s| (format!("{},phase=\"{}\"", persona(&s.name), s.phase), 1.0)),
     );
     if let Some(h) = host {
-        gauge("mindmesh_host_cpu_percent", "Host CPU, 0-100", &mut std::iter::once((String::new(), f64::from(h.cpu_percent))));
-        gauge("mindmesh_host_memory_used_bytes", "Host memory in use", &mut std::iter::once((String::new(), h.memory_used_bytes as f64)));
-        gauge("mindmesh_host_memory_total_bytes", "Host memory", &mut std::iter::once((String::new(), h.memory_total_bytes as f64)));
+        gauge(
+            "mindmesh_host_cpu_percent",
+            "Host CPU, 0-100",
+            &mut std::iter::once((String::new(), f64::from(h.cpu_percent))),
+        );
+        gauge(
+            "mindmesh_host_memory_used_bytes",
+            "Host memory in use",
+            &mut std::iter::once((String::new(), h.memory_used_bytes as f64)),
+        );
+        gauge(
+            "mindmesh_host_memory_total_bytes",
+            "Host memory",
+            &mut std::iter::once((String::new(), h.memory_total_bytes as f64)),
+        );
     }
     let last = *st.last_event_seq.borrow();
-    gauge("mindmesh_events_last_seq", "Sequence number of the last event", &mut std::iter::once((String::new(), last as f64)));
+    gauge(
+        "mindmesh_events_last_seq",
+        "Sequence number of the last event",
+        &mut std::iter::once((String::new(), last as f64)),
+    );
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

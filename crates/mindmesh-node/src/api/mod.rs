@@ -61,10 +61,15 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
 
 async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let presented = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let presented =
+            req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
-            return ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
-                .into_response();
+            return ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+            .into_response();
         }
     }
     next.run(req).await

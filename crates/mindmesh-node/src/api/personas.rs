@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use mindmesh_core::spec::parse_json;
-use mindmesh_core::{BudgetPatch, Phase, PersonaSpec};
+use mindmesh_core::{BudgetPatch, PersonaSpec, Phase};
 use mindmesh_supervisor::{Act, PersonaStatus};
 use serde::Deserialize;
 
@@ -103,7 +103,9 @@ pub async fn action(
         "stop" => (Act::Stop, &[Phase::Stopped]),
         "restart" => (Act::Restart, &[Phase::Running, Phase::Killed, Phase::Failed]),
         "hibernate" => (Act::Hibernate, &[Phase::Hibernating]),
-        "wake" => (Act::Wake { state: st.store.get_state(&name).await? }, &[Phase::Running, Phase::Killed, Phase::Failed]),
+        "wake" => {
+            (Act::Wake { state: st.store.get_state(&name).await? }, &[Phase::Running, Phase::Killed, Phase::Failed])
+        }
         "kill" => {
             let reason = req.reason.clone().unwrap_or_else(|| "operator".to_owned());
             (Act::Kill { reason }, &[Phase::Killed])
@@ -119,7 +121,10 @@ pub async fn action(
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         if action == "restart" {
             // a running persona passes through stopping/starting first: wait for that to begin
-            let _ = st.supervisor.wait_for(&name, &[Phase::Starting, Phase::Stopping, Phase::Backoff], Duration::from_millis(50)).await;
+            let _ = st
+                .supervisor
+                .wait_for(&name, &[Phase::Starting, Phase::Stopping, Phase::Backoff], Duration::from_millis(50))
+                .await;
         }
         phase = st.supervisor.wait_for(&name, settled, wait).await?;
     }
@@ -131,9 +136,13 @@ pub async fn throttle(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<PersonaView>, ApiError> {
-    let req: ThrottleRequest = parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
+    let req: ThrottleRequest =
+        parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     let patch = BudgetPatch { throttle_multiplier: Some(req.multiplier), ..BudgetPatch::default() };
-    st.supervisor.set_budget(&name, patch).await.map_err(|e| rename_field(e.into(), "budget.throttle_multiplier", "multiplier"))?;
+    st.supervisor
+        .set_budget(&name, patch)
+        .await
+        .map_err(|e| rename_field(e.into(), "budget.throttle_multiplier", "multiplier"))?;
     show(State(st), Path(name)).await
 }
 
@@ -142,7 +151,8 @@ pub async fn budget(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<PersonaView>, ApiError> {
-    let patch: BudgetPatch = parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
+    let patch: BudgetPatch =
+        parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     if patch.is_empty() {
         return Err(ApiError::bad_request("the budget change is empty"));
     }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 
+use super::ApiState;
 use super::personas::view;
 use super::types::NodeStatus;
-use super::ApiState;
 
 pub async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
     let now = st.clock.now_ms();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use mindmesh_core::event::Event;
 use mindmesh_core::metrics::{HostSample, PersonaSample};
-use mindmesh_core::{Budget, Health, Importance, Phase, PersonaSpec};
+use mindmesh_core::{Budget, Health, Importance, PersonaSpec, Phase};
 use serde::{Deserialize, Serialize};
 
 /// One persona as `list` and `show` present it.
