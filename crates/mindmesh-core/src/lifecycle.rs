@@ -191,15 +191,17 @@ impl Lifecycle {
         }
     }
 
-    /// Resume at a phase, e.g. a restarted node that adopted a running process.
+    /// Resume where a previous run of the node left off: its phase (with the reason, for a
+    /// killed or failed persona), its process if one was adopted, and its restart count.
     pub fn resume(
         policy: RestartPolicy,
         phase: Phase,
         pid: Option<u32>,
         started_at_ms: Option<u64>,
         restarts: u32,
+        reason: Option<String>,
     ) -> Self {
-        Lifecycle { phase, pid, started_at_ms, restarts, ..Lifecycle::new(policy) }
+        Lifecycle { phase, pid, started_at_ms, restarts, reason, ..Lifecycle::new(policy) }
     }
 
     pub fn phase(&self) -> Phase {
