@@ -1,0 +1,213 @@
+//! Shared helpers for integration tests: start the real `mindmesh` binary on a port it picks,
+//! talk to its API, wait for conditions with a deadline.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const MINDMESH: &str = env!("CARGO_BIN_EXE_mindmesh");
+pub const DEMO: &str = env!("CARGO_BIN_EXE_mindmesh-demo-persona");
+
+/// A node process with its own data dir; SIGKILLed on drop if still running.
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub api: String,
+    pub config: PathBuf,
+}
+
+impl TestNode {
+    /// Write a config (`[node]` and `[api]` are added; `extra` holds anything else, e.g.
+    /// `[[persona]]` tables) and start a node on it.
+    pub fn start(extra: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("node.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}",
+                data.display()
+            ),
+        )
+        .expect("write config");
+        let mut node = TestNode { dir, child: None, api: String::new(), config };
+        node.spawn();
+        node
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// (Re)start the node process on the same config and data dir.
+    pub fn spawn(&mut self) {
+        let addr_file = self.data_dir().join("api.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("node.log")).unwrap();
+        let child = Command::new(MINDMESH)
+            .args(["node", "start", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn mindmesh");
+        self.child = Some(child);
+        let addr = wait_for(Duration::from_secs(30), || std::fs::read_to_string(&addr_file).ok())
+            .unwrap_or_else(|| panic!("node did not start; log:\n{}", self.log()));
+        self.api = format!("http://{}", addr.trim());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running node");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        http("GET", &self.url(path), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        http("POST", &self.url(path), Some(("application/json", body.to_string()))).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        http("POST", &self.url(path), Some((content_type, body.to_owned()))).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        http("PATCH", &self.url(path), Some(("application/json", body.to_string()))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        http("DELETE", &self.url(path), None).await
+    }
+
+    pub async fn persona(&self, name: &str) -> Value {
+        let (code, v) = self.get(&format!("/api/v1/personas/{name}")).await;
+        assert_eq!(code, 200, "{v}");
+        v
+    }
+
+    /// Wait until the persona satisfies `cond`, returning its view.
+    pub async fn wait_persona(&self, name: &str, timeout: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, v) = self.get(&format!("/api/v1/personas/{name}")).await;
+            if code == 200 && cond(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("persona {name} never met the condition; last: {v}\nlog:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn events(&self, persona: &str) -> Vec<Value> {
+        let (code, v) = self.get(&format!("/api/v1/events?after=0&limit=1000&persona={persona}")).await;
+        assert_eq!(code, 200, "{v}");
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Run the CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(MINDMESH).arg("--api").arg(&self.api).args(args).output().expect("run mindmesh")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // let it stop its personas, then make sure
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Poll `f` every 50 ms until it yields a value or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An HTTP request: status and JSON body (Null if none).
+pub async fn http(method: &str, url: &str, body: Option<(&str, String)>) -> (u16, Value) {
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
+    let mut rb = client.request(method.parse().unwrap(), url);
+    if let Some((ct, b)) = body {
+        rb = rb.header("content-type", ct).body(b);
+    }
+    let resp = rb.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let code = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `[[persona]]` TOML for a demo persona with extra lines (flags go in `args`).
+pub fn demo_persona(name: &str, args: &[&str], extra: &str) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[[persona]]\nname = \"{name}\"\ncommand = \"{DEMO}\"\nargs = [{}]\nhealth_path = \"/health\"\n{extra}\n",
+        args.join(", ")
+    )
+}
+
+/// Does any process of this process group exist?
+pub fn group_alive(pgid: u32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_ok()
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+pub fn proc_path(p: &Path) -> String {
+    p.display().to_string()
+}
