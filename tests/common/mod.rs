@@ -148,7 +148,8 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // let it stop its personas, then make sure
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -198,9 +199,21 @@ pub fn demo_persona(name: &str, args: &[&str], extra: &str) -> String {
     )
 }
 
-/// Does any process of this process group exist?
+/// Does any live (non-zombie) process of this process group exist? SIGKILL takes effect
+/// asynchronously, so give a just-killed group up to two seconds to vanish.
 pub fn group_alive(pgid: u32) -> bool {
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_ok()
+    wait_for(Duration::from_secs(2), || (!group_members(pgid)).then_some(())).is_none()
+}
+
+fn group_members(pgid: u32) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { return false };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return false };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is the state (field 3), fields[2] the process group (field 5)
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
 }
 
 pub fn pid_alive(pid: u32) -> bool {

@@ -8,11 +8,15 @@ use thiserror::Error;
 pub enum CoreError {
     /// A spec, a config or an API body failed validation. `field` is a dotted path such as
     /// `persona[2].budget.max_memory_mb`, empty when the whole document is unreadable.
-    #[error("invalid {field}: {message}")]
+    #[error("{}", invalid_message(field, message))]
     Invalid { field: String, message: String },
     /// A wire message could not be decoded: wrong version, too large, or garbage.
     #[error("wire: {0}")]
     Wire(String),
+}
+
+fn invalid_message(field: &str, message: &str) -> String {
+    if field.is_empty() { message.trim_end().to_owned() } else { format!("invalid {field}: {message}") }
 }
 
 impl CoreError {

@@ -257,7 +257,8 @@ fn no_nul(field: &str, s: &str) -> Result<()> {
 
 /// Deserialize TOML, reporting the dotted path of the field that failed.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    let de = toml::Deserializer::parse(s).map_err(|e| CoreError::invalid("", e.message().to_owned()))?;
+    // a syntax error has no field: its message carries the line and column instead
+    let de = toml::Deserializer::parse(s).map_err(|e| CoreError::invalid("", e.to_string()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = path_string(e.path());
         CoreError::invalid(field, e.into_inner().message().to_owned())

@@ -54,7 +54,7 @@ impl Recorder {
         for report in batch.drain(..) {
             match report {
                 Report::Record(r) => {
-                    records.insert(r.spec.name.clone(), r);
+                    records.insert(r.spec.name.clone(), *r);
                 }
                 Report::Removed(name) => {
                     records.remove(&name);

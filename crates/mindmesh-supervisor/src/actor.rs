@@ -838,7 +838,7 @@ impl Supervisor {
             }
             if slot.record.process.take().is_some() {
                 slot.record.updated_ms = self.settings.clock.now_ms();
-                self.outbox.push(Report::Record(slot.record.clone()));
+                self.outbox.push(Report::Record(Box::new(slot.record.clone())));
             }
         }
     }
@@ -906,7 +906,7 @@ impl Supervisor {
             }
         }
         let removing = slot.remove_reply.is_some() && !phase.has_process();
-        self.outbox.push(Report::Record(record));
+        self.outbox.push(Report::Record(Box::new(record)));
         if removing {
             self.finish_remove(name);
         } else {

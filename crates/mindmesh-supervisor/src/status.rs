@@ -39,7 +39,7 @@ pub type StatusTable = Arc<BTreeMap<String, PersonaStatus>>;
 #[derive(Debug, Clone)]
 pub enum Report {
     /// The persona's durable record changed (phase, process, restarts, spec or budget).
-    Record(PersonaRecord),
+    Record(Box<PersonaRecord>),
     Removed(String),
     Event(Event),
     /// A state blob saved through the persona's hook.
