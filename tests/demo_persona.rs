@@ -436,7 +436,11 @@ async fn behaviour_flags_are_read_from_the_environment() {
             ("MINDMESH_DEMO_TOKENS", "4"),
             ("MINDMESH_DEMO_ERROR_RATE", "1"),
             ("MINDMESH_DEMO_ERROR_KINDS", "401"),
+            // off, so not in conflict with the leak
             ("MINDMESH_DEMO_IDLE", "0"),
+            ("MINDMESH_DEMO_LEAK_MB_PER_MIN", "1"),
+            // set but empty: nothing to restore
+            ("MINDMESH_STATE_FILE", ""),
         ],
     )
     .await;
@@ -444,6 +448,8 @@ async fn behaviour_flags_are_read_from_the_environment() {
     let h = p.health().await;
     assert_eq!(h["flags"]["tokens"], 4);
     assert_eq!(h["flags"]["idle"], false);
+    assert_eq!(h["flags"]["leak_mb_per_min"], 1.0);
+    assert_eq!(h["restore"]["outcome"], "fresh");
     // the command line wins over the environment
     let p = Persona::start_with(&["--tokens", "3"], &[("MINDMESH_DEMO_TOKENS", "9")]).await;
     let (_, v) = p.chat(json!({"messages": user("hi")})).await;
