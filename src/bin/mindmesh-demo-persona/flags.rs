@@ -52,7 +52,8 @@ pub struct Flags {
     #[arg(long, env = "MINDMESH_DEMO_TOKEN_DELAY_MS", default_value_t = 0)]
     pub token_delay_ms: u64,
 
-    /// Latency added before every answer (before the first byte when streaming).
+    /// Latency added before every answer (before the first byte when streaming). Injected
+    /// errors other than `timeout` answer at once, as a refusing upstream does.
     #[arg(long, env = "MINDMESH_DEMO_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
 
