@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::builder::FalseyValueParser;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use serde::Serialize;
 
 /// Most tokens one answer may have: the whole answer text is laid out once at start.
@@ -39,7 +39,8 @@ pub struct Flags {
     pub persona_id: String,
 
     /// State to restore at start (a blob returned earlier by `POST /mindmesh/state/save`).
-    #[arg(long, env = "MINDMESH_STATE_FILE")]
+    /// An empty value means none (a supervisor may set the variable with nothing to restore).
+    #[arg(long, env = "MINDMESH_STATE_FILE", value_parser = any_path)]
     pub state_file: Option<PathBuf>,
 
     /// Tokens in a full answer; a request's `max_tokens`/`max_completion_tokens` can only lower it.
@@ -51,7 +52,8 @@ pub struct Flags {
     #[arg(long, env = "MINDMESH_DEMO_TOKEN_DELAY_MS", default_value_t = 0)]
     pub token_delay_ms: u64,
 
-    /// Latency added before every answer (before the first byte when streaming).
+    /// Latency added before every answer (before the first byte when streaming). Injected
+    /// errors other than `timeout` answer at once, as a refusing upstream does.
     #[arg(long, env = "MINDMESH_DEMO_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
 
@@ -94,8 +96,8 @@ pub struct Flags {
     pub cpu_hog_percent: f64,
 
     /// Serve, and nothing else: no background work, warnings-only logs. The "tiny child".
-    #[arg(long, env = "MINDMESH_DEMO_IDLE", value_parser = FalseyValueParser::new(),
-          conflicts_with_all = ["leak_mb_per_min", "cpu_hog_percent", "crash_after_s", "spawn_child"])]
+    /// Refused with `--leak-mb-per-min`, `--cpu-hog-percent`, `--crash-after-s`, `--spawn-child`.
+    #[arg(long, env = "MINDMESH_DEMO_IDLE", value_parser = FalseyValueParser::new())]
     pub idle: bool,
 
     /// Ignore SIGTERM (so a supervisor has to escalate to SIGKILL). A spawned child inherits it.
@@ -154,6 +156,38 @@ pub enum FaultKind {
     #[value(name = "context_length")]
     #[serde(rename = "context_length")]
     ContextLength,
+}
+
+impl Flags {
+    /// Parse the command line and environment; exits with status 2 and clap's message on error.
+    pub fn parse_and_check() -> Flags {
+        let flags = Flags::parse();
+        if let Err(msg) = flags.check() {
+            Flags::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+        }
+        flags
+    }
+
+    /// Rules across flags. Checked after parsing rather than with clap's `conflicts_with`,
+    /// which would also fire for `MINDMESH_DEMO_IDLE=0`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.idle {
+            let busy = [
+                (self.leak_mb_per_min > 0.0, "--leak-mb-per-min"),
+                (self.cpu_hog_percent > 0.0, "--cpu-hog-percent"),
+                (self.crash_after_s.is_some(), "--crash-after-s"),
+                (self.spawn_child, "--spawn-child"),
+            ];
+            if let Some((_, name)) = busy.iter().find(|(on, _)| *on) {
+                return Err(format!("--idle does nothing but serve, so it cannot be combined with {name}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn any_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
 }
 
 fn parse_f64(s: &str) -> Result<f64, String> {
@@ -237,7 +271,16 @@ mod tests {
         assert!(parse(&["--port", "0", "--leak-mb-per-min", "-1"]).is_err());
         assert!(parse(&["--port", "0", "--crash-after-s", "0"]).is_err());
         assert!(parse(&["--port", "0", "--error-kinds", "teapot"]).is_err());
-        assert!(parse(&["--port", "0", "--idle", "--leak-mb-per-min", "5"]).is_err());
         assert!(parse(&[]).is_err(), "a port is required");
+    }
+
+    #[test]
+    fn idle_refuses_background_work_only_when_on() {
+        let idle_leak = parse(&["--port", "0", "--idle", "--leak-mb-per-min", "5"]).unwrap();
+        assert!(idle_leak.check().unwrap_err().contains("--leak-mb-per-min"));
+        let idle_child = parse(&["--port", "0", "--idle", "--spawn-child"]).unwrap();
+        assert!(idle_child.check().is_err());
+        assert!(parse(&["--port", "0", "--idle", "--latency-ms", "5"]).unwrap().check().is_ok());
+        assert!(parse(&["--port", "0", "--leak-mb-per-min", "5"]).unwrap().check().is_ok());
     }
 }

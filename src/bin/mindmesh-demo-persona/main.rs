@@ -42,14 +42,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::flags::Flags;
 use crate::state::{AppState, Restore, StateBlob};
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let flags = Flags::parse_and_check();
     init_logging(flags.idle);
     if flags.ignore_sigterm
         && let Err(e) = ignore_sigterm()
