@@ -105,6 +105,10 @@ pub struct PersonaSpec {
     pub hibernate_after_idle_s: Option<u64>,
 }
 
+/// Variables the node sets for every persona; a spec may not override them.
+pub const RESERVED_ENV: [&str; 4] =
+    ["MINDMESH_PORT", "MINDMESH_PERSONA_ID", "MINDMESH_STATE_FILE", "MINDMESH_NODE_INSTANCE"];
+
 /// Longest persona name: it becomes a cgroup, a file name and a metric label.
 pub const MAX_NAME_LEN: usize = 63;
 /// Upper bounds that keep one spec from bloating the store and every gossip message.
@@ -175,8 +179,8 @@ impl PersonaSpec {
                     "a variable name must be non-empty, without '=' or NUL",
                 ));
             }
-            if k.starts_with("MINDMESH_") {
-                return Err(CoreError::invalid(format!("env.{k}"), "MINDMESH_* variables are set by the node"));
+            if RESERVED_ENV.contains(&k.as_str()) {
+                return Err(CoreError::invalid(format!("env.{k}"), "this variable is set by the node"));
             }
             bounded(&format!("env.{k}"), v)?;
             no_nul(&format!("env.{k}"), v)?;
