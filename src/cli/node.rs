@@ -81,6 +81,7 @@ pub fn load_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
 
 async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    raise_fd_limit();
     let config = load_config(&args)?;
     let shutdown = CancellationToken::new();
     let node = Node::start(config, shutdown.clone()).await?;
@@ -101,6 +102,18 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Each persona costs the node a few descriptors (its exit watcher, probes, the gateway's
+/// connections): take the hard limit rather than the usual soft 1024.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+    }
 }
 
 pub fn init_logging(format: LogFormat) {
