@@ -560,12 +560,13 @@ async fn ignoring_sigterm_needs_a_sigkill_of_the_group() {
 
 #[tokio::test]
 async fn the_example_personas_are_a_valid_config_and_start() {
-    let toml_src = include_str!("../deploy/examples/demo-personas.toml");
+    let toml_src = include_str!("../deploy/examples/demo.toml");
     let cfg = mindmesh_core::config::NodeConfig::from_toml_str(toml_src).expect("a valid node config");
     assert!(cfg.personas.len() >= 6);
     let start = |spec: mindmesh_core::PersonaSpec| async move {
         let args = spec.expanded_args(0);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // the example runs `mindmesh demo-persona …`; here the standalone binary takes the flags
+        let args: Vec<&str> = args.iter().map(String::as_str).skip_while(|a| *a == "demo-persona").collect();
         let envs: Vec<(&str, &str)> = spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let p = Persona::start_with(&args, &envs).await;
         let health = spec.health_path.as_deref().unwrap_or("/health");

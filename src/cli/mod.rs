@@ -40,6 +40,13 @@ enum Command {
     /// The brain: evaluate analysts on decision scenarios.
     #[command(subcommand)]
     Brain(brain::BrainCommand),
+    /// Run the demo persona: an OpenAI-compatible server with scriptable misbehaviour
+    /// (`mindmesh demo-persona --help` lists its flags).
+    #[command(disable_help_flag = true)]
+    DemoPersona {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Benchmarks (build with --release for numbers worth reporting).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,5 +60,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(args) => events::run(args, &cli.api).await,
         Command::Brain(cmd) => brain::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        // normally intercepted in main() before a runtime exists; this path keeps it working
+        // when reached through clap (the persona builds its own runtime on a blocking thread)
+        Command::DemoPersona { args } => {
+            let argv = std::iter::once(std::ffi::OsString::from("mindmesh demo-persona")).chain(args);
+            Ok(tokio::task::spawn_blocking(move || crate::demo_persona::main(argv)).await?)
+        }
     }
 }

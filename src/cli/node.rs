@@ -54,9 +54,11 @@ pub fn load_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let mut cfg = NodeConfig::from_toml_str(&text).with_context(|| format!("{}", path.display()))?;
-            // relative paths in a config are relative to the config file
+            // a data dir the config names is relative to the config file; the default one is
+            // relative to where the node is started
             let base = path.parent().unwrap_or(std::path::Path::new("."));
-            if cfg.node.data_dir.is_relative() && args.data_dir.is_none() {
+            let default = mindmesh_core::config::NodeSection::default().data_dir;
+            if cfg.node.data_dir.is_relative() && cfg.node.data_dir != default && args.data_dir.is_none() {
                 cfg.node.data_dir = base.join(&cfg.node.data_dir);
             }
             cfg

@@ -173,9 +173,17 @@ pub fn scan_instance(instance: &str) -> Vec<FoundProcess> {
     found
 }
 
+/// A command naming the node's own executable: `mindmesh demo-persona` runs from any build.
+pub const EXE_PLACEHOLDER: &str = "${MINDMESH_EXE}";
+
 /// Resolve a command the way a shell would, then next to the node's own executable, so that
 /// companion binaries (the demo persona) work from a build directory without PATH changes.
 pub fn resolve_program(command: &str) -> PathBuf {
+    if command == EXE_PLACEHOLDER
+        && let Ok(exe) = std::env::current_exe()
+    {
+        return exe;
+    }
     if command.contains('/') {
         return PathBuf::from(command);
     }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tokens::count_words;
+use crate::demo_persona::tokens::count_words;
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {

@@ -44,11 +44,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::flags::Flags;
-use crate::state::{AppState, Restore, StateBlob};
+use crate::demo_persona::flags::Flags;
+use crate::demo_persona::state::{AppState, Restore, StateBlob};
 
-fn main() -> ExitCode {
-    let flags = Flags::parse_and_check();
+/// Run the persona with these arguments (the first is the program name), as the
+/// `mindmesh-demo-persona` binary does and as `mindmesh demo-persona` does, so a node started
+/// with `cargo run` has its demo personas without building a second binary.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let flags = Flags::parse_and_check(args);
     init_logging(flags.idle);
     if flags.ignore_sigterm
         && let Err(e) = ignore_sigterm()

@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::completions;
-use crate::faults::error_response;
-use crate::flags::Flags;
-use crate::openai::{Model, ModelList};
-use crate::state::{AppState, HEADER_PERSONA_ID, HEADER_STATE_RESTORED, Memory, Restore};
+use crate::demo_persona::completions;
+use crate::demo_persona::faults::error_response;
+use crate::demo_persona::flags::Flags;
+use crate::demo_persona::openai::{Model, ModelList};
+use crate::demo_persona::state::{AppState, HEADER_PERSONA_ID, HEADER_STATE_RESTORED, Memory, Restore};
 
 /// Largest request body: a long chat history fits, a runaway client does not.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::flags::FaultKind;
-use crate::openai::{ErrorBody, ErrorDetail};
-use crate::state::AppState;
+use crate::demo_persona::flags::FaultKind;
+use crate::demo_persona::openai::{ErrorBody, ErrorDetail};
+use crate::demo_persona::state::AppState;
 
 /// Added latency never exceeds this, however long the ramp has run.
 pub const MAX_ADDED_LATENCY_MS: u64 = 600_000;
@@ -165,8 +165,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::flags::Flags;
-    use crate::state::Restore;
+    use crate::demo_persona::flags::Flags;
+    use crate::demo_persona::state::Restore;
 
     fn state(args: &[&str], seed: u64) -> AppState {
         let flags = Flags::try_parse_from(["p", "--port", "0"].iter().chain(args)).unwrap();

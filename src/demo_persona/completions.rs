@@ -11,13 +11,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::faults::{choose_fault, delay, inject, invalid_request};
-use crate::http::tag;
-use crate::openai::{
+use crate::demo_persona::faults::{choose_fault, delay, inject, invalid_request};
+use crate::demo_persona::http::tag;
+use crate::demo_persona::openai::{
     ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, CompletionRequest, Delta, Envelope, TextChoice,
     TextCompletion, Usage,
 };
-use crate::state::AppState;
+use crate::demo_persona::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -96,7 +96,7 @@ async fn answer(state: &Arc<AppState>, api: Api, number: u64, ask: Ask<'_>) -> R
     let prefix = if api == Api::Chat { "chatcmpl" } else { "cmpl" };
     let id = format!("{prefix}-{:x}-{number}", state.pid);
     let model = ask.model.unwrap_or_else(|| state.flags.persona_id.clone());
-    let created = crate::state::unix_ms() / 1000;
+    let created = crate::demo_persona::state::unix_ms() / 1000;
     let usage = Usage::new(ask.prompt_tokens, u64::from(tokens));
 
     if ask.stream {

@@ -10,8 +10,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::flags::Flags;
-use crate::tokens::TokenText;
+use crate::demo_persona::flags::Flags;
+use crate::demo_persona::tokens::TokenText;
 
 /// Tag of the state blob, checked on restore: a blob of another format is reported, not used.
 pub const STATE_FORMAT: &str = "mindmesh-demo-persona/1";

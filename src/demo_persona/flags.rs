@@ -159,9 +159,9 @@ pub enum FaultKind {
 }
 
 impl Flags {
-    /// Parse the command line and environment; exits with status 2 and clap's message on error.
-    pub fn parse_and_check() -> Flags {
-        let flags = Flags::parse();
+    /// Parse the arguments and environment; exits with status 2 and clap's message on error.
+    pub fn parse_and_check(args: impl IntoIterator<Item = std::ffi::OsString>) -> Flags {
+        let flags = Flags::parse_from(args);
         if let Err(msg) = flags.check() {
             Flags::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::demo_persona::state::AppState;
 
 /// Exit status of `--crash-after-s` (sysexits' EX_SOFTWARE: "internal software error").
 pub const CRASH_EXIT_CODE: i32 = 70;
