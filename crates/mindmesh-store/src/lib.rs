@@ -26,6 +26,7 @@
 //! | `persona/state` | name | the blob as given |
 //! | `event/log` | seq | `Event` |
 //! | `event/by_persona` | (name, seq) | `()` |
+//! | `series/persona_recent` | (ts_ms, name) | `PersonaSample`, not yet compacted |
 //! | `series/persona_raw` | (name, ts_ms) | `PersonaSample` |
 //! | `series/persona_rollup` | (name, interval start ms) | `PersonaSample` |
 //! | `series/host_raw` | ts_ms | `HostSample` |
@@ -36,12 +37,14 @@
 //! same file, reached through [`RedbStore::database`] / [`RedbStore::with_database`].
 //!
 //! ## Series
-//! Each tick writes one raw sample per persona in one transaction. [`Store::compact`]
-//! rolls every complete interval (60 s by default) into one rollup per persona as soon as
-//! it is complete, drops raw samples past their retention (1 h) but never before they are
-//! rolled up, drops rollups past theirs (24 h) and events past theirs, all in one
-//! transaction. Reads return rollups for the span raw samples no longer cover, then raw
-//! samples, merged down to the points asked for.
+//! Each tick writes one sample per persona in one transaction, at the end of
+//! `series/persona_recent` (keyed by tick, so the write touches a few pages however many
+//! personas there are). [`Store::compact`], which a node runs about once a minute, moves
+//! every complete interval (60 s by default) into `series/persona_raw`, keyed by persona,
+//! writes one rollup per persona and interval, drops raw samples past their retention (1 h)
+//! but never before they are rolled up, drops rollups past theirs (24 h) and events past
+//! theirs, all in one transaction. Reads merge both raw tables, take rollups for the span
+//! raw samples no longer cover, and merge the result down to the points asked for.
 
 mod codec;
 pub mod error;

@@ -56,6 +56,7 @@ conformance!(
     retention_and_rollups_keep_the_right_ranges,
     compaction_is_idempotent_and_survives_a_clock_going_back,
     long_series_are_downsampled,
+    late_and_repeated_samples_are_placed_right,
 );
 
 fn record(name: &str, now_ms: u64) -> PersonaRecord {
@@ -377,6 +378,40 @@ fn long_series_are_downsampled(make: Make) {
     assert!(d.windows(2).all(|w| w[0].ts_ms < w[1].ts_ms));
     assert_eq!(s.persona_series("p", 0, 599_999, 0).unwrap().len(), 1, "0 points means 1");
     assert_eq!(s.persona_series("p", 0, 599_999, usize::MAX).unwrap().len(), 600);
+}
+
+fn late_and_repeated_samples_are_placed_right(make: Make) {
+    let f =
+        make(StoreConfig { raw_retention_s: 60, rollup_interval_s: 10, rollup_retention_s: 600, ..Default::default() });
+    let s = &*f.store;
+    let tick = |ts: u64, rss: u64| s.append_samples(ts, &[("a".into(), sample(ts, rss))], None).unwrap();
+    for ts in (0..=100_000).step_by(1000) {
+        tick(ts, 1);
+    }
+    let r = s.compact(100_500).unwrap();
+    assert_eq!((r.rollups_written, r.raw_deleted), (10, 40), "0..40 s rolled up only, 40..100 s kept raw");
+
+    // a tick again, already moved to raw: the newer one wins, before and after compaction
+    tick(99_000, 17);
+    let at_99 = |s: &dyn Store| s.persona_series("a", 99_000, 99_000, 10).unwrap();
+    assert_eq!(at_99(s).iter().map(|x| x.rss_bytes).collect::<Vec<_>>(), [17]);
+    // late, within raw retention: kept, and its interval rolled up again with it
+    tick(55_500, 1);
+    // late, past raw retention and rolled up already: dropped
+    tick(15_500, 1);
+    let r = s.compact(100_500).unwrap();
+    assert_eq!((r.rollups_written, r.raw_deleted), (2, 1), "50 s and 90 s re-rolled, the 15.5 s sample dropped");
+    assert_eq!(at_99(s).iter().map(|x| x.rss_bytes).collect::<Vec<_>>(), [17]);
+    assert_eq!(s.persona_series("a", 50_000, 59_999, 100).unwrap().len(), 11);
+
+    // once raw is gone, the rollups show what each interval got
+    s.compact(200_500).unwrap();
+    let rollups = s.persona_series("a", 0, 99_999, 100).unwrap();
+    let requests: Vec<u32> = rollups.iter().map(|x| x.requests).collect();
+    assert_eq!(requests, [10, 10, 10, 10, 10, 11, 10, 10, 10, 10]);
+    // nine samples of 1 and the repeated one of 17, averaged
+    let mean_rss: u64 = [1, 1, 1, 1, 1, 1, 1, 1, 1, 17].iter().sum::<u64>() / 10;
+    assert_eq!(rollups[9].rss_bytes, mean_rss, "the repeated tick counted once, with its newer value");
 }
 
 // ---- the file only

@@ -106,6 +106,7 @@ impl RedbStore {
         txn.open_table(STATES)?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_PERSONA)?;
+        txn.open_table(PERSONA_RECENT)?;
         txn.open_table(PERSONA_RAW)?;
         txn.open_table(PERSONA_ROLLUPS)?;
         txn.open_table(HOST_RAW)?;

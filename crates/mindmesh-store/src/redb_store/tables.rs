@@ -30,3 +30,6 @@ pub(crate) const PERSONA_ROLLUPS: TableDefinition<(&str, u64), &[u8]> = TableDef
 pub(crate) const HOST_RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("series/host_raw");
 /// interval start ms → rolled-up `HostSample`
 pub(crate) const HOST_ROLLUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("series/host_rollup");
+/// (ts_ms, persona) → `PersonaSample` not yet compacted: a tick of every persona lands at
+/// the end of this one table, a few pages, instead of a page per persona in `persona_raw`
+pub(crate) const PERSONA_RECENT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("series/persona_recent");
