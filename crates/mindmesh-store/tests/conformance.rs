@@ -57,6 +57,7 @@ conformance!(
     compaction_is_idempotent_and_survives_a_clock_going_back,
     long_series_are_downsampled,
     late_and_repeated_samples_are_placed_right,
+    a_persona_present_now_and_then_reads_back_exactly,
 );
 
 fn record(name: &str, now_ms: u64) -> PersonaRecord {
@@ -412,6 +413,39 @@ fn late_and_repeated_samples_are_placed_right(make: Make) {
     // nine samples of 1 and the repeated one of 17, averaged
     let mean_rss: u64 = [1, 1, 1, 1, 1, 1, 1, 1, 1, 17].iter().sum::<u64>() / 10;
     assert_eq!(rollups[9].rss_bytes, mean_rss, "the repeated tick counted once, with its newer value");
+}
+
+fn a_persona_present_now_and_then_reads_back_exactly(make: Make) {
+    let f =
+        make(StoreConfig { raw_retention_s: 60, rollup_interval_s: 10, rollup_retention_s: 600, ..Default::default() });
+    let s = &*f.store;
+    // "m" reports at irregular ticks among personas that sort before and after it
+    let m_at = |ts: u64| ts.is_multiple_of(3000) || (40_000..47_000).contains(&ts);
+    for ts in (0..120_000).step_by(1000) {
+        let mut tick: Vec<(String, PersonaSample)> =
+            ["a", "l", "mm", "z"].iter().map(|n| ((*n).to_owned(), sample(ts, 1))).collect();
+        if m_at(ts) {
+            tick.push(("m".to_owned(), sample(ts, ts)));
+        }
+        s.append_samples(ts, &tick, None).unwrap();
+    }
+    let expected: Vec<u64> = (0..120_000).step_by(1000).filter(|ts| m_at(*ts)).collect();
+    let m_times = |s: &dyn Store| -> Vec<u64> {
+        s.persona_series("m", 0, 119_999, 10_000).unwrap().iter().map(|x| x.ts_ms).collect()
+    };
+    assert_eq!(m_times(s), expected, "from recent ticks");
+    s.compact(110_500).unwrap();
+    // raw from 50 s on; rollups before (10-second intervals, each stamped by its last sample)
+    let rolled: Vec<u64> = (0..50_000u64)
+        .step_by(10_000)
+        .filter_map(|start| expected.iter().rev().find(|ts| (start..start + 10_000).contains(*ts)).copied())
+        .collect();
+    let kept: Vec<u64> = expected.iter().copied().filter(|ts| *ts >= 50_000).collect();
+    assert_eq!(m_times(s), [rolled, kept].concat(), "from rollups, raw chunks and recent ticks");
+    let window: Vec<u64> = s.persona_series("m", 42_000, 45_000, 100).unwrap().iter().map(|x| x.ts_ms).collect();
+    assert_eq!(window, Vec::<u64>::new(), "42..45 s were rolled up into the 40 s interval");
+    let window: Vec<u64> = s.persona_series("m", 51_000, 60_000, 100).unwrap().iter().map(|x| x.ts_ms).collect();
+    assert_eq!(window, [51_000, 54_000, 57_000, 60_000]);
 }
 
 // ---- the file only
