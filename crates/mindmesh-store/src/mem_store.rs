@@ -14,8 +14,8 @@ use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::series::{self, Fate, MAX_MOVED_PER_COMPACT, Plan, Sample, stamped};
 use crate::store::{
-    CompactReport, MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_READ, MAX_SAMPLES_PER_TICK, Store, check_count, check_event,
-    check_name, check_state,
+    CompactReport, MAX_EVENTS_EXPIRED_PER_COMPACT, MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_READ, MAX_SAMPLES_PER_TICK,
+    Store, check_count, check_event, check_name, check_state,
 };
 
 #[derive(Debug, Default)]
@@ -243,7 +243,9 @@ impl Store for MemStore {
         report.host_rollups_deleted = drain(&mut t.host_rollups, 0, plan.rollup_cut_ms);
 
         while let Some(entry) = t.events.first_entry() {
-            if entry.get().ts_ms >= plan.event_cut_ms {
+            if entry.get().ts_ms >= plan.event_cut_ms
+                || report.events_deleted as usize >= MAX_EVENTS_EXPIRED_PER_COMPACT
+            {
                 break;
             }
             entry.remove();

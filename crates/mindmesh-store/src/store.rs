@@ -20,6 +20,10 @@ pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 /// Most personas one [`Store::append_samples`] tick takes.
 pub const MAX_SAMPLES_PER_TICK: usize = 10_000;
 
+/// Most events one [`Store::compact`] expires; the rest wait for the next, so one call
+/// stays short.
+pub(crate) const MAX_EVENTS_EXPIRED_PER_COMPACT: usize = 100_000;
+
 /// What one [`Store::compact`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactReport {
