@@ -5,7 +5,7 @@ use mindmesh_core::config::StoreConfig;
 use mindmesh_core::event::{Event, EventKind, MAX_EVENT_DETAIL};
 use mindmesh_core::metrics::{ErrorKind, HostSample, PersonaSample};
 use mindmesh_core::{PersonaRecord, PersonaSpec, Phase, ProcessRecord};
-use mindmesh_store::{CompactReport, MemStore, RedbStore, Store, StoreError};
+use mindmesh_store::{CompactReport, MemStore, RedbStore, SCHEMA_VERSION, Store, StoreError};
 use redb::ReadableDatabase;
 use tempfile::TempDir;
 
@@ -489,7 +489,7 @@ fn an_unknown_schema_version_is_refused() {
         txn.commit().unwrap();
     }
     let err = open(&dir).unwrap_err();
-    assert!(matches!(err, StoreError::UnknownSchema { found: 99, supported: 1 }), "{err}");
+    assert!(matches!(err, StoreError::UnknownSchema { found: 99, supported: SCHEMA_VERSION }), "{err}");
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
 

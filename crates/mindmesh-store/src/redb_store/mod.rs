@@ -24,7 +24,8 @@ use crate::store::{CompactReport, Store};
 use tables::*;
 
 /// The layout this build reads and writes; a file with another is refused, not guessed at.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: series keyed time first, raw samples in per-interval chunks (1 keyed them by persona).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// How the redb file is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
