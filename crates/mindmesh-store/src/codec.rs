@@ -24,6 +24,8 @@ pub(crate) const RECORD: Kind = Kind { version: 1, max_bytes: 4 << 20, what: "pe
 pub(crate) const EVENT: Kind = Kind { version: 1, max_bytes: 4 << 10, what: "event" };
 /// A sample is ~100 bytes; the rest is room for many error kinds.
 pub(crate) const PERSONA_SAMPLE: Kind = Kind { version: 1, max_bytes: 16 << 10, what: "persona sample" };
+/// One persona's raw samples of one interval: room for a long interval of big samples.
+pub(crate) const RAW_CHUNK: Kind = Kind { version: 1, max_bytes: 64 << 20, what: "raw sample chunk" };
 pub(crate) const HOST_SAMPLE: Kind = Kind { version: 1, max_bytes: 1 << 10, what: "host sample" };
 
 /// Which kind of value a type is stored as.
@@ -39,6 +41,9 @@ impl Stored for Event {
 }
 impl Stored for PersonaSample {
     const KIND: Kind = PERSONA_SAMPLE;
+}
+impl Stored for Vec<PersonaSample> {
+    const KIND: Kind = RAW_CHUNK;
 }
 impl Stored for HostSample {
     const KIND: Kind = HOST_SAMPLE;
@@ -67,6 +72,15 @@ pub(crate) fn decode<T: Stored>(bytes: &[u8], key: &dyn std::fmt::Display) -> Re
         key: key.to_string(),
         source,
     })
+}
+
+/// How many samples an encoded chunk holds, read from its length prefix alone (postcard
+/// writes a sequence's length first), so expiring chunks does not decode them.
+pub(crate) fn chunk_len(bytes: &[u8]) -> u64 {
+    match bytes.split_first() {
+        Some((&tag, body)) if tag == RAW_CHUNK.version => postcard::take_from_bytes::<u64>(body).map_or(0, |(n, _)| n),
+        _ => 0,
+    }
 }
 
 /// A series key (`name@ts_ms`) for errors, formatted only when one happens.

@@ -26,8 +26,9 @@
 //! | `persona/state` | name | the blob as given |
 //! | `event/log` | seq | `Event` |
 //! | `event/by_persona` | (name, seq) | `()` |
-//! | `series/persona_raw` | (name, ts_ms) | `PersonaSample` |
-//! | `series/persona_rollup` | (name, interval start ms) | `PersonaSample` |
+//! | `series/persona_recent` | (ts_ms, name) | `PersonaSample`, not yet compacted |
+//! | `series/persona_raw` | (interval start ms, name) | the interval's `PersonaSample`s |
+//! | `series/persona_rollup` | (interval start ms, name) | `PersonaSample` |
 //! | `series/host_raw` | ts_ms | `HostSample` |
 //! | `series/host_rollup` | interval start ms | `HostSample` |
 //!
@@ -36,12 +37,15 @@
 //! same file, reached through [`RedbStore::database`] / [`RedbStore::with_database`].
 //!
 //! ## Series
-//! Each tick writes one raw sample per persona in one transaction. [`Store::compact`]
-//! rolls every complete interval (60 s by default) into one rollup per persona as soon as
-//! it is complete, drops raw samples past their retention (1 h) but never before they are
-//! rolled up, drops rollups past theirs (24 h) and events past theirs, all in one
-//! transaction. Reads return rollups for the span raw samples no longer cover, then raw
-//! samples, merged down to the points asked for.
+//! Series tables are keyed time first, so every write lands at the end of its table and
+//! retention cuts a range off its start: a tick of 500 personas touches a few pages, not one
+//! per persona. Each tick writes one sample per persona to `series/persona_recent` in one
+//! transaction. [`Store::compact`], which a node runs about once a minute, moves every
+//! complete interval (60 s by default) into one raw chunk and one rollup per persona, drops
+//! raw samples past their retention (1 h) but never before they are rolled up, drops rollups
+//! past theirs (24 h) and events past theirs, all in one transaction. Reads seek to one
+//! persona's rows at each time, take rollups for the span raw samples no longer cover, and
+//! merge the result down to the points asked for.
 
 mod codec;
 pub mod error;

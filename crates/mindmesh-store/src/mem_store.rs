@@ -2,7 +2,7 @@
 //! rules as the file (names, sizes, numbering, rollups, retention) and passes the same
 //! conformance suite; it only forgets everything when dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use mindmesh_core::PersonaRecord;
@@ -12,10 +12,10 @@ use mindmesh_core::metrics::{HostSample, PersonaSample};
 
 use crate::codec;
 use crate::error::{Result, StoreError};
-use crate::series::{self, Plan, Sample, stamped};
+use crate::series::{self, Fate, MAX_MOVED_PER_COMPACT, Plan, Sample, stamped};
 use crate::store::{
-    CompactReport, MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_READ, MAX_SAMPLES_PER_TICK, Store, check_count, check_event,
-    check_name, check_state,
+    CompactReport, MAX_EVENTS_EXPIRED_PER_COMPACT, MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_READ, MAX_SAMPLES_PER_TICK,
+    Store, check_count, check_event, check_name, check_state,
 };
 
 #[derive(Debug, Default)]
@@ -24,6 +24,7 @@ struct Tables {
     states: BTreeMap<String, Vec<u8>>,
     events: BTreeMap<u64, Event>,
     last_event_seq: u64,
+    persona_recent: BTreeMap<(u64, String), PersonaSample>,
     persona_raw: BTreeMap<(String, u64), PersonaSample>,
     persona_rollups: BTreeMap<(String, u64), PersonaSample>,
     host_raw: BTreeMap<u64, HostSample>,
@@ -138,14 +139,14 @@ impl Store for MemStore {
             check_name(name)?;
             let s = stamped(s, ts_ms).into_owned();
             codec::encode(&s)?;
-            rows.push(((name.clone(), ts_ms), s));
+            rows.push(((ts_ms, name.clone()), s));
         }
         let host = host.map(|h| stamped(h, ts_ms).into_owned());
         if let Some(h) = &host {
             codec::encode(h)?;
         }
         let mut t = self.lock();
-        t.persona_raw.extend(rows);
+        t.persona_recent.extend(rows);
         if let Some(h) = host {
             t.host_raw.insert(ts_ms, h);
         }
@@ -158,7 +159,15 @@ impl Store for MemStore {
         }
         let t = self.lock();
         let key = |ts: u64| (name.to_owned(), ts);
-        let raw: Vec<&PersonaSample> = t.persona_raw.range(key(from_ms)..=key(to_ms)).map(|(_, s)| s).collect();
+        let kept: Vec<PersonaSample> = t.persona_raw.range(key(from_ms)..=key(to_ms)).map(|(_, s)| s.clone()).collect();
+        let recent: Vec<PersonaSample> = t
+            .persona_recent
+            .range((from_ms, String::new())..)
+            .take_while(|((ts, _), _)| *ts <= to_ms)
+            .filter(|((_, n), _)| n == name)
+            .map(|(_, s)| s.clone())
+            .collect();
+        let raw = series::merge_by_ts(kept, recent);
         let rollups = t.persona_rollups.range(key(from_ms)..=key(to_ms)).map(|((_, k), s)| (*k, s));
         Ok(merge(&self.config, raw, rollups, from_ms, to_ms, max_points))
     }
@@ -168,7 +177,7 @@ impl Store for MemStore {
             return Ok(Vec::new());
         }
         let t = self.lock();
-        let raw: Vec<&HostSample> = t.host_raw.range(from_ms..=to_ms).map(|(_, s)| s).collect();
+        let raw: Vec<HostSample> = t.host_raw.range(from_ms..=to_ms).map(|(_, s)| s.clone()).collect();
         let rollups = t.host_rollups.range(from_ms..=to_ms).map(|(k, s)| (*k, s));
         Ok(merge(&self.config, raw, rollups, from_ms, to_ms, max_points))
     }
@@ -179,33 +188,46 @@ impl Store for MemStore {
         let plan = Plan::new(&self.config, now_ms, t.rolled_until_ms);
         let mut report = CompactReport { rolled_until_ms: plan.roll_to_ms, ..Default::default() };
 
-        let names: Vec<String> = t
-            .persona_raw
-            .keys()
-            .map(|(n, _)| n.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for name in names {
+        // move complete intervals out of the recent rows, as the file does
+        let mut moving = t.persona_recent.split_off(&(plan.roll_to_ms, String::new()));
+        std::mem::swap(&mut moving, &mut t.persona_recent);
+        let mut moved: Vec<((u64, String), PersonaSample)> = moving.into_iter().collect();
+        if moved.len() > MAX_MOVED_PER_COMPACT {
+            t.persona_recent.extend(moved.split_off(MAX_MOVED_PER_COMPACT));
+        }
+        moved.sort_by(|a, b| (&a.0.1, a.0.0).cmp(&(&b.0.1, b.0.0)));
+        let mut rest = moved.as_slice();
+        while let Some(((first_ms, name), _)) = rest.first() {
+            let start_ms = first_ms - first_ms % plan.interval_ms;
+            let end_ms = start_ms + plan.interval_ms;
+            let len = rest.iter().position(|((ts, n), _)| n != name || *ts >= end_ms).unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(len);
+            rest = tail;
+            let fate = plan.fate(start_ms);
+            if fate != Fate::Keep {
+                report.raw_deleted += group.len() as u64;
+            }
+            if fate == Fate::Drop {
+                continue;
+            }
             let key = |ts: u64| (name.clone(), ts);
-            if plan.roll_from_ms < plan.roll_to_ms {
-                let samples: Vec<PersonaSample> =
-                    t.persona_raw.range(key(plan.roll_from_ms)..key(plan.roll_to_ms)).map(|(_, s)| s.clone()).collect();
-                for (start_ms, rollup) in series::rollup_by_interval(&samples, plan.interval_ms) {
-                    t.persona_rollups.insert(key(start_ms), rollup);
-                    report.rollups_written += 1;
+            let kept: Vec<PersonaSample> =
+                t.persona_raw.range(key(start_ms)..key(end_ms)).map(|(_, s)| s.clone()).collect();
+            let fresh: Vec<PersonaSample> = group.iter().map(|(_, s)| s.clone()).collect();
+            if fate == Fate::Keep {
+                for ((ts, _), s) in group {
+                    t.persona_raw.insert(key(*ts), s.clone());
                 }
             }
-            report.raw_deleted += drain(&mut t.persona_raw, key(0), key(plan.raw_cut_ms));
+            if let Some(rollup) = PersonaSample::rollup(&series::merge_by_ts(kept, fresh)) {
+                t.persona_rollups.insert(key(start_ms), rollup);
+                report.rollups_written += 1;
+            }
         }
-        let names: Vec<String> = t
-            .persona_rollups
-            .keys()
-            .map(|(n, _)| n.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for name in names {
+        for name in names_of(&t.persona_raw) {
+            report.raw_deleted += drain(&mut t.persona_raw, (name.clone(), 0), (name, plan.raw_cut_ms));
+        }
+        for name in names_of(&t.persona_rollups) {
             report.rollups_deleted += drain(&mut t.persona_rollups, (name.clone(), 0), (name, plan.rollup_cut_ms));
         }
 
@@ -221,7 +243,9 @@ impl Store for MemStore {
         report.host_rollups_deleted = drain(&mut t.host_rollups, 0, plan.rollup_cut_ms);
 
         while let Some(entry) = t.events.first_entry() {
-            if entry.get().ts_ms >= plan.event_cut_ms {
+            if entry.get().ts_ms >= plan.event_cut_ms
+                || report.events_deleted as usize >= MAX_EVENTS_EXPIRED_PER_COMPACT
+            {
                 break;
             }
             entry.remove();
@@ -236,7 +260,7 @@ impl Store for MemStore {
 /// follows (see [`crate::series`]).
 fn merge<'a, T: Sample + 'a>(
     config: &StoreConfig,
-    raw: Vec<&'a T>,
+    raw: Vec<T>,
     rollups: impl Iterator<Item = (u64, &'a T)>,
     from_ms: u64,
     to_ms: u64,
@@ -246,8 +270,12 @@ fn merge<'a, T: Sample + 'a>(
     let upper_ms = series::rollup_upper_ms(first_raw_ms, to_ms, series::interval_ms(config));
     let mut points: Vec<T> =
         rollups.take_while(|(start, _)| upper_ms.is_some_and(|u| *start <= u)).map(|(_, s)| s.clone()).collect();
-    points.extend(raw.into_iter().cloned());
+    points.extend(raw);
     series::downsample(points, from_ms, to_ms, max_points)
+}
+
+fn names_of<V>(map: &BTreeMap<(String, u64), V>) -> BTreeSet<String> {
+    map.keys().map(|(n, _)| n.clone()).collect()
 }
 
 /// Remove the keys in `from..to`; returns how many went.

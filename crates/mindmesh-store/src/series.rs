@@ -1,11 +1,15 @@
-//! The pure part of the metric series, shared by both backends: which intervals one
-//! compaction rolls up and what it drops, how raw samples become rollups, which rollups a
-//! read takes, and how a long series is merged down to a number of points.
+//! The pure part of the metric series, shared by both backends: what one compaction rolls
+//! up, keeps and drops, how samples become rollups, which rollups a read takes, and how a
+//! long series is merged down to a number of points.
 //!
-//! Rollups are keyed by the start of their interval and made as soon as the interval is
-//! complete, so they exist while the raw samples they summarise are still kept: raw samples
-//! are only ever dropped from intervals already rolled up, and reads take rollups only for
-//! intervals that end before the first raw sample they return.
+//! Persona samples arrive as "recent" rows keyed by tick, so a tick of every persona is one
+//! append at the end of one table (a per-persona key would rewrite a page per persona every
+//! second). Compaction moves complete intervals into per-persona raw rows and writes one
+//! rollup per persona and interval as soon as the interval is complete, so rollups exist
+//! while the raw samples they summarise are still kept. Raw samples are only ever dropped
+//! from intervals already rolled up, and reads take rollups only for intervals that end
+//! before the first raw sample they return. Host samples are one row per tick already and
+//! are rolled up in place.
 
 use std::borrow::Cow;
 
@@ -57,11 +61,17 @@ pub(crate) fn stamped<T: Sample>(s: &T, ts_ms: u64) -> Cow<'_, T> {
     }
 }
 
+/// Most recent rows one compaction moves: memory and transaction size stay bounded after a
+/// long pause; the rest moves next time (their intervals are then rolled up again, whole).
+pub(crate) const MAX_MOVED_PER_COMPACT: usize = 500_000;
+
 /// What one compaction does, from the config, `now_ms` and how far earlier ones got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub interval_ms: u64,
-    /// Roll up the intervals starting in `roll_from_ms..roll_to_ms`.
+    /// Where the previous compaction stopped: intervals before it are rolled up already.
+    pub rolled_until_ms: u64,
+    /// Host samples: roll up the intervals starting in `roll_from_ms..roll_to_ms`.
     pub roll_from_ms: u64,
     /// The new watermark: every interval before it is complete and rolled up.
     pub roll_to_ms: u64,
@@ -85,6 +95,7 @@ impl Plan {
         let roll_from_ms = rolled_until_ms.max(rollup_cut_ms).min(roll_to_ms);
         Plan {
             interval_ms,
+            rolled_until_ms,
             roll_from_ms,
             roll_to_ms,
             // Aligned, so that kept raw samples always start an interval: a read then
@@ -94,6 +105,51 @@ impl Plan {
             event_cut_ms: ago(config.event_retention_s),
         }
     }
+}
+
+/// What becomes of recent samples of one persona and interval when compaction moves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Kept as raw samples, and the interval (re)rolled up from all its raw samples.
+    Keep,
+    /// Past raw retention but never rolled up: rolled up, not kept.
+    RollOnly,
+    /// Past raw retention and rolled up already without them (a sample that came late), or
+    /// past rollup retention: dropped.
+    Drop,
+}
+
+impl Plan {
+    pub fn fate(&self, interval_start_ms: u64) -> Fate {
+        if interval_start_ms < self.rollup_cut_ms {
+            Fate::Drop
+        } else if interval_start_ms >= self.raw_cut_ms {
+            Fate::Keep
+        } else if interval_start_ms >= self.rolled_until_ms {
+            Fate::RollOnly
+        } else {
+            Fate::Drop
+        }
+    }
+}
+
+/// Merge two time-ordered runs into one, `newer` winning where both have a time: a sample
+/// appended again at the same tick replaces the one compaction had moved.
+pub(crate) fn merge_by_ts<T: Sample>(older: Vec<T>, newer: Vec<T>) -> Vec<T> {
+    if older.is_empty() {
+        return newer;
+    }
+    let mut all: Vec<T> = older.into_iter().chain(newer).collect();
+    // stable: for one time the older sample comes first, then the newer one that replaces it
+    all.sort_by_key(|s| s.ts_ms());
+    let mut out: Vec<T> = Vec::with_capacity(all.len());
+    for s in all {
+        match out.last_mut() {
+            Some(last) if last.ts_ms() == s.ts_ms() => *last = s,
+            _ => out.push(s),
+        }
+    }
+    out
 }
 
 pub(crate) fn interval_ms(config: &StoreConfig) -> u64 {
@@ -195,6 +251,26 @@ mod tests {
         let p = Plan::new(&cfg(), now, 0);
         assert_eq!(p.roll_from_ms, 24 * 3600 * 1000);
         assert_eq!(p.rollup_cut_ms, 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn fate_keeps_rolls_or_drops_by_age_and_watermark() {
+        let now = 30 * 3600 * 1000;
+        let p = Plan::new(&cfg(), now, now - 10 * 60_000);
+        assert_eq!(p.fate(now - 60_000), Fate::Keep);
+        assert_eq!(p.fate(p.raw_cut_ms), Fate::Keep);
+        // older than raw retention: rolled up if that never happened, else it came too late
+        let p_fresh = Plan::new(&cfg(), now, 0);
+        assert_eq!(p_fresh.fate(p.raw_cut_ms - 60_000), Fate::RollOnly);
+        assert_eq!(p.fate(p.raw_cut_ms - 60_000), Fate::Drop);
+        assert_eq!(p_fresh.fate(p.rollup_cut_ms - 60_000), Fate::Drop);
+    }
+
+    #[test]
+    fn merge_by_ts_orders_and_lets_newer_win() {
+        let merged = merge_by_ts(vec![s(1, 1), s(3, 3), s(5, 5)], vec![s(2, 20), s(3, 30)]);
+        let got: Vec<_> = merged.iter().map(|x| (x.ts_ms, x.rss_bytes)).collect();
+        assert_eq!(got, vec![(1, 1), (2, 20), (3, 30), (5, 5)]);
     }
 
     #[test]

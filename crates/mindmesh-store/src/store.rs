@@ -20,6 +20,10 @@ pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 /// Most personas one [`Store::append_samples`] tick takes.
 pub const MAX_SAMPLES_PER_TICK: usize = 10_000;
 
+/// Most events one [`Store::compact`] expires; the rest wait for the next, so one call
+/// stays short.
+pub(crate) const MAX_EVENTS_EXPIRED_PER_COMPACT: usize = 100_000;
+
 /// What one [`Store::compact`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactReport {
@@ -78,9 +82,11 @@ pub trait Store: Send + Sync + 'static {
     /// Record one metrics tick: a sample per persona and optionally the host's, in one
     /// transaction. Every sample is stored with `ts_ms` as its time.
     fn append_samples(&self, ts_ms: u64, samples: &[(String, PersonaSample)], host: Option<&HostSample>) -> Result<()>;
-    /// Samples of `name` with time in `from_ms..=to_ms`, oldest first: raw samples where they
-    /// are still kept, rollups (one per interval) before that, merged down to at most
-    /// `max_points` (clamped to `1..=`[`MAX_SERIES_POINTS`]) equal time buckets.
+    /// Samples of `name` in `from_ms..=to_ms`, oldest first: raw samples with their time in
+    /// the range where they are still kept; before the first of them, rollups (one per
+    /// interval, stamped with the time of its last sample) of the intervals that start in the
+    /// range. Merged down to at most `max_points` (clamped to `1..=`[`MAX_SERIES_POINTS`])
+    /// equal time buckets when there are more.
     fn persona_series(&self, name: &str, from_ms: u64, to_ms: u64, max_points: usize) -> Result<Vec<PersonaSample>>;
     /// The host's series, as [`Store::persona_series`].
     fn host_series(&self, from_ms: u64, to_ms: u64, max_points: usize) -> Result<Vec<HostSample>>;

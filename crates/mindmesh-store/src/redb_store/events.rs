@@ -7,10 +7,9 @@ use super::RedbStore;
 use super::tables::{EVENTS, EVENTS_BY_PERSONA, META, META_LAST_EVENT_SEQ};
 use crate::codec;
 use crate::error::Result;
-use crate::store::{MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_READ, check_count, check_event};
-
-/// Most events one compaction expires; the rest wait for the next, so one call stays short.
-const MAX_EXPIRED_PER_COMPACT: usize = 100_000;
+use crate::store::{
+    MAX_EVENTS_EXPIRED_PER_COMPACT, MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_READ, check_count, check_event,
+};
 
 pub(super) fn append(store: &RedbStore, events: &mut [Event]) -> Result<()> {
     check_count("events", events.len(), MAX_EVENTS_PER_APPEND)?;
@@ -85,7 +84,7 @@ pub(super) fn last_seq(store: &RedbStore) -> Result<u64> {
 pub(super) fn expire(txn: &WriteTransaction, cut_ms: u64) -> Result<u64> {
     let mut log = txn.open_table(EVENTS)?;
     let mut doomed: Vec<(u64, String)> = Vec::new();
-    for row in log.iter()?.take(MAX_EXPIRED_PER_COMPACT) {
+    for row in log.iter()?.take(MAX_EVENTS_EXPIRED_PER_COMPACT) {
         let (k, v) = row?;
         let seq = k.value();
         match codec::decode::<Event>(v.value(), &seq) {

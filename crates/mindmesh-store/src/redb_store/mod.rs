@@ -24,7 +24,8 @@ use crate::store::{CompactReport, Store};
 use tables::*;
 
 /// The layout this build reads and writes; a file with another is refused, not guessed at.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: series keyed time first, raw samples in per-interval chunks (1 keyed them by persona).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// How the redb file is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,7 @@ impl RedbStore {
         txn.open_table(STATES)?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_PERSONA)?;
+        txn.open_table(PERSONA_RECENT)?;
         txn.open_table(PERSONA_RAW)?;
         txn.open_table(PERSONA_ROLLUPS)?;
         txn.open_table(HOST_RAW)?;

@@ -1,19 +1,19 @@
-//! Metric series in the file: raw samples and rollups keyed so that one persona's span is
-//! one range scan.
-
-use std::ops::Bound;
+//! Metric series in the file (see [`crate::series`] for the rules).
+//!
+//! Every persona table is keyed time first, `(ts or interval start, persona)`: a tick, a
+//! compaction's chunks and rollups all land at the end of their table and retention cuts a
+//! range off the start, so writes touch a few pages, not one per persona. A persona's span is
+//! read by seeking to `(time, name)` at each time present, two seeks per time at most.
 
 use mindmesh_core::metrics::{HostSample, PersonaSample};
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 use super::RedbStore;
-use super::tables::{HOST_RAW, HOST_ROLLUPS, PERSONA_RAW, PERSONA_ROLLUPS};
+use super::tables::{HOST_RAW, HOST_ROLLUPS, PERSONA_RAW, PERSONA_RECENT, PERSONA_ROLLUPS};
 use crate::codec::{self, At};
-use crate::error::Result;
-use crate::series::{self, Plan, stamped};
+use crate::error::{Result, StoreError};
+use crate::series::{self, Fate, MAX_MOVED_PER_COMPACT, Plan, stamped};
 use crate::store::{CompactReport, MAX_SAMPLES_PER_TICK, check_count, check_name};
-
-type SeriesTable<'txn> = Table<'txn, (&'static str, u64), &'static [u8]>;
 
 pub(super) fn append(
     store: &RedbStore,
@@ -31,9 +31,9 @@ pub(super) fn append(
     let host_row = host.map(|h| codec::encode(stamped(h, ts_ms).as_ref())).transpose()?;
     let txn = store.begin_write()?;
     {
-        let mut raw = txn.open_table(PERSONA_RAW)?;
+        let mut recent = txn.open_table(PERSONA_RECENT)?;
         for ((name, _), bytes) in samples.iter().zip(&rows) {
-            raw.insert((name.as_str(), ts_ms), bytes.as_slice())?;
+            recent.insert((ts_ms, name.as_str()), bytes.as_slice())?;
         }
     }
     if let Some(bytes) = host_row {
@@ -53,30 +53,67 @@ pub(super) fn persona(
     if from_ms > to_ms {
         return Ok(Vec::new());
     }
-    let txn = store.begin_read()?;
-    let raw = txn.open_table(PERSONA_RAW)?;
-    let rollups = txn.open_table(PERSONA_ROLLUPS)?;
-    let first_raw_ms = match raw.range((name, from_ms)..=(name, to_ms))?.next() {
-        Some(row) => Some(row?.0.value().1),
-        None => None,
-    };
-    let mut points = Vec::new();
     let interval_ms = series::interval_ms(&store.config);
-    if let Some(upper_ms) = series::rollup_upper_ms(first_raw_ms, to_ms, interval_ms)
+    let txn = store.begin_read()?;
+    let mut kept: Vec<PersonaSample> = Vec::new();
+    let raw = txn.open_table(PERSONA_RAW)?;
+    seek_each(&raw, name, from_ms - from_ms % interval_ms, to_ms, |start_ms, bytes| {
+        let chunk: Vec<PersonaSample> = codec::decode(bytes, &At(name, start_ms))?;
+        kept.extend(chunk.into_iter().filter(|s| (from_ms..=to_ms).contains(&s.ts_ms)));
+        Ok(())
+    })?;
+    let mut recent: Vec<PersonaSample> = Vec::new();
+    seek_each(&txn.open_table(PERSONA_RECENT)?, name, from_ms, to_ms, |ts_ms, bytes| {
+        recent.push(codec::decode(bytes, &At(name, ts_ms))?);
+        Ok(())
+    })?;
+    let raw_points = series::merge_by_ts(kept, recent);
+    let mut points = Vec::new();
+    if let Some(upper_ms) = series::rollup_upper_ms(raw_points.first().map(|s| s.ts_ms), to_ms, interval_ms)
         && upper_ms >= from_ms
     {
-        for row in rollups.range((name, from_ms)..=(name, upper_ms))? {
-            let (k, v) = row?;
-            points.push(codec::decode(v.value(), &At(name, k.value().1))?);
-        }
+        seek_each(&txn.open_table(PERSONA_ROLLUPS)?, name, from_ms, upper_ms, |start_ms, bytes| {
+            points.push(codec::decode(bytes, &At(name, start_ms))?);
+            Ok(())
+        })?;
     }
-    if let Some(first_ms) = first_raw_ms {
-        for row in raw.range((name, first_ms)..=(name, to_ms))? {
-            let (k, v) = row?;
-            points.push(codec::decode(v.value(), &At(name, k.value().1))?);
-        }
-    }
+    points.extend(raw_points);
     Ok(series::downsample(points, from_ms, to_ms, max_points))
+}
+
+/// Call `each` with the time and value of every `(time, name)` row with time in
+/// `from_ms..=to_ms`, in time order, without reading other personas' rows: each seek either
+/// lands on `name` or finds the next time present, so two seeks per time at most. (A guess
+/// of the next time from the last stride would save one, but would skip the rows between
+/// when a series changes pace.)
+fn seek_each(
+    table: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    name: &str,
+    from_ms: u64,
+    to_ms: u64,
+    mut each: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut cursor_ms = from_ms;
+    while cursor_ms <= to_ms {
+        let Some(row) = table.range::<(u64, &str)>((cursor_ms, name)..)?.next() else { break };
+        let (k, v) = row?;
+        let (ts_ms, found) = k.value();
+        if ts_ms > to_ms {
+            break;
+        }
+        if found < name {
+            // a later time, where `name` sorts further on: seek to it there
+            cursor_ms = ts_ms;
+            continue;
+        }
+        if found == name {
+            each(ts_ms, v.value())?;
+        }
+        // taken, or not at this time (the seek landed past it): on to the next time
+        let Some(next_ms) = ts_ms.checked_add(1) else { break };
+        cursor_ms = next_ms;
+    }
+    Ok(())
 }
 
 pub(super) fn host(store: &RedbStore, from_ms: u64, to_ms: u64, max_points: usize) -> Result<Vec<HostSample>> {
@@ -86,13 +123,14 @@ pub(super) fn host(store: &RedbStore, from_ms: u64, to_ms: u64, max_points: usiz
     let txn = store.begin_read()?;
     let raw = txn.open_table(HOST_RAW)?;
     let rollups = txn.open_table(HOST_ROLLUPS)?;
-    let first_raw_ms = match raw.range(from_ms..=to_ms)?.next() {
-        Some(row) => Some(row?.0.value()),
-        None => None,
-    };
+    let mut raw_points: Vec<HostSample> = Vec::new();
+    for row in raw.range(from_ms..=to_ms)? {
+        let (k, v) = row?;
+        raw_points.push(codec::decode(v.value(), &At("host", k.value()))?);
+    }
     let mut points = Vec::new();
     let interval_ms = series::interval_ms(&store.config);
-    if let Some(upper_ms) = series::rollup_upper_ms(first_raw_ms, to_ms, interval_ms)
+    if let Some(upper_ms) = series::rollup_upper_ms(raw_points.first().map(|s| s.ts_ms), to_ms, interval_ms)
         && upper_ms >= from_ms
     {
         for row in rollups.range(from_ms..=upper_ms)? {
@@ -100,46 +138,82 @@ pub(super) fn host(store: &RedbStore, from_ms: u64, to_ms: u64, max_points: usiz
             points.push(codec::decode(v.value(), &At("host", k.value()))?);
         }
     }
-    if let Some(first_ms) = first_raw_ms {
-        for row in raw.range(first_ms..=to_ms)? {
-            let (k, v) = row?;
-            points.push(codec::decode(v.value(), &At("host", k.value()))?);
-        }
-    }
+    points.extend(raw_points);
     Ok(series::downsample(points, from_ms, to_ms, max_points))
 }
 
-/// Roll up and expire every persona's series, one persona at a time.
+/// Move recent samples of complete intervals into one raw chunk per persona and interval,
+/// roll those intervals up, then cut expired chunks and rollups off the start.
 pub(super) fn compact_personas(txn: &WriteTransaction, plan: &Plan, report: &mut CompactReport) -> Result<()> {
+    let mut recent = txn.open_table(PERSONA_RECENT)?;
     let mut raw = txn.open_table(PERSONA_RAW)?;
     let mut rollups = txn.open_table(PERSONA_ROLLUPS)?;
-    let mut after: Option<String> = None;
-    while let Some(name) = next_name(&raw, after.as_deref())? {
-        if plan.roll_from_ms < plan.roll_to_ms {
-            let mut samples: Vec<PersonaSample> = Vec::new();
-            for row in raw.range((name.as_str(), plan.roll_from_ms)..(name.as_str(), plan.roll_to_ms))? {
-                let (k, v) = row?;
-                match codec::decode(v.value(), &At(&name, k.value().1)) {
-                    Ok(s) => samples.push(s),
-                    Err(error) => {
-                        tracing::warn!(%error, "sample left out of its rollup");
-                        report.undecodable += 1;
-                    }
+
+    let mut moved: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for row in recent.extract_from_if(..(plan.roll_to_ms, ""), |_, _| true)?.take(MAX_MOVED_PER_COMPACT) {
+        let (k, v) = row?;
+        let (ts_ms, name) = k.value();
+        moved.push((name.to_owned(), ts_ms, v.value().to_vec()));
+    }
+    moved.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+
+    // one group per persona and interval
+    let mut rest = moved.as_slice();
+    while let Some((name, first_ms, _)) = rest.first() {
+        let start_ms = first_ms - first_ms % plan.interval_ms;
+        let end_ms = start_ms + plan.interval_ms;
+        let len = rest.iter().position(|(n, ts, _)| n != name || *ts >= end_ms).unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(len);
+        rest = tail;
+        let fate = plan.fate(start_ms);
+        if fate != Fate::Keep {
+            report.raw_deleted += group.len() as u64;
+        }
+        if fate == Fate::Drop {
+            continue;
+        }
+        let mut fresh: Vec<PersonaSample> = Vec::with_capacity(group.len());
+        for (_, ts_ms, bytes) in group {
+            match codec::decode(bytes, &At(name, *ts_ms)) {
+                Ok(s) => fresh.push(s),
+                Err(error) => {
+                    tracing::warn!(%error, "sample dropped");
+                    report.undecodable += 1;
                 }
             }
-            for (start_ms, rollup) in series::rollup_by_interval(&samples, plan.interval_ms) {
-                rollups.insert((name.as_str(), start_ms), codec::encode(&rollup)?.as_slice())?;
-                report.rollups_written += 1;
+        }
+        let key = (start_ms, name.as_str());
+        // a chunk exists already only when samples came late, or a bounded move split the
+        // interval: merge, so the interval is kept and rolled up whole
+        let kept: Vec<PersonaSample> = match raw.get(key)? {
+            Some(v) => codec::decode(v.value(), &At(name, start_ms)).unwrap_or_else(|error| {
+                tracing::warn!(%error, "raw chunk replaced");
+                report.undecodable += 1;
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let merged = series::merge_by_ts(kept, fresh);
+        if fate == Fate::Keep {
+            match codec::encode(&merged) {
+                Ok(bytes) => drop(raw.insert(key, bytes.as_slice())?),
+                // refusing the chunk would fail every compaction from now on: keep the rollup
+                Err(error) => {
+                    tracing::warn!(%error, persona = %name, start_ms, "raw samples of an interval not kept");
+                    report.raw_deleted += merged.len() as u64;
+                }
             }
         }
-        report.raw_deleted += drain(&mut raw, &name, plan.raw_cut_ms)?;
-        after = Some(name);
+        if let Some(rollup) = PersonaSample::rollup(&merged) {
+            rollups.insert(key, codec::encode(&rollup)?.as_slice())?;
+            report.rollups_written += 1;
+        }
     }
-    let mut after: Option<String> = None;
-    while let Some(name) = next_name(&rollups, after.as_deref())? {
-        report.rollups_deleted += drain(&mut rollups, &name, plan.rollup_cut_ms)?;
-        after = Some(name);
+
+    for row in raw.extract_from_if(..(plan.raw_cut_ms, ""), |_, _| true)? {
+        report.raw_deleted += codec::chunk_len(row?.1.value());
     }
+    report.rollups_deleted += count_drained(rollups.extract_from_if(..(plan.rollup_cut_ms, ""), |_, _| true)?)?;
     Ok(())
 }
 
@@ -168,34 +242,10 @@ pub(super) fn compact_host(txn: &WriteTransaction, plan: &Plan, report: &mut Com
     Ok(())
 }
 
-/// The first persona name in a `(name, ts)` table after `after`: one seek per persona,
-/// instead of a walk through all their rows.
-fn next_name<V: redb::Value + 'static>(
-    table: &impl ReadableTable<(&'static str, u64), V>,
-    after: Option<&str>,
-) -> Result<Option<String>> {
-    let mut range = match after {
-        None => table.range::<(&str, u64)>(..)?,
-        Some(p) => table.range::<(&str, u64)>((Bound::Excluded((p, u64::MAX)), Bound::Unbounded))?,
-    };
-    match range.next() {
-        Some(row) => Ok(Some(row?.0.value().0.to_owned())),
-        None => Ok(None),
-    }
-}
-
-/// Delete `name`'s rows older than `before_ms`.
-fn drain(table: &mut SeriesTable<'_>, name: &str, before_ms: u64) -> Result<u64> {
-    if before_ms == 0 {
-        return Ok(0);
-    }
-    count_drained(table.extract_from_if((name, 0)..(name, before_ms), |_, _| true)?)
-}
-
 /// Rows leave an extract iterator's table only as they are read.
 fn count_drained<T, E>(rows: impl Iterator<Item = std::result::Result<T, E>>) -> Result<u64>
 where
-    crate::error::StoreError: From<E>,
+    StoreError: From<E>,
 {
     let mut n = 0;
     for row in rows {

@@ -22,11 +22,15 @@ pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 /// (persona, seq) → (): reads of one persona's events skip everyone else's
 pub(crate) const EVENTS_BY_PERSONA: TableDefinition<(&str, u64), ()> = TableDefinition::new("event/by_persona");
 
-/// (persona, ts_ms) → raw `PersonaSample`: one range scan per persona and time span
-pub(crate) const PERSONA_RAW: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("series/persona_raw");
-/// (persona, interval start ms) → rolled-up `PersonaSample`
-pub(crate) const PERSONA_ROLLUPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("series/persona_rollup");
+/// (interval start ms, persona) → that interval's raw `PersonaSample`s in time order: one
+/// row per persona and interval, written once, at the end of the table, by compaction
+pub(crate) const PERSONA_RAW: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("series/persona_raw");
+/// (interval start ms, persona) → rolled-up `PersonaSample`
+pub(crate) const PERSONA_ROLLUPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("series/persona_rollup");
 /// ts_ms → raw `HostSample`
 pub(crate) const HOST_RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("series/host_raw");
 /// interval start ms → rolled-up `HostSample`
 pub(crate) const HOST_ROLLUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("series/host_rollup");
+/// (ts_ms, persona) → `PersonaSample` not yet compacted: a tick of every persona lands at
+/// the end of this one table
+pub(crate) const PERSONA_RECENT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("series/persona_recent");
