@@ -58,6 +58,10 @@ struct Slot {
     spawn_id: u64,
     port: Option<u16>,
     cgroup: Option<PersonaCgroup>,
+    /// The process is in its memory cgroup (its hard memory limit is the kernel's to enforce).
+    cg_memory: bool,
+    /// The process is in its cpu cgroup (throttling is a CPU quota).
+    cg_cpu: bool,
     oom_kills_seen: u64,
     health: Health,
     sample: PersonaSample,
@@ -102,7 +106,8 @@ impl Supervisor {
         let prober = Prober::new(settings.config.health_timeout_ms)
             .map_err(|e| SupervisorError::io("health client", std::io::Error::other(e)))?;
         let (reading_tx, reading_rx) = mpsc::channel(2);
-        let sampler = Sampler::spawn(reading_tx).map_err(|e| SupervisorError::io("sampler thread", e))?;
+        let sampler = Sampler::spawn(reading_tx, settings.config.full_sample_every_ticks)
+            .map_err(|e| SupervisorError::io("sampler thread", e))?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let internal_capacity = settings.config.max_personas * 4 + 64;
         let (internal_tx, internal_rx) = mpsc::channel(internal_capacity);
@@ -243,6 +248,8 @@ impl Supervisor {
             spawn_id: 0,
             port: None,
             cgroup: None,
+            cg_memory: false,
+            cg_cpu: false,
             oom_kills_seen: 0,
             health: Health::Unknown,
             sample: PersonaSample::default(),
@@ -326,7 +333,10 @@ impl Supervisor {
     fn adopt(&mut self, name: &str, found: process::FoundProcess, fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) {
         let spawn_id = self.bump_spawn_id();
         let now = self.now();
-        let cgroup = self.cgroups.as_ref().and_then(|c| c.create(name).ok());
+        let Some(wants_memory) = self.slots.get(name).map(|s| s.record.spec.limits.memory_max_mb.is_some()) else {
+            return;
+        };
+        let cgroup = if wants_memory { self.cgroups.as_ref().and_then(|c| c.create(name).ok()) } else { None };
         let Some(slot) = self.slots.get_mut(name) else { return };
         let restarts = slot.record.restarts;
         slot.life =
@@ -334,6 +344,13 @@ impl Supervisor {
         slot.spawn_id = spawn_id;
         slot.port = found.port;
         slot.oom_kills_seen = cgroup.as_ref().map_or(0, |c| c.oom_kills());
+        if let Some(cg) = &cgroup {
+            // it joined at its spawn; joining again is harmless and covers a node that died
+            // between the spawn and the move
+            join_in_background(name, found.pid, cg.procs_files(true, false));
+        }
+        slot.cg_memory = cgroup.is_some();
+        slot.cg_cpu = false;
         slot.cgroup = cgroup;
         slot.record.process = Some(ProcessRecord {
             pid: found.pid,
@@ -533,16 +550,18 @@ impl Supervisor {
         let port = self.free_port()?;
         let state_file = self.state_file(name);
         let now = self.now();
-        let cgroup = match &self.cgroups {
-            Some(c) => Some(c.create(name).map_err(|e| SupervisorError::io("create cgroup", e))?),
-            None => None,
+        let slot = self.slots.get(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        let memory_limit = slot.record.spec.limits.memory_max_mb.map(|mb| mb * 1024 * 1024);
+        let cgroup = match (&self.cgroups, memory_limit) {
+            (Some(c), Some(limit)) => {
+                let cg = c.create(name).map_err(|e| SupervisorError::io("create cgroup", e))?;
+                cg.set_memory_max(Some(limit)).map_err(|e| SupervisorError::io("set memory limit", e))?;
+                Some(cg)
+            }
+            _ => None,
         };
         let slot = self.slots.get_mut(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
         let spec = &slot.record.spec;
-        if let Some(cg) = &cgroup {
-            let limit = spec.limits.memory_max_mb.map(|mb| mb * 1024 * 1024);
-            cg.set_memory_max(limit).map_err(|e| SupervisorError::io("set memory limit", e))?;
-        }
         let mut env = spec.env.clone();
         env.insert(process::ENV_PORT.into(), port.to_string());
         env.insert(process::ENV_PERSONA_ID.into(), spec.name.clone());
@@ -557,15 +576,19 @@ impl Supervisor {
             env,
             working_dir: spec.working_dir.clone(),
             log_file: self.settings.data_dir.join("logs").join(format!("{name}.log")),
-            cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
         };
         let mut child = process::spawn(&plan)?;
         let pid = child.id().ok_or_else(|| SupervisorError::Conflict("spawned child has no pid".into()))?;
+        if let Some(cg) = &cgroup {
+            join_in_background(name, pid, cg.procs_files(true, false));
+        }
         slot.spawn_id = spawn_id;
         slot.port = Some(port);
         slot.health = Health::Unknown;
         slot.peak_rss_bytes = 0;
         slot.oom_kills_seen = cgroup.as_ref().map_or(0, |c| c.oom_kills());
+        slot.cg_memory = cgroup.is_some();
+        slot.cg_cpu = false;
         slot.record.process = Some(ProcessRecord {
             pid,
             start_ticks: process::start_ticks(pid).unwrap_or(0),
@@ -629,7 +652,12 @@ impl Supervisor {
                     c.cancel();
                 }
                 let pid = slot.life.pid();
-                let oom = slot.cgroup.as_ref().map(|c| c.oom_kills()).filter(|&n| n > slot.oom_kills_seen);
+                let oom = slot
+                    .cgroup
+                    .as_ref()
+                    .filter(|_| slot.cg_memory)
+                    .map(|c| c.oom_kills())
+                    .filter(|&n| n > slot.oom_kills_seen);
                 // no orphan survives its persona: the rest of its group goes with it
                 if let Some(pid) = pid {
                     process::signal_group(pid, Signal::SIGKILL);
@@ -725,7 +753,7 @@ impl Supervisor {
             };
             samples.push((name.clone(), slot.sample.clone()));
             // without a memory cgroup the node is the limit's enforcer
-            if slot.cgroup.is_none()
+            if !slot.cg_memory
                 && let Some(limit_mb) = slot.record.spec.limits.memory_max_mb
                 && r.rss_bytes > limit_mb * 1024 * 1024
             {
@@ -782,11 +810,29 @@ impl Supervisor {
         if let Some(c) = slot.duty_cycle.take() {
             c.cancel();
         }
-        if let Some(cg) = &slot.cgroup {
-            if let Err(e) = cg.set_cpu_max(cap) {
+        if let Some(cgroups) = &self.cgroups {
+            // a process joins its cpu cgroup only once it has a cap to enforce
+            if cap.is_some() && !slot.cg_cpu {
+                if slot.cgroup.is_none() {
+                    match cgroups.create(name) {
+                        Ok(cg) => slot.cgroup = Some(cg),
+                        Err(e) => tracing::warn!(persona = name, error = %e, "cannot create a cgroup"),
+                    }
+                }
+                if let Some(cg) = &slot.cgroup {
+                    join_in_background(name, pgid, cg.procs_files(false, true));
+                    slot.cg_cpu = true;
+                }
+            }
+            if slot.cg_cpu
+                && let Some(cg) = &slot.cgroup
+                && let Err(e) = cg.set_cpu_max(cap)
+            {
                 tracing::warn!(persona = name, error = %e, "cannot set cpu limit");
             }
-            return;
+            if slot.cg_cpu {
+                return;
+            }
         }
         if let Some(cap) = cap.filter(|c| *c < 100.0) {
             let token = CancellationToken::new();
@@ -944,6 +990,20 @@ impl Supervisor {
             .collect();
         self.status_tx.send_replace(Arc::new(table));
     }
+}
+
+/// Move a process into cgroups on a blocking thread: in cgroup v1 each move waits for an RCU
+/// grace period, which must not hold up the supervisor (or the next restart).
+fn join_in_background(persona: &str, pid: u32, files: Vec<PathBuf>) {
+    if files.is_empty() {
+        return;
+    }
+    let persona = persona.to_owned();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = process::join_cgroup(pid, &files) {
+            tracing::warn!(persona, pid, error = %e, "cannot move the process into its cgroup");
+        }
+    });
 }
 
 fn exit_status(s: std::process::ExitStatus) -> ExitStatus {

@@ -132,10 +132,14 @@ fn detect_v1(mountinfo: &str, own: &str, leaf: &str) -> Option<Cgroups> {
 }
 
 impl PersonaCgroup {
-    /// The `cgroup.procs` files a new process writes itself into.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.memory_dir.join("cgroup.procs")];
-        if self.cpu_dir != self.memory_dir {
+    /// The `cgroup.procs` files to write a process into for the controllers it needs. Only
+    /// what is needed: each move costs an RCU grace period in cgroup v1 and holds up forks.
+    pub fn procs_files(&self, memory: bool, cpu: bool) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if memory {
+            v.push(self.memory_dir.join("cgroup.procs"));
+        }
+        if cpu && !(memory && self.cpu_dir == self.memory_dir) {
             v.push(self.cpu_dir.join("cgroup.procs"));
         }
         v

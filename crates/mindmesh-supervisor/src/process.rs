@@ -3,7 +3,6 @@
 //! for ours.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,8 +31,6 @@ pub struct SpawnPlan {
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
     pub log_file: PathBuf,
-    /// `cgroup.procs` files of the groups the child joins before it runs anything.
-    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// Spawn the persona: own process group, stdin closed, stdout and stderr appended to its log
@@ -54,39 +51,17 @@ pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
     if let Some(dir) = &plan.working_dir {
         cmd.current_dir(dir);
     }
-    if !plan.cgroup_procs.is_empty() {
-        let paths = plan
-            .cgroup_procs
-            .iter()
-            .map(|p| CString::new(p.as_os_str().as_encoded_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| SupervisorError::Conflict("cgroup path contains NUL".into()))?;
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed; open, write
-        // and close are, and the paths were allocated before the fork.
-        unsafe {
-            cmd.pre_exec(move || paths.iter().try_for_each(join_cgroup));
-        }
-    }
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(false);
     cmd.spawn().map_err(|e| SupervisorError::io(format!("spawn {}", plan.program.display()), e))
 }
 
-/// Write "0" (this process) into a `cgroup.procs` file, from the child before exec.
-fn join_cgroup(procs: &CString) -> std::io::Result<()> {
-    // SAFETY: plain syscalls on a valid NUL-terminated path and a stack buffer.
-    unsafe {
-        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let buf = b"0\n";
-        let n = libc::write(fd, buf.as_ptr().cast(), buf.len());
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if n < 0 {
-            return Err(err);
-        }
+/// Move a running process into a cgroup. In cgroup v1 a move waits for an RCU grace period
+/// (~10 ms), so the supervisor does it off the restart path, right after the spawn, rather
+/// than in the child before exec (which would hold up the spawn by as much).
+pub fn join_cgroup(pid: u32, procs_files: &[PathBuf]) -> std::io::Result<()> {
+    for f in procs_files {
+        std::fs::write(f, pid.to_string())?;
     }
     Ok(())
 }

@@ -252,7 +252,11 @@ async fn wait<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
     }
 }
 
-async fn wait_status(client: &Client, timeout: Duration, cond: impl Fn(&NodeStatus) -> bool) -> anyhow::Result<NodeStatus> {
+async fn wait_status(
+    client: &Client,
+    timeout: Duration,
+    cond: impl Fn(&NodeStatus) -> bool,
+) -> anyhow::Result<NodeStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(s) = client.get::<NodeStatus>("/api/v1/status").await

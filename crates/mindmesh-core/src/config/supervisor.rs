@@ -19,6 +19,9 @@ pub enum CgroupMode {
 #[serde(deny_unknown_fields, default)]
 pub struct SupervisorConfig {
     pub metrics_interval_ms: u64,
+    /// sysinfo refreshes the supervised processes (disk I/O totals) every this many metrics
+    /// ticks; CPU and RSS are read from `/proc/<pid>/stat` every tick, which costs a sixth.
+    pub full_sample_every_ticks: u32,
     pub health_interval_ms: u64,
     pub health_timeout_ms: u64,
     /// A started persona that is not healthy within this long counts as failed to start.
@@ -42,6 +45,7 @@ impl Default for SupervisorConfig {
         let r = RestartConfig::default();
         SupervisorConfig {
             metrics_interval_ms: 1000,
+            full_sample_every_ticks: 15,
             health_interval_ms: 2000,
             health_timeout_ms: 1000,
             start_timeout_ms: 30_000,
@@ -61,6 +65,7 @@ impl Default for SupervisorConfig {
 impl SupervisorConfig {
     pub fn validate(&self) -> Result<()> {
         at_least("metrics_interval_ms", self.metrics_interval_ms, 100)?;
+        at_least("full_sample_every_ticks", u64::from(self.full_sample_every_ticks), 1)?;
         at_least("health_interval_ms", self.health_interval_ms, 100)?;
         at_least("health_timeout_ms", self.health_timeout_ms, 10)?;
         at_least("start_timeout_ms", self.start_timeout_ms, 100)?;
