@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
+mod bench;
 mod brain;
 mod client;
 mod events;
@@ -39,6 +40,9 @@ enum Command {
     /// The brain: evaluate analysts on decision scenarios.
     #[command(subcommand)]
     Brain(brain::BrainCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -48,5 +52,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status::run(json, &cli.api).await,
         Command::Events(args) => events::run(args, &cli.api).await,
         Command::Brain(cmd) => brain::run(cmd).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }

@@ -1,7 +1,8 @@
 //! `mindmesh bench …`: benchmarks as subcommands (never timed tests). Each prints what it
 //! measured and, with `--json`, a machine-readable record for `docs/benchmarks.md`.
 
-mod supervise;
+mod gateway;
+mod load;
 
 use std::process::ExitCode;
 
@@ -9,12 +10,13 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Restart latency and node overhead with N supervised personas under a kill storm.
-    Supervise(supervise::SuperviseArgs),
+    /// Gateway overhead (direct vs through the node, 1 and 64 connections) and priority under
+    /// saturation.
+    Gateway(gateway::GatewayArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCommand::Supervise(args) => supervise::run(args).await,
+        BenchCommand::Gateway(args) => gateway::run(args).await,
     }
 }
