@@ -271,8 +271,18 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
             .collect();
         table::print(
             &[
-                "TS_MS", "RSS_MB", "CPU_%", "REQUESTS", "ERRORS", "P50_MS", "P99_MS", "TTFT_MS", "QUEUE", "IN_FLIGHT",
-                "TOKENS", "ERROR_KINDS",
+                "TS_MS",
+                "RSS_MB",
+                "CPU_%",
+                "REQUESTS",
+                "ERRORS",
+                "P50_MS",
+                "P99_MS",
+                "TTFT_MS",
+                "QUEUE",
+                "IN_FLIGHT",
+                "TOKENS",
+                "ERROR_KINDS",
             ],
             &rows,
         );

@@ -78,7 +78,13 @@ impl Control {
         let (guard, left) = self.gateway.drain(name, self.drain_timeout).await?;
         let waited_ms = started.elapsed().as_millis() as u64;
         if left > 0 {
-            tracing::warn!(persona = name, action = why, left, waited_ms, "drain timed out; requests in flight will fail");
+            tracing::warn!(
+                persona = name,
+                action = why,
+                left,
+                waited_ms,
+                "drain timed out; requests in flight will fail"
+            );
         } else {
             tracing::info!(persona = name, action = why, waited_ms, "drained");
         }

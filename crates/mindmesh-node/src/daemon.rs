@@ -61,8 +61,9 @@ impl Node {
         let (seq_tx, seq_rx) = watch::channel(store.last_event_seq().await?);
         let (host_tx, host_rx) = watch::channel(None);
         let gates = GateTable::default();
-        let recorder =
-            tokio::spawn(Recorder::new(store.clone(), reports_rx, seq_tx, host_tx).with_behaviour(gates.meters()).run());
+        let recorder = tokio::spawn(
+            Recorder::new(store.clone(), reports_rx, seq_tx, host_tx).with_behaviour(gates.meters()).run(),
+        );
 
         let instance = instance_id(&data_dir)?;
         let settings = SupervisorSettings {
@@ -98,8 +99,14 @@ impl Node {
         }
 
         let waker = Waker::new(supervisor.clone(), store.clone());
-        let (gateway, gateway_task) =
-            Gateway::spawn(config.gateway.clone(), gates, supervisor.status(), waker.clone(), clock.clone(), shutdown.clone())?;
+        let (gateway, gateway_task) = Gateway::spawn(
+            config.gateway.clone(),
+            gates,
+            supervisor.status(),
+            waker.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        )?;
         let control = Control::new(
             supervisor.clone(),
             gateway.clone(),

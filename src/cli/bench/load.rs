@@ -137,11 +137,8 @@ async fn exchange(s: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> anyho
     };
     let head = std::str::from_utf8(&buf[..head_end]).context("response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .context("no status line")?;
+    let status: u16 =
+        lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).context("no status line")?;
     let (mut length, mut chunked, mut keep_alive) = (None, false, true);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else { continue };

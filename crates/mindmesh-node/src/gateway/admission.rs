@@ -22,15 +22,23 @@ use crate::control::Waker;
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    QueueFull { retry_after_s: u32 },
+    QueueFull {
+        retry_after_s: u32,
+    },
     NotAllowed,
     /// The persona is down and nothing is bringing it back (stopped, failed, killed, never
     /// started).
-    Unavailable { phase: Phase, reason: Option<String> },
+    Unavailable {
+        phase: Phase,
+        reason: Option<String>,
+    },
     /// Removed while the request waited.
     Gone,
     /// Its budget's `max_response_time_ms` passed while it waited.
-    Timeout { waited_ms: u64, limit_ms: u64 },
+    Timeout {
+        waited_ms: u64,
+        limit_ms: u64,
+    },
     WakeFailed(String),
     ShuttingDown,
 }
@@ -38,10 +46,20 @@ pub enum Refusal {
 pub type Reply = oneshot::Sender<Result<Permit, Refusal>>;
 
 pub(crate) enum Command {
-    Enqueue { persona: Arc<str>, arrived: Instant, reply: Reply },
+    Enqueue {
+        persona: Arc<str>,
+        arrived: Instant,
+        reply: Reply,
+    },
     /// The gate of a persona the request path saw before the actor did.
-    Gate { persona: String, reply: oneshot::Sender<Option<Arc<Gate>>> },
-    WakeFailed { persona: Arc<str>, error: String },
+    Gate {
+        persona: String,
+        reply: oneshot::Sender<Option<Arc<Gate>>>,
+    },
+    WakeFailed {
+        persona: Arc<str>,
+        error: String,
+    },
 }
 
 pub(crate) struct Admission {

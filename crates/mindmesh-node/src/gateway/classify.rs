@@ -67,7 +67,10 @@ mod tests {
             classify(429, &body("Rate limit reached", "requests", Some("rate_limit_exceeded"))),
             ErrorKind::Upstream4xx(429)
         );
-        assert_eq!(classify(401, &body("Incorrect API key", "invalid_request_error", Some("invalid_api_key"))), ErrorKind::Auth);
+        assert_eq!(
+            classify(401, &body("Incorrect API key", "invalid_request_error", Some("invalid_api_key"))),
+            ErrorKind::Auth
+        );
         assert_eq!(
             classify(429, &body("You exceeded your current quota", "insufficient_quota", Some("insufficient_quota"))),
             ErrorKind::Quota
@@ -81,7 +84,10 @@ mod tests {
             classify(400, &body("the request exceeds the available context size", "exceed_context_size_error", None)),
             ErrorKind::ContextLength
         );
-        assert_eq!(classify(400, &body("'messages' must not be empty", "invalid_request_error", None)), ErrorKind::Upstream4xx(400));
+        assert_eq!(
+            classify(400, &body("'messages' must not be empty", "invalid_request_error", None)),
+            ErrorKind::Upstream4xx(400)
+        );
         assert_eq!(classify(404, b"not json"), ErrorKind::Upstream4xx(404));
         assert_eq!(classify(503, b""), ErrorKind::Upstream5xx);
         assert_eq!(classify(302, b""), ErrorKind::Other);

@@ -204,8 +204,12 @@ impl TokenScan {
         let mut from = 0;
         while let Some(i) = find(&hay[from..], USAGE_KEY) {
             let rest = &hay[from + i + USAGE_KEY.len()..];
-            let digits: Vec<u8> =
-                rest.iter().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_digit()).copied().collect();
+            let digits: Vec<u8> = rest
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .take_while(|b| b.is_ascii_digit())
+                .copied()
+                .collect();
             if let Some(n) = std::str::from_utf8(&digits).ok().and_then(|s| s.parse().ok()) {
                 self.usage = Some(n);
             }
@@ -268,7 +272,10 @@ mod tests {
     fn streamed_text_chunks_count_without_usage() {
         let mut s = TokenScan::default();
         s.scan(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n", true);
-        s.scan(b"data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\ndata: {\"choices\":[{\"delta\":{}}]}\n\n", true);
+        s.scan(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\ndata: {\"choices\":[{\"delta\":{}}]}\n\n",
+            true,
+        );
         s.scan(b"data: {\"choices\":[{\"delta\":{\"content\":\"\"}}]}\n\ndata: [DONE]\n\n", true);
         assert_eq!(s.tokens(), 2);
         s.scan(b"data: {\"choices\":[],\"usage\":{\"completion_tokens\":5}}\n\n", true);

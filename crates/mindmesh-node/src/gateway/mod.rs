@@ -225,7 +225,10 @@ impl Gateway {
         gates
             .iter()
             .map(|(n, g)| {
-                (n.to_string(), Traffic { queue_depth: g.queued(), in_flight: g.in_flight(), live: g.meter.live(now_ms) })
+                (
+                    n.to_string(),
+                    Traffic { queue_depth: g.queued(), in_flight: g.in_flight(), live: g.meter.live(now_ms) },
+                )
             })
             .collect()
     }

@@ -133,10 +133,7 @@ impl<T> Queue<T> {
 
     /// When the next waiting request times out.
     pub fn next_deadline_ms(&self, timeout_ms: impl Fn(&str) -> u64) -> Option<u64> {
-        self.lanes
-            .iter()
-            .filter_map(|(name, q)| q.front().map(|w| w.arrived_ms.saturating_add(timeout_ms(name))))
-            .min()
+        self.lanes.iter().filter_map(|(name, q)| q.front().map(|w| w.arrived_ms.saturating_add(timeout_ms(name)))).min()
     }
 
     /// Empty the queue (shutdown).
