@@ -123,6 +123,8 @@ impl Node {
             shutdown.clone(),
         ));
 
+        let gateway_for_stop = gateway.clone();
+
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
@@ -159,8 +161,11 @@ impl Node {
         // the supervisor stops after the API (no new requests) and before the recorder
         let sup_for_stop = supervisor.clone();
         let stop_chain = shutdown.clone();
+        let drain_timeout = Duration::from_millis(config.gateway.drain_timeout_ms);
         let stopper = tokio::spawn(async move {
             stop_chain.cancelled().await;
+            // answers in flight finish before their personas stop
+            let _drained = gateway_for_stop.drain_all(drain_timeout).await;
             sup_for_stop.shutdown().await;
             supervisor_stop.cancel();
         });

@@ -212,6 +212,14 @@ impl Gateway {
         Some(DrainGuard::start(gate, Arc::clone(&self.inner.shared), timeout).await)
     }
 
+    /// Drain every persona at once (node shutdown): answers in flight finish, at most
+    /// `timeout`, before the supervisor stops the processes.
+    pub async fn drain_all(&self, timeout: Duration) -> Vec<DrainGuard> {
+        let gates = self.inner.gates.borrow().clone();
+        let drains = gates.values().map(|g| DrainGuard::start(Arc::clone(g), Arc::clone(&self.inner.shared), timeout));
+        futures::future::join_all(drains).await.into_iter().map(|(guard, _)| guard).collect()
+    }
+
     /// What the API shows of a persona's traffic.
     pub fn traffic(&self, name: &str, now_ms: u64) -> Option<Traffic> {
         let gates = self.inner.gates.borrow();
