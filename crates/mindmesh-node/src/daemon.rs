@@ -106,7 +106,7 @@ impl Node {
             waker.clone(),
             clock.clone(),
             shutdown.clone(),
-        )?;
+        );
         let control = Control::new(
             supervisor.clone(),
             gateway.clone(),

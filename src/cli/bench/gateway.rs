@@ -31,14 +31,27 @@ pub struct GatewayArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub concurrency: Vec<usize>,
     /// Added latency of the two personas of the priority runs.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     pub priority_latency_ms: u64,
     /// The gateway's node-wide concurrency in the priority runs (what the flood saturates).
     #[arg(long, default_value_t = 16)]
     pub node_in_flight: u32,
     /// Connections of the high-priority client.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub high_concurrency: usize,
+    /// Added latency of a second overhead persona, run at the highest connection count: what
+    /// the gateway costs when the persona, not the CPU, sets the pace (0: skip).
+    #[arg(long, default_value_t = 10)]
+    pub paced_latency_ms: u64,
+    /// OS threads of the load generator (each with a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub load_threads: usize,
+    /// Worker threads of the node's runtime (TOKIO_WORKER_THREADS); default: the node's own.
+    #[arg(long)]
+    pub node_threads: Option<usize>,
+    /// Rounds of the priority runs (alone, then under the flood), for a median of noisy tails.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Skip the priority runs.
     #[arg(long)]
     pub no_priority: bool,
@@ -87,34 +100,82 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let warmup = Duration::from_secs_f64(args.warmup_s);
     let duration = Duration::from_secs_f64(args.duration_s);
     let mut rows = Vec::new();
-    println!("host: {} cores, load average {}", cores(), load_average());
+    println!(
+        "host: {} cores, load average {}; load generator: {} thread(s); node runtime: {} worker thread(s)",
+        cores(),
+        load_average(),
+        args.load_threads,
+        args.node_threads.map_or_else(|| "default".to_owned(), |n| n.to_string())
+    );
 
     // ---- overhead: direct vs gateway
     {
-        let persona = persona_toml("bench", &demo, &["--idle"], 50, 1024);
-        let node = BenchNode::start(&exe, "[gateway]\nmax_in_flight = 4096\nmax_queued = 4096\n", &persona).await?;
-        let port = node.persona_port("bench").await?;
-        let body = BODY.replace("MODEL", "bench");
-        let direct = Target::post_json(SocketAddr::from(([127, 0, 0, 1], port)), "/v1/chat/completions", None, &body);
-        let via = Target::post_json(node.api, "/v1/chat/completions", None, &body);
-        println!("\noverhead: demo persona (steady, no added latency), {} s per run", args.duration_s);
-        println!("{:<10} {:>5} {:>12} {:>9} {:>9} {:>8}", "run", "conns", "req/s", "p50_ms", "p99_ms", "errors");
-        for &c in &args.concurrency {
-            let d = load::run(&direct, c, warmup, duration).await?;
-            let g = load::run(&via, c, warmup, duration).await?;
-            for (name, r) in [("direct", &d), ("gateway", &g)] {
-                let row = Row::new(name, c, r);
-                println!(
-                    "{:<10} {:>5} {:>12.0} {:>9.3} {:>9.3} {:>8}",
-                    row.run, c, row.requests_per_s, row.p50_ms, row.p99_ms, row.errors
-                );
-                rows.push(row);
+        let paced = args.paced_latency_ms.to_string();
+        let mut personas = persona_toml("bench", &demo, &["--idle"], 50, 1024);
+        if args.paced_latency_ms > 0 {
+            personas += &persona_toml("paced", &demo, &["--idle", "--latency-ms", &paced], 50, 1024);
+        }
+        let gw = "[gateway]\nmax_in_flight = 4096\nmax_queued = 4096\n";
+        let node = BenchNode::start(&exe, gw, &personas, args.node_threads).await?;
+        let mut groups = vec![("bench", args.concurrency.clone())];
+        if args.paced_latency_ms > 0 {
+            groups.push(("paced", vec![args.concurrency.iter().copied().max().unwrap_or(64)]));
+        }
+        for (name, conns) in groups {
+            let port = node.persona_port(name).await?;
+            let pids =
+                [("persona", node.persona_pid(name).await?), ("node", node.child.id()), ("load", std::process::id())];
+            let body = BODY.replace("MODEL", name);
+            let direct =
+                Target::post_json(SocketAddr::from(([127, 0, 0, 1], port)), "/v1/chat/completions", None, &body);
+            let via = Target::post_json(node.api, "/v1/chat/completions", None, &body);
+            match name {
+                "bench" => {
+                    println!("\noverhead: demo persona (steady, no added latency), {} s per run", args.duration_s)
+                }
+                _ => println!(
+                    "\noverhead: demo persona with {} ms added latency, {} s per run",
+                    args.paced_latency_ms, args.duration_s
+                ),
             }
             println!(
-                "  -> gateway adds {:+.3} ms at p50, keeps {:.1} % of direct throughput",
-                g.quantile_ms(0.5) - d.quantile_ms(0.5),
-                100.0 * g.per_s() / d.per_s().max(1e-9)
+                "{:<10} {:>5} {:>12} {:>9} {:>9} {:>8}   CPU µs per request (persona / node / load generator)",
+                "run", "conns", "req/s", "p50_ms", "p99_ms", "errors"
             );
+            for c in conns {
+                let cpu0 = cpu_us(&pids);
+                let d = load::run(&direct, c, args.load_threads, warmup, duration).await?;
+                let cpu1 = cpu_us(&pids);
+                let g = load::run(&via, c, args.load_threads, warmup, duration).await?;
+                let cpu2 = cpu_us(&pids);
+                for (run, r, before, after) in [("direct", &d, &cpu0, &cpu1), ("gateway", &g, &cpu1, &cpu2)] {
+                    let mut row = Row::new(run, c, r);
+                    row.run = format!("{name}/{run}");
+                    // the warm-up's requests are not counted but its CPU is: estimate them at the same rate
+                    let served = (r.ok + r.errors) as f64 * (warmup + duration).as_secs_f64() / duration.as_secs_f64();
+                    let per: Vec<String> = before
+                        .iter()
+                        .zip(after)
+                        .map(|(b, a)| format!("{:.0}", a.saturating_sub(*b) as f64 / served.max(1.0)))
+                        .collect();
+                    println!(
+                        "{:<10} {:>5} {:>12.0} {:>9.3} {:>9.3} {:>8}   {}",
+                        run,
+                        c,
+                        row.requests_per_s,
+                        row.p50_ms,
+                        row.p99_ms,
+                        row.errors,
+                        per.join(" / ")
+                    );
+                    rows.push(row);
+                }
+                println!(
+                    "  -> gateway adds {:+.3} ms at p50, keeps {:.1} % of direct throughput",
+                    g.quantile_ms(0.5) - d.quantile_ms(0.5),
+                    100.0 * g.per_s() / d.per_s().max(1e-9)
+                );
+            }
         }
         node.stop();
     }
@@ -125,43 +186,65 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let flags = ["--idle", "--latency-ms", lat.as_str()];
         let personas = persona_toml("high", &demo, &flags, 90, 64) + &persona_toml("low", &demo, &flags, 10, 64);
         let gw = format!("[gateway]\nmax_in_flight = {}\nmax_queued = 4096\n", args.node_in_flight);
-        let node = BenchNode::start(&exe, &gw, &personas).await?;
+        let node = BenchNode::start(&exe, &gw, &personas, args.node_threads).await?;
         node.persona_port("high").await?;
         node.persona_port("low").await?;
         let high = Target::post_json(node.api, "/v1/chat/completions", None, &BODY.replace("MODEL", "high"));
         let low = Target::post_json(node.api, "/v1/chat/completions", None, &BODY.replace("MODEL", "low"));
         println!(
-            "\npriority: personas at priority 90 and 10, {} ms each, node admits {} at once, {} s per run",
-            args.priority_latency_ms, args.node_in_flight, args.duration_s
+            "\npriority: personas at priority 90 and 10, {} ms each, node admits {} at once, {} s per run, {} rounds",
+            args.priority_latency_ms, args.node_in_flight, args.duration_s, args.rounds
         );
-        let alone = load::run(&high, args.high_concurrency, warmup, duration).await?;
-        let flood = {
-            let low = low.clone();
-            // the flood starts first and ends after the measured window
-            tokio::spawn(async move { load::run(&low, 64, Duration::ZERO, warmup * 2 + duration).await })
-        };
-        tokio::time::sleep(warmup / 2).await;
-        let loaded = load::run(&high, args.high_concurrency, warmup, duration).await?;
-        let flood = flood.await.context("flood task")??;
-        println!("{:<22} {:>5} {:>12} {:>9} {:>9} {:>8}", "run", "conns", "req/s", "p50_ms", "p99_ms", "errors");
-        for (name, c, r) in [
-            ("high alone", args.high_concurrency, &alone),
-            ("high under low flood", args.high_concurrency, &loaded),
-            ("low (the flood)", 64, &flood),
-        ] {
-            let row = Row::new(name, c, r);
+        println!(
+            "{:<28} {:>5} {:>10} {:>9} {:>9} {:>8}   gateway-measured p99 ms (max of 1 s intervals)",
+            "run", "conns", "req/s", "p50_ms", "p99_ms", "errors"
+        );
+        let mut ratios = Vec::new();
+        for round in 1..=args.rounds {
+            let t0 = unix_ms();
+            let alone = load::run(&high, args.high_concurrency, args.load_threads, warmup, duration).await?;
+            let t1 = unix_ms();
+            let flood = {
+                let low = low.clone();
+                let threads = args.load_threads;
+                // the flood starts first and ends after the measured window
+                tokio::spawn(async move { load::run(&low, 64, threads, Duration::ZERO, warmup * 2 + duration).await })
+            };
+            tokio::time::sleep(warmup / 2).await;
+            let t2 = unix_ms();
+            let loaded = load::run(&high, args.high_concurrency, args.load_threads, warmup, duration).await?;
+            let t3 = unix_ms();
+            let flood = flood.await.context("flood task")??;
+            for (name, c, r, window) in [
+                (format!("{round}: high alone"), args.high_concurrency, &alone, Some((t0, t1))),
+                (format!("{round}: high under low flood"), args.high_concurrency, &loaded, Some((t2, t3))),
+                (format!("{round}: low (the flood)"), 64, &flood, None),
+            ] {
+                let measured = match window {
+                    Some((from, to)) => {
+                        node.gateway_p99_max("high", from + 1000, to).await.map_or("-".into(), |v| format!("{v:.1}"))
+                    }
+                    None => String::new(),
+                };
+                let row = Row::new(&name, c, r);
+                println!(
+                    "{:<28} {:>5} {:>10.0} {:>9.3} {:>9.3} {:>8}   {measured}",
+                    row.run, c, row.requests_per_s, row.p50_ms, row.p99_ms, row.errors
+                );
+                rows.push(row);
+            }
+            let ratio = loaded.quantile_ms(0.99) / alone.quantile_ms(0.99);
             println!(
-                "{:<22} {:>5} {:>12.0} {:>9.3} {:>9.3} {:>8}",
-                row.run, c, row.requests_per_s, row.p50_ms, row.p99_ms, row.errors
+                "  -> round {round}: high-priority p99 under saturation is {ratio:.2}x its unloaded p99 (goal <= 2x)"
             );
-            rows.push(row);
+            ratios.push(ratio);
         }
-        let ratio = loaded.quantile_ms(0.99) / alone.quantile_ms(0.99);
+        ratios.sort_by(f64::total_cmp);
         let capacity = f64::from(args.node_in_flight) * 1000.0 / args.priority_latency_ms as f64;
         println!(
-            "  -> high-priority p99 under saturation is {ratio:.2}x its unloaded p99 (goal <= 2x); \
-             node capacity about {capacity:.0} req/s, served {:.0} req/s",
-            loaded.per_s() + flood.per_s() * (duration.as_secs_f64() / (warmup * 2 + duration).as_secs_f64())
+            "  -> median over {} rounds: {:.2}x (node capacity about {capacity:.0} req/s)",
+            ratios.len(),
+            ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
         );
         node.stop();
     }
@@ -191,7 +274,7 @@ struct BenchNode {
 }
 
 impl BenchNode {
-    async fn start(exe: &Path, extra: &str, personas: &str) -> anyhow::Result<BenchNode> {
+    async fn start(exe: &Path, extra: &str, personas: &str, threads: Option<usize>) -> anyhow::Result<BenchNode> {
         let dir = tempfile_dir::TempDir::new()?;
         let data = dir.path().join("data");
         let config = dir.path().join("node.toml");
@@ -203,7 +286,11 @@ impl BenchNode {
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("node.log"))?;
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if let Some(n) = threads {
+            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
+        }
+        let child = cmd
             .args(["node", "start", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")
@@ -226,6 +313,19 @@ impl BenchNode {
         };
         let http = reqwest::Client::builder().no_proxy().build()?;
         Ok(BenchNode { _dir: dir, child, api, http })
+    }
+
+    async fn persona_pid(&self, name: &str) -> anyhow::Result<u32> {
+        let url = format!("http://{}/api/v1/personas/{name}", self.api);
+        let v: serde_json::Value = self.http.get(&url).send().await?.json().await?;
+        v["pid"].as_u64().map(|p| p as u32).context("persona without a pid")
+    }
+
+    /// The highest p99 latency the gateway measured for a persona over a window's 1 s intervals.
+    async fn gateway_p99_max(&self, name: &str, from_ms: u64, to_ms: u64) -> Option<f64> {
+        let url = format!("http://{}/api/v1/personas/{name}/series?from_ms={from_ms}&to_ms={to_ms}", self.api);
+        let v: serde_json::Value = self.http.get(&url).send().await.ok()?.json().await.ok()?;
+        v["samples"].as_array()?.iter().filter_map(|s| s["latency_p99_ms"].as_f64()).reduce(f64::max)
     }
 
     /// Wait until the persona runs and is healthy; its port.
@@ -260,6 +360,26 @@ impl BenchNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user + system) used so far by each process, in µs.
+fn cpu_us(pids: &[(&str, u32)]) -> Vec<u64> {
+    // SAFETY: sysconf has no preconditions
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+    pids.iter()
+        .map(|(_, pid)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // fields 14 and 15 (utime, stime) are at 11 and 12 after the command name
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            (t(11) + t(12)) * 1_000_000 / ticks
+        })
+        .collect()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn cores() -> usize {

@@ -56,20 +56,50 @@ impl Run {
     }
 }
 
-/// `concurrency` connections, each a loop of requests; requests that start during `warmup`
-/// are not counted.
-pub async fn run(target: &Target, concurrency: usize, warmup: Duration, duration: Duration) -> anyhow::Result<Run> {
+/// `concurrency` connections, each a loop of requests, spread over `threads` OS threads with a
+/// single-threaded runtime each (its own, so the generator's cost does not depend on the
+/// caller's runtime); requests that start during `warmup` are not counted.
+pub async fn run(
+    target: &Target,
+    concurrency: usize,
+    threads: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Run> {
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
+    let threads = threads.clamp(1, concurrency.max(1));
+    let mut handles = Vec::with_capacity(threads);
+    for i in 0..threads {
+        // connections dealt out as evenly as they go
+        let n = concurrency / threads + usize::from(i < concurrency % threads);
         let t = target.clone();
-        workers.spawn(async move { worker(t, measure_from, end).await });
+        handles.push(std::thread::spawn(move || -> anyhow::Result<Run> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let mut workers = tokio::task::JoinSet::new();
+                for _ in 0..n {
+                    let t = t.clone();
+                    workers.spawn(async move { worker(t, measure_from, end).await });
+                }
+                let mut run = Run::default();
+                while let Some(r) = workers.join_next().await {
+                    let w = r.context("load worker panicked")??;
+                    run.ok += w.ok;
+                    run.errors += w.errors;
+                    run.latencies_us.extend(w.latencies_us);
+                }
+                Ok(run)
+            })
+        }));
     }
+    let joined = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
+        .await
+        .context("load threads")?;
     let mut run = Run::default();
-    while let Some(r) = workers.join_next().await {
-        let w = r.context("load worker panicked")??;
+    for r in joined {
+        let w = r.map_err(|_| anyhow::anyhow!("load thread panicked"))??;
         run.ok += w.ok;
         run.errors += w.errors;
         run.latencies_us.extend(w.latencies_us);

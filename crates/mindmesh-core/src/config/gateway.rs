@@ -20,6 +20,12 @@ pub struct GatewayConfig {
     /// is served at last even while higher ones keep coming (100: +10 points a second; a
     /// priority-10 request outranks fresh priority-90 ones after 8 s).
     pub aging_ms_per_point: u64,
+    /// Share of `max_in_flight` held back from lower priorities, so that a higher-priority
+    /// request finds a free slot on a node saturated by lower ones instead of waiting for one
+    /// to end. A request of (aged) priority p may only start while fewer than
+    /// `max_in_flight - floor(max_in_flight × share × (100 - p) / 100)` requests are in flight:
+    /// priority 100 may use every slot, priority 0 all but the share. 0 turns it off.
+    pub priority_reserve_share: f64,
     /// Restart, stop and hibernate wait this long for requests in flight to finish before the
     /// process is stopped; requests still running then get an explicit error.
     pub drain_timeout_ms: u64,
@@ -40,6 +46,7 @@ impl Default for GatewayConfig {
             max_queued: 1024,
             max_queued_per_persona: 256,
             aging_ms_per_point: 100,
+            priority_reserve_share: 0.25,
             drain_timeout_ms: 30_000,
             retry_after_s: 1,
             connect_timeout_ms: 1_000,
@@ -67,6 +74,9 @@ impl GatewayConfig {
         if self.max_queued > MAX_QUEUED || self.max_queued_per_persona > MAX_QUEUED {
             return Err(CoreError::invalid("max_queued", format!("must be at most {MAX_QUEUED}")));
         }
+        if !(0.0..=0.5).contains(&self.priority_reserve_share) {
+            return Err(CoreError::invalid("priority_reserve_share", "must be within 0..=0.5"));
+        }
         if self.pool_idle_per_persona > MAX_IN_FLIGHT as usize {
             return Err(CoreError::invalid("pool_idle_per_persona", format!("must be at most {MAX_IN_FLIGHT}")));
         }
@@ -85,5 +95,7 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field(), Some("max_in_flight"));
         let c = GatewayConfig { aging_ms_per_point: 0, ..Default::default() };
         assert_eq!(c.validate().unwrap_err().field(), Some("aging_ms_per_point"));
+        let c = GatewayConfig { priority_reserve_share: 0.6, ..Default::default() };
+        assert_eq!(c.validate().unwrap_err().field(), Some("priority_reserve_share"));
     }
 }

@@ -14,8 +14,8 @@ use mindmesh_supervisor::StatusTable;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::budget::effective;
-use super::gate::{Gate, Gates, Permit, Shared, admit};
+use super::budget::{effective, node_limit};
+use super::gate::{Gate, Gates, Permit, Rank, Shared, admit};
 use super::queue::{Lane, Queue};
 use crate::control::Waker;
 
@@ -277,15 +277,22 @@ impl Admission {
                     && busy < e.slots;
                 Some(Lane { priority: e.priority, open })
             };
-            let Some(persona) = self.queue.pick(self.now_ms(), self.config.aging_ms_per_point, lane) else { return };
+            let Some((persona, score)) = self.queue.pick(self.now_ms(), self.config.aging_ms_per_point, lane) else {
+                return;
+            };
             let Some(gate) = gates.get(&persona).cloned() else { return };
+            // the reserve kept for higher priorities: nothing ranked lower can start either
+            let node_max = node_limit(self.shared.max_in_flight, self.shared.reserve_share, score);
+            if self.shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) >= node_max {
+                return;
+            }
             let Some(w) = self.queue.pop(&persona) else { return };
             if w.item.is_closed() {
                 // the caller has gone while it waited
                 self.count_queued(&persona);
                 continue;
             }
-            match admit(&gate, &self.shared, &self.status) {
+            match admit(&gate, &self.shared, &self.status, Rank::Aged(score)) {
                 Some(permit) => {
                     self.count_queued(&persona);
                     // a caller gone since: the permit comes back and its drop frees the slot
@@ -322,7 +329,7 @@ impl Admission {
                 Some(g) => Arc::clone(g),
                 None => {
                     let name: Arc<str> = name.as_str().into();
-                    Arc::new(Gate::new(name))
+                    Arc::new(Gate::new(name, self.config.pool_idle_per_persona))
                 }
             };
             next.insert(Arc::clone(&gate.name), gate);

@@ -30,6 +30,15 @@ pub fn effective(b: &Budget) -> Effective {
     Effective { slots, duty: capacity / f64::from(slots), priority: f64::from(b.inference_queue_priority) * m }
 }
 
+/// How many requests may be in flight on the node when one of aged priority `score` starts:
+/// all `max_in_flight` for priority 100, fewer for lower ones (the reserve is kept for higher
+/// priorities). Never below one, so every priority makes progress.
+pub fn node_limit(max_in_flight: u32, reserve_share: f64, score: f64) -> u32 {
+    let reserve = (f64::from(max_in_flight) * reserve_share.clamp(0.0, 0.5)).floor();
+    let held_back = (reserve * (100.0 - score.clamp(0.0, 100.0)) / 100.0).floor() as u32;
+    max_in_flight.saturating_sub(held_back).max(1)
+}
+
 /// How long a slot stays held after a request that kept it busy for `busy_ms`.
 pub fn hold_ms(duty: f64, busy_ms: u64) -> u64 {
     if duty >= 1.0 || duty <= 0.0 {
@@ -67,5 +76,18 @@ mod tests {
         assert_eq!((e.slots, e.duty), (2, 0.75));
         assert_eq!(hold_ms(1.0, 200), 0);
         assert_eq!(hold_ms(0.01, 10_000_000), MAX_HOLD_MS);
+    }
+
+    #[test]
+    fn lower_priorities_leave_a_reserve() {
+        // 16 slots, a quarter in reserve: priority 10 stops at 13, 90 and above use all 16
+        assert_eq!(node_limit(16, 0.25, 10.0), 13);
+        assert_eq!(node_limit(16, 0.25, 50.0), 14);
+        assert_eq!(node_limit(16, 0.25, 90.0), 16);
+        assert_eq!(node_limit(16, 0.25, 250.0), 16);
+        // aging climbs into the reserve; nothing is ever shut out
+        assert_eq!(node_limit(16, 0.25, 60.0), 15);
+        assert_eq!(node_limit(1, 0.5, 0.0), 1);
+        assert_eq!(node_limit(16, 0.0, 0.0), 16);
     }
 }

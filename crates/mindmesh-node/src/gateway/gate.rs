@@ -15,8 +15,9 @@ use mindmesh_core::{Budget, Phase};
 use mindmesh_supervisor::StatusTable;
 use tokio::sync::{Notify, watch};
 
-use super::budget::{effective, hold_ms};
+use super::budget::{effective, hold_ms, node_limit};
 use super::meter::Meter;
+use super::upstream::Pool;
 
 /// Node-wide figures of the gateway.
 pub struct Shared {
@@ -25,11 +26,18 @@ pub struct Shared {
     /// Tells the admission actor that a slot was freed while requests wait.
     pub kick: Notify,
     pub max_in_flight: u32,
+    pub reserve_share: f64,
 }
 
 impl Shared {
-    pub fn new(max_in_flight: u32) -> Self {
-        Shared { in_flight: AtomicU32::new(0), queued: AtomicU32::new(0), kick: Notify::new(), max_in_flight }
+    pub fn new(max_in_flight: u32, reserve_share: f64) -> Self {
+        Shared {
+            in_flight: AtomicU32::new(0),
+            queued: AtomicU32::new(0),
+            kick: Notify::new(),
+            max_in_flight,
+            reserve_share,
+        }
     }
 }
 
@@ -45,10 +53,12 @@ pub struct Gate {
     /// Woken whenever a request of a draining persona ends.
     pub drained: Notify,
     pub meter: Meter,
+    /// Idle keep-alive connections to the persona's process.
+    pub pool: Arc<Pool>,
 }
 
 impl Gate {
-    pub fn new(name: Arc<str>) -> Self {
+    pub fn new(name: Arc<str>, max_idle: usize) -> Self {
         Gate {
             name,
             in_flight: AtomicU32::new(0),
@@ -57,6 +67,7 @@ impl Gate {
             drains: AtomicU32::new(0),
             drained: Notify::new(),
             meter: Meter::default(),
+            pool: Arc::new(Pool::new(max_idle)),
         }
     }
 
@@ -84,28 +95,58 @@ pub struct Permit {
     since: Instant,
 }
 
+/// How a request stands in the node-wide order when it is admitted.
+#[derive(Debug, Clone, Copy)]
+pub enum Rank {
+    /// Arriving now (the request path): its budget's priority, not aged.
+    Fresh,
+    /// Chosen from the queue by the admission actor, with this aged priority.
+    Aged(f64),
+}
+
+impl Rank {
+    /// A failed attempt by the request path may have made the actor's dispatch fail meanwhile
+    /// (its counts were up for a moment), so it kicks the actor; the actor's own failed
+    /// attempts must not, or it would wake itself forever.
+    fn kicks(self) -> bool {
+        matches!(self, Rank::Fresh)
+    }
+}
+
 /// Admit a request to `gate` if the persona is serving, not draining, and below both its own
-/// and the node's concurrency; `None` leaves every count as it was.
-pub fn admit(gate: &Arc<Gate>, shared: &Arc<Shared>, status: &watch::Receiver<StatusTable>) -> Option<Permit> {
-    let eff = {
+/// concurrency and the node's (less the reserve kept for higher priorities); `None` leaves
+/// every count as it was.
+pub fn admit(
+    gate: &Arc<Gate>,
+    shared: &Arc<Shared>,
+    status: &watch::Receiver<StatusTable>,
+    rank: Rank,
+) -> Option<Permit> {
+    let (eff, node_max) = {
         let table = status.borrow();
         let s = table.get(&*gate.name)?;
         if s.phase != Phase::Running || s.port.is_none() || !s.budget.allowed_to_run {
             return None;
         }
-        effective(&s.budget)
+        let eff = effective(&s.budget);
+        let score = match rank {
+            Rank::Fresh => eff.priority,
+            Rank::Aged(score) => score,
+        };
+        (eff, node_limit(shared.max_in_flight, shared.reserve_share, score))
     };
+    let kick = rank.kicks();
     let mine = gate.in_flight.fetch_add(1, Ordering::SeqCst);
     if mine + gate.held.load(Ordering::SeqCst) >= eff.slots {
-        undo(gate, shared, false);
+        undo(gate, shared, false, kick);
         return None;
     }
-    if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= shared.max_in_flight {
-        undo(gate, shared, true);
+    if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= node_max {
+        undo(gate, shared, true, kick);
         return None;
     }
     if gate.drains.load(Ordering::SeqCst) > 0 {
-        undo(gate, shared, true);
+        undo(gate, shared, true, kick);
         return None;
     }
     // read again: a drain that ended since the first read has stopped or replaced the process
@@ -122,25 +163,25 @@ pub fn admit(gate: &Arc<Gate>, shared: &Arc<Shared>, status: &watch::Receiver<St
         }),
         _ => {
             drop(table);
-            undo(gate, shared, true);
+            undo(gate, shared, true, kick);
             None
         }
     }
 }
 
-fn undo(gate: &Gate, shared: &Shared, node_too: bool) {
+fn undo(gate: &Gate, shared: &Shared, node_too: bool, kick: bool) {
     if node_too {
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
     gate.in_flight.fetch_sub(1, Ordering::SeqCst);
-    after_release(gate, shared);
+    after_release(gate, shared, kick);
 }
 
-fn after_release(gate: &Gate, shared: &Shared) {
+fn after_release(gate: &Gate, shared: &Shared, kick: bool) {
     if gate.drains.load(Ordering::SeqCst) > 0 {
         gate.drained.notify_waiters();
     }
-    if shared.queued.load(Ordering::SeqCst) > 0 {
+    if kick && shared.queued.load(Ordering::SeqCst) > 0 {
         shared.kick.notify_one();
     }
 }
@@ -168,7 +209,7 @@ impl Drop for Permit {
                 self.gate.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        after_release(&self.gate, &self.shared);
+        after_release(&self.gate, &self.shared, true);
     }
 }
 

@@ -16,6 +16,7 @@ use mindmesh_core::metrics::ErrorKind;
 use super::error::sse_timeout_event;
 use super::gate::{Gate, Permit};
 use super::meter::Outcome;
+use super::upstream::UpstreamBody;
 
 /// One request, from its arrival at the gateway.
 pub struct Record {
@@ -67,7 +68,7 @@ impl Drop for Record {
 
 /// A persona's answer on its way to the caller.
 pub struct MeteredBody {
-    inner: reqwest::Body,
+    inner: UpstreamBody,
     permit: Option<Permit>,
     record: Record,
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -79,7 +80,7 @@ pub struct MeteredBody {
 
 impl MeteredBody {
     pub fn new(
-        inner: reqwest::Body,
+        inner: UpstreamBody,
         permit: Permit,
         record: Record,
         deadline: tokio::time::Instant,

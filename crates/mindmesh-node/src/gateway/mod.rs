@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`routing`]: which persona (and later which node) a model names — the one decision
 //! - [`proxy`]: the request path and `/v1/models`
+//! - [`upstream`]: the lean HTTP/1.1 client to the personas, pooled per persona
 //! - [`request`]: peeking at a request's model and token limits; the token clamp
 //! - [`gate`]: per-persona admission counts, permits, drains
 //! - [`admission`]: the actor owning the node-wide queue; wake on request
@@ -34,6 +35,7 @@ mod proxy;
 mod queue;
 mod request;
 mod routing;
+mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +59,6 @@ use admission::{Admission, Command};
 use gate::{Gate, Gates, Permit, Shared};
 
 use crate::control::Waker;
-use crate::error::{NodeError, Result};
 
 /// Commands waiting for the admission actor; request tasks wait (backpressure) beyond it.
 const COMMAND_QUEUE: usize = 4096;
@@ -137,7 +138,7 @@ struct Inner {
     status: watch::Receiver<StatusTable>,
     gates: watch::Receiver<Gates>,
     commands: mpsc::Sender<Command>,
-    http: reqwest::Client,
+    connect_timeout: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -150,25 +151,16 @@ impl Gateway {
         waker: Waker,
         clock: Arc<dyn Clock>,
         cancel: CancellationToken,
-    ) -> Result<(Gateway, tokio::task::JoinHandle<()>)> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .http1_only()
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .pool_max_idle_per_host(config.pool_idle_per_persona)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| NodeError::io("build the gateway's HTTP client", std::io::Error::other(e)))?;
-        let shared = Arc::new(Shared::new(config.max_in_flight));
+    ) -> (Gateway, tokio::task::JoinHandle<()>) {
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let shared = Arc::new(Shared::new(config.max_in_flight, config.priority_reserve_share));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let gates = table.tx.subscribe();
         let actor =
             Admission::new(config, Arc::clone(&shared), status.clone(), table.tx, waker, tx.clone(), Instant::now());
         let task = tokio::spawn(actor.run(rx, cancel));
-        let inner = Inner { shared, status, gates, commands: tx, http, clock };
-        Ok((Gateway { inner: Arc::new(inner) }, task))
+        let inner = Inner { shared, status, gates, commands: tx, connect_timeout, clock };
+        (Gateway { inner: Arc::new(inner) }, task)
     }
 
     /// The OpenAI routes, for the node's router (which adds the token check and body limit).
@@ -194,7 +186,7 @@ impl Gateway {
     async fn admit(&self, gate: &Arc<Gate>, arrived: Instant) -> std::result::Result<Permit, Refusal> {
         let shared = &self.inner.shared;
         if shared.queued.load(std::sync::atomic::Ordering::SeqCst) == 0
-            && let Some(p) = gate::admit(gate, shared, &self.inner.status)
+            && let Some(p) = gate::admit(gate, shared, &self.inner.status, gate::Rank::Fresh)
         {
             return Ok(p);
         }

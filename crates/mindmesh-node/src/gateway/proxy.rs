@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mindmesh_core::metrics::ErrorKind;
 
@@ -16,6 +15,7 @@ use super::error::GatewayError;
 use super::measure::{MeteredBody, Record};
 use super::request::{Api, PeekError, clamp_tokens, peek};
 use super::routing::{Route, route};
+use super::upstream::{self, UpstreamError, read_to_end};
 
 pub async fn chat(State(gw): State<Gateway>, body: Bytes) -> Response {
     serve(&gw, Api::Chat, body).await
@@ -72,34 +72,47 @@ async fn serve(gw: &Gateway, api: Api, body: Bytes) -> Response {
     let sse = p.streams();
     drop(p);
 
-    let url = format!("http://127.0.0.1:{}{}", permit.port, api.path());
-    let send = gw
-        .inner
-        .http
-        .post(url)
-        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .body(upstream_body)
-        .send();
-    let resp = match tokio::time::timeout_at(deadline, send).await {
+    let send = upstream::send(
+        std::sync::Arc::clone(&record.gate().pool),
+        permit.port,
+        api.path(),
+        &upstream_body,
+        gw.inner.connect_timeout,
+    );
+    let (head, mut upstream) = match tokio::time::timeout_at(deadline, send).await {
         Err(_) => return fail(record, GatewayError::timeout(&persona, limit_ms)),
         Ok(Err(e)) => {
-            let kind = if e.is_connect() { ErrorKind::ConnectionRefused } else { ErrorKind::Other };
-            let detail = error_chain(&e);
+            let kind = match &e {
+                UpstreamError::Connect(_) => ErrorKind::ConnectionRefused,
+                _ => ErrorKind::Other,
+            };
+            let detail = e.to_string();
             tracing::warn!(%persona, port = permit.port, spawn_id = permit.spawn_id, error = %detail, "persona unreachable");
             return fail(record, GatewayError::unreachable(&persona, kind, &detail));
         }
-        Ok(Ok(r)) => r,
+        Ok(Ok(answer)) => answer,
     };
 
-    let status = resp.status();
-    if status.is_client_error() || status.is_server_error() {
-        return pass_error(resp, record, permit, deadline, &persona, limit_ms).await;
+    if head.status.is_client_error() || head.status.is_server_error() {
+        // an error answer: read (bounded, within the deadline) to classify it, pass it on as it was
+        let body = match tokio::time::timeout_at(deadline, read_to_end(&mut upstream, MAX_ERROR_BODY_BYTES)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => Vec::new(),
+            Err(_) => return fail(record, GatewayError::timeout(&persona, limit_ms)),
+        };
+        drop(upstream);
+        drop(permit);
+        record.fail(classify(head.status.as_u16(), &body));
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = head.status;
+        *out.headers_mut() = head.headers;
+        return out;
     }
-    let resp: axum::http::Response<reqwest::Body> = resp.into();
-    let (mut parts, upstream) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
     let body = MeteredBody::new(upstream, permit, record, deadline, limit_ms, sse);
-    Response::from_parts(parts, Body::new(body))
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = head.status;
+    *out.headers_mut() = head.headers;
+    out
 }
 
 fn fail(record: Record, e: GatewayError) -> Response {
@@ -108,70 +121,4 @@ fn fail(record: Record, e: GatewayError) -> Response {
         None => drop(record),
     }
     e.into_response()
-}
-
-/// A persona's error answer: read (bounded, within the deadline) to classify it, then passed
-/// on as it was.
-async fn pass_error(
-    mut resp: reqwest::Response,
-    record: Record,
-    permit: super::gate::Permit,
-    deadline: tokio::time::Instant,
-    persona: &str,
-    limit_ms: u64,
-) -> Response {
-    let status = resp.status();
-    let mut headers = std::mem::take(resp.headers_mut());
-    let read = async {
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
-            let room = MAX_ERROR_BODY_BYTES.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if room <= chunk.len() {
-                break;
-            }
-        }
-        Ok::<_, reqwest::Error>(buf)
-    };
-    let body = match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => Vec::new(),
-        Err(_) => return fail(record, GatewayError::timeout(persona, limit_ms)),
-    };
-    drop(permit);
-    record.fail(classify(status.as_u16(), &body));
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::CONTENT_LENGTH);
-    let mut out = Response::new(Body::from(body));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
-}
-
-/// Headers of one connection that must not be forwarded to another.
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ] {
-        h.remove(name);
-    }
-    h.remove("keep-alive");
-}
-
-/// reqwest's error with its causes ("error sending request: connection refused").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
 }

@@ -68,9 +68,14 @@ impl<T> Queue<T> {
         self.lanes.keys()
     }
 
-    /// The persona whose oldest request goes next: highest aged priority among the open
-    /// lanes, the longest-waiting on a tie.
-    pub fn pick(&self, now_ms: u64, aging_ms_per_point: u64, lane: impl Fn(&str) -> Option<Lane>) -> Option<Arc<str>> {
+    /// The persona whose oldest request goes next, with that request's aged priority: the
+    /// highest among the open lanes, the longest-waiting on a tie.
+    pub fn pick(
+        &self,
+        now_ms: u64,
+        aging_ms_per_point: u64,
+        lane: impl Fn(&str) -> Option<Lane>,
+    ) -> Option<(Arc<str>, f64)> {
         let aging = aging_ms_per_point.max(1) as f64;
         let mut best: Option<(&Arc<str>, f64, u64)> = None;
         for (name, q) in &self.lanes {
@@ -85,7 +90,7 @@ impl<T> Queue<T> {
                 best = Some((name, score, head.arrived_ms));
             }
         }
-        best.map(|(name, _, _)| Arc::clone(name))
+        best.map(|(name, score, _)| (Arc::clone(name), score))
     }
 
     pub fn pop(&mut self, persona: &str) -> Option<Waiting<T>> {
@@ -159,7 +164,7 @@ mod tests {
 
     fn drain_order(q: &mut Queue<u32>, now_ms: u64, aging: u64, hi: f64, lo: f64) -> Vec<u32> {
         let mut order = Vec::new();
-        while let Some(p) = q.pick(now_ms, aging, lanes(hi, lo)) {
+        while let Some((p, _)) = q.pick(now_ms, aging, lanes(hi, lo)) {
             order.push(q.pop(&p).unwrap().item);
         }
         order
