@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mindmesh_core::Phase;
+use mindmesh_core::{Budget, BudgetPatch, Phase};
 use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::{Act, SupervisorError, SupervisorHandle};
 
@@ -45,7 +45,8 @@ impl Control {
     }
 
     /// Carry out `act`; restart, stop and hibernate of a persona with a process drain first.
-    /// Returns the phase right after the supervisor took the action.
+    /// A kill does not wait: it is for a persona that must stop now, and its requests in flight
+    /// get an explicit error. Returns the phase right after the supervisor took the action.
     pub async fn act(&self, name: &str, act: Act) -> Result<Phase, SupervisorError> {
         let drains = matches!(act, Act::Restart | Act::Stop | Act::Hibernate);
         let serving = self.supervisor.status().borrow().get(name).is_some_and(|s| s.phase.has_process());
@@ -61,6 +62,17 @@ impl Control {
         }
         drop(guard);
         Ok(phase)
+    }
+
+    /// Change a budget at run time (the gateway applies it at once, to waiting requests too);
+    /// a change that takes away the right to run drains first, as a stop does.
+    pub async fn set_budget(&self, name: &str, patch: BudgetPatch) -> Result<Budget, SupervisorError> {
+        let serving = self.supervisor.status().borrow().get(name).is_some_and(|s| s.phase.has_process());
+        if patch.allowed_to_run != Some(false) || !serving {
+            return self.supervisor.set_budget(name, patch).await;
+        }
+        let _guard = self.drain(name, "budget").await;
+        self.supervisor.set_budget(name, patch).await
     }
 
     /// Drain, then stop and forget the persona; requests still waiting for it are refused.

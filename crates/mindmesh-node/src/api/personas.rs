@@ -148,7 +148,7 @@ pub async fn throttle(
     let req: ThrottleRequest =
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     let patch = BudgetPatch { throttle_multiplier: Some(req.multiplier), ..BudgetPatch::default() };
-    st.supervisor
+    st.control
         .set_budget(&name, patch)
         .await
         .map_err(|e| rename_field(e.into(), "budget.throttle_multiplier", "multiplier"))?;
@@ -165,7 +165,7 @@ pub async fn budget(
     if patch.is_empty() {
         return Err(ApiError::bad_request("the budget change is empty"));
     }
-    st.supervisor.set_budget(&name, patch).await?;
+    st.control.set_budget(&name, patch).await?;
     show(State(st), Path(name)).await
 }
 
