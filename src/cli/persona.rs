@@ -237,6 +237,16 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
     if let Some(spec) = &v.spec {
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }
+    println!(
+        "gateway:     {} requests ({} failed)  in flight {}  queued {}  last activity {}  idle {}  burst {}",
+        v.requests_total,
+        v.errors_total,
+        v.in_flight,
+        v.queue_depth,
+        table::opt(v.last_activity_ms),
+        table::duration_s(v.idle_s),
+        table::opt(v.burst_s.map(|s| format!("{s:.1}s"))),
+    );
     if !series.samples.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = series
@@ -251,10 +261,30 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
                     s.errors.to_string(),
                     table::opt(s.latency_p50_ms.map(|v| format!("{v:.0}"))),
                     table::opt(s.latency_p99_ms.map(|v| format!("{v:.0}"))),
+                    table::opt(s.ttft_p50_ms.map(|v| format!("{v:.0}"))),
                     s.queue_depth.to_string(),
+                    s.in_flight.to_string(),
+                    s.tokens_out.to_string(),
+                    s.errors_by_kind.iter().map(|(k, n)| format!("{}={n}", k.label())).collect::<Vec<_>>().join(","),
                 ]
             })
             .collect();
-        table::print(&["TS_MS", "RSS_MB", "CPU_%", "REQUESTS", "ERRORS", "P50_MS", "P99_MS", "QUEUE"], &rows);
+        table::print(
+            &[
+                "TS_MS",
+                "RSS_MB",
+                "CPU_%",
+                "REQUESTS",
+                "ERRORS",
+                "P50_MS",
+                "P99_MS",
+                "TTFT_MS",
+                "QUEUE",
+                "IN_FLIGHT",
+                "TOKENS",
+                "ERROR_KINDS",
+            ],
+            &rows,
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::demo_persona::openai::{
     ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, CompletionRequest, Delta, Envelope, TextChoice,
     TextCompletion, Usage,
 };
-use crate::demo_persona::state::AppState;
+use crate::demo_persona::state::{AppState, InFlight};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -37,6 +37,7 @@ struct Ask<'a> {
 
 pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let number = state.count_request();
+    let busy = state.enter();
     let mut req: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return tag(&state, bad_json(&e)),
@@ -53,11 +54,12 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
         user_message: req.last_user_message(),
     };
-    tag(&state, answer(&state, Api::Chat, number, ask).await)
+    tag(&state, answer(&state, Api::Chat, number, ask, busy).await)
 }
 
 pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let number = state.count_request();
+    let busy = state.enter();
     let mut req: CompletionRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return tag(&state, bad_json(&e)),
@@ -71,14 +73,14 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
         include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
         user_message: req.prompt.as_ref().and_then(|p| p.as_text()),
     };
-    tag(&state, answer(&state, Api::Text, number, ask).await)
+    tag(&state, answer(&state, Api::Text, number, ask, busy).await)
 }
 
 fn bad_json(e: &serde_json::Error) -> Response {
     invalid_request(&format!("We could not parse the JSON body of your request: {e}"), None)
 }
 
-async fn answer(state: &Arc<AppState>, api: Api, number: u64, ask: Ask<'_>) -> Response {
+async fn answer(state: &Arc<AppState>, api: Api, number: u64, ask: Ask<'_>, busy: InFlight) -> Response {
     let max = state.text.max_tokens();
     let (tokens, finish_reason) = match ask.requested_tokens {
         Some(0) => return invalid_request("max_tokens must be at least 1", Some("max_tokens")),
@@ -112,6 +114,7 @@ async fn answer(state: &Arc<AppState>, api: Api, number: u64, ask: Ask<'_>) -> R
             usage,
             include_usage: ask.include_usage,
             stage: Stage::Tokens,
+            _busy: busy,
         };
         let stream = futures::stream::unfold(job, |mut job| async move {
             let frame = job.step().await?;
@@ -165,6 +168,8 @@ struct StreamJob {
     usage: Usage,
     include_usage: bool,
     stage: Stage,
+    /// Held until the stream is done (or dropped by a caller that left).
+    _busy: InFlight,
 }
 
 impl StreamJob {

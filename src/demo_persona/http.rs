@@ -60,6 +60,9 @@ struct Health<'a> {
     requests_served: u64,
     /// The same, over the persona's life across restored states.
     requests_served_total: u64,
+    /// Completion requests being answered now, and the most at once since start.
+    in_flight: u64,
+    max_in_flight: u64,
     errors_injected: u64,
     state_restored: bool,
     restore: &'a Restore,
@@ -79,6 +82,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         uptime_ms: state.started.elapsed().as_millis() as u64,
         requests_served: state.requests_served.load(Ordering::Relaxed),
         requests_served_total: state.requests_total(),
+        in_flight: state.in_flight.load(Ordering::SeqCst),
+        max_in_flight: state.max_in_flight.load(Ordering::SeqCst),
         errors_injected: state.errors_injected.load(Ordering::Relaxed),
         state_restored: state.restore.restored(),
         restore: &state.restore,

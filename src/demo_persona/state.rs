@@ -87,6 +87,10 @@ pub struct AppState {
     pub restores: u64,
     /// Completion requests received by this process (successful or failed).
     pub requests_served: AtomicU64,
+    /// Completion requests being answered now, and the most there ever were at once: what a
+    /// gateway's concurrency limit is checked against, measured where it matters.
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
     pub errors_injected: AtomicU64,
     /// Draws taken from the seeded sequence (see `faults::draw`).
     pub draws: AtomicU64,
@@ -124,6 +128,8 @@ impl AppState {
             requests_before,
             restores,
             requests_served: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             errors_injected: AtomicU64::new(0),
             draws: AtomicU64::new(0),
             conversation_digest: AtomicU64::new(digest),
@@ -136,6 +142,14 @@ impl AppState {
     /// Count a completion request; returns its number within this process (from 1).
     pub fn count_request(&self) -> u64 {
         self.requests_served.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A completion request is being answered until the guard drops (a streamed answer keeps
+    /// it until its last frame).
+    pub fn enter(self: &std::sync::Arc<Self>) -> InFlight {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(std::sync::Arc::clone(self))
     }
 
     /// Remember the last user message of a request.
@@ -183,6 +197,15 @@ impl AppState {
 
     pub fn set_child_pid(&self, pid: Option<u32>) {
         self.child_pid.store(pid.unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+/// One completion request being answered.
+pub struct InFlight(std::sync::Arc<AppState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

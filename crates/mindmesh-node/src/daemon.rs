@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
+use crate::control::{Control, Waker};
 use crate::error::{NodeError, Result};
+use crate::gateway::{self, GateTable, Gateway};
 use crate::recorder::Recorder;
 
 /// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
@@ -58,7 +60,10 @@ impl Node {
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
         let (seq_tx, seq_rx) = watch::channel(store.last_event_seq().await?);
         let (host_tx, host_rx) = watch::channel(None);
-        let recorder = tokio::spawn(Recorder::new(store.clone(), reports_rx, seq_tx, host_tx).run());
+        let gates = GateTable::default();
+        let recorder = tokio::spawn(
+            Recorder::new(store.clone(), reports_rx, seq_tx, host_tx).with_behaviour(gates.meters()).run(),
+        );
 
         let instance = instance_id(&data_dir)?;
         let settings = SupervisorSettings {
@@ -93,6 +98,33 @@ impl Node {
             }
         }
 
+        let waker = Waker::new(supervisor.clone(), store.clone());
+        let (gateway, gateway_task) = Gateway::spawn(
+            config.gateway.clone(),
+            gates,
+            supervisor.status(),
+            waker.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+        let control = Control::new(
+            supervisor.clone(),
+            gateway.clone(),
+            waker,
+            Duration::from_millis(config.gateway.drain_timeout_ms),
+            Duration::from_millis(config.supervisor.stop_grace_ms + 1000),
+        );
+        let idle = tokio::spawn(gateway::idle::run(
+            control.clone(),
+            gateway.clone(),
+            supervisor.status(),
+            clock.clone(),
+            Duration::from_millis(config.gateway.idle_check_interval_ms),
+            shutdown.clone(),
+        ));
+
+        let gateway_for_stop = gateway.clone();
+
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
@@ -109,6 +141,8 @@ impl Node {
             host: host_rx,
             token: config.api.token.clone().map(Into::into),
             clock: clock.clone(),
+            gateway,
+            control,
         };
         let app = api::router(state, config.api.max_body_bytes);
         let api_stop = shutdown.clone();
@@ -127,8 +161,11 @@ impl Node {
         // the supervisor stops after the API (no new requests) and before the recorder
         let sup_for_stop = supervisor.clone();
         let stop_chain = shutdown.clone();
+        let drain_timeout = Duration::from_millis(config.gateway.drain_timeout_ms);
         let stopper = tokio::spawn(async move {
             stop_chain.cancelled().await;
+            // answers in flight finish before their personas stop
+            let _drained = gateway_for_stop.drain_all(drain_timeout).await;
             sup_for_stop.shutdown().await;
             supervisor_stop.cancel();
         });
@@ -140,6 +177,8 @@ impl Node {
             shutdown,
             tasks: vec![
                 ("api", api_task),
+                ("gateway", gateway_task),
+                ("idle hibernation", idle),
                 ("compactor", compactor),
                 ("stopper", stopper),
                 ("supervisor", supervisor_task),

@@ -8,11 +8,16 @@
 //!   API) and ordered shutdown
 //! - [`recorder`]: persists the supervisor's reports in batches
 //! - [`api`]: the HTTP API and its JSON types (shared with the CLI)
+//! - [`gateway`]: the OpenAI-compatible gateway in front of the personas (budgets, queue,
+//!   wake, drain, measurements)
+//! - [`control`]: the one door for acting on a persona (drains before it stops a process)
 //! - [`error`]: the crate's one error type
 
 pub mod api;
+pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod gateway;
 pub mod recorder;
 
 pub use daemon::{API_ADDR_FILE, Node};

@@ -10,6 +10,8 @@ use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::Report;
 use tokio::sync::{mpsc, watch};
 
+use crate::gateway::Meters;
+
 /// Most reports written per batch: bounds one round of work and the size of a transaction.
 const MAX_BATCH: usize = 1024;
 
@@ -18,6 +20,8 @@ pub struct Recorder {
     reports: mpsc::Receiver<Report>,
     last_event_seq: watch::Sender<u64>,
     host: watch::Sender<Option<HostSample>>,
+    /// The gateway's measurements, merged into each tick's samples before they are stored.
+    behaviour: Option<Meters>,
 }
 
 impl Recorder {
@@ -27,7 +31,13 @@ impl Recorder {
         last_event_seq: watch::Sender<u64>,
         host: watch::Sender<Option<HostSample>>,
     ) -> Self {
-        Recorder { store, reports, last_event_seq, host }
+        Recorder { store, reports, last_event_seq, host, behaviour: None }
+    }
+
+    /// Fill the samples' behaviour fields (requests, errors, latency, queue) from the gateway.
+    pub fn with_behaviour(mut self, meters: Meters) -> Self {
+        self.behaviour = Some(meters);
+        self
     }
 
     /// Runs until every sender of reports is gone, so nothing reported is left unwritten.
@@ -66,7 +76,10 @@ impl Recorder {
                         tracing::error!(persona, error = %e, "cannot store state blob");
                     }
                 }
-                Report::Samples { ts_ms, personas, host } => {
+                Report::Samples { ts_ms, mut personas, host } => {
+                    if let Some(m) = &self.behaviour {
+                        m.fill(ts_ms, &mut personas);
+                    }
                     self.host.send_replace(Some(host.clone()));
                     if let Err(e) = self.store.append_samples(ts_ms, personas, Some(host)).await {
                         tracing::error!(error = %e, "cannot store samples");

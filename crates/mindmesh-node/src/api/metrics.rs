@@ -40,6 +40,7 @@ pub async fn series(
 /// `GET /metrics`: gauges per persona and for the host.
 pub async fn prometheus(State(st): State<ApiState>) -> impl IntoResponse {
     let table = st.supervisor.status().borrow().clone();
+    let traffic = st.gateway.all_traffic(st.clock.now_ms());
     let host = st.host.borrow().clone();
     let node = escape(&st.node_name);
     let mut out = String::with_capacity(256 + table.len() * 512);
@@ -79,6 +80,27 @@ pub async fn prometheus(State(st): State<ApiState>) -> impl IntoResponse {
         "mindmesh_persona_throttle_multiplier",
         "Budget throttle multiplier",
         &mut table.values().map(|s| (persona(&s.name), s.budget.throttle_multiplier)),
+    );
+    let t = |s: &mindmesh_supervisor::PersonaStatus| traffic.get(&s.name).copied().unwrap_or_default();
+    gauge(
+        "mindmesh_persona_gateway_requests",
+        "Requests through the gateway since the node started",
+        &mut table.values().map(|s| (persona(&s.name), t(s).live.requests_total as f64)),
+    );
+    gauge(
+        "mindmesh_persona_gateway_errors",
+        "Failed requests through the gateway since the node started",
+        &mut table.values().map(|s| (persona(&s.name), t(s).live.errors_total as f64)),
+    );
+    gauge(
+        "mindmesh_persona_gateway_queue_depth",
+        "Requests waiting in the node's queue",
+        &mut table.values().map(|s| (persona(&s.name), f64::from(t(s).queue_depth))),
+    );
+    gauge(
+        "mindmesh_persona_gateway_in_flight",
+        "Requests in flight to the persona",
+        &mut table.values().map(|s| (persona(&s.name), f64::from(t(s).in_flight))),
     );
     gauge(
         "mindmesh_persona_phase",

@@ -1,6 +1,7 @@
 //! The node's HTTP API (axum): personas and their actions, status, events, metric history
-//! and `/metrics` for Prometheus. Loopback by default; with a token configured every request
-//! must carry it as a bearer token.
+//! and `/metrics` for Prometheus, and the OpenAI-compatible gateway under `/v1/`. Loopback by
+//! default; with a token configured every request must carry it as a bearer token (OpenAI
+//! clients send it as their API key).
 
 mod error;
 mod events;
@@ -25,6 +26,9 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 
+use crate::control::Control;
+use crate::gateway::Gateway;
+
 /// What every handler may read. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
@@ -40,6 +44,9 @@ pub struct ApiState {
     pub host: watch::Receiver<Option<HostSample>>,
     pub token: Option<Arc<str>>,
     pub clock: Arc<dyn Clock>,
+    pub gateway: Gateway,
+    /// Actions on personas go through here (it drains the gateway before a stop).
+    pub control: Control,
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
@@ -53,14 +60,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/personas/{name}/{action}", post(personas::action))
         .route("/api/v1/events", get(events::events))
         .route("/metrics", get(metrics::prometheus))
+        .merge(state.gateway.router())
         .fallback(|| async { ApiError::not_found("no such route") });
-    api.layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+    // the check gets the token alone: cloning the whole state for every request costs the gateway
+    api.layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
-async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
+async fn require_token(State(token): State<Option<Arc<str>>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &token {
         let presented =
             req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {

@@ -13,11 +13,13 @@ use serde::Deserialize;
 
 use super::types::{ActionRequest, ActionResponse, PersonaView, ThrottleRequest};
 use super::{ApiError, ApiState};
+use crate::gateway::Gateway;
 
 /// Longest an action request may ask to wait for its outcome.
 const MAX_WAIT_MS: u64 = 120_000;
 
-pub fn view(s: &PersonaStatus, now_ms: u64) -> PersonaView {
+pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
+    let t = gateway.traffic(&s.name, now_ms).unwrap_or_default();
     PersonaView {
         name: s.name.clone(),
         phase: s.phase,
@@ -34,6 +36,13 @@ pub fn view(s: &PersonaStatus, now_ms: u64) -> PersonaView {
         uptime_s: s.started_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
         throttle_multiplier: s.budget.throttle_multiplier,
         budget: s.budget.clone(),
+        queue_depth: t.queue_depth,
+        in_flight: t.in_flight,
+        requests_total: t.live.requests_total,
+        errors_total: t.live.errors_total,
+        last_activity_ms: t.live.last_activity_ms,
+        idle_s: t.live.idle_ms.map(|ms| ms / 1000),
+        burst_s: t.live.burst_ms.map(|ms| ms as f64 / 1000.0),
         spec: None,
     }
 }
@@ -41,14 +50,14 @@ pub fn view(s: &PersonaStatus, now_ms: u64) -> PersonaView {
 pub async fn list(State(st): State<ApiState>) -> Json<Vec<PersonaView>> {
     let now = st.clock.now_ms();
     let table = st.supervisor.status().borrow().clone();
-    Json(table.values().map(|s| view(s, now)).collect())
+    Json(table.values().map(|s| view(s, now, &st.gateway)).collect())
 }
 
 pub async fn show(State(st): State<ApiState>, Path(name): Path<String>) -> Result<Json<PersonaView>, ApiError> {
     let now = st.clock.now_ms();
     let status = st.supervisor.status().borrow().get(&name).cloned();
     let status = status.ok_or_else(|| ApiError::not_found(format!("persona {name:?} not found")))?;
-    let mut v = view(&status, now);
+    let mut v = view(&status, now, &st.gateway);
     v.spec = st.store.get_persona(&name).await?.map(|r| r.spec);
     Ok(Json(v))
 }
@@ -79,11 +88,11 @@ pub async fn add(
     let now = st.clock.now_ms();
     let status = st.supervisor.status().borrow().get(&name).cloned();
     let status = status.ok_or_else(|| ApiError::internal("added persona vanished"))?;
-    Ok((StatusCode::CREATED, Json(view(&status, now))))
+    Ok((StatusCode::CREATED, Json(view(&status, now, &st.gateway))))
 }
 
 pub async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    st.supervisor.remove(&name).await?;
+    st.control.remove(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -116,7 +125,7 @@ pub async fn action(
             )));
         }
     };
-    let mut phase = st.supervisor.act(&name, act).await?;
+    let mut phase = st.control.act(&name, act).await?;
     if let Some(wait_ms) = req.wait_ms {
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         if action == "restart" {
@@ -139,7 +148,7 @@ pub async fn throttle(
     let req: ThrottleRequest =
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     let patch = BudgetPatch { throttle_multiplier: Some(req.multiplier), ..BudgetPatch::default() };
-    st.supervisor
+    st.control
         .set_budget(&name, patch)
         .await
         .map_err(|e| rename_field(e.into(), "budget.throttle_multiplier", "multiplier"))?;
@@ -156,7 +165,7 @@ pub async fn budget(
     if patch.is_empty() {
         return Err(ApiError::bad_request("the budget change is empty"));
     }
-    st.supervisor.set_budget(&name, patch).await?;
+    st.control.set_budget(&name, patch).await?;
     show(State(st), Path(name)).await
 }
 

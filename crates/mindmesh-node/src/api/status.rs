@@ -25,7 +25,7 @@ pub async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
         limits: st.supervisor.limits_enforcement().to_owned(),
         host: st.host.borrow().clone(),
         phases,
-        personas: table.values().map(|s| view(s, now)).collect(),
+        personas: table.values().map(|s| view(s, now, &st.gateway)).collect(),
         last_event_seq: *st.last_event_seq.borrow(),
     })
 }

@@ -25,6 +25,25 @@ pub struct PersonaView {
     pub uptime_s: Option<u64>,
     pub throttle_multiplier: f64,
     pub budget: Budget,
+    /// Gateway figures, live: requests waiting in the node's queue and in flight to it.
+    #[serde(default)]
+    pub queue_depth: u32,
+    #[serde(default)]
+    pub in_flight: u32,
+    /// Requests through the gateway since the node started, and how many failed.
+    #[serde(default)]
+    pub requests_total: u64,
+    #[serde(default)]
+    pub errors_total: u64,
+    /// Last request arrival or answer (ms since the epoch).
+    #[serde(default)]
+    pub last_activity_ms: Option<u64>,
+    /// Time since the last activity, while nothing is waiting or in flight.
+    #[serde(default)]
+    pub idle_s: Option<u64>,
+    /// The current burst of activity while busy, else the last one.
+    #[serde(default)]
+    pub burst_s: Option<f64>,
     /// Only in `show`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<PersonaSpec>,

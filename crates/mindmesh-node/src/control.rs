@@ -1,0 +1,123 @@
+//! The node's one door for acting on a persona: operators (API, CLI), idle hibernation and —
+//! later — the mesh's reconciler all come through here, so every stop of a serving process
+//! drains the gateway first: new requests queue, requests in flight finish (within the drain
+//! timeout), then the supervisor stops, restarts or hibernates the process.
+
+use std::time::Duration;
+
+use mindmesh_core::{Budget, BudgetPatch, Phase};
+use mindmesh_store::StoreHandle;
+use mindmesh_supervisor::{Act, SupervisorError, SupervisorHandle};
+
+use crate::gateway::Gateway;
+
+/// Phases that show a process on its way out (or already replaced).
+const LEFT_RUNNING: [Phase; 8] = [
+    Phase::Stopping,
+    Phase::Stopped,
+    Phase::Hibernating,
+    Phase::Killed,
+    Phase::Failed,
+    Phase::Backoff,
+    Phase::Starting,
+    Phase::Pending,
+];
+
+#[derive(Clone)]
+pub struct Control {
+    supervisor: SupervisorHandle,
+    gateway: Gateway,
+    waker: Waker,
+    drain_timeout: Duration,
+    /// Longest wait for a drained process to start going (a hibernation saves state first).
+    settle_timeout: Duration,
+}
+
+impl Control {
+    pub fn new(
+        supervisor: SupervisorHandle,
+        gateway: Gateway,
+        waker: Waker,
+        drain_timeout: Duration,
+        settle_timeout: Duration,
+    ) -> Self {
+        Control { supervisor, gateway, waker, drain_timeout, settle_timeout }
+    }
+
+    /// Carry out `act`; restart, stop and hibernate of a persona with a process drain first.
+    /// A kill does not wait: it is for a persona that must stop now, and its requests in flight
+    /// get an explicit error. Returns the phase right after the supervisor took the action.
+    pub async fn act(&self, name: &str, act: Act) -> Result<Phase, SupervisorError> {
+        let drains = matches!(act, Act::Restart | Act::Stop | Act::Hibernate);
+        let serving = self.supervisor.status().borrow().get(name).is_some_and(|s| s.phase.has_process());
+        if !drains || !serving {
+            return self.supervisor.act(name, act).await;
+        }
+        let what = act.name();
+        let guard = self.drain(name, what).await;
+        let phase = self.supervisor.act(name, act).await?;
+        if phase == Phase::Running {
+            // a hibernation saves state before it stops: keep new requests off until it goes
+            let _ = self.supervisor.wait_for(name, &LEFT_RUNNING, self.settle_timeout).await;
+        }
+        drop(guard);
+        Ok(phase)
+    }
+
+    /// Change a budget at run time (the gateway applies it at once, to waiting requests too);
+    /// a change that takes away the right to run drains first, as a stop does.
+    pub async fn set_budget(&self, name: &str, patch: BudgetPatch) -> Result<Budget, SupervisorError> {
+        let serving = self.supervisor.status().borrow().get(name).is_some_and(|s| s.phase.has_process());
+        if patch.allowed_to_run != Some(false) || !serving {
+            return self.supervisor.set_budget(name, patch).await;
+        }
+        let _guard = self.drain(name, "budget").await;
+        self.supervisor.set_budget(name, patch).await
+    }
+
+    /// Drain, then stop and forget the persona; requests still waiting for it are refused.
+    pub async fn remove(&self, name: &str) -> Result<(), SupervisorError> {
+        let _guard = self.drain(name, "remove").await;
+        self.supervisor.remove(name).await
+    }
+
+    pub async fn wake(&self, name: &str) -> Result<Phase, String> {
+        self.waker.wake(name).await
+    }
+
+    async fn drain(&self, name: &str, why: &str) -> Option<crate::gateway::DrainGuard> {
+        let started = std::time::Instant::now();
+        let (guard, left) = self.gateway.drain(name, self.drain_timeout).await?;
+        let waited_ms = started.elapsed().as_millis() as u64;
+        if left > 0 {
+            tracing::warn!(
+                persona = name,
+                action = why,
+                left,
+                waited_ms,
+                "drain timed out; requests in flight will fail"
+            );
+        } else {
+            tracing::info!(persona = name, action = why, waited_ms, "drained");
+        }
+        Some(guard)
+    }
+}
+
+/// Brings a hibernating persona back with the state it saved.
+#[derive(Clone)]
+pub struct Waker {
+    supervisor: SupervisorHandle,
+    store: StoreHandle,
+}
+
+impl Waker {
+    pub fn new(supervisor: SupervisorHandle, store: StoreHandle) -> Self {
+        Waker { supervisor, store }
+    }
+
+    pub async fn wake(&self, name: &str) -> Result<Phase, String> {
+        let state = self.store.get_state(name).await.map_err(|e| format!("cannot read its saved state: {e}"))?;
+        self.supervisor.act(name, Act::Wake { state }).await.map_err(|e| e.to_string())
+    }
+}

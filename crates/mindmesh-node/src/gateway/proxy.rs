@@ -1,0 +1,124 @@
+//! One request through the gateway: read the model and token limit, route, admit (at once or
+//! through the queue), clamp tokens to the budget, forward over a pooled keep-alive connection,
+//! and pass the answer back as it comes — measured, and cut at the budget's deadline.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use mindmesh_core::metrics::ErrorKind;
+
+use super::Gateway;
+use super::classify::{MAX_ERROR_BODY_BYTES, classify};
+use super::error::GatewayError;
+use super::measure::{MeteredBody, Record};
+use super::request::{Api, PeekError, clamp_tokens, peek};
+use super::routing::{Route, route};
+use super::upstream::{self, UpstreamError, read_to_end};
+
+pub async fn chat(State(gw): State<Gateway>, body: Bytes) -> Response {
+    serve(&gw, Api::Chat, body).await
+}
+
+pub async fn completions(State(gw): State<Gateway>, body: Bytes) -> Response {
+    serve(&gw, Api::Completions, body).await
+}
+
+/// `GET /v1/models`: the personas of this node, as models.
+pub async fn models(State(gw): State<Gateway>) -> Response {
+    let table = gw.inner.status.borrow().clone();
+    let data: Vec<serde_json::Value> = table
+        .values()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.name,
+                "object": "model",
+                "created": s.started_at_ms.unwrap_or(0) / 1000,
+                "owned_by": "mindmesh",
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn serve(gw: &Gateway, api: Api, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let p = match peek(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            let param = (e == PeekError::MissingModel).then_some("model");
+            return GatewayError::bad_request(e.to_string(), param).into_response();
+        }
+    };
+    let model = p.model.as_deref().unwrap_or_default();
+    let known = matches!(route(&gw.inner.status.borrow(), model), Route::Local(_));
+    let gate = if known { gw.gate(model).await } else { None };
+    let Some(gate) = gate else { return GatewayError::unknown_model(model).into_response() };
+    let record = Record::begin(gate, gw.inner.clock.clone(), arrived);
+    let persona = std::sync::Arc::clone(&record.gate().name);
+
+    let permit = match gw.admit(record.gate(), arrived).await {
+        Ok(p) => p,
+        Err(refusal) => return fail(record, GatewayError::refused(&persona, refusal)),
+    };
+    let limit_ms = permit.budget.max_response_time_ms;
+    let deadline = tokio::time::Instant::from_std(arrived) + Duration::from_millis(limit_ms);
+    let upstream_body = match clamp_tokens(&body, &p, api, permit.budget.tokens_per_response) {
+        Ok(Some(clamped)) => Bytes::from(clamped),
+        Ok(None) => body.clone(),
+        Err(e) => return GatewayError::bad_request(e.to_string(), None).into_response(),
+    };
+    let sse = p.streams();
+    drop(p);
+
+    let send = upstream::send(
+        std::sync::Arc::clone(&record.gate().pool),
+        permit.port,
+        api.path(),
+        &upstream_body,
+        gw.inner.connect_timeout,
+    );
+    let (head, mut upstream) = match tokio::time::timeout_at(deadline, send).await {
+        Err(_) => return fail(record, GatewayError::timeout(&persona, limit_ms)),
+        Ok(Err(e)) => {
+            let kind = match &e {
+                UpstreamError::Connect(_) => ErrorKind::ConnectionRefused,
+                _ => ErrorKind::Other,
+            };
+            let detail = e.to_string();
+            tracing::warn!(%persona, port = permit.port, spawn_id = permit.spawn_id, error = %detail, "persona unreachable");
+            return fail(record, GatewayError::unreachable(&persona, kind, &detail));
+        }
+        Ok(Ok(answer)) => answer,
+    };
+
+    if head.status.is_client_error() || head.status.is_server_error() {
+        // an error answer: read (bounded, within the deadline) to classify it, pass it on as it was
+        let body = match tokio::time::timeout_at(deadline, read_to_end(&mut upstream, MAX_ERROR_BODY_BYTES)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => Vec::new(),
+            Err(_) => return fail(record, GatewayError::timeout(&persona, limit_ms)),
+        };
+        drop(upstream);
+        drop(permit);
+        record.fail(classify(head.status.as_u16(), &body));
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = head.status;
+        *out.headers_mut() = head.headers;
+        return out;
+    }
+    let body = MeteredBody::new(upstream, permit, record, deadline, limit_ms, sse);
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = head.status;
+    *out.headers_mut() = head.headers;
+    out
+}
+
+fn fail(record: Record, e: GatewayError) -> Response {
+    match e.kind {
+        Some(kind) => record.fail(kind),
+        None => drop(record),
+    }
+    e.into_response()
+}
