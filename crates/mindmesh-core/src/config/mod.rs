@@ -2,6 +2,7 @@
 //! `validate()`. Personas may be declared inline as `[[persona]]`.
 
 mod api;
+mod brain;
 mod store;
 mod supervisor;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use api::ApiConfig;
+pub use brain::{AnalystChoice, BrainConfig, GuardrailConfig, LlmConfig, LlmResponseFormat};
 pub use store::StoreConfig;
 pub use supervisor::{CgroupMode, SupervisorConfig};
 
@@ -24,6 +26,7 @@ pub struct NodeConfig {
     pub api: ApiConfig,
     pub supervisor: SupervisorConfig,
     pub store: StoreConfig,
+    pub brain: BrainConfig,
     #[serde(rename = "persona")]
     pub personas: Vec<PersonaSpec>,
 }
@@ -66,6 +69,7 @@ impl NodeConfig {
         self.api.validate().map_err(|e| e.within("api"))?;
         self.supervisor.validate().map_err(|e| e.within("supervisor"))?;
         self.store.validate().map_err(|e| e.within("store"))?;
+        self.brain.validate().map_err(|e| e.within("brain"))?;
         let mut seen = HashSet::new();
         for (i, p) in self.personas.iter().enumerate() {
             p.validate().map_err(|e| e.within(&format!("persona[{i}]")))?;
