@@ -114,7 +114,7 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
             format!(
                 "memory {:+.1} MB/min for {} (fit {:.2}, {:+.0}%)",
                 m.slope_mb_per_min,
-                minutes(m.span_ms),
+                minutes(m.growth_span_ms),
                 m.fit_r2.max(m.floor_r2),
                 100.0 * m.growth_frac
             ),
@@ -163,8 +163,9 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
             AnomalyKind::ErrorBurst,
             sev,
             format!(
-                "{} errors in 30 min (base {}), {}",
+                "{} errors in {} (base {}), {}",
                 pct(e.rate_window),
+                minutes(e.window_ms),
                 if e.rate_base.is_finite() { pct(e.rate_base) } else { "unknown".into() },
                 e.mix.describe()
             ),

@@ -40,6 +40,32 @@ pub const CRASH_LOOP_RESTARTS: f32 = 3.0;
 pub const CRASH_LOOP_WINDOW_MS: u64 = 5 * MIN;
 /// Error events read per persona per cycle.
 const MAX_EVENTS_READ: usize = 256;
+/// Fewest samples a recent window covers: with coarse samples the windows widen, so one
+/// sample never decides.
+pub const MIN_WINDOW_SAMPLES: u64 = 12;
+
+/// The recent windows of one persona: at least their nominal length and at least
+/// [`MIN_WINDOW_SAMPLES`] (half for latency and CPU) of its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Windows {
+    /// Read raw; errors are judged over it, in three parts.
+    pub recent_ms: u64,
+    pub latency_ms: u64,
+    pub cpu_ms: u64,
+}
+
+impl Windows {
+    pub fn for_interval(interval_ms: u64) -> Self {
+        Windows {
+            recent_ms: RECENT_WINDOW_MS.max(MIN_WINDOW_SAMPLES * interval_ms),
+            latency_ms: LATENCY_RECENT_MS.max(MIN_WINDOW_SAMPLES / 2 * interval_ms),
+            cpu_ms: CPU_RECENT_MS.max(MIN_WINDOW_SAMPLES / 2 * interval_ms),
+        }
+    }
+    pub fn part_ms(&self) -> u64 {
+        self.recent_ms / 3
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,11 +109,13 @@ pub struct MemoryFeatures {
     pub fit_r2: f32,
     pub floor_slope_mb_per_min: f32,
     pub floor_r2: f32,
-    /// History the trend was fitted on (since the process started, after warm-up).
+    /// History since the process started (after warm-up).
     pub span_ms: u64,
-    /// Fitted growth over the span, relative to the fitted start.
+    /// The part of it since memory started to grow (all of it for a steady line).
+    pub growth_span_ms: u64,
+    /// Fitted growth over the growth span, relative to its fitted start.
     pub growth_frac: f32,
-    /// Both halves of the span grow at a similar rate.
+    /// Both halves of the growth span grow at a comparable rate.
     pub persistent: bool,
     /// Typical swing within a bucket, relative to the level.
     pub swing_frac: f32,
@@ -127,6 +155,8 @@ pub struct LatencyFeatures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorFeatures {
+    /// The window errors are judged over: enough for about 300 requests, 30 min to 2 h.
+    pub window_ms: u64,
     pub requests_window: f32,
     pub errors_window: f32,
     pub rate_window: f32,
@@ -136,8 +166,14 @@ pub struct ErrorFeatures {
     pub elevated_since_ms: Option<u64>,
     /// Probability of at least this many errors at the base rate.
     pub p_value: f64,
+    /// Binomial dispersion of the errors since the rate stepped up: about 1 for a steady
+    /// failure rate, far above for a clump of a few minutes.
+    pub dispersion: f32,
     /// Of the three 10-minute parts of the window, how many are elevated.
     pub elevated_parts: u8,
+    /// Errors are up against the base rate (looser than `burst`).
+    pub elevated: bool,
+    /// A current, spread, significant rise over the base rate and peers' — the analyst acts on it.
     pub burst: bool,
     #[serde(serialize_with = "ser_mix")]
     pub mix: ClassMix,
@@ -195,6 +231,7 @@ pub struct PersonaFeatures {
     pub data_problem: Option<String>,
     pub samples: usize,
     pub interval_ms: u64,
+    pub windows: Windows,
     pub history_ms: u64,
     pub stale: bool,
     pub uptime_ms: Option<u64>,
@@ -340,6 +377,7 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
         data_problem: problem,
         samples: 0,
         interval_ms: 0,
+        windows: Windows::for_interval(0),
         history_ms: 0,
         stale: false,
         uptime_ms: None,
@@ -351,6 +389,7 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             floor_slope_mb_per_min: nan,
             floor_r2: nan,
             span_ms: 0,
+            growth_span_ms: 0,
             growth_frac: nan,
             persistent: false,
             swing_frac: nan,
@@ -377,6 +416,7 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             warming_up: false,
         },
         errors: ErrorFeatures {
+            window_ms: 0,
             requests_window: 0.0,
             errors_window: 0.0,
             rate_window: nan,
@@ -384,7 +424,9 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             rate_base: nan,
             elevated_since_ms: None,
             p_value: 1.0,
+            dispersion: f32::NAN,
             elevated_parts: 0,
+            elevated: false,
             burst: false,
             mix: ClassMix::default(),
             peer_rate: nan,
@@ -430,7 +472,16 @@ fn persona_features(
         return empty_persona(p, index, node, Some("no samples yet".into()));
     }
     let mut f = empty_persona(p, index, node, None);
-    let split = s.t_ms[..end].partition_point(|&t| t + RECENT_WINDOW_MS <= now_ms);
+    // the sampling interval: the median of the last gaps, robust to holes
+    f.interval_ms = {
+        let from = end.saturating_sub(9);
+        let mut gaps: Vec<u64> = s.t_ms[from..end].windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_unstable();
+        gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+    };
+    let w = Windows::for_interval(f.interval_ms);
+    f.windows = w;
+    let split = s.t_ms[..end].partition_point(|&t| t + w.recent_ms <= now_ms);
     digest.update(s, split);
     let raw_start = split.max(end.saturating_sub(MAX_RAW_SAMPLES));
     let raw = raw_start..end;
@@ -439,7 +490,6 @@ fn persona_features(
     let t_last = s.t_ms[end - 1];
     f.samples = end;
     f.history_ms = t_last - t_first;
-    f.interval_ms = if end >= 2 { (t_last - t_first) / (end as u64 - 1) } else { 0 };
     f.stale = now_ms.saturating_sub(t_last) > stale_after_ms.max(3 * f.interval_ms);
 
     // --- restarts: the digest's memory plus the raw window
@@ -493,7 +543,7 @@ fn persona_features(
 
     // --- CPU
     if !s.cpu_percent.is_empty() {
-        let from = s.t_ms[..end].partition_point(|&t| t + CPU_RECENT_MS <= now_ms).max(raw_start);
+        let from = s.t_ms[..end].partition_point(|&t| t + w.cpu_ms <= now_ms).max(raw_start);
         let (sum, n) = s.cpu_percent[from..end]
             .iter()
             .filter(|v| v.is_finite())
@@ -595,20 +645,32 @@ fn memory_features(
     }
     let t0 = pts[0].t_ms;
     let x = |t: u64| (t - t0) as f64 / MIN as f64;
-    m.span_ms = pts[pts.len() - 1].t_ms - t0;
-    let Some(fit) = linreg(pts.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n)))) else {
+    let Some(full) = linreg(pts.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n)))) else {
         return;
     };
+    // where growth starts: a leak that began an hour ago in a day of history is judged on that
+    // hour, and a one-time step (a cache filling) shows no growth after it
+    let mut from = 0;
+    if full.slope > 0.0 && pts.len() >= 8 {
+        scratch.pairs.clear();
+        scratch.pairs.extend(pts.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean))));
+        from = crate::stats::hinge_start(&scratch.pairs, (pts.len() / 6).max(4)).unwrap_or(0);
+    }
+    let seg = &pts[from..];
+    let fit = linreg(seg.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n)))).unwrap_or(full);
+    let seg_t0 = seg[0].t_ms;
+    m.span_ms = pts[pts.len() - 1].t_ms - t0;
+    m.growth_span_ms = seg[seg.len() - 1].t_ms - seg_t0;
     m.slope_mb_per_min = fit.slope as f32;
     m.fit_r2 = fit.r2 as f32;
-    let span_min = m.span_ms as f64 / MIN as f64;
-    let start_level = fit.at(0.0).max(1.0);
+    let span_min = m.growth_span_ms as f64 / MIN as f64;
+    let start_level = fit.at(x(seg_t0)).max(1.0);
     m.growth_frac = (fit.slope * span_min / start_level) as f32;
 
     // floor: the lowest point of consecutive groups, so a sawtooth on a rising floor shows
-    let groups = (pts.len() / 3).clamp(4, 16).min(pts.len());
-    let per = pts.len().div_ceil(groups);
-    let floors: Vec<(f64, f64, f64)> = pts
+    let groups = (seg.len() / 3).clamp(4, 16).min(seg.len());
+    let per = seg.len().div_ceil(groups);
+    let floors: Vec<(f64, f64, f64)> = seg
         .chunks(per)
         .map(|c| {
             let lo = c.iter().map(|pt| pt.mem_min).fold(f32::INFINITY, f32::min);
@@ -620,46 +682,45 @@ fn memory_features(
     m.floor_slope_mb_per_min = floor.map_or(f32::NAN, |fl| fl.slope as f32);
     m.floor_r2 = floor.map_or(f32::NAN, |fl| fl.r2 as f32);
 
-    // persistence: both halves grow at a comparable rate
-    let half = pts.len() / 2;
+    // persistence: both halves of the growth grow at a comparable rate
+    let half = seg.len() / 2;
     let half_fit = |ps: &[Point]| linreg(ps.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n))));
-    let (h1, h2) = (half_fit(&pts[..half]), half_fit(&pts[half..]));
-    m.persistent = match (h1, h2) {
-        (Some(a), Some(b)) => fit.slope > 0.0 && a.slope >= 0.3 * fit.slope && b.slope >= 0.3 * fit.slope,
+    m.persistent = match (half_fit(&seg[..half]), half_fit(&seg[half..])) {
+        (Some(a), Some(b)) => fit.slope > 0.0 && a.slope >= 0.4 * fit.slope && b.slope >= 0.4 * fit.slope,
         _ => false,
     };
 
-    // swing within buckets, relative to the level
+    // swing within buckets and around the trend, relative to the level
     scratch.a.clear();
     scratch.a.extend(pts.iter().filter(|pt| pt.mem_mean > 0.0).map(|pt| (pt.mem_max - pt.mem_min) / pt.mem_mean));
     let swing = quantile_in_place(&mut scratch.a, 0.5);
-    let level = fit.at(span_min / 2.0).max(1.0);
-    m.swing_frac = swing.max((2.0 * fit.resid_sd / level) as f32);
+    let level = full.at(x(pts[pts.len() / 2].t_ms)).max(1.0);
+    m.swing_frac = swing.max((2.0 * full.resid_sd / level) as f32);
 
     let rise_mb = fit.slope * span_min;
-    let well_fitted = fit.r2 >= 0.75 || floor.is_some_and(|fl| fl.r2 >= 0.75 && fl.slope > 0.0);
-    m.trend = if m.span_ms < 30 * MIN {
-        MemTrend::Unknown
-    } else if m.span_ms >= MIN_LEAK_SPAN_MS
-        && m.growth_frac >= 0.10
-        && well_fitted
-        && m.persistent
-        && rise_mb >= 4.0 * fit.resid_sd
-    {
-        MemTrend::Leaking
-    } else if m.growth_frac >= 0.04 && fit.slope > 0.0 && (fit.r2 >= 0.5 || floor.is_some_and(|fl| fl.r2 >= 0.5)) {
-        MemTrend::Growing
-    } else if m.swing_frac >= 0.08 {
-        MemTrend::Oscillating
-    } else {
-        MemTrend::Stable
-    };
+    let fitted = fit.r2.max(floor.filter(|fl| fl.slope > 0.0).map_or(0.0, |fl| fl.r2));
     if let Some(b) = m.budget_mb
         && fit.slope > 0.0
         && m.now_mb.is_finite()
     {
         m.minutes_to_budget = Some(((f64::from(b) - f64::from(m.now_mb)) / fit.slope).max(0.0) as f32);
     }
+    // steady, persistent, well-fitted growth over an hour or more that is large against the
+    // process's own size — or that will reach its memory budget within two hours
+    let steady = m.growth_span_ms >= MIN_LEAK_SPAN_MS && m.persistent && rise_mb >= 5.0 * fit.resid_sd;
+    let large = m.growth_frac >= 0.15 && fitted >= 0.85;
+    let budget_soon = m.growth_frac >= 0.05 && fitted >= 0.9 && m.minutes_to_budget.is_some_and(|t| t <= 120.0);
+    m.trend = if m.span_ms < 30 * MIN {
+        MemTrend::Unknown
+    } else if steady && (large || budget_soon) {
+        MemTrend::Leaking
+    } else if m.growth_span_ms >= 30 * MIN && m.growth_frac >= 0.04 && m.persistent && fitted >= 0.6 {
+        MemTrend::Growing
+    } else if m.swing_frac >= 0.08 {
+        MemTrend::Oscillating
+    } else {
+        MemTrend::Stable
+    };
     let _ = now_ms;
 }
 
@@ -678,7 +739,8 @@ fn latency_features(
     }
     let l = &mut f.latency;
     let ts = &s.t_ms;
-    let recent_from = ts[raw.clone()].partition_point(|&t| t + LATENCY_RECENT_MS <= now_ms) + raw.start;
+    let w = f.windows;
+    let recent_from = ts[raw.clone()].partition_point(|&t| t + w.latency_ms <= now_ms) + raw.start;
     let window = |r: std::ops::Range<usize>, c: &[f32], tmp: &mut Vec<f32>| {
         tmp.clear();
         tmp.extend(r.filter(|&i| !warm(ts[i])).map(|i| col(c, i)).filter(|v| v.is_finite()));
@@ -694,7 +756,7 @@ fn latency_features(
     let pts = &mut scratch.points;
     pts.clear();
     pts.extend(scratch.all.iter().filter(|pt| (pt.p50.is_finite() || pt.p95.is_finite()) && !warm(pt.t_ms)));
-    let hist_end = pts.partition_point(|pt| pt.t_first_ms + RECENT_WINDOW_MS <= now_ms);
+    let hist_end = pts.partition_point(|pt| pt.t_first_ms + w.recent_ms <= now_ms);
     // a step up in the history (a mean shift of the log p50) splits "normal" from "now":
     // the baseline is the level before it, however long the degradation has lasted
     scratch.pairs.clear();
@@ -724,8 +786,8 @@ fn latency_features(
     if l.ratio >= 1.35 {
         l.degraded_for_ms = match step {
             Some(sh) if l.prev_ratio >= 1.35 => now_ms.saturating_sub(pts[sh.split].t_first_ms),
-            _ if l.prev_ratio >= 1.35 => RECENT_WINDOW_MS,
-            _ => LATENCY_RECENT_MS / 2,
+            _ if l.prev_ratio >= 1.35 => w.recent_ms,
+            _ => w.latency_ms / 2,
         };
     }
     if let Some(budget) = &p.budget {
@@ -759,24 +821,43 @@ fn error_features(
     if s.requests.is_empty() || s.errors.is_empty() {
         return;
     }
+    // the window holds enough evidence: at least the recent window, long enough for about
+    // 300 requests at the current rate, at most two hours
+    let recent_ms = f.windows.recent_ms;
+    let (interval_ms, part10_ms) = (f.interval_ms, f.windows.part_ms());
     let e = &mut f.errors;
+    let (raw_req, raw_span_ms) = {
+        let r: f32 = raw.clone().map(|i| col(&s.requests, i)).filter(|v| v.is_finite()).sum();
+        let span = s.t_ms[raw.end - 1].saturating_sub(s.t_ms[raw.start]) + interval_ms;
+        (r, span.max(1))
+    };
+    let per_ms = f64::from(raw_req) / raw_span_ms as f64;
+    let window_ms = if per_ms > 0.0 { (300.0 / per_ms) as u64 } else { recent_ms }.clamp(recent_ms, 120 * MIN);
+    e.window_ms = window_ms;
+    let part_ms = (window_ms / 3).max(1);
     let part = |t: u64| -> usize {
         let age = now_ms.saturating_sub(t);
-        (2 - (age / (10 * MIN)).min(2)) as usize
+        (2 - (age / part_ms).min(2)) as usize
     };
+    // parts from the history points (digest buckets, raw chunks) by their middle time
     let mut parts = [(0.0f32, 0.0f32); 3];
-    for i in raw.clone() {
-        let (r, er) = (col(&s.requests, i), col(&s.errors, i));
-        if r.is_finite() && er.is_finite() {
-            let k = part(s.t_ms[i]);
-            parts[k].0 += r;
-            parts[k].1 += er.min(r);
-        }
+    for pt in scratch.all.iter().filter(|pt| pt.t_ms + window_ms > now_ms && pt.requests.is_finite()) {
+        let k = part(pt.t_ms);
+        parts[k].0 += pt.requests;
+        parts[k].1 += pt.errors.min(pt.requests);
     }
     e.requests_window = parts.iter().map(|p| p.0).sum();
     e.errors_window = parts.iter().map(|p| p.1).sum();
     e.rate_window = if e.requests_window > 0.0 { e.errors_window / e.requests_window } else { f32::NAN };
-    e.rate_last10 = if parts[2].0 > 0.0 { parts[2].1 / parts[2].0 } else { f32::NAN };
+    // the last ten minutes (or part of the recent window), raw
+    {
+        let from = s.t_ms[raw.clone()].partition_point(|&t| t + part10_ms <= now_ms) + raw.start;
+        let (r, er) = (from..raw.end)
+            .map(|i| (col(&s.requests, i), col(&s.errors, i)))
+            .filter(|(r, er)| r.is_finite() && er.is_finite())
+            .fold((0.0f32, 0.0f32), |(a, b), (r, er)| (a + r, b + er.min(r)));
+        e.rate_last10 = if r > 0.0 { er / r } else { f32::NAN };
+    }
     // the persona's own base rate: the level before a step up in its error rate, if there is
     // one (a long burst must not become its own baseline), else its whole history
     let pts = &mut scratch.points;
@@ -786,7 +867,7 @@ fn error_features(
     scratch.pairs.extend(pts.iter().map(|pt| (f64::from(pt.errors / pt.requests), f64::from(pt.requests))));
     let step = crate::stats::mean_shift(&scratch.pairs, (pts.len() / 8).max(3))
         .filter(|sh| sh.after >= 2.0 * sh.before + 0.005 && sh.gain >= 0.2);
-    let hist_end = pts.partition_point(|pt| pt.t_first_ms + RECENT_WINDOW_MS <= now_ms);
+    let hist_end = pts.partition_point(|pt| pt.t_first_ms + window_ms <= now_ms);
     let base_pts = match step {
         Some(sh) => &pts[..sh.split],
         None => &pts[..hist_end],
@@ -798,19 +879,54 @@ fn error_features(
     // must not make one error look alarming)
     let base = if e.rate_base.is_finite() { e.rate_base.max(0.002) } else { 0.01 };
     e.p_value = poisson_tail(f64::from(e.errors_window), f64::from(e.requests_window * base));
-    let part_threshold = (2.0 * base).max(0.01);
-    let elevated = |(r, er): &(f32, f32)| *r > 0.0 && *er >= 1.0 && er / r >= part_threshold;
+    let part_threshold = (2.0 * base).max(0.015);
+    // ten minutes are "elevated" when their errors are unlikely at the base rate: a stray
+    // error or two in a quiet persona is not
+    let elevated = |(r, er): &(f32, f32)| {
+        *r > 0.0
+            && *er >= 2.0
+            && er / r >= part_threshold
+            && poisson_tail(f64::from(*er), f64::from(*r * base)) < 0.01
+    };
     e.elevated_parts = parts.iter().filter(|p| elevated(p)).count() as u8;
-    // a burst is current: the last ten minutes are elevated too
+    // a burst is current and lasting: every third of the window is elevated, the last included
     let current = elevated(&parts[2]);
+    // and steady like a failure rate, not one clump of a few minutes: a binomial dispersion
+    // test over the samples since the rate stepped up (about 1 when steady, far above for a clump)
+    {
+        let since = e.elevated_since_ms.unwrap_or(0).max(now_ms.saturating_sub(window_ms));
+        let from = s.t_ms[raw.clone()].partition_point(|&t| t < since) + raw.start;
+        let sample = |i: usize| {
+            let (r, er) = (col(&s.requests, i), col(&s.errors, i));
+            (r.is_finite() && er.is_finite() && r > 0.0).then(|| (f64::from(r), f64::from(er.min(r))))
+        };
+        let (n, k, tot_r, tot_e) = (from..raw.end)
+            .filter_map(sample)
+            .fold((0usize, 0.0f64, 0.0f64, 0.0f64), |(n, k, r, er), (ri, ei)| (n + 1, k + 1.0, r + ri, er + ei));
+        let _ = k;
+        if n >= 4 && tot_e > 0.0 {
+            let p = (tot_e / tot_r).clamp(1e-6, 1.0 - 1e-6);
+            let chi2: f64 = (from..raw.end)
+                .filter_map(sample)
+                .map(|(ri, ei)| (ei - ri * p).powi(2) / (ri * p * (1.0 - p)))
+                .sum();
+            e.dispersion = (chi2 / (n - 1) as f64) as f32;
+        }
+    }
+    // looser: errors are up, for hysteresis to count while the evidence firms up
+    e.elevated = e.errors_window >= 5.0
+        && e.p_value < 1e-3
+        && e.rate_window >= (2.0 * base).max(0.02)
+        && e.elevated_parts >= 1;
     e.burst = e.errors_window >= 5.0
-        && e.rate_window >= (3.0 * base).max(0.02)
+        && e.rate_window >= (3.0 * base).max(0.03)
+        && e.dispersion <= 4.0
         && e.p_value < 1e-4
-        && e.elevated_parts >= 2
+        && e.elevated_parts == 3
         && current;
 
     // kinds: the gateway's measurements and the reported texts in the window
-    let from = now_ms.saturating_sub(RECENT_WINDOW_MS);
+    let from = now_ms.saturating_sub(window_ms);
     let k_from = s.error_kinds.partition_point(|k| k.t_ms <= from);
     let k_to = s.error_kinds.partition_point(|k| k.t_ms <= now_ms);
     for k in &s.error_kinds[k_from..k_to] {
@@ -867,7 +983,7 @@ fn activity_features(f: &mut PersonaFeatures, p: &PersonaView, digest: &PersonaD
         a.health_fails = p.events[from..to].iter().filter(|e| e.kind == ViewEventKind::HealthFail).count() as u32;
     }
     // request rates: recent (15 min) and the history's
-    let recent_from = s.t_ms[raw.clone()].partition_point(|&t| t + LATENCY_RECENT_MS <= now_ms) + raw.start;
+    let recent_from = s.t_ms[raw.clone()].partition_point(|&t| t + f.windows.latency_ms <= now_ms) + raw.start;
     if raw.end > recent_from {
         let req: f32 = (recent_from..raw.end).map(|i| col(&s.requests, i)).filter(|v| v.is_finite()).sum();
         let span = (raw.end - recent_from) as f32 * f.interval_ms.max(1) as f32 / MIN as f32;

@@ -49,7 +49,7 @@ pub fn condition(f: &PersonaFeatures, set: &FeatureSet) -> Condition {
         some("unresponsive")
     } else if m.trend == MemTrend::Leaking {
         some("memory leak")
-    } else if e.burst {
+    } else if e.burst || e.elevated {
         some("error burst")
     } else if f.latency_degraded() {
         some("latency degradation")

@@ -107,6 +107,47 @@ pub fn mean_shift(points: &[(f64, f64)], min_seg: usize) -> Option<Shift> {
     })
 }
 
+/// Where growth starts: the index `k` that best fits `y = a` before `x[k]` and
+/// `y = a + b (x - x[k])` from it on (a hinge), with the later part at least `min_tail`
+/// points. O(n) with suffix sums; `k = 0` is a plain line. `None` below 4 points.
+pub fn hinge_start(points: &[(f64, f64)], min_tail: usize) -> Option<usize> {
+    let n = points.len();
+    if n < 4 {
+        return None;
+    }
+    let nf = n as f64;
+    let (sy, syy) = points.iter().fold((0.0, 0.0), |(a, b), &(_, y)| (a + y, b + y * y));
+    let syy_c = syy - sy * sy / nf;
+    // suffix sums of x, x², x·y, y
+    let (mut st, mut stt, mut sty, mut s_y) = (0.0, 0.0, 0.0, 0.0);
+    let mut best: Option<(f64, usize)> = None;
+    let last = n.saturating_sub(min_tail.max(2));
+    for k in (0..n).rev() {
+        let (x, y) = points[k];
+        st += x;
+        stt += x * x;
+        sty += x * y;
+        s_y += y;
+        if k > last {
+            continue;
+        }
+        let m = (n - k) as f64;
+        let su = st - m * x;
+        let suu = stt - 2.0 * x * st + m * x * x;
+        let suy = sty - x * s_y;
+        let suu_c = suu - su * su / nf;
+        let suy_c = suy - su * sy / nf;
+        if suu_c <= 1e-12 {
+            continue;
+        }
+        let sse = syy_c - suy_c * suy_c / suu_c;
+        if best.is_none_or(|(b, _)| sse < b - 1e-9 * syy_c.abs()) {
+            best = Some((sse, k));
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
 /// Median of the finite values; `NaN` if none. Reorders `v`.
 pub fn median_in_place(v: &mut [f32]) -> f32 {
     quantile_in_place(v, 0.5)
@@ -214,6 +255,14 @@ mod tests {
         assert!((s.before - 1.01).abs() < 0.01 && (s.after - 2.0).abs() < 1e-9 && s.gain > 0.95);
         assert!(mean_shift(&pts[..5], 3).is_none());
         assert!(mean_shift(&[(1.0, 1.0); 10], 2).is_none());
+    }
+
+    #[test]
+    fn hinge_finds_where_growth_starts() {
+        let pts: Vec<(f64, f64)> = (0..60).map(|i| (i as f64, if i < 20 { 10.0 } else { 10.0 + (i - 20) as f64 })).collect();
+        assert_eq!(hinge_start(&pts, 5), Some(20));
+        let line: Vec<(f64, f64)> = (0..60).map(|i| (i as f64, 3.0 * i as f64)).collect();
+        assert_eq!(hinge_start(&line, 5), Some(0));
     }
 
     #[test]

@@ -228,7 +228,7 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
             format!(
                 "memory leak: {:+.1} MB/min for {} (fit {:.2}, {:+.0}%, now {:.0} MB); peers {}{}",
                 m.slope_mb_per_min,
-                mins(m.span_ms),
+                mins(m.growth_span_ms),
                 fit,
                 100.0 * m.growth_frac,
                 m.now_mb,
@@ -244,8 +244,9 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
     if e.burst {
         let shared = e.peer_rate.is_finite() && e.peer_rate >= 0.02 && e.peer_rate >= 0.5 * e.rate_window;
         let detail = format!(
-            "{} errors over 30 min (base {}, peers {}), {}",
+            "{} errors over {} (base {}, peers {}), {}",
             pct(e.rate_window),
+            mins(e.window_ms),
             pct(e.rate_base),
             pct(e.peer_rate),
             e.mix.describe()
@@ -291,6 +292,19 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
                 format!(
                     "{detail}; {:.0}% of the mesh is degraded at once: the cause is shared, restarting one helps nothing",
                     100.0 * set.mesh.degraded_share
+                ),
+            );
+        }
+        let a = &f.activity;
+        if a.base_requests_per_min > 0.0 && a.requests_per_min >= 1.5 * a.base_requests_per_min {
+            return d(
+                Action::Investigate,
+                0.6,
+                format!(
+                    "{detail}; its traffic is up x{:.1} ({:.1}/min, usually {:.1}/min): load, not a fault of the process",
+                    a.requests_per_min / a.base_requests_per_min,
+                    a.requests_per_min,
+                    a.base_requests_per_min
                 ),
             );
         }
@@ -393,6 +407,16 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
                 ),
             );
         }
+    }
+    if f.restarts.last_1h >= 2.0 {
+        return d(
+            Action::Investigate,
+            0.6,
+            format!(
+                "{:.0} restarts in the last hour (not a crash loop yet): find out why before it becomes one",
+                f.restarts.last_1h
+            ),
+        );
     }
     if m.trend != MemTrend::Leaking && m.spike_frac >= 0.15 {
         return d(

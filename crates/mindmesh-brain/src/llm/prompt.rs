@@ -103,7 +103,7 @@ fn row(f: &PersonaFeatures, h: &PersonaHealth, view: &MeshView) -> String {
         if m.slope_mb_per_min.is_finite() { m.slope_mb_per_min } else { 0.0 },
         num(m.fit_r2.max(m.floor_r2), 2),
         if m.growth_frac.is_finite() { 100.0 * m.growth_frac } else { 0.0 },
-        num(m.span_ms as f32 / 3_600_000.0, 1)
+        num(m.growth_span_ms as f32 / 3_600_000.0, 1)
     );
     let l = &f.latency;
     let e = &f.errors;
@@ -189,7 +189,7 @@ pub fn build(
     }
     let _ = writeln!(
         u,
-        "\nPersonas: id|node|importance|kind|uptime_h|mem_mb|mem_trend|p95_ms|latency_x_own_baseline|latency_x_peers|err%_30min|err%_usual|err%_peers|error_kinds|req_per_min(usual)|idle_min|queue|restarts_5min/1h|cpu%_of_host|anomalies"
+        "\nPersonas: id|node|importance|kind|uptime_h|mem_mb|mem_trend|p95_ms|latency_x_own_baseline|latency_x_peers|err%_recent|err%_usual|err%_peers|error_kinds|req_per_min(usual)|idle_min|queue|restarts_5min/1h|cpu%_of_host|anomalies"
     );
     for &i in &order {
         let _ = writeln!(u, "{}", row(&set.personas[i], &health[i], view));
