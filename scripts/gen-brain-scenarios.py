@@ -455,6 +455,26 @@ def build(out):
     distractors(sc, ["a", "b"], 3)
     made.append(sc)
 
+    # 21. every replica of one upstream fails 8% with 5xx at once: the cause is shared
+    sc = Scenario("v-errors-shared-upstream", "Three replicas of one API model all fail ~8% with 5xx for 50 min.",
+                  60, 240, 121)
+    sc.node("a", 8, 16384)
+    sc.node("b", 8, 16384)
+    for i in range(3):
+        sc.persona(f"mini-{i}", "ab"[i % 2], ["continue", "investigate"], "shared upstream failure", rate_per_min=25,
+                   model="gpt-4o-mini-proxy", mutate=error_burst(240 - 50, 0.08, TRANSIENT))
+    distractors(sc, ["a", "b"], 3)
+    made.append(sc)
+
+    # 22. the upstream rate-limits one busy persona: send less, restarting changes nothing
+    sc = Scenario("v-rate-limited", "A busy persona gets 429s on ~10% of its requests for 45 min.", 60, 240, 122)
+    sc.node("a", 8, 16384)
+    sc.node("b", 8, 16384)
+    sc.persona("bulk", "a", ["throttle", "continue", "investigate"], "rate limits: throttle, never restart",
+               importance="background", rate_per_min=40, mutate=error_burst(240 - 45, 0.10, RATE))
+    distractors(sc, ["a", "b"], 3)
+    made.append(sc)
+
     for s in made:
         s.write(out)
     return len(made)

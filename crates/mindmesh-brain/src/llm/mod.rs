@@ -26,8 +26,9 @@ pub struct ChatRequest {
     pub model: String,
     pub system: String,
     pub user: String,
-    /// JSON schema of the answer; sent when `format` is `JsonSchema`.
-    pub schema: serde_json::Value,
+    /// JSON schema of the answer as JSON text (key order kept); sent when `format` is
+    /// `JsonSchema`.
+    pub schema: String,
     pub format: LlmResponseFormat,
     pub max_completion_tokens: u32,
     pub temperature: f32,

@@ -1,17 +1,25 @@
 //! The real client: async-openai 0.43 against any OpenAI-compatible endpoint (OpenAI,
-//! llama.cpp's server, vLLM, Ollama). The reqwest client is built fallibly and handed to
-//! `Client::build`, because `Client::with_config` panics on hosts without CA certificates.
+//! llama.cpp's server, vLLM, Ollama).
+//!
+//! - The reqwest client is built fallibly and handed to `Client::build`, because
+//!   `Client::with_config` panics on hosts without CA certificates.
+//! - The transport is async-openai's plain `ReqwestService`, without its default retry layer
+//!   (three retries of 429/5xx with backoff): one request per cycle, and a failure falls back
+//!   at once instead of stalling the cycle.
+//! - The request body is our own type (async-openai's `byot`), so the answer schema travels as
+//!   the JSON text we wrote, with `reason` before `action`; a `serde_json::Value` would have
+//!   sorted its keys. The answer is async-openai's `CreateChatCompletionResponse`.
 
 use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
-use async_openai::types::chat::{
-    ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
-    ResponseFormat, ResponseFormatJsonSchema,
-};
+use async_openai::middleware::ReqwestService;
+use async_openai::types::chat::CreateChatCompletionResponse;
 use mindmesh_core::config::{LlmConfig, LlmResponseFormat};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::{ChatFuture, ChatRequest, ChatResponse, LlmClient};
 use crate::error::BrainError;
@@ -39,11 +47,47 @@ impl OpenAiClient {
             .connect_timeout(Duration::from_millis(cfg.timeout_ms.clamp(100, 10_000)))
             .build()
             .map_err(|e| BrainError::LlmClient(e.to_string()))?;
-        let mut config = OpenAIConfig::new().with_api_base(cfg.base_url.trim_end_matches('/'));
         // local servers need no key, but an empty bearer header upsets some proxies
-        config = config.with_api_key(cfg.api_key.clone().unwrap_or_else(|| "none".into()));
-        Ok(OpenAiClient { client: Client::build(http, config) })
+        let config = OpenAIConfig::new()
+            .with_api_base(cfg.base_url.trim_end_matches('/'))
+            .with_api_key(cfg.api_key.clone().unwrap_or_else(|| "none".into()));
+        let client = Client::build(http.clone(), config).with_http_service(ReqwestService::new(http));
+        Ok(OpenAiClient { client })
     }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: [Message<'a>; 2],
+    max_completion_tokens: u32,
+    temperature: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Format<'a>>,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Format<'a> {
+    JsonSchema { json_schema: JsonSchema<'a> },
+    JsonObject,
+}
+
+#[derive(Serialize)]
+struct JsonSchema<'a> {
+    name: &'static str,
+    description: &'static str,
+    strict: bool,
+    schema: &'a RawValue,
 }
 
 fn short(s: &str) -> String {
@@ -54,7 +98,7 @@ fn short(s: &str) -> String {
 
 fn map_error(e: OpenAIError) -> BrainError {
     match e {
-        OpenAIError::ApiError(api) => BrainError::LlmTransport(short(&format!("HTTP {}", api))),
+        OpenAIError::ApiError(api) => BrainError::LlmTransport(short(&format!("HTTP {api}"))),
         OpenAIError::Reqwest(e) => BrainError::LlmTransport(short(&e.to_string())),
         OpenAIError::JSONDeserialize(e, body) => {
             BrainError::LlmInvalid(short(&format!("not a chat completion ({e}): {body}")))
@@ -66,40 +110,33 @@ fn map_error(e: OpenAIError) -> BrainError {
 impl LlmClient for OpenAiClient {
     fn chat<'a>(&'a self, req: &'a ChatRequest) -> ChatFuture<'a> {
         Box::pin(async move {
-            let invalid = |e: OpenAIError| BrainError::LlmClient(e.to_string());
-            let mut args = CreateChatCompletionRequestArgs::default();
-            args.model(req.model.clone())
-                .messages([
-                    ChatCompletionRequestSystemMessageArgs::default()
-                        .content(req.system.clone())
-                        .build()
-                        .map_err(invalid)?
-                        .into(),
-                    ChatCompletionRequestUserMessageArgs::default().content(req.user.clone()).build().map_err(invalid)?.into(),
-                ])
-                .max_completion_tokens(req.max_completion_tokens)
-                .temperature(req.temperature);
-            if let Some(seed) = req.seed {
-                args.seed(seed);
-            }
-            match req.format {
-                LlmResponseFormat::JsonSchema => {
-                    args.response_format(ResponseFormat::JsonSchema {
-                        json_schema: ResponseFormatJsonSchema {
-                            description: Some("one decision per persona".into()),
-                            name: "mindmesh_plan".into(),
-                            schema: req.schema.clone(),
-                            strict: Some(true),
-                        },
-                    });
-                }
-                LlmResponseFormat::JsonObject => {
-                    args.response_format(ResponseFormat::JsonObject);
-                }
-                LlmResponseFormat::None => {}
-            }
-            let request = args.build().map_err(invalid)?;
-            let resp = self.client.chat().create(request).await.map_err(map_error)?;
+            let schema: Box<RawValue> = RawValue::from_string(req.schema.clone())
+                .map_err(|e| BrainError::LlmClient(format!("answer schema is not JSON: {e}")))?;
+            let response_format = match req.format {
+                LlmResponseFormat::JsonSchema => Some(Format::JsonSchema {
+                    json_schema: JsonSchema {
+                        name: "mindmesh_plan",
+                        description: "one decision per persona",
+                        strict: true,
+                        schema: &schema,
+                    },
+                }),
+                LlmResponseFormat::JsonObject => Some(Format::JsonObject),
+                LlmResponseFormat::None => None,
+            };
+            let body = Body {
+                model: &req.model,
+                messages: [
+                    Message { role: "system", content: &req.system },
+                    Message { role: "user", content: &req.user },
+                ],
+                max_completion_tokens: req.max_completion_tokens,
+                temperature: req.temperature,
+                seed: req.seed,
+                response_format,
+                stream: false,
+            };
+            let resp: CreateChatCompletionResponse = self.client.chat().create_byot(body).await.map_err(map_error)?;
             let choice = resp.choices.into_iter().next().ok_or_else(|| BrainError::LlmInvalid("no choices".into()))?;
             let content = match (choice.message.content, choice.message.refusal) {
                 (Some(c), _) if !c.trim().is_empty() => c,

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use mindmesh_core::{Action, Importance, PersonaKind, Phase};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::anomaly::PersonaHealth;
 use crate::features::{FeatureSet, PersonaFeatures};
@@ -55,7 +55,9 @@ table. Write the reason first, then choose the action.";
 pub struct Prompt {
     pub system: String,
     pub user: String,
-    pub schema: Value,
+    /// JSON schema of the answer, as text: key order matters (the reason comes before the
+    /// action, so a model argues before it chooses), and a `serde_json::Value` would sort keys.
+    pub schema: String,
     pub included: Vec<usize>,
     pub max_completion_tokens: u32,
 }
@@ -136,6 +138,96 @@ fn row(f: &PersonaFeatures, h: &PersonaHealth, view: &MeshView) -> String {
         num(100.0 * f.cpu.share_of_host, 0),
         anomalies
     )
+}
+
+#[derive(Serialize)]
+struct Schema<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    properties: Top<'a>,
+    required: [&'static str; 1],
+    #[serde(rename = "additionalProperties")]
+    additional_properties: bool,
+}
+
+#[derive(Serialize)]
+struct Top<'a> {
+    decisions: List<'a>,
+}
+
+#[derive(Serialize)]
+struct List<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    items: Item<'a>,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    properties: Fields<'a>,
+    required: [&'static str; 5],
+    #[serde(rename = "additionalProperties")]
+    additional_properties: bool,
+}
+
+/// In answer order: who, why, then what.
+#[derive(Serialize)]
+struct Fields<'a> {
+    persona: OneOf<'a>,
+    reason: Plain,
+    action: OneOf<'a>,
+    target: AnyOf<'a>,
+    confidence: Plain,
+}
+
+#[derive(Serialize)]
+struct Plain {
+    #[serde(rename = "type")]
+    ty: &'static str,
+}
+
+#[derive(Serialize)]
+struct OneOf<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    #[serde(rename = "enum")]
+    values: &'a [&'a str],
+}
+
+#[derive(Serialize)]
+struct AnyOf<'a> {
+    #[serde(rename = "anyOf")]
+    any_of: (OneOf<'a>, Plain),
+}
+
+/// The answer's JSON schema: `{"decisions": [{persona, reason, action, target, confidence}]}`
+/// with personas, actions and nodes enumerated.
+pub fn answer_schema(personas: &[&str], actions: &[&str], nodes: &[&str]) -> String {
+    let s = Schema {
+        ty: "object",
+        properties: Top {
+            decisions: List {
+                ty: "array",
+                items: Item {
+                    ty: "object",
+                    properties: Fields {
+                        persona: OneOf { ty: "string", values: personas },
+                        reason: Plain { ty: "string" },
+                        action: OneOf { ty: "string", values: actions },
+                        target: AnyOf { any_of: (OneOf { ty: "string", values: nodes }, Plain { ty: "null" }) },
+                        confidence: Plain { ty: "number" },
+                    },
+                    required: ["persona", "reason", "action", "target", "confidence"],
+                    additional_properties: false,
+                },
+            },
+        },
+        required: ["decisions"],
+        additional_properties: false,
+    };
+    serde_json::to_string(&s).unwrap_or_default()
 }
 
 /// Build the prompt. At most `max_personas` personas, the least healthy first; the rest are
@@ -234,28 +326,7 @@ pub fn build(
     if view.personas.iter().any(|p| p.phase == Phase::Hibernating) {
         actions.push(Action::Wake.as_str());
     }
-    let schema = json!({
-        "type": "object",
-        "properties": {
-            "decisions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "persona": {"type": "string", "enum": ids},
-                        "reason": {"type": "string"},
-                        "action": {"type": "string", "enum": actions},
-                        "target": {"anyOf": [{"type": "string", "enum": nodes}, {"type": "null"}]},
-                        "confidence": {"type": "number"}
-                    },
-                    "required": ["persona", "reason", "action", "target", "confidence"],
-                    "additionalProperties": false
-                }
-            }
-        },
-        "required": ["decisions"],
-        "additionalProperties": false
-    });
+    let schema = answer_schema(&ids, &actions, &nodes);
     let max_completion_tokens =
         (64 + ANSWER_TOKENS_PER_PERSONA * order.len() as u32).clamp(64, max_completion_tokens.max(64));
     Prompt { system: SYSTEM_PROMPT.to_owned(), user: u, schema, included: order, max_completion_tokens }
@@ -264,6 +335,15 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_asks_for_the_reason_before_the_action() {
+        let s = answer_schema(&["p1", "p2"], &["continue", "restart"], &["a"]);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["properties"]["decisions"]["items"]["properties"]["persona"]["enum"][1], "p2");
+        let (reason, action) = (s.find("\"reason\"").unwrap(), s.find("\"action\"").unwrap());
+        assert!(reason < action, "{s}");
+    }
 
     #[test]
     fn quotes_are_escaped_and_bounded() {
