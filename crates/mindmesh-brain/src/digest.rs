@@ -147,6 +147,14 @@ impl OpenBucket {
 #[derive(Debug, Clone, Default)]
 pub struct PersonaDigest {
     bucket_len: usize,
+    /// Offsets this persona's bucket boundaries (from a hash of its id), so the personas of a
+    /// mesh sampled on the same tick do not all close a bucket — and recompute their history
+    /// summary — in the same cycle.
+    phase: u64,
+    /// Samples folded since the last rebuild: bucket boundaries count from it.
+    count: u64,
+    /// Changes whenever the closed buckets change.
+    version: u64,
     pub buckets: Vec<Bucket>,
     open: OpenBucket,
     /// Index in the series of the next sample to fold, and the time of the last folded one.
@@ -168,8 +176,19 @@ pub struct PersonaDigest {
 }
 
 impl PersonaDigest {
+    /// An empty digest whose bucket boundaries are offset by `phase_seed`.
+    pub fn with_phase(phase_seed: u64) -> Self {
+        PersonaDigest { phase: phase_seed, ..Default::default() }
+    }
+
     pub fn bucket_len(&self) -> usize {
         self.bucket_len
+    }
+
+    /// Changes whenever the closed buckets change (a bucket closed, the front was trimmed, a
+    /// rebuild): summaries of the closed history stay valid while it does not.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Fold the samples of `s` with index < `end` (the start of the recent window).
@@ -197,6 +216,7 @@ impl PersonaDigest {
             let drop = self.buckets.partition_point(|b| b.t_first_ms < t0);
             if drop > 0 {
                 self.buckets.drain(..drop);
+                self.version += 1;
             }
         }
         self.next_idx = resume;
@@ -208,7 +228,16 @@ impl PersonaDigest {
 
     fn rebuild(&mut self, s: &PersonaSeries, end: usize) {
         let bucket_len = MIN_BUCKET_LEN.max(s.len().div_ceil(TARGET_BUCKETS));
-        *self = PersonaDigest { bucket_len, last_restart_count: f32::NAN, prev_mem: f32::NAN, ..Default::default() };
+        let (phase, version, folded) = (self.phase, self.version + 1, self.folded);
+        *self = PersonaDigest {
+            bucket_len,
+            phase,
+            version,
+            folded,
+            last_restart_count: f32::NAN,
+            prev_mem: f32::NAN,
+            ..Default::default()
+        };
         self.fold(s, end);
     }
 
@@ -245,6 +274,7 @@ impl PersonaDigest {
                 self.segment_start_ms = Some(t);
                 if let Some(b) = self.open.close() {
                     self.buckets.push(b);
+                    self.version += 1;
                 }
             }
             if let Some(&r) = s.requests.get(i)
@@ -256,17 +286,25 @@ impl PersonaDigest {
                 self.last_active_ms = Some(t);
             }
             self.open.add(s, i);
-            if self.open.n as usize >= self.bucket_len
+            self.count += 1;
+            self.folded += 1;
+            if (self.count + self.phase).is_multiple_of(self.bucket_len as u64)
                 && let Some(b) = self.open.close()
             {
                 self.buckets.push(b);
+                self.version += 1;
             }
-            self.folded += 1;
         }
         if end > self.next_idx {
             self.next_idx = end;
             self.last_ts = Some(s.t_ms[end - 1]);
         }
+    }
+
+    /// The partly filled bucket's (middle time, requests, errors), if it holds samples.
+    pub fn open_counts(&self) -> Option<(u64, f32, f32)> {
+        let o = &self.open;
+        (o.n > 0 && o.has_requests).then(|| (o.t_first_ms + (o.t_last_ms - o.t_first_ms) / 2, o.requests, o.errors))
     }
 
     /// The closed buckets and, if any, the partly filled one (as a bucket).
@@ -325,6 +363,16 @@ mod tests {
     }
 
     #[test]
+    fn phases_stagger_bucket_boundaries() {
+        let s = series(200, 60_000);
+        let (mut a, mut b) = (PersonaDigest::with_phase(0), PersonaDigest::with_phase(3));
+        a.update(&s, 100);
+        b.update(&s, 100);
+        assert_ne!(a.buckets[0].n, b.buckets[0].n);
+        assert!(b.buckets[1..].iter().take(3).all(|x| x.n as usize == b.bucket_len()));
+    }
+
+    #[test]
     fn follows_a_trimmed_front_and_rebuilds_when_lost() {
         let mut s = series(400, 60_000);
         let mut d = PersonaDigest::default();
@@ -339,8 +387,10 @@ mod tests {
         d.update(&s, 250);
         assert_eq!(d.folded, folded + 50, "resumed, not rebuilt");
         assert!(d.buckets.first().unwrap().t_first_ms >= cut);
-        // going back in time forces a rebuild
+        // going back in time forces a rebuild from the start
+        let (folded, version) = (d.folded, d.version());
         d.update(&s, 100);
-        assert_eq!(d.folded, 100);
+        assert_eq!(d.folded, folded + 100);
+        assert!(d.version() > version);
     }
 }

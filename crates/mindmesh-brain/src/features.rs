@@ -9,8 +9,9 @@
 //! restarts in the last 5 minutes and hour; uptime; CPU against its own baseline and its
 //! host. Per node: CPU and memory pressure. Mesh-wide: the share of personas degraded at once.
 //!
-//! Cost: the history older than [`RECENT_WINDOW_MS`] is read through the persona's
-//! [`PersonaDigest`] (cached across cycles by [`FeatureCache`]); only the recent window is read
+//! Cost: the history older than the recent window is read through the persona's
+//! [`PersonaDigest`] and its [`HistSummary`] (both cached across cycles by [`FeatureCache`],
+//! the summary recomputed only when a bucket closes); each cycle reads only the recent window
 //! raw, at most [`MAX_RAW_SAMPLES`] samples.
 
 use std::collections::HashMap;
@@ -19,9 +20,10 @@ use mindmesh_core::{Importance, Phase, PersonaKind};
 use serde::Serialize;
 
 use crate::classify::{ClassMix, ErrorClass, classify_kind, classify_text};
-use crate::digest::{Bucket, PersonaDigest, is_collapse};
-use crate::stats::{Fit, linreg, median_of, poisson_tail, quantile_in_place};
-use crate::view::{MeshView, NodeView, PersonaSeries, PersonaView, ViewEventKind};
+use crate::digest::{PersonaDigest, is_collapse};
+use crate::history::{self, HIGH_RATIO, HistSummary, WARMUP_MS, latency_ratio};
+use crate::stats::{linreg, median_of, poisson_tail};
+use crate::view::{MeshView, NodeView, PersonaView, ViewEventKind};
 
 const MIN: u64 = 60_000;
 /// Read raw each cycle; everything older is in the digest.
@@ -29,8 +31,6 @@ pub const RECENT_WINDOW_MS: u64 = 30 * MIN;
 /// "Now" for latency.
 pub const LATENCY_RECENT_MS: u64 = 15 * MIN;
 pub const CPU_RECENT_MS: u64 = 10 * MIN;
-/// After a restart, latency and memory are not judged for this long.
-pub const WARMUP_MS: u64 = 10 * MIN;
 /// Most raw samples read per persona per cycle.
 pub const MAX_RAW_SAMPLES: usize = 512;
 /// Shortest history on which a memory trend is called a leak.
@@ -297,11 +297,22 @@ pub struct FeatureSet {
     pub mesh: MeshFeatures,
 }
 
-/// Digests kept across cycles, one per persona id.
+/// What the brain keeps per persona between cycles: its digest and the summary of its closed
+/// history (recomputed when the digest's buckets change).
+#[derive(Debug, Default)]
+struct Entry {
+    generation: u64,
+    digest: PersonaDigest,
+    summary: Option<HistSummary>,
+}
+
+/// Digests and history summaries kept across cycles, one per persona id.
 #[derive(Debug, Default)]
 pub struct FeatureCache {
-    entries: HashMap<String, (u64, PersonaDigest)>,
+    entries: HashMap<String, Entry>,
     generation: u64,
+    /// History summaries computed since creation (cost accounting).
+    pub summaries: u64,
 }
 
 impl FeatureCache {
@@ -313,8 +324,16 @@ impl FeatureCache {
     }
     /// Total samples folded since creation (cost accounting).
     pub fn folded(&self) -> u64 {
-        self.entries.values().map(|(_, d)| d.folded).sum()
+        self.entries.values().map(|e| e.digest.folded).sum()
     }
+}
+
+/// A stable phase for a persona's bucket boundaries.
+fn phase_of(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Extract every feature of `view` as of `now_ms` (samples after it are ignored).
@@ -326,13 +345,21 @@ pub fn extract(view: &MeshView, now_ms: u64, stale_after_ms: u64, cache: &mut Fe
     let nodes: Vec<NodeFeatures> = view.nodes.iter().map(|n| node_features(n, now_ms, stale_after_ms)).collect();
     let mut personas = Vec::with_capacity(view.personas.len());
     for (index, p) in view.personas.iter().enumerate() {
-        let entry = cache.entries.entry(p.id.clone()).or_default();
-        entry.0 = generation;
+        if !cache.entries.contains_key(&p.id) {
+            let digest = PersonaDigest::with_phase(phase_of(&p.id));
+            cache.entries.insert(p.id.clone(), Entry { digest, ..Default::default() });
+        }
+        let Some(entry) = cache.entries.get_mut(&p.id) else { continue };
+        entry.generation = generation;
         let node = node_index.get(p.node.as_str()).copied();
         let cores = node.map_or(1, |i| view.nodes[i].cpu_cores.max(1));
-        personas.push(persona_features(p, index, node, cores, now_ms, stale_after_ms, &mut entry.1, &mut scratch));
+        let before = entry.summary.as_ref().map(|h| h.version);
+        personas.push(persona_features(p, index, node, cores, now_ms, stale_after_ms, entry, &mut scratch));
+        if entry.summary.as_ref().map(|h| h.version) != before {
+            cache.summaries += 1;
+        }
     }
-    cache.entries.retain(|_, (g, _)| *g == generation);
+    cache.entries.retain(|_, e| e.generation == generation);
     peer_features(view, &mut personas);
     let mesh = mesh_features(&personas);
     FeatureSet { now_ms, personas, nodes, mesh }
@@ -341,28 +368,8 @@ pub fn extract(view: &MeshView, now_ms: u64, stale_after_ms: u64, cache: &mut Fe
 #[derive(Default)]
 struct Scratch {
     a: Vec<f32>,
-    b: Vec<f32>,
-    /// The whole history as points: digest buckets, then chunks of the raw window.
-    all: Vec<Point>,
-    points: Vec<Point>,
-    pairs: Vec<(f64, f64)>,
-}
-
-/// One point of a history: a digest bucket or a chunk of the raw window.
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    /// First and middle sample time.
-    t_first_ms: u64,
-    t_ms: u64,
-    n: u32,
-    mem_mean: f32,
-    mem_min: f32,
-    mem_max: f32,
-    p50: f32,
-    p95: f32,
-    /// NaN when not measured.
-    requests: f32,
-    errors: f32,
+    restarts: Vec<(u64, f32)>,
+    history: history::Scratch,
 }
 
 fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Option<String>) -> PersonaFeatures {
@@ -460,7 +467,7 @@ fn persona_features(
     host_cores: u32,
     now_ms: u64,
     stale_after_ms: u64,
-    digest: &mut PersonaDigest,
+    entry: &mut Entry,
     scratch: &mut Scratch,
 ) -> PersonaFeatures {
     let s = &p.series;
@@ -475,14 +482,23 @@ fn persona_features(
     // the sampling interval: the median of the last gaps, robust to holes
     f.interval_ms = {
         let from = end.saturating_sub(9);
-        let mut gaps: Vec<u64> = s.t_ms[from..end].windows(2).map(|w| w[1] - w[0]).collect();
-        gaps.sort_unstable();
-        gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+        let mut gaps = [0u64; 8];
+        let k = (end - from).saturating_sub(1);
+        for (g, w) in gaps.iter_mut().zip(s.t_ms[from..end].windows(2)) {
+            *g = w[1] - w[0];
+        }
+        gaps[..k].sort_unstable();
+        if k > 0 { gaps[k / 2] } else { 0 }
     };
     let w = Windows::for_interval(f.interval_ms);
     f.windows = w;
     let split = s.t_ms[..end].partition_point(|&t| t + w.recent_ms <= now_ms);
-    digest.update(s, split);
+    entry.digest.update(s, split);
+    let digest = &entry.digest;
+    if entry.summary.as_ref().is_none_or(|h| h.version != digest.version()) {
+        entry.summary = Some(history::summarize(digest, f.interval_ms, &mut scratch.history));
+    }
+    let Some(hist) = entry.summary.as_ref() else { return f };
     let raw_start = split.max(end.saturating_sub(MAX_RAW_SAMPLES));
     let raw = raw_start..end;
 
@@ -493,8 +509,10 @@ fn persona_features(
     f.stale = now_ms.saturating_sub(t_last) > stale_after_ms.max(3 * f.interval_ms);
 
     // --- restarts: the digest's memory plus the raw window
-    let mut restarts: Vec<(u64, f32)> = digest.restarts.iter().copied().collect();
-    let mut segment_start = digest.segment_start_ms;
+    let restarts = &mut scratch.restarts;
+    restarts.clear();
+    restarts.extend(digest.restarts.iter().copied());
+    let mut new_process_in_window = false;
     {
         let mut prev_r = if raw_start > 0 { col(&s.restarts, raw_start - 1) } else { f32::NAN };
         let mut prev_m = if raw_start > 0 { col(&s.memory_mb, raw_start - 1) } else { f32::NAN };
@@ -503,14 +521,14 @@ fn persona_features(
             if r.is_finite() {
                 if prev_r.is_finite() && r > prev_r {
                     restarts.push((s.t_ms[i], r - prev_r));
-                    segment_start = Some(s.t_ms[i]);
+                    new_process_in_window = true;
                 }
                 prev_r = r;
             }
             let m = s.memory_mb[i];
             if m.is_finite() {
                 if is_collapse(prev_m, m) {
-                    segment_start = Some(s.t_ms[i]);
+                    new_process_in_window = true;
                 }
                 prev_m = m;
             }
@@ -530,16 +548,13 @@ fn persona_features(
         (None, Some(u)) => Some(u + (now_ms.saturating_sub(t_first))),
         _ => None,
     };
+    let restarts: &[(u64, f32)] = restarts;
     let warm = |t: u64| restarts.iter().rev().take(8).any(|(r, _)| t >= *r && t < *r + WARMUP_MS);
 
-    scratch.all.clear();
-    scratch.all.extend(digest.buckets.iter().map(bucket_point));
-    chunk_points(s, raw.clone(), digest.bucket_len().max(1), &mut scratch.all, &mut scratch.b);
-
-    memory_features(&mut f, p, digest, raw.clone(), segment_start, now_ms, &warm, scratch);
-    latency_features(&mut f, p, digest, raw.clone(), now_ms, &warm, scratch);
-    error_features(&mut f, p, raw.clone(), now_ms, scratch);
-    activity_features(&mut f, p, digest, raw.clone(), now_ms);
+    memory_features(&mut f, p, hist, raw.clone(), new_process_in_window, &mut scratch.a);
+    latency_features(&mut f, p, hist, raw.clone(), now_ms, &warm, &mut scratch.a);
+    error_features(&mut f, p, digest, hist, raw.clone(), now_ms);
+    activity_features(&mut f, p, digest, hist, raw.clone(), now_ms);
 
     // --- CPU
     if !s.cpu_percent.is_empty() {
@@ -549,165 +564,57 @@ fn persona_features(
             .filter(|v| v.is_finite())
             .fold((0.0f32, 0u32), |(a, n), v| (a + v, n + 1));
         f.cpu.recent_percent = if n > 0 { sum / n as f32 } else { f32::NAN };
-        f.cpu.base_percent = median_of(digest.buckets.iter().map(|b| b.cpu_mean), &mut scratch.a);
+        f.cpu.base_percent = hist.cpu_base_percent;
         f.cpu.share_of_host = f.cpu.recent_percent / (host_cores as f32 * 100.0);
     }
     f
 }
 
-fn chunk_points(s: &PersonaSeries, raw: std::ops::Range<usize>, chunk: usize, out: &mut Vec<Point>, tmp: &mut Vec<f32>) {
-    let mut i = raw.start;
-    while i < raw.end {
-        let j = (i + chunk).min(raw.end);
-        let (mut sum, mut n, mut lo, mut hi) = (0.0f64, 0u32, f32::INFINITY, f32::NEG_INFINITY);
-        let (mut req, mut err) = (0.0f32, 0.0f32);
-        for k in i..j {
-            let m = s.memory_mb[k];
-            if m.is_finite() {
-                sum += f64::from(m);
-                n += 1;
-                lo = lo.min(m);
-                hi = hi.max(m);
-            }
-            let r = col(&s.requests, k);
-            if r.is_finite() {
-                req += r;
-                err += col(&s.errors, k).min(r).max(0.0);
-            }
-        }
-        let p50 = median_of((i..j).map(|k| col(&s.latency_p50_ms, k)), tmp);
-        let p95 = median_of((i..j).map(|k| col(&s.latency_p95_ms, k)), tmp);
-        out.push(Point {
-            t_first_ms: s.t_ms[i],
-            t_ms: s.t_ms[i] + (s.t_ms[j - 1] - s.t_ms[i]) / 2,
-            n: (j - i) as u32,
-            mem_mean: if n > 0 { (sum / f64::from(n)) as f32 } else { f32::NAN },
-            mem_min: if n > 0 { lo } else { f32::NAN },
-            mem_max: if n > 0 { hi } else { f32::NAN },
-            p50,
-            p95,
-            requests: if s.requests.is_empty() { f32::NAN } else { req },
-            errors: if s.requests.is_empty() { f32::NAN } else { err },
-        });
-        i = j;
-    }
-}
-
-fn bucket_point(b: &Bucket) -> Point {
-    Point {
-        t_first_ms: b.t_first_ms,
-        t_ms: b.t_mid_ms(),
-        n: b.n,
-        mem_mean: b.mem_mean,
-        mem_min: b.mem_min,
-        mem_max: b.mem_max,
-        p50: b.p50_med,
-        p95: b.p95_med,
-        requests: b.requests,
-        errors: b.errors,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 fn memory_features(
     f: &mut PersonaFeatures,
     p: &PersonaView,
-    digest: &PersonaDigest,
+    hist: &HistSummary,
     raw: std::ops::Range<usize>,
-    segment_start: Option<u64>,
-    now_ms: u64,
-    warm: &dyn Fn(u64) -> bool,
-    scratch: &mut Scratch,
+    new_process_in_window: bool,
+    tmp: &mut Vec<f32>,
 ) {
     let s = &p.series;
     let m = &mut f.memory;
     let tail = raw.end.saturating_sub(3).max(raw.start)..raw.end;
-    m.now_mb = median_of(tail.map(|i| s.memory_mb[i]), &mut scratch.a);
+    m.now_mb = median_of(tail.map(|i| s.memory_mb[i]), tmp);
     m.budget_mb = p.budget.as_ref().map(|b| b.max_memory_mb as f32);
-
-    // highest level before the recent window, in this process's life
-    let seg_from = segment_start.map_or(0, |t| t + WARMUP_MS);
-    m.hist_high_mb = {
-        scratch.a.clear();
-        scratch.a.extend(digest.buckets.iter().filter(|b| b.t_first_ms >= seg_from).map(|b| b.mem_max));
-        quantile_in_place(&mut scratch.a, 0.95)
-    };
-    if m.hist_high_mb.is_finite() && m.hist_high_mb > 0.0 && m.now_mb.is_finite() {
-        m.spike_frac = (m.now_mb / m.hist_high_mb - 1.0).max(0.0);
+    let h = &hist.memory;
+    m.hist_high_mb = h.high_mb;
+    if h.high_mb.is_finite() && h.high_mb > 0.0 && m.now_mb.is_finite() {
+        m.spike_frac = (m.now_mb / h.high_mb - 1.0).max(0.0);
     }
-
-    // points of the current process's life, after its warm-up
-    let pts = &mut scratch.points;
-    pts.clear();
-    pts.extend(scratch.all.iter().filter(|pt| pt.t_first_ms >= seg_from && pt.mem_mean.is_finite() && !warm(pt.t_ms)));
-    if pts.len() < 5 {
+    if new_process_in_window {
+        // a new process since the history ended: too young for a trend
         return;
     }
-    let t0 = pts[0].t_ms;
-    let x = |t: u64| (t - t0) as f64 / MIN as f64;
-    let Some(full) = linreg(pts.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n)))) else {
+    m.span_ms = h.span_ms;
+    m.growth_span_ms = h.growth_span_ms;
+    m.slope_mb_per_min = h.slope_mb_per_min;
+    m.fit_r2 = h.fit_r2;
+    m.floor_slope_mb_per_min = h.floor_slope_mb_per_min;
+    m.floor_r2 = h.floor_r2;
+    m.growth_frac = h.growth_frac;
+    m.persistent = h.persistent;
+    m.swing_frac = h.swing_frac;
+    if !m.fit_r2.is_finite() {
         return;
-    };
-    // where growth starts: a leak that began an hour ago in a day of history is judged on that
-    // hour, and a one-time step (a cache filling) shows no growth after it
-    let mut from = 0;
-    if full.slope > 0.0 && pts.len() >= 8 {
-        scratch.pairs.clear();
-        scratch.pairs.extend(pts.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean))));
-        from = crate::stats::hinge_start(&scratch.pairs, (pts.len() / 6).max(4)).unwrap_or(0);
     }
-    let seg = &pts[from..];
-    let fit = linreg(seg.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n)))).unwrap_or(full);
-    let seg_t0 = seg[0].t_ms;
-    m.span_ms = pts[pts.len() - 1].t_ms - t0;
-    m.growth_span_ms = seg[seg.len() - 1].t_ms - seg_t0;
-    m.slope_mb_per_min = fit.slope as f32;
-    m.fit_r2 = fit.r2 as f32;
-    let span_min = m.growth_span_ms as f64 / MIN as f64;
-    let start_level = fit.at(x(seg_t0)).max(1.0);
-    m.growth_frac = (fit.slope * span_min / start_level) as f32;
-
-    // floor: the lowest point of consecutive groups, so a sawtooth on a rising floor shows
-    let groups = (seg.len() / 3).clamp(4, 16).min(seg.len());
-    let per = seg.len().div_ceil(groups);
-    let floors: Vec<(f64, f64, f64)> = seg
-        .chunks(per)
-        .map(|c| {
-            let lo = c.iter().map(|pt| pt.mem_min).fold(f32::INFINITY, f32::min);
-            let tm = c[c.len() / 2].t_ms;
-            (x(tm), f64::from(lo), 1.0)
-        })
-        .collect();
-    let floor = linreg(floors.iter().copied());
-    m.floor_slope_mb_per_min = floor.map_or(f32::NAN, |fl| fl.slope as f32);
-    m.floor_r2 = floor.map_or(f32::NAN, |fl| fl.r2 as f32);
-
-    // persistence: both halves of the growth grow at a comparable rate
-    let half = seg.len() / 2;
-    let half_fit = |ps: &[Point]| linreg(ps.iter().map(|pt| (x(pt.t_ms), f64::from(pt.mem_mean), f64::from(pt.n))));
-    m.persistent = match (half_fit(&seg[..half]), half_fit(&seg[half..])) {
-        (Some(a), Some(b)) => fit.slope > 0.0 && a.slope >= 0.4 * fit.slope && b.slope >= 0.4 * fit.slope,
-        _ => false,
-    };
-
-    // swing within buckets and around the trend, relative to the level
-    scratch.a.clear();
-    scratch.a.extend(pts.iter().filter(|pt| pt.mem_mean > 0.0).map(|pt| (pt.mem_max - pt.mem_min) / pt.mem_mean));
-    let swing = quantile_in_place(&mut scratch.a, 0.5);
-    let level = full.at(x(pts[pts.len() / 2].t_ms)).max(1.0);
-    m.swing_frac = swing.max((2.0 * full.resid_sd / level) as f32);
-
-    let rise_mb = fit.slope * span_min;
-    let fitted = fit.r2.max(floor.filter(|fl| fl.slope > 0.0).map_or(0.0, |fl| fl.r2));
+    let floor_r2 = if h.floor_slope_mb_per_min > 0.0 && h.floor_r2.is_finite() { h.floor_r2 } else { 0.0 };
+    let fitted = m.fit_r2.max(floor_r2);
     if let Some(b) = m.budget_mb
-        && fit.slope > 0.0
+        && m.slope_mb_per_min > 0.0
         && m.now_mb.is_finite()
     {
-        m.minutes_to_budget = Some(((f64::from(b) - f64::from(m.now_mb)) / fit.slope).max(0.0) as f32);
+        m.minutes_to_budget = Some(((b - m.now_mb) / m.slope_mb_per_min).max(0.0));
     }
     // steady, persistent, well-fitted growth over an hour or more that is large against the
     // process's own size — or that will reach its memory budget within two hours
-    let steady = m.growth_span_ms >= MIN_LEAK_SPAN_MS && m.persistent && rise_mb >= 5.0 * fit.resid_sd;
+    let steady = m.growth_span_ms >= MIN_LEAK_SPAN_MS && m.persistent && h.rises_clearly;
     let large = m.growth_frac >= 0.15 && fitted >= 0.85;
     let budget_soon = m.growth_frac >= 0.05 && fitted >= 0.9 && m.minutes_to_budget.is_some_and(|t| t <= 120.0);
     m.trend = if m.span_ms < 30 * MIN {
@@ -721,167 +628,126 @@ fn memory_features(
     } else {
         MemTrend::Stable
     };
-    let _ = now_ms;
 }
 
 fn latency_features(
     f: &mut PersonaFeatures,
     p: &PersonaView,
-    digest: &PersonaDigest,
+    hist: &HistSummary,
     raw: std::ops::Range<usize>,
     now_ms: u64,
     warm: &dyn Fn(u64) -> bool,
-    scratch: &mut Scratch,
+    tmp: &mut Vec<f32>,
 ) {
     let s = &p.series;
     if s.latency_p50_ms.is_empty() && s.latency_p95_ms.is_empty() {
         return;
     }
+    let w = f.windows;
     let l = &mut f.latency;
     let ts = &s.t_ms;
-    let w = f.windows;
     let recent_from = ts[raw.clone()].partition_point(|&t| t + w.latency_ms <= now_ms) + raw.start;
-    let window = |r: std::ops::Range<usize>, c: &[f32], tmp: &mut Vec<f32>| {
+    let mut window = |r: std::ops::Range<usize>, c: &[f32]| {
         tmp.clear();
         tmp.extend(r.filter(|&i| !warm(ts[i])).map(|i| col(c, i)).filter(|v| v.is_finite()));
         if tmp.len() >= 3 { crate::stats::median_in_place(tmp) } else { f32::NAN }
     };
-    l.recent_p50_ms = window(recent_from..raw.end, &s.latency_p50_ms, &mut scratch.a);
-    l.recent_p95_ms = window(recent_from..raw.end, &s.latency_p95_ms, &mut scratch.a);
-    let prev_p50 = window(raw.start..recent_from, &s.latency_p50_ms, &mut scratch.a);
-    let prev_p95 = window(raw.start..recent_from, &s.latency_p95_ms, &mut scratch.a);
+    l.recent_p50_ms = window(recent_from..raw.end, &s.latency_p50_ms);
+    l.recent_p95_ms = window(recent_from..raw.end, &s.latency_p95_ms);
+    let prev_p50 = window(raw.start..recent_from, &s.latency_p50_ms);
+    let prev_p95 = window(raw.start..recent_from, &s.latency_p95_ms);
     l.warming_up = f.restarts.last_restart_ms.is_some_and(|r| r + WARMUP_MS > now_ms);
-
-    // the history as points, warm-ups left out
-    let pts = &mut scratch.points;
-    pts.clear();
-    pts.extend(scratch.all.iter().filter(|pt| (pt.p50.is_finite() || pt.p95.is_finite()) && !warm(pt.t_ms)));
-    let hist_end = pts.partition_point(|pt| pt.t_first_ms + w.recent_ms <= now_ms);
-    // a step up in the history (a mean shift of the log p50) splits "normal" from "now":
-    // the baseline is the level before it, however long the degradation has lasted
-    scratch.pairs.clear();
-    scratch.pairs.extend(pts.iter().map(|pt| (f64::from(pt.p50.max(1e-3)).ln(), if pt.p50.is_finite() { 1.0 } else { 0.0 })));
-    let step = crate::stats::mean_shift(&scratch.pairs, (pts.len() / 8).max(3))
-        .filter(|sh| sh.after - sh.before >= 1.3f64.ln() && sh.gain >= 0.3);
-    let base_range = match step {
-        Some(sh) => 0..sh.split,
-        None => 0..hist_end,
-    };
-    if base_range.len() >= 3 {
-        l.base_p50_ms = median_of(pts[base_range.clone()].iter().map(|pt| pt.p50), &mut scratch.a);
-        l.base_p95_ms = median_of(pts[base_range].iter().map(|pt| pt.p95), &mut scratch.a);
-    }
-    let ratio = |p50: f32, p95: f32, b50: f32, b95: f32| {
-        let r50 = p50 / b50;
-        let r95 = p95 / b95;
-        match (r50.is_finite() && r50 > 0.0, r95.is_finite() && r95 > 0.0) {
-            (true, true) => (r50 * r95).sqrt(),
-            (true, false) => r50,
-            (false, true) => r95,
-            _ => f32::NAN,
-        }
-    };
-    l.ratio = ratio(l.recent_p50_ms, l.recent_p95_ms, l.base_p50_ms, l.base_p95_ms);
-    l.prev_ratio = ratio(prev_p50, prev_p95, l.base_p50_ms, l.base_p95_ms);
-    if l.ratio >= 1.35 {
-        l.degraded_for_ms = match step {
-            Some(sh) if l.prev_ratio >= 1.35 => now_ms.saturating_sub(pts[sh.split].t_first_ms),
-            _ if l.prev_ratio >= 1.35 => w.recent_ms,
-            _ => w.latency_ms / 2,
+    let h = &hist.latency;
+    l.base_p50_ms = h.base_p50_ms;
+    l.base_p95_ms = h.base_p95_ms;
+    l.ratio = latency_ratio(l.recent_p50_ms, l.recent_p95_ms, l.base_p50_ms, l.base_p95_ms);
+    l.prev_ratio = latency_ratio(prev_p50, prev_p95, l.base_p50_ms, l.base_p95_ms);
+    if l.ratio >= HIGH_RATIO {
+        l.degraded_for_ms = if l.prev_ratio >= HIGH_RATIO {
+            // high through the recent window; and before it, as long as the history says
+            let since = h.high_since_ms.unwrap_or(now_ms.saturating_sub(w.recent_ms));
+            now_ms.saturating_sub(since.min(now_ms.saturating_sub(w.recent_ms)))
+        } else {
+            w.latency_ms / 2
         };
     }
     if let Some(budget) = &p.budget {
         l.over_budget = l.recent_p95_ms.is_finite() && l.recent_p95_ms > budget.max_response_time_ms as f32;
     }
-    // gradual drift of the p50 over the whole history
-    pts.retain(|pt| pt.p50.is_finite());
-    if pts.len() >= 6 {
-        let t0 = pts[0].t_ms;
-        let fit: Option<Fit> = linreg(pts.iter().map(|pt| ((pt.t_ms - t0) as f64 / MIN as f64, f64::from(pt.p50), 1.0)));
-        if let Some(fit) = fit {
-            let x_end = (pts[pts.len() - 1].t_ms - t0) as f64 / MIN as f64;
-            let (a, b) = (fit.at(0.0), fit.at(x_end));
-            if a > 0.0 && b > 0.0 {
-                l.trend_ratio = (b / a) as f32;
-                l.trend_r2 = fit.r2 as f32;
-            }
-        }
-    }
-    let _ = digest;
+    l.trend_ratio = h.trend_ratio;
+    l.trend_r2 = h.trend_r2;
 }
 
 fn error_features(
     f: &mut PersonaFeatures,
     p: &PersonaView,
+    digest: &PersonaDigest,
+    hist: &HistSummary,
     raw: std::ops::Range<usize>,
     now_ms: u64,
-    scratch: &mut Scratch,
 ) {
     let s = &p.series;
     if s.requests.is_empty() || s.errors.is_empty() {
         return;
     }
-    // the window holds enough evidence: at least the recent window, long enough for about
-    // 300 requests at the current rate, at most two hours
     let recent_ms = f.windows.recent_ms;
     let (interval_ms, part10_ms) = (f.interval_ms, f.windows.part_ms());
     let e = &mut f.errors;
-    let (raw_req, raw_span_ms) = {
-        let r: f32 = raw.clone().map(|i| col(&s.requests, i)).filter(|v| v.is_finite()).sum();
-        let span = s.t_ms[raw.end - 1].saturating_sub(s.t_ms[raw.start]) + interval_ms;
-        (r, span.max(1))
+    let sample = |i: usize| {
+        let (r, er) = (col(&s.requests, i), col(&s.errors, i));
+        (r.is_finite() && er.is_finite()).then(|| (r, er.min(r).max(0.0)))
     };
+    // the window holds enough evidence: at least the recent window, long enough for about
+    // 300 requests at the current rate, at most two hours
+    let raw_req: f32 = raw.clone().filter_map(sample).map(|(r, _)| r).sum();
+    let raw_span_ms = (s.t_ms[raw.end - 1].saturating_sub(s.t_ms[raw.start]) + interval_ms).max(1);
     let per_ms = f64::from(raw_req) / raw_span_ms as f64;
     let window_ms = if per_ms > 0.0 { (300.0 / per_ms) as u64 } else { recent_ms }.clamp(recent_ms, 120 * MIN);
     e.window_ms = window_ms;
     let part_ms = (window_ms / 3).max(1);
-    let part = |t: u64| -> usize {
-        let age = now_ms.saturating_sub(t);
-        (2 - (age / part_ms).min(2)) as usize
-    };
-    // parts from the history points (digest buckets, raw chunks) by their middle time
+    let part = |t: u64| -> usize { (2 - (now_ms.saturating_sub(t) / part_ms).min(2)) as usize };
+    // parts: raw samples, and the history's buckets (by their middle) where the window reaches
     let mut parts = [(0.0f32, 0.0f32); 3];
-    for pt in scratch.all.iter().filter(|pt| pt.t_ms + window_ms > now_ms && pt.requests.is_finite()) {
-        let k = part(pt.t_ms);
-        parts[k].0 += pt.requests;
-        parts[k].1 += pt.errors.min(pt.requests);
+    for i in raw.clone() {
+        if let Some((r, er)) = sample(i) {
+            let k = part(s.t_ms[i]);
+            parts[k].0 += r;
+            parts[k].1 += er;
+        }
+    }
+    if window_ms > recent_ms {
+        let open = digest.open_counts();
+        for (t_mid, r, er) in digest
+            .buckets
+            .iter()
+            .rev()
+            .map(|b| (b.t_mid_ms(), b.requests, b.errors))
+            .take_while(|(t, _, _)| t + window_ms > now_ms)
+            .chain(open)
+        {
+            if r.is_finite() && t_mid + window_ms > now_ms {
+                let k = part(t_mid);
+                parts[k].0 += r;
+                parts[k].1 += er.min(r);
+            }
+        }
     }
     e.requests_window = parts.iter().map(|p| p.0).sum();
     e.errors_window = parts.iter().map(|p| p.1).sum();
     e.rate_window = if e.requests_window > 0.0 { e.errors_window / e.requests_window } else { f32::NAN };
-    // the last ten minutes (or part of the recent window), raw
-    {
-        let from = s.t_ms[raw.clone()].partition_point(|&t| t + part10_ms <= now_ms) + raw.start;
-        let (r, er) = (from..raw.end)
-            .map(|i| (col(&s.requests, i), col(&s.errors, i)))
-            .filter(|(r, er)| r.is_finite() && er.is_finite())
-            .fold((0.0f32, 0.0f32), |(a, b), (r, er)| (a + r, b + er.min(r)));
-        e.rate_last10 = if r > 0.0 { er / r } else { f32::NAN };
-    }
-    // the persona's own base rate: the level before a step up in its error rate, if there is
-    // one (a long burst must not become its own baseline), else its whole history
-    let pts = &mut scratch.points;
-    pts.clear();
-    pts.extend(scratch.all.iter().filter(|pt| pt.requests.is_finite() && pt.requests > 0.0));
-    scratch.pairs.clear();
-    scratch.pairs.extend(pts.iter().map(|pt| (f64::from(pt.errors / pt.requests), f64::from(pt.requests))));
-    let step = crate::stats::mean_shift(&scratch.pairs, (pts.len() / 8).max(3))
-        .filter(|sh| sh.after >= 2.0 * sh.before + 0.005 && sh.gain >= 0.2);
-    let hist_end = pts.partition_point(|pt| pt.t_first_ms + window_ms <= now_ms);
-    let base_pts = match step {
-        Some(sh) => &pts[..sh.split],
-        None => &pts[..hist_end],
-    };
-    let (req_b, err_b) = base_pts.iter().fold((0.0f32, 0.0f32), |(r, er), pt| (r + pt.requests, er + pt.errors));
-    e.rate_base = if req_b >= 50.0 { err_b / req_b } else { f32::NAN };
-    e.elevated_since_ms = step.map(|sh| pts[sh.split].t_first_ms);
+    // the last ten minutes (a third of the recent window), raw
+    let last_from = s.t_ms[raw.clone()].partition_point(|&t| t + part10_ms <= now_ms) + raw.start;
+    let (r10, e10) = (last_from..raw.end).filter_map(sample).fold((0.0f32, 0.0f32), |(a, b), (r, er)| (a + r, b + er));
+    e.rate_last10 = if r10 > 0.0 { e10 / r10 } else { f32::NAN };
+    e.rate_base = hist.errors.rate_base;
+    e.elevated_since_ms = hist.errors.step_since_ms;
     // what would be expected at the persona's own base rate (floored: a spotless history
     // must not make one error look alarming)
     let base = if e.rate_base.is_finite() { e.rate_base.max(0.002) } else { 0.01 };
     e.p_value = poisson_tail(f64::from(e.errors_window), f64::from(e.requests_window * base));
     let part_threshold = (2.0 * base).max(0.015);
-    // ten minutes are "elevated" when their errors are unlikely at the base rate: a stray
-    // error or two in a quiet persona is not
+    // a third is "elevated" when its errors are unlikely at the base rate: a stray error or
+    // two in a quiet persona is not
     let elevated = |(r, er): &(f32, f32)| {
         *r > 0.0
             && *er >= 2.0
@@ -892,23 +758,24 @@ fn error_features(
     // a burst is current and lasting: every third of the window is elevated, the last included
     let current = elevated(&parts[2]);
     // and steady like a failure rate, not one clump of a few minutes: a binomial dispersion
-    // test over the samples since the rate stepped up (about 1 when steady, far above for a clump)
+    // test over the raw samples since the rate stepped up (about 1 when steady, far above for
+    // a clump)
     {
         let since = e.elevated_since_ms.unwrap_or(0).max(now_ms.saturating_sub(window_ms));
         let from = s.t_ms[raw.clone()].partition_point(|&t| t < since) + raw.start;
-        let sample = |i: usize| {
-            let (r, er) = (col(&s.requests, i), col(&s.errors, i));
-            (r.is_finite() && er.is_finite() && r > 0.0).then(|| (f64::from(r), f64::from(er.min(r))))
-        };
-        let (n, k, tot_r, tot_e) = (from..raw.end)
-            .filter_map(sample)
-            .fold((0usize, 0.0f64, 0.0f64, 0.0f64), |(n, k, r, er), (ri, ei)| (n + 1, k + 1.0, r + ri, er + ei));
-        let _ = k;
+        let (n, tot_r, tot_e) =
+            (from..raw.end).filter_map(sample).filter(|(r, _)| *r > 0.0).fold((0usize, 0.0f64, 0.0f64), |(n, r, er), (ri, ei)| {
+                (n + 1, r + f64::from(ri), er + f64::from(ei))
+            });
         if n >= 4 && tot_e > 0.0 {
-            let p = (tot_e / tot_r).clamp(1e-6, 1.0 - 1e-6);
+            let pr = (tot_e / tot_r).clamp(1e-6, 1.0 - 1e-6);
             let chi2: f64 = (from..raw.end)
                 .filter_map(sample)
-                .map(|(ri, ei)| (ei - ri * p).powi(2) / (ri * p * (1.0 - p)))
+                .filter(|(r, _)| *r > 0.0)
+                .map(|(ri, ei)| {
+                    let (ri, ei) = (f64::from(ri), f64::from(ei));
+                    (ei - ri * pr).powi(2) / (ri * pr * (1.0 - pr))
+                })
                 .sum();
             e.dispersion = (chi2 / (n - 1) as f64) as f32;
         }
@@ -944,7 +811,14 @@ fn error_features(
     }
 }
 
-fn activity_features(f: &mut PersonaFeatures, p: &PersonaView, digest: &PersonaDigest, raw: std::ops::Range<usize>, now_ms: u64) {
+fn activity_features(
+    f: &mut PersonaFeatures,
+    p: &PersonaView,
+    digest: &PersonaDigest,
+    hist: &HistSummary,
+    raw: std::ops::Range<usize>,
+    now_ms: u64,
+) {
     let s = &p.series;
     if s.requests.is_empty() {
         return;
@@ -956,11 +830,7 @@ fn activity_features(f: &mut PersonaFeatures, p: &PersonaView, digest: &PersonaD
         run_start -= 1;
     }
     a.stalled_samples = raw.end - run_start;
-    let last_active = if run_start > raw.start {
-        Some(s.t_ms[run_start - 1])
-    } else {
-        digest.last_active_ms
-    };
+    let last_active = if run_start > raw.start { Some(s.t_ms[run_start - 1]) } else { digest.last_active_ms };
     // gaps between active samples in the raw window, before the current run
     let mut max_gap = digest.max_gap_ms;
     let mut prev = digest.last_active_ms;
@@ -982,21 +852,14 @@ fn activity_features(f: &mut PersonaFeatures, p: &PersonaView, digest: &PersonaD
         let to = p.events.partition_point(|e| e.t_ms <= now_ms);
         a.health_fails = p.events[from..to].iter().filter(|e| e.kind == ViewEventKind::HealthFail).count() as u32;
     }
-    // request rates: recent (15 min) and the history's
+    // request rates: recent and the history's
     let recent_from = s.t_ms[raw.clone()].partition_point(|&t| t + f.windows.latency_ms <= now_ms) + raw.start;
     if raw.end > recent_from {
         let req: f32 = (recent_from..raw.end).map(|i| col(&s.requests, i)).filter(|v| v.is_finite()).sum();
         let span = (raw.end - recent_from) as f32 * f.interval_ms.max(1) as f32 / MIN as f32;
         a.requests_per_min = req / span.max(1e-3);
     }
-    let (req_b, n_b) = digest
-        .buckets
-        .iter()
-        .filter(|b| b.requests.is_finite())
-        .fold((0.0f32, 0u32), |(r, n), b| (r + b.requests, n + b.n));
-    if n_b > 0 {
-        a.base_requests_per_min = req_b / (n_b as f32 * f.interval_ms.max(1) as f32 / MIN as f32);
-    }
+    a.base_requests_per_min = hist.requests_per_min;
     let stalled_ms = a.stalled_samples as u64 * f.interval_ms;
     let queue_grows = a.queue_last >= 3.0 && a.queue_last >= a.queue_first + 3.0;
     // nothing completed for long enough that its usual traffic would have completed several

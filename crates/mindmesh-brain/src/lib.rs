@@ -13,6 +13,8 @@
 //!   node's store
 //! - [`scenario`]: the `mindmesh-scenario/1` loader (strict)
 //! - [`digest`]: incremental history summaries, so a cycle costs what is new
+//! - [`history`]: what a persona's closed history says (baselines, trends), cached until it
+//!   changes
 //! - [`features`]: per persona, per node and mesh-wide features
 //! - [`classify`]: what an error means (recoverable, permanent, client, rate limit, crash)
 //! - [`anomaly`]: typed anomalies, health scores
@@ -34,6 +36,7 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod guardrails;
+pub mod history;
 pub mod llm;
 pub mod scenario;
 pub mod stats;
