@@ -19,8 +19,9 @@ use crate::view::PersonaSeries;
 
 /// Fewest samples per bucket.
 pub const MIN_BUCKET_LEN: usize = 8;
-/// Aim for about this many buckets over a history; rebuild with larger buckets past twice it.
-pub const TARGET_BUCKETS: usize = 180;
+/// Aim for about this many buckets over a history (a day of minutes: 15-minute buckets);
+/// rebuild with larger buckets past twice it.
+pub const TARGET_BUCKETS: usize = 96;
 /// Restart times remembered.
 pub const MAX_RESTARTS_KEPT: usize = 64;
 
@@ -212,12 +213,12 @@ impl PersonaDigest {
                 return;
             }
         };
-        if let Some(&t0) = s.t_ms.first() {
+        if let Some(&t0) = s.t_ms.first()
+            && self.buckets.first().is_some_and(|b| b.t_first_ms < t0)
+        {
             let drop = self.buckets.partition_point(|b| b.t_first_ms < t0);
-            if drop > 0 {
-                self.buckets.drain(..drop);
-                self.version += 1;
-            }
+            self.buckets.drain(..drop);
+            self.version += 1;
         }
         self.next_idx = resume;
         self.fold(s, end);
@@ -281,7 +282,7 @@ impl PersonaDigest {
                 && r > 0.0
             {
                 if let Some(prev) = self.last_active_ms {
-                    self.max_gap_ms = self.max_gap_ms.max(t - prev);
+                    self.max_gap_ms = self.max_gap_ms.max(t.saturating_sub(prev));
                 }
                 self.last_active_ms = Some(t);
             }

@@ -301,30 +301,54 @@ pub struct FeatureSet {
 /// history (recomputed when the digest's buckets change).
 #[derive(Debug, Default)]
 struct Entry {
-    generation: u64,
+    id: String,
     digest: PersonaDigest,
     summary: Option<HistSummary>,
 }
 
-/// Digests and history summaries kept across cycles, one per persona id.
+/// Digests and history summaries kept across cycles, one per persona. Kept in view order, so
+/// a view whose personas did not change costs no hashing; a changed one is matched by id.
 #[derive(Debug, Default)]
 pub struct FeatureCache {
-    entries: HashMap<String, Entry>,
-    generation: u64,
+    slots: Vec<Entry>,
+    /// Per node: when its usual CPU was last computed, and the value (a day's median moves
+    /// slowly; recomputed every few minutes).
+    node_bases: HashMap<String, (u64, f32)>,
     /// History summaries computed since creation (cost accounting).
     pub summaries: u64,
 }
 
 impl FeatureCache {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
     }
     /// Total samples folded since creation (cost accounting).
     pub fn folded(&self) -> u64 {
-        self.entries.values().map(|e| e.digest.folded).sum()
+        self.slots.iter().map(|e| e.digest.folded).sum()
+    }
+
+    /// Line the slots up with the view's personas: keep what matches by id, start the rest.
+    fn align(&mut self, view: &MeshView) {
+        let same = self.slots.len() == view.personas.len()
+            && self.slots.iter().zip(&view.personas).all(|(e, p)| e.id == p.id);
+        if same {
+            return;
+        }
+        let mut old: HashMap<String, Entry> = self.slots.drain(..).map(|e| (e.id.clone(), e)).collect();
+        self.slots = view
+            .personas
+            .iter()
+            .map(|p| {
+                old.remove(&p.id).unwrap_or_else(|| Entry {
+                    id: p.id.clone(),
+                    digest: PersonaDigest::with_phase(phase_of(&p.id)),
+                    summary: None,
+                })
+            })
+            .collect();
     }
 }
 
@@ -338,19 +362,22 @@ fn phase_of(id: &str) -> u64 {
 
 /// Extract every feature of `view` as of `now_ms` (samples after it are ignored).
 pub fn extract(view: &MeshView, now_ms: u64, stale_after_ms: u64, cache: &mut FeatureCache) -> FeatureSet {
-    cache.generation += 1;
-    let generation = cache.generation;
+    cache.align(view);
     let mut scratch = Scratch::default();
     let node_index: HashMap<&str, usize> = view.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
-    let nodes: Vec<NodeFeatures> = view.nodes.iter().map(|n| node_features(n, now_ms, stale_after_ms)).collect();
+    let nodes: Vec<NodeFeatures> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            let base = cache.node_bases.entry(n.id.clone()).or_insert((0, f32::NAN));
+            node_features(n, now_ms, stale_after_ms, base)
+        })
+        .collect();
+    if cache.node_bases.len() > view.nodes.len() {
+        cache.node_bases.retain(|id, _| view.nodes.iter().any(|n| &n.id == id));
+    }
     let mut personas = Vec::with_capacity(view.personas.len());
-    for (index, p) in view.personas.iter().enumerate() {
-        if !cache.entries.contains_key(&p.id) {
-            let digest = PersonaDigest::with_phase(phase_of(&p.id));
-            cache.entries.insert(p.id.clone(), Entry { digest, ..Default::default() });
-        }
-        let Some(entry) = cache.entries.get_mut(&p.id) else { continue };
-        entry.generation = generation;
+    for (index, (p, entry)) in view.personas.iter().zip(cache.slots.iter_mut()).enumerate() {
         let node = node_index.get(p.node.as_str()).copied();
         let cores = node.map_or(1, |i| view.nodes[i].cpu_cores.max(1));
         let before = entry.summary.as_ref().map(|h| h.version);
@@ -359,7 +386,6 @@ pub fn extract(view: &MeshView, now_ms: u64, stale_after_ms: u64, cache: &mut Fe
             cache.summaries += 1;
         }
     }
-    cache.entries.retain(|_, e| e.generation == generation);
     peer_features(view, &mut personas);
     let mesh = mesh_features(&personas);
     FeatureSet { now_ms, personas, nodes, mesh }
@@ -471,7 +497,7 @@ fn persona_features(
     scratch: &mut Scratch,
 ) -> PersonaFeatures {
     let s = &p.series;
-    if let Err(problem) = s.check() {
+    if let Err(problem) = s.check_lengths() {
         return empty_persona(p, index, node, Some(problem));
     }
     let end = s.end_index(now_ms);
@@ -485,14 +511,18 @@ fn persona_features(
         let mut gaps = [0u64; 8];
         let k = (end - from).saturating_sub(1);
         for (g, w) in gaps.iter_mut().zip(s.t_ms[from..end].windows(2)) {
-            *g = w[1] - w[0];
+            *g = w[1].saturating_sub(w[0]);
         }
         gaps[..k].sort_unstable();
         if k > 0 { gaps[k / 2] } else { 0 }
     };
     let w = Windows::for_interval(f.interval_ms);
     f.windows = w;
-    let split = s.t_ms[..end].partition_point(|&t| t + w.recent_ms <= now_ms);
+    // samples older than the recent window go to the digest
+    let split = match now_ms.checked_sub(w.recent_ms) {
+        Some(cut) => crate::stats::count_le_from_end(&s.t_ms[..end], cut),
+        None => 0,
+    };
     entry.digest.update(s, split);
     let digest = &entry.digest;
     if entry.summary.as_ref().is_none_or(|h| h.version != digest.version()) {
@@ -505,7 +535,7 @@ fn persona_features(
     let t_first = s.t_ms[0];
     let t_last = s.t_ms[end - 1];
     f.samples = end;
-    f.history_ms = t_last - t_first;
+    f.history_ms = t_last.saturating_sub(t_first);
     f.stale = now_ms.saturating_sub(t_last) > stale_after_ms.max(3 * f.interval_ms);
 
     // --- restarts: the digest's memory plus the raw window
@@ -513,7 +543,14 @@ fn persona_features(
     restarts.clear();
     restarts.extend(digest.restarts.iter().copied());
     let mut new_process_in_window = false;
-    {
+    // scan the window only if the restart counter moved or memory fell below half its usual
+    // peak somewhere: most cycles neither happens
+    let counter_moved = raw_start > 0
+        && !s.restarts.is_empty()
+        && col(&s.restarts, end - 1) != col(&s.restarts, raw_start - 1);
+    let low_mem = s.memory_mb[raw.clone()].iter().rev().take(3).any(|&m| m < 0.5 * hist.memory.high_mb)
+        || !hist.memory.high_mb.is_finite();
+    if counter_moved || low_mem || raw_start == 0 {
         let mut prev_r = if raw_start > 0 { col(&s.restarts, raw_start - 1) } else { f32::NAN };
         let mut prev_m = if raw_start > 0 { col(&s.memory_mb, raw_start - 1) } else { f32::NAN };
         for i in raw_start..end {
@@ -558,7 +595,7 @@ fn persona_features(
 
     // --- CPU
     if !s.cpu_percent.is_empty() {
-        let from = s.t_ms[..end].partition_point(|&t| t + w.cpu_ms <= now_ms).max(raw_start);
+        let from = (raw_start + s.t_ms[raw.clone()].partition_point(|&t| t + w.cpu_ms <= now_ms)).min(end);
         let (sum, n) = s.cpu_percent[from..end]
             .iter()
             .filter(|v| v.is_finite())
@@ -837,7 +874,7 @@ fn activity_features(
     for i in raw.start..run_start {
         if col(&s.requests, i) > 0.0 {
             if let Some(pv) = prev {
-                max_gap = max_gap.max(s.t_ms[i] - pv);
+                max_gap = max_gap.max(s.t_ms[i].saturating_sub(pv));
             }
             prev = Some(s.t_ms[i]);
         }
@@ -876,7 +913,10 @@ fn activity_features(
         && a.health_fails == 0;
 }
 
-fn node_features(n: &NodeView, now_ms: u64, stale_after_ms: u64) -> NodeFeatures {
+/// How often a node's usual CPU is recomputed.
+const NODE_BASE_REFRESH_MS: u64 = 5 * MIN;
+
+fn node_features(n: &NodeView, now_ms: u64, stale_after_ms: u64, base: &mut (u64, f32)) -> NodeFeatures {
     let s = &n.series;
     let end = s.t_ms.partition_point(|&t| t <= now_ms);
     let mut out = NodeFeatures {
@@ -892,21 +932,30 @@ fn node_features(n: &NodeView, now_ms: u64, stale_after_ms: u64) -> NodeFeatures
         cpu_saturated: false,
         stale: true,
     };
-    if n.check().is_err() || end == 0 {
+    let lengths_ok = s.cpu_percent.len() == s.t_ms.len() && s.memory_used_mb.len() == s.t_ms.len();
+    if !lengths_ok || end == 0 {
         return out;
     }
-    let interval = if end >= 2 { (s.t_ms[end - 1] - s.t_ms[0]) / (end as u64 - 1) } else { 0 };
+    let interval = if end >= 2 { s.t_ms[end - 1].saturating_sub(s.t_ms[end - 2]) } else { 0 };
     out.stale = now_ms.saturating_sub(s.t_ms[end - 1]) > stale_after_ms.max(3 * interval);
-    // a day back at most
-    let day_from = s.t_ms[..end].partition_point(|&t| t + 24 * 60 * MIN <= now_ms);
     let recent = s.t_ms[..end].partition_point(|&t| t + CPU_RECENT_MS <= now_ms).min(end - 1);
-    let hist_end = s.t_ms[..end].partition_point(|&t| t + RECENT_WINDOW_MS <= now_ms);
     let mut tmp: Vec<f32> = s.cpu_percent[recent..end].to_vec();
     out.cpu_recent_percent = crate::stats::median_in_place(&mut tmp);
-    if hist_end > day_from + 5 {
-        let mut tmp: Vec<f32> = s.cpu_percent[day_from..hist_end].to_vec();
-        out.cpu_base_percent = crate::stats::median_in_place(&mut tmp);
+    // as of the start of the current 5-minute slot: the same whichever cycle computes it
+    let slot = now_ms - now_ms % NODE_BASE_REFRESH_MS;
+    if base.0 != slot + 1 {
+        base.1 = f32::NAN;
+        let to = s.t_ms[..end].partition_point(|&t| t + RECENT_WINDOW_MS <= slot);
+        let from = s.t_ms[..to].partition_point(|&t| t + 24 * 60 * MIN <= slot);
+        if to > from + 5 {
+            // a usual level needs no more than a few hundred evenly spread samples
+            let step = (to - from).div_ceil(256).max(1);
+            let mut tmp: Vec<f32> = s.cpu_percent[from..to].iter().step_by(step).copied().collect();
+            base.1 = crate::stats::median_in_place(&mut tmp);
+        }
+        base.0 = slot + 1;
     }
+    out.cpu_base_percent = base.1;
     let tail = end.saturating_sub(3);
     let used = s.memory_used_mb[tail..end].iter().filter(|v| v.is_finite()).copied().collect::<Vec<_>>();
     if !used.is_empty() {
@@ -917,7 +966,7 @@ fn node_features(n: &NodeView, now_ms: u64, stale_after_ms: u64) -> NodeFeatures
     }
     let mem_from = s.t_ms[..end].partition_point(|&t| t + RECENT_WINDOW_MS <= now_ms);
     if let Some(fit) =
-        linreg((mem_from..end).map(|i| ((s.t_ms[i] - s.t_ms[mem_from]) as f64 / MIN as f64, f64::from(s.memory_used_mb[i]), 1.0)))
+        linreg((mem_from..end).map(|i| (s.t_ms[i].saturating_sub(s.t_ms[mem_from]) as f64 / MIN as f64, f64::from(s.memory_used_mb[i]), 1.0)))
     {
         out.memory_slope_mb_per_min = fit.slope as f32;
     }

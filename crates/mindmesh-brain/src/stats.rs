@@ -148,6 +148,30 @@ pub fn hinge_start(points: &[(f64, f64)], min_tail: usize) -> Option<usize> {
     best.map(|(_, k)| k)
 }
 
+/// `t.partition_point(|v| v <= x)` for sorted `t`, searched from the end: the answer is
+/// almost always near it, so this touches a few cache lines instead of a binary search's
+/// path through the whole series.
+pub fn count_le_from_end(t: &[u64], x: u64) -> usize {
+    let n = t.len();
+    if n == 0 || t[n - 1] <= x {
+        return n;
+    }
+    // gallop back until t[lo] <= x (or the start), then search the last step
+    let mut step = 1;
+    let mut hi = n - 1; // t[hi] > x
+    loop {
+        let lo = hi.saturating_sub(step);
+        if t[lo] <= x {
+            return lo + 1 + t[lo + 1..hi].partition_point(|&v| v <= x);
+        }
+        if lo == 0 {
+            return 0;
+        }
+        hi = lo;
+        step *= 2;
+    }
+}
+
 /// Median of the finite values; `NaN` if none. Reorders `v`.
 pub fn median_in_place(v: &mut [f32]) -> f32 {
     quantile_in_place(v, 0.5)
@@ -263,6 +287,16 @@ mod tests {
         assert_eq!(hinge_start(&pts, 5), Some(20));
         let line: Vec<(f64, f64)> = (0..60).map(|i| (i as f64, 3.0 * i as f64)).collect();
         assert_eq!(hinge_start(&line, 5), Some(0));
+    }
+
+    #[test]
+    fn count_from_the_end_matches_partition_point() {
+        let t: Vec<u64> = (0..1000).map(|i| i * 10).collect();
+        for x in [0, 5, 10, 15, 4990, 5000, 9980, 9990, 9995, 100_000] {
+            assert_eq!(count_le_from_end(&t, x), t.partition_point(|&v| v <= x), "{x}");
+        }
+        assert_eq!(count_le_from_end(&[], 3), 0);
+        assert_eq!(count_le_from_end(&[5], 3), 0);
     }
 
     #[test]

@@ -160,11 +160,22 @@ impl PersonaSeries {
 
     /// Number of samples at or before `now_ms`.
     pub fn end_index(&self, now_ms: u64) -> usize {
-        self.t_ms.partition_point(|&t| t <= now_ms)
+        crate::stats::count_le_from_end(&self.t_ms, now_ms)
     }
 
     /// Columns either empty or as long as `t_ms`; times strictly increasing.
     pub fn check(&self) -> Result<(), String> {
+        self.check_lengths()?;
+        if self.t_ms.windows(2).any(|w| w[1] <= w[0]) {
+            return Err("times are not strictly increasing".into());
+        }
+        Ok(())
+    }
+
+    /// The per-cycle check: O(1). Order is the constructors' job (`scenario::parse`,
+    /// `from_samples`, `push_sample` keep times increasing); code that reads times saturates, so
+    /// a hand-built view out of order gives wrong features, never a panic.
+    pub fn check_lengths(&self) -> Result<(), String> {
         let n = self.t_ms.len();
         let cols: [(&str, &Vec<f32>); 9] = [
             ("memory_mb", &self.memory_mb),
@@ -184,9 +195,6 @@ impl PersonaSeries {
         }
         if self.memory_mb.is_empty() && n > 0 {
             return Err("memory_mb is missing".into());
-        }
-        if self.t_ms.windows(2).any(|w| w[1] <= w[0]) {
-            return Err("times are not strictly increasing".into());
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ pub fn decide(view: &MeshView, now_ms: u64) -> Vec<Decision> {
             let s = &p.series;
             let end = s.end_index(now_ms);
             let d = |action, reason: String| Decision::new(&p.id, action, reason, 1.0, AnalystKind::Naive);
-            if end == 0 || s.check().is_err() {
+            if end == 0 || s.check_lengths().is_err() {
                 return d(Action::Continue, "no data".into());
             }
             let i = end - 1;
