@@ -17,11 +17,7 @@ fn public_dir() -> PathBuf {
     let dir = std::env::var_os("MINDMESH_PUBLIC_SCENARIOS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/scenarios/public"));
-    assert!(
-        dir.is_dir(),
-        "public scenarios not found at {} (set MINDMESH_PUBLIC_SCENARIOS)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "public scenarios not found at {} (set MINDMESH_PUBLIC_SCENARIOS)", dir.display());
     dir
 }
 
@@ -127,15 +123,7 @@ fn own_variants_meet_the_target_too() {
 #[test]
 fn the_table_shows_every_scenario_and_the_naive_baseline() {
     let dir = public_dir();
-    let out = mindmesh(&[
-        "brain",
-        "eval",
-        dir.to_str().unwrap(),
-        "--min-accuracy",
-        "0.95",
-        "--max-disruptive-fp",
-        "0",
-    ]);
+    let out = mindmesh(&["brain", "eval", dir.to_str().unwrap(), "--min-accuracy", "0.95", "--max-disruptive-fp", "0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     for name in ["leak-one-of-four", "gc-sawtooth-no-trend", "api-key-revoked"] {

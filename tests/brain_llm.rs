@@ -135,7 +135,9 @@ async fn llm_analyst_end_to_end() {
     assert_eq!(r["fallback"]["kind"], "timeout");
     assert!(r["llm"]["latency_ms"].as_u64().unwrap() >= 800);
     let r = by("v-permanent-system");
-    assert!(r["guardrails"].as_array().unwrap().iter().any(|g| g["persona"] == "guard" && g["rule"] == "system-persona"));
+    assert!(
+        r["guardrails"].as_array().unwrap().iter().any(|g| g["persona"] == "guard" && g["rule"] == "system-persona")
+    );
 
     // one request per scenario, for the configured model
     let seen = seen.0.lock().unwrap();

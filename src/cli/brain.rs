@@ -168,7 +168,8 @@ async fn eval_cmd(
         Err(code) => return Ok(code),
     };
     let main = run_all(&scenarios, analyst.eval(), &cfg).await;
-    let naive = if analyst == AnalystArg::Naive { None } else { Some(run_all(&scenarios, EvalAnalyst::Naive, &cfg).await) };
+    let naive =
+        if analyst == AnalystArg::Naive { None } else { Some(run_all(&scenarios, EvalAnalyst::Naive, &cfg).await) };
 
     if let Some(path) = report {
         let mut f = std::io::BufWriter::new(
@@ -213,7 +214,12 @@ async fn eval_cmd(
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn print_scenario(out: &mut impl std::io::Write, s: &Scenario, r: &CycleReport, judged: &[Judged]) -> std::io::Result<()> {
+fn print_scenario(
+    out: &mut impl std::io::Write,
+    s: &Scenario,
+    r: &CycleReport,
+    judged: &[Judged],
+) -> std::io::Result<()> {
     writeln!(
         out,
         "\n== {} ({} personas, {} nodes, every {} s; system health {}) ==",
@@ -237,10 +243,16 @@ fn print_scenario(out: &mut impl std::io::Write, s: &Scenario, r: &CycleReport, 
             if l.tokens_reported { "" } else { " (estimated)" }
         )?;
     }
-    writeln!(out, "{:<18} {:<12} {:<8} {:>5} {:>6}  {:<22} {:<6} reason", "persona", "action", "target", "conf", "health", "accept", "result")?;
+    writeln!(
+        out,
+        "{:<18} {:<12} {:<8} {:>5} {:>6}  {:<22} {:<6} reason",
+        "persona", "action", "target", "conf", "health", "accept", "result"
+    )?;
     for (j, h) in judged.iter().zip(&r.health) {
         let (action, target, conf, reason) = match &j.decision {
-            Some(d) => (d.action.as_str(), d.target.clone().unwrap_or_else(|| "-".into()), d.confidence, d.reason.as_str()),
+            Some(d) => {
+                (d.action.as_str(), d.target.clone().unwrap_or_else(|| "-".into()), d.confidence, d.reason.as_str())
+            }
             None => ("(none)", "-".into(), 0.0, ""),
         };
         let result = if j.correct {
@@ -380,7 +392,13 @@ async fn explain_cmd(file: &Path, json: bool, config: Option<&Path>) -> anyhow::
             writeln!(out, "   latency {}", serde_json::to_string(&f.latency)?)?;
             writeln!(out, "   errors {}", serde_json::to_string(&f.errors)?)?;
             writeln!(out, "   activity {}", serde_json::to_string(&f.activity)?)?;
-            writeln!(out, "   restarts {} cpu {} uptime_h {:.1}", serde_json::to_string(&f.restarts)?, serde_json::to_string(&f.cpu)?, f.uptime_ms.unwrap_or(0) as f64 / 3.6e6)?;
+            writeln!(
+                out,
+                "   restarts {} cpu {} uptime_h {:.1}",
+                serde_json::to_string(&f.restarts)?,
+                serde_json::to_string(&f.cpu)?,
+                f.uptime_ms.unwrap_or(0) as f64 / 3.6e6
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

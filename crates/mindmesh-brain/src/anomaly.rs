@@ -124,7 +124,12 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
         push(
             AnomalyKind::MemorySpike,
             sev,
-            format!("memory {:.0} MB, {} above its usual peak of {:.0} MB", m.now_mb, pct(m.spike_frac), m.hist_high_mb),
+            format!(
+                "memory {:.0} MB, {} above its usual peak of {:.0} MB",
+                m.now_mb,
+                pct(m.spike_frac),
+                m.hist_high_mb
+            ),
         );
     }
     let l = &f.latency;

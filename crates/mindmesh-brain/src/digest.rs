@@ -381,7 +381,14 @@ mod tests {
         let folded = d.folded;
         let cut = s.t_ms[100];
         let k = s.t_ms.partition_point(|&t| t < cut);
-        for c in [&mut s.memory_mb, &mut s.requests, &mut s.errors, &mut s.latency_p50_ms, &mut s.latency_p95_ms, &mut s.restarts] {
+        for c in [
+            &mut s.memory_mb,
+            &mut s.requests,
+            &mut s.errors,
+            &mut s.latency_p50_ms,
+            &mut s.latency_p95_ms,
+            &mut s.restarts,
+        ] {
             c.drain(..k);
         }
         s.t_ms.drain(..k);

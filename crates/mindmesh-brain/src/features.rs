@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use mindmesh_core::{Importance, Phase, PersonaKind};
+use mindmesh_core::{Importance, PersonaKind, Phase};
 use serde::Serialize;
 
 use crate::classify::{ClassMix, ErrorClass, classify_kind, classify_text};
@@ -332,8 +332,8 @@ impl FeatureCache {
 
     /// Line the slots up with the view's personas: keep what matches by id, start the rest.
     fn align(&mut self, view: &MeshView) {
-        let same = self.slots.len() == view.personas.len()
-            && self.slots.iter().zip(&view.personas).all(|(e, p)| e.id == p.id);
+        let same =
+            self.slots.len() == view.personas.len() && self.slots.iter().zip(&view.personas).all(|(e, p)| e.id == p.id);
         if same {
             return;
         }
@@ -481,6 +481,11 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
     }
 }
 
+/// An empty queue, or one not measured.
+fn no_waiting_work(queue: f32) -> bool {
+    queue.is_nan() || queue <= 0.0
+}
+
 fn col(c: &[f32], i: usize) -> f32 {
     c.get(i).copied().unwrap_or(f32::NAN)
 }
@@ -545,9 +550,8 @@ fn persona_features(
     let mut new_process_in_window = false;
     // scan the window only if the restart counter moved or memory fell below half its usual
     // peak somewhere: most cycles neither happens
-    let counter_moved = raw_start > 0
-        && !s.restarts.is_empty()
-        && col(&s.restarts, end - 1) != col(&s.restarts, raw_start - 1);
+    let counter_moved =
+        raw_start > 0 && !s.restarts.is_empty() && col(&s.restarts, end - 1) != col(&s.restarts, raw_start - 1);
     let low_mem = s.memory_mb[raw.clone()].iter().rev().take(3).any(|&m| m < 0.5 * hist.memory.high_mb)
         || !hist.memory.high_mb.is_finite();
     if counter_moved || low_mem || raw_start == 0 {
@@ -596,10 +600,8 @@ fn persona_features(
     // --- CPU
     if !s.cpu_percent.is_empty() {
         let from = (raw_start + s.t_ms[raw.clone()].partition_point(|&t| t + w.cpu_ms <= now_ms)).min(end);
-        let (sum, n) = s.cpu_percent[from..end]
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold((0.0f32, 0u32), |(a, n), v| (a + v, n + 1));
+        let (sum, n) =
+            s.cpu_percent[from..end].iter().filter(|v| v.is_finite()).fold((0.0f32, 0u32), |(a, n), v| (a + v, n + 1));
         f.cpu.recent_percent = if n > 0 { sum / n as f32 } else { f32::NAN };
         f.cpu.base_percent = hist.cpu_base_percent;
         f.cpu.share_of_host = f.cpu.recent_percent / (host_cores as f32 * 100.0);
@@ -786,10 +788,7 @@ fn error_features(
     // a third is "elevated" when its errors are unlikely at the base rate: a stray error or
     // two in a quiet persona is not
     let elevated = |(r, er): &(f32, f32)| {
-        *r > 0.0
-            && *er >= 2.0
-            && er / r >= part_threshold
-            && poisson_tail(f64::from(*er), f64::from(*r * base)) < 0.01
+        *r > 0.0 && *er >= 2.0 && er / r >= part_threshold && poisson_tail(f64::from(*er), f64::from(*r * base)) < 0.01
     };
     e.elevated_parts = parts.iter().filter(|p| elevated(p)).count() as u8;
     // a burst is current and lasting: every third of the window is elevated, the last included
@@ -800,10 +799,10 @@ fn error_features(
     {
         let since = e.elevated_since_ms.unwrap_or(0).max(now_ms.saturating_sub(window_ms));
         let from = s.t_ms[raw.clone()].partition_point(|&t| t < since) + raw.start;
-        let (n, tot_r, tot_e) =
-            (from..raw.end).filter_map(sample).filter(|(r, _)| *r > 0.0).fold((0usize, 0.0f64, 0.0f64), |(n, r, er), (ri, ei)| {
-                (n + 1, r + f64::from(ri), er + f64::from(ei))
-            });
+        let (n, tot_r, tot_e) = (from..raw.end)
+            .filter_map(sample)
+            .filter(|(r, _)| *r > 0.0)
+            .fold((0usize, 0.0f64, 0.0f64), |(n, r, er), (ri, ei)| (n + 1, r + f64::from(ri), er + f64::from(ei)));
         if n >= 4 && tot_e > 0.0 {
             let pr = (tot_e / tot_r).clamp(1e-6, 1.0 - 1e-6);
             let chi2: f64 = (from..raw.end)
@@ -818,10 +817,8 @@ fn error_features(
         }
     }
     // looser: errors are up, for hysteresis to count while the evidence firms up
-    e.elevated = e.errors_window >= 5.0
-        && e.p_value < 1e-3
-        && e.rate_window >= (2.0 * base).max(0.02)
-        && e.elevated_parts >= 1;
+    e.elevated =
+        e.errors_window >= 5.0 && e.p_value < 1e-3 && e.rate_window >= (2.0 * base).max(0.02) && e.elevated_parts >= 1;
     e.burst = e.errors_window >= 5.0
         && e.rate_window >= (3.0 * base).max(0.03)
         && e.dispersion <= 4.0
@@ -909,7 +906,8 @@ fn activity_features(
     a.idle = last_active.is_some()
         && !a.unresponsive
         && a.idle_for_ms.is_some_and(|t| t >= a.idle_threshold_ms)
-        && !(a.queue_last > 0.0)
+        // an unknown queue (NaN) does not count as waiting work
+        && no_waiting_work(a.queue_last)
         && a.health_fails == 0;
 }
 
@@ -966,7 +964,9 @@ fn node_features(n: &NodeView, now_ms: u64, stale_after_ms: u64, base: &mut (u64
     }
     let mem_from = s.t_ms[..end].partition_point(|&t| t + RECENT_WINDOW_MS <= now_ms);
     if let Some(fit) =
-        linreg((mem_from..end).map(|i| (s.t_ms[i].saturating_sub(s.t_ms[mem_from]) as f64 / MIN as f64, f64::from(s.memory_used_mb[i]), 1.0)))
+        linreg((mem_from..end).map(|i| {
+            (s.t_ms[i].saturating_sub(s.t_ms[mem_from]) as f64 / MIN as f64, f64::from(s.memory_used_mb[i]), 1.0)
+        }))
     {
         out.memory_slope_mb_per_min = fit.slope as f32;
     }
@@ -1028,7 +1028,12 @@ fn peer_features(view: &MeshView, personas: &mut [PersonaFeatures]) {
         mem: Vec<f32>,
         p50: Vec<f32>,
     }
-    let group = |idx: &[usize]| Group { lat: sorted(idx, &lat), err: sorted(idx, &err), mem: sorted(idx, &mem), p50: sorted(idx, &p50) };
+    let group = |idx: &[usize]| Group {
+        lat: sorted(idx, &lat),
+        err: sorted(idx, &err),
+        mem: sorted(idx, &mem),
+        p50: sorted(idx, &p50),
+    };
     let model_groups: HashMap<&str, Group> =
         by_model.iter().filter(|(_, v)| v.len() >= 2).map(|(k, v)| (*k, group(v))).collect();
     let kind_groups: HashMap<PersonaKind, Group> = by_kind.iter().map(|(k, v)| (*k, group(v))).collect();

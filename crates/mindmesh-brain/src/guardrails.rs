@@ -173,9 +173,8 @@ pub fn apply(
         }
         mindmesh_core::event::truncate_utf8(&mut d.reason, MAX_REASON_LEN);
         if d.action == Action::Migrate {
-            let ok = d.target.as_deref().is_some_and(|t| {
-                t != p.node && set.nodes.iter().any(|n| n.id == t && !n.stale)
-            });
+            let ok =
+                d.target.as_deref().is_some_and(|t| t != p.node && set.nodes.iter().any(|n| n.id == t && !n.stale));
             if !ok {
                 let why = format!("{:?} is not another live node", d.target.as_deref().unwrap_or(""));
                 change(d, &mut changes, "schema", Action::Investigate, why);
@@ -245,11 +244,8 @@ pub fn apply(
 
     // --- caps: per cycle and on the share of the mesh disrupted at once
     let total = view.personas.len();
-    let already = view
-        .personas
-        .iter()
-        .filter(|p| matches!(p.phase, Phase::Starting | Phase::Backoff | Phase::Stopping))
-        .count();
+    let already =
+        view.personas.iter().filter(|p| matches!(p.phase, Phase::Starting | Phase::Backoff | Phase::Stopping)).count();
     let share_cap = ((cfg.max_disrupted_share * total as f64).floor() as usize).max(1);
     let room = share_cap.saturating_sub(already).min(cfg.max_disruptive_per_cycle);
     let mut disruptive: Vec<usize> = (0..decisions.len()).filter(|&i| decisions[i].action.is_disruptive()).collect();

@@ -96,7 +96,8 @@ pub fn summarize(d: &PersonaDigest, interval_ms: u64, sc: &mut Scratch) -> HistS
         cpu_base_percent: median_of(b.iter().map(|x| x.cpu_mean), &mut sc.a),
         requests_per_min: f32::NAN,
     };
-    let (req, n) = b.iter().filter(|x| x.requests.is_finite()).fold((0.0f32, 0u32), |(r, n), x| (r + x.requests, n + x.n));
+    let (req, n) =
+        b.iter().filter(|x| x.requests.is_finite()).fold((0.0f32, 0u32), |(r, n), x| (r + x.requests, n + x.n));
     if n > 0 && interval_ms > 0 {
         h.requests_per_min = req / (n as f32 * interval_ms as f32 / MIN as f32);
     }
@@ -104,7 +105,8 @@ pub fn summarize(d: &PersonaDigest, interval_ms: u64, sc: &mut Scratch) -> HistS
 }
 
 fn memory(d: &PersonaDigest, restarts: &[(u64, f32)], sc: &mut Scratch) -> MemHist {
-    let mut m = MemHist { fit_r2: f32::NAN, floor_r2: f32::NAN, swing_frac: f32::NAN, high_mb: f32::NAN, ..Default::default() };
+    let mut m =
+        MemHist { fit_r2: f32::NAN, floor_r2: f32::NAN, swing_frac: f32::NAN, high_mb: f32::NAN, ..Default::default() };
     let from = d.segment_start_ms.map_or(0, |t| t + WARMUP_MS);
     m.from_ms = d.segment_start_ms.map(|t| t + WARMUP_MS);
     sc.idx.clear();
@@ -218,7 +220,8 @@ fn latency(b: &[Bucket], restarts: &[(u64, f32)], sc: &mut Scratch) -> LatHist {
     sc.pairs.extend(
         pts.iter().map(|p| (f64::from(p.p50_med.max(1e-3)).ln(), if p.p50_med.is_finite() { 1.0 } else { 0.0 })),
     );
-    let step = mean_shift(&sc.pairs, (pts.len() / 8).max(3)).filter(|s| s.after - s.before >= 1.3f64.ln() && s.gain >= 0.3);
+    let step =
+        mean_shift(&sc.pairs, (pts.len() / 8).max(3)).filter(|s| s.after - s.before >= 1.3f64.ln() && s.gain >= 0.3);
     let base = match step {
         Some(s) => &pts[..s.split],
         None => &pts[..],
@@ -260,12 +263,14 @@ fn errors(b: &[Bucket], sc: &mut Scratch) -> ErrHist {
     // become its own baseline)
     sc.pairs.clear();
     sc.pairs.extend(sc.idx.iter().map(|&i| (f64::from(b[i].errors / b[i].requests), f64::from(b[i].requests))));
-    let step = mean_shift(&sc.pairs, (sc.idx.len() / 8).max(3)).filter(|s| s.after >= 2.0 * s.before + 0.005 && s.gain >= 0.2);
+    let step =
+        mean_shift(&sc.pairs, (sc.idx.len() / 8).max(3)).filter(|s| s.after >= 2.0 * s.before + 0.005 && s.gain >= 0.2);
     let used = match step {
         Some(s) => &sc.idx[..s.split],
         None => &sc.idx[..],
     };
-    let (req, err) = used.iter().fold((0.0f32, 0.0f32), |(r, er), &i| (r + b[i].requests, er + b[i].errors.min(b[i].requests)));
+    let (req, err) =
+        used.iter().fold((0.0f32, 0.0f32), |(r, er), &i| (r + b[i].requests, er + b[i].errors.min(b[i].requests)));
     if req >= 50.0 {
         e.rate_base = err / req;
     }

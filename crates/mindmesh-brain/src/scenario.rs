@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use mindmesh_core::{Action, Budget, Importance, Phase, PersonaKind};
+use mindmesh_core::{Action, Budget, Importance, PersonaKind, Phase};
 use serde::Deserialize;
 
 use crate::error::BrainError;
@@ -161,7 +161,8 @@ fn column(path: &Path, what: &str, name: &str, n: usize, c: Option<&Vec<Option<f
 
 /// Parse one scenario from its text; `path` only names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
-    let f: FileScenario = mindmesh_core::spec::parse_json(text).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    let f: FileScenario =
+        mindmesh_core::spec::parse_json(text).map_err(|e| BrainError::scenario(path, e.to_string()))?;
     if f.format != FORMAT {
         return Err(BrainError::scenario(path, format!("format is {:?}, expected {FORMAT:?}", f.format)));
     }
@@ -260,7 +261,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         let mut accept = Vec::new();
         for a in &e.accept {
             accept.push(
-                Action::parse(a).ok_or_else(|| BrainError::scenario(path, format!("expect.{id}: unknown action {a:?}")))?,
+                Action::parse(a)
+                    .ok_or_else(|| BrainError::scenario(path, format!("expect.{id}: unknown action {a:?}")))?,
             );
         }
         if let Some(targets) = &e.migrate_to

@@ -250,8 +250,8 @@ fn erfc(x: f64) -> f64 {
         return 2.0 - erfc(-x);
     }
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = t
-        * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly =
+        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     poly * (-x * x).exp()
 }
 
@@ -265,7 +265,8 @@ mod tests {
         let f = linreg(pts.iter().copied()).unwrap();
         assert!((f.slope - 2.0).abs() < 1e-9 && (f.intercept - 3.0).abs() < 1e-9);
         assert!(f.r2 > 0.999);
-        let flat: Vec<(f64, f64, f64)> = (0..50).map(|i| (i as f64, if i % 2 == 0 { 1.0 } else { -1.0 }, 1.0)).collect();
+        let flat: Vec<(f64, f64, f64)> =
+            (0..50).map(|i| (i as f64, if i % 2 == 0 { 1.0 } else { -1.0 }, 1.0)).collect();
         let f = linreg(flat.iter().copied()).unwrap();
         assert!(f.slope.abs() < 0.01 && f.r2 < 0.05);
         assert!(linreg([(1.0, 1.0, 1.0), (1.0, 2.0, 1.0), (1.0, 3.0, 1.0)].into_iter()).is_none());
@@ -273,7 +274,8 @@ mod tests {
 
     #[test]
     fn mean_shift_finds_a_step() {
-        let pts: Vec<(f64, f64)> = (0..40).map(|i| (if i < 25 { 1.0 + 0.01 * (i % 3) as f64 } else { 2.0 }, 1.0)).collect();
+        let pts: Vec<(f64, f64)> =
+            (0..40).map(|i| (if i < 25 { 1.0 + 0.01 * (i % 3) as f64 } else { 2.0 }, 1.0)).collect();
         let s = mean_shift(&pts, 3).unwrap();
         assert_eq!(s.split, 25);
         assert!((s.before - 1.01).abs() < 0.01 && (s.after - 2.0).abs() < 1e-9 && s.gain > 0.95);
@@ -283,7 +285,8 @@ mod tests {
 
     #[test]
     fn hinge_finds_where_growth_starts() {
-        let pts: Vec<(f64, f64)> = (0..60).map(|i| (i as f64, if i < 20 { 10.0 } else { 10.0 + (i - 20) as f64 })).collect();
+        let pts: Vec<(f64, f64)> =
+            (0..60).map(|i| (i as f64, if i < 20 { 10.0 } else { 10.0 + (i - 20) as f64 })).collect();
         assert_eq!(hinge_start(&pts, 5), Some(20));
         let line: Vec<(f64, f64)> = (0..60).map(|i| (i as f64, 3.0 * i as f64)).collect();
         assert_eq!(hinge_start(&line, 5), Some(0));

@@ -2,7 +2,7 @@
 //! leaking, GC sawtooth or a late bump, with noisy traffic and latency. Deterministic for a
 //! seed (a small xorshift generator, no dependency).
 
-use mindmesh_core::{Importance, Phase, PersonaKind};
+use mindmesh_core::{Importance, PersonaKind, Phase};
 
 use crate::view::{HostSeries, MeshView, NodeView, PersonaSeries, PersonaView};
 
@@ -37,11 +37,19 @@ impl Rng {
 pub enum Memory {
     Flat,
     /// Linear growth, in MB per minute, from the start.
-    Leak { mb_per_min: f32 },
+    Leak {
+        mb_per_min: f32,
+    },
     /// Climbs by `swing` (relative) over `period_min`, then drops back.
-    Sawtooth { swing: f32, period_min: f32 },
+    Sawtooth {
+        swing: f32,
+        period_min: f32,
+    },
     /// Flat, then linear growth over the last `minutes`.
-    LateBump { minutes: f32, rise: f32 },
+    LateBump {
+        minutes: f32,
+        rise: f32,
+    },
 }
 
 /// A persona with `n` samples every `interval_ms` from `t0_ms`.
@@ -115,7 +123,8 @@ pub fn node(id: &str, n: usize, interval_ms: u64, t0_ms: u64, rng: &mut Rng) -> 
 pub fn mesh(personas: usize, nodes: usize, samples: usize, interval_ms: u64, seed: u64) -> MeshView {
     let mut rng = Rng::new(seed);
     let t0 = 1_700_000_000_000;
-    let nodes_v: Vec<NodeView> = (0..nodes).map(|i| node(&format!("node-{i}"), samples, interval_ms, t0, &mut rng)).collect();
+    let nodes_v: Vec<NodeView> =
+        (0..nodes).map(|i| node(&format!("node-{i}"), samples, interval_ms, t0, &mut rng)).collect();
     let personas_v = (0..personas)
         .map(|i| {
             let memory = match i % 100 {

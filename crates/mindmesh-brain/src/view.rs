@@ -11,7 +11,7 @@
 
 use mindmesh_core::event::{Event, EventKind, truncate_utf8};
 use mindmesh_core::metrics::{ErrorKind, HostSample, PersonaSample};
-use mindmesh_core::{Action, Budget, Importance, Phase, PersonaKind, PersonaSpec};
+use mindmesh_core::{Action, Budget, Importance, PersonaKind, PersonaSpec, Phase};
 
 /// Longest event detail kept in a view: details are text a process reported.
 pub const MAX_VIEW_DETAIL: usize = 512;
@@ -245,7 +245,12 @@ impl PersonaSeries {
 }
 
 /// Group samples into `resolution_ms` slots of the clock (0 or 1 = keep every sample).
-fn rolled_up<T: Clone>(samples: &[T], ts: impl Fn(&T) -> u64, roll: impl Fn(&[T]) -> Option<T>, resolution_ms: u64) -> Vec<T> {
+fn rolled_up<T: Clone>(
+    samples: &[T],
+    ts: impl Fn(&T) -> u64,
+    roll: impl Fn(&[T]) -> Option<T>,
+    resolution_ms: u64,
+) -> Vec<T> {
     if resolution_ms <= 1 {
         return samples.to_vec();
     }
@@ -450,7 +455,8 @@ mod tests {
     fn from_samples_rolls_up_and_trims_keep_uptime() {
         let spec = PersonaSpec::new("p", "x");
         let samples: Vec<_> = (0..120).map(|i| sample(1_000_000 + i * 1000, 100 + i, 2)).collect();
-        let events = [Event::new(1_010_000, "p", EventKind::Error, "boom"), Event::new(1_020_000, "p", EventKind::Spawn, "")];
+        let events =
+            [Event::new(1_010_000, "p", EventKind::Error, "boom"), Event::new(1_020_000, "p", EventKind::Spawn, "")];
         let mut v = PersonaView::from_samples(&spec, "n", Phase::Running, &samples, &events, Some(900_000), 60_000);
         v.series.check().unwrap();
         // 1,000,000..1,119,000 spans three one-minute slots

@@ -88,7 +88,11 @@ async fn hysteresis_needs_the_condition_to_persist() {
     let r = brain.analyse(&v, end(&v)).await;
     let d = decision(&r, "leak-0");
     assert_eq!(d.action, Action::Investigate);
-    assert!(d.reason.contains("guardrail hysteresis: restart -> investigate, memory leak seen in 1 of the last 3"), "{}", d.reason);
+    assert!(
+        d.reason.contains("guardrail hysteresis: restart -> investigate, memory leak seen in 1 of the last 3"),
+        "{}",
+        d.reason
+    );
     // the second and third cycle see it again: now it is acted on
     let _ = brain.analyse(&v, end(&v)).await;
     let r = brain.analyse(&v, end(&v)).await;

@@ -144,7 +144,14 @@ async fn http_errors_fall_back_and_a_rejected_format_is_not_asked_again() {
     assert_eq!(r.fallback.as_ref().unwrap().kind, "http", "{:?}", r.fallback);
     assert_eq!(server.requests().len(), 1, "{:?}", r.fallback);
     let r = brain.analyse(&s.view, s.end_ms).await;
-    assert_eq!(r.fallback.as_ref().map(|f| f.kind), Some("http"), "{:?} {:?} {:?}", r.fallback, r.llm, server.requests().len());
+    assert_eq!(
+        r.fallback.as_ref().map(|f| f.kind),
+        Some("http"),
+        "{:?} {:?} {:?}",
+        r.fallback,
+        r.llm,
+        server.requests().len()
+    );
     let r = brain.analyse(&s.view, s.end_ms).await;
     assert!(r.fallback.is_none());
     assert_eq!(r.llm.as_ref().unwrap().response_format, LlmResponseFormat::JsonObject);

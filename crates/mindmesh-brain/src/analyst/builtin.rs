@@ -70,7 +70,8 @@ fn memory_relief(set: &FeatureSet, view: &MeshView, taken: &HashMap<usize, Decis
         let mut used = n.memory_used_mb;
         // personas already being restarted or stopped free their memory too
         for (&i, d) in taken {
-            if set.personas[i].node == Some(ni) && matches!(d.action, Action::Restart | Action::Kill | Action::Migrate) {
+            if set.personas[i].node == Some(ni) && matches!(d.action, Action::Restart | Action::Kill | Action::Migrate)
+            {
                 used -= set.personas[i].memory.now_mb.max(0.0) * 0.5;
             }
         }
@@ -258,7 +259,8 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
             return d(Action::Continue, 0.8, format!("{detail}: client errors that a restart cannot change"));
         }
         if e.mix.share(ErrorClass::RateLimited) >= 0.5 {
-            let mut dec = decision(f, view, Action::Throttle, 0.7, format!("{detail}: the upstream rate-limits, send less"));
+            let mut dec =
+                decision(f, view, Action::Throttle, 0.7, format!("{detail}: the upstream rate-limits, send less"));
             dec.throttle_multiplier = Some(0.5);
             return Some(dec);
         }
@@ -309,7 +311,11 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
             );
         }
         if node.is_some_and(|n| n.cpu_saturated) && f.cpu.share_of_host < HOG_SHARE {
-            return d(Action::Continue, 0.7, format!("{detail}; its host is saturated by others, that is handled there"));
+            return d(
+                Action::Continue,
+                0.7,
+                format!("{detail}; its host is saturated by others, that is handled there"),
+            );
         }
         let confidence = (0.6 + 0.1 * (l.ratio - 1.5).min(2.0) + if l.peer_ratio < 1.1 { 0.1 } else { 0.0 }).min(0.9);
         return d(Action::Restart, confidence, format!("{detail}: this process alone is slower"));
@@ -346,8 +352,13 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
             dec.target = Some(t.id.clone());
             return Some(dec);
         }
-        let mut dec =
-            decision(f, view, Action::Throttle, 0.8, format!("background {detail}; no other host has room: throttle it"));
+        let mut dec = decision(
+            f,
+            view,
+            Action::Throttle,
+            0.8,
+            format!("background {detail}; no other host has room: throttle it"),
+        );
         dec.throttle_multiplier = Some(0.5);
         return Some(dec);
     }
@@ -377,10 +388,18 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
         );
         match f.importance {
             Importance::Background => {
-                return d(Action::Hibernate, 0.75, format!("background persona {idle}: hibernating frees its resources"));
+                return d(
+                    Action::Hibernate,
+                    0.75,
+                    format!("background persona {idle}: hibernating frees its resources"),
+                );
             }
             Importance::UserFacing => {
-                return d(Action::Continue, 0.6, format!("user-facing persona {idle}; its host has room, keep it warm"));
+                return d(
+                    Action::Continue,
+                    0.6,
+                    format!("user-facing persona {idle}; its host has room, keep it warm"),
+                );
             }
             Importance::System => return d(Action::Continue, 0.7, format!("system persona {idle}; stays up")),
         }
@@ -434,7 +453,11 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
         return d(
             Action::Investigate,
             0.55,
-            format!("latency {} against its own baseline, for {} only: watching", ratio(l.ratio), mins(l.degraded_for_ms)),
+            format!(
+                "latency {} against its own baseline, for {} only: watching",
+                ratio(l.ratio),
+                mins(l.degraded_for_ms)
+            ),
         );
     }
     if let Some(b) = m.budget_mb

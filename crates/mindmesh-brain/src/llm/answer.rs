@@ -51,8 +51,8 @@ pub fn parse(content: &str, included: &[usize], view: &MeshView) -> Result<HashM
     if content.len() > MAX_ANSWER_BYTES {
         return Err(BrainError::LlmInvalid(format!("answer of {} bytes is too large", content.len())));
     }
-    let answer: Answer = serde_json::from_str(json_text(content))
-        .map_err(|e| BrainError::LlmInvalid(format!("not a plan: {e}")))?;
+    let answer: Answer =
+        serde_json::from_str(json_text(content)).map_err(|e| BrainError::LlmInvalid(format!("not a plan: {e}")))?;
     let by_id: HashMap<&str, usize> = included.iter().map(|&i| (view.personas[i].id.as_str(), i)).collect();
     let mut out = HashMap::new();
     for (k, item) in answer.decisions.into_iter().enumerate() {
@@ -63,7 +63,8 @@ pub fn parse(content: &str, included: &[usize], view: &MeshView) -> Result<HashM
         if out.contains_key(&i) {
             return Err(bad(format!("persona {:?} decided twice", item.persona)));
         }
-        let action = Action::parse(item.action.trim()).ok_or_else(|| bad(format!("unknown action {:?}", item.action)))?;
+        let action =
+            Action::parse(item.action.trim()).ok_or_else(|| bad(format!("unknown action {:?}", item.action)))?;
         if !item.confidence.is_finite() || !(0.0..=1.0).contains(&item.confidence) {
             return Err(bad(format!("confidence {} outside 0..1", item.confidence)));
         }
@@ -81,7 +82,8 @@ pub fn parse(content: &str, included: &[usize], view: &MeshView) -> Result<HashM
                 None => return Err(bad("migrate without a target".into())),
             }
         }
-        let mut d = Decision::new(&p.id, action, format!("llm: {}", reason.trim()), item.confidence as f32, AnalystKind::Llm);
+        let mut d =
+            Decision::new(&p.id, action, format!("llm: {}", reason.trim()), item.confidence as f32, AnalystKind::Llm);
         if action == Action::Migrate {
             d.target = target;
         }
@@ -97,10 +99,11 @@ pub fn parse(content: &str, included: &[usize], view: &MeshView) -> Result<HashM
 mod tests {
     use super::*;
     use crate::view::{HostSeries, NodeView, PersonaSeries, PersonaView};
-    use mindmesh_core::{Importance, Phase, PersonaKind};
+    use mindmesh_core::{Importance, PersonaKind, Phase};
 
     fn view() -> MeshView {
-        let node = |id: &str| NodeView { id: id.into(), cpu_cores: 4, memory_total_mb: 8192.0, series: HostSeries::default() };
+        let node =
+            |id: &str| NodeView { id: id.into(), cpu_cores: 4, memory_total_mb: 8192.0, series: HostSeries::default() };
         let persona = |id: &str| PersonaView {
             id: id.into(),
             node: "a".into(),

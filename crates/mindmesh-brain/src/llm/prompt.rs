@@ -95,7 +95,13 @@ fn row(f: &PersonaFeatures, h: &PersonaHealth, view: &MeshView) -> String {
         PersonaKind::Local => "local",
     };
     if !f.usable() {
-        let why = if f.stale { "stale data".to_string() } else if p.phase != Phase::Running { p.phase.to_string() } else { "no data".into() };
+        let why = if f.stale {
+            "stale data".to_string()
+        } else if p.phase != Phase::Running {
+            p.phase.to_string()
+        } else {
+            "no data".into()
+        };
         return format!("{}|{}|{imp}|{kind}|{why}", p.id, p.node);
     }
     let m = &f.memory;
@@ -159,6 +165,12 @@ struct Top<'a> {
 struct List<'a> {
     #[serde(rename = "type")]
     ty: &'static str,
+    /// One entry per persona: also stops small models from repeating items until the token
+    /// budget runs out.
+    #[serde(rename = "minItems")]
+    min_items: usize,
+    #[serde(rename = "maxItems")]
+    max_items: usize,
     items: Item<'a>,
 }
 
@@ -210,6 +222,8 @@ pub fn answer_schema(personas: &[&str], actions: &[&str], nodes: &[&str]) -> Str
         properties: Top {
             decisions: List {
                 ty: "array",
+                min_items: personas.len(),
+                max_items: personas.len(),
                 items: Item {
                     ty: "object",
                     properties: Fields {

@@ -180,10 +180,9 @@ impl BrainConfig {
             self.llm.api_key = Some(v.trim().to_owned());
         }
         if let Some(v) = get(ENV_LLM_TIMEOUT_MS) {
-            self.llm.timeout_ms = v
-                .trim()
-                .parse()
-                .map_err(|_| CoreError::invalid(ENV_LLM_TIMEOUT_MS, format!("{v:?} is not a number of milliseconds")))?;
+            self.llm.timeout_ms = v.trim().parse().map_err(|_| {
+                CoreError::invalid(ENV_LLM_TIMEOUT_MS, format!("{v:?} is not a number of milliseconds"))
+            })?;
         }
         self.validate()
     }
