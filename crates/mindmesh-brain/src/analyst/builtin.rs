@@ -379,6 +379,25 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
         return d(Action::Continue, 0.5, why);
     }
     let node = f.node.map(|i| &set.nodes[i]);
+    // too little history to compare the persona with its own past
+    if f.history_ms < 10 * 60_000 {
+        let e = &f.errors;
+        let (action, confidence) = if e.rate_window >= 0.5 && e.errors_window >= 5.0 {
+            (Action::Investigate, 0.6)
+        } else {
+            (Action::Continue, 0.5)
+        };
+        return d(
+            action,
+            confidence,
+            format!(
+                "only {} sample(s), {} of history: too little to judge against its own past (errors {})",
+                f.samples,
+                mins(f.history_ms),
+                pct(e.rate_window)
+            ),
+        );
+    }
     let a = &f.activity;
     if a.idle {
         let idle = format!(
