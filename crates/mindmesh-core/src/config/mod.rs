@@ -3,6 +3,7 @@
 
 mod api;
 mod gateway;
+mod brain;
 mod store;
 mod supervisor;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api::ApiConfig;
 pub use gateway::GatewayConfig;
+pub use brain::{AnalystChoice, BrainConfig, GuardrailConfig, LlmConfig, LlmResponseFormat};
 pub use store::StoreConfig;
 pub use supervisor::{CgroupMode, SupervisorConfig};
 
@@ -27,6 +29,7 @@ pub struct NodeConfig {
     pub supervisor: SupervisorConfig,
     pub store: StoreConfig,
     pub gateway: GatewayConfig,
+    pub brain: BrainConfig,
     #[serde(rename = "persona")]
     pub personas: Vec<PersonaSpec>,
 }
@@ -70,6 +73,7 @@ impl NodeConfig {
         self.supervisor.validate().map_err(|e| e.within("supervisor"))?;
         self.store.validate().map_err(|e| e.within("store"))?;
         self.gateway.validate().map_err(|e| e.within("gateway"))?;
+        self.brain.validate().map_err(|e| e.within("brain"))?;
         let mut seen = HashSet::new();
         for (i, p) in self.personas.iter().enumerate() {
             p.validate().map_err(|e| e.within(&format!("persona[{i}]")))?;

@@ -1,0 +1,251 @@
+//! Anomalies (the seed's `AnomalyMetrics`): what is wrong with a persona, typed, with a
+//! severity and a description; a health score 0–100 per persona and one for the mesh.
+
+use mindmesh_core::Importance;
+use serde::Serialize;
+
+use crate::classify::ErrorClass;
+use crate::features::{FeatureSet, MemTrend, PersonaFeatures};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    MemorySpike,
+    LatencyDegradation,
+    ErrorBurst,
+    Unresponsive,
+    Thrashing,
+    ResourceLeak,
+    CrashLoop,
+}
+
+impl AnomalyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::MemorySpike => "memory_spike",
+            AnomalyKind::LatencyDegradation => "latency_degradation",
+            AnomalyKind::ErrorBurst => "error_burst",
+            AnomalyKind::Unresponsive => "unresponsive",
+            AnomalyKind::Thrashing => "thrashing",
+            AnomalyKind::ResourceLeak => "resource_leak",
+            AnomalyKind::CrashLoop => "crash_loop",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    fn penalty(self) -> i32 {
+        match self {
+            Severity::Low => 8,
+            Severity::Medium => 18,
+            Severity::High => 35,
+            Severity::Critical => 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub severity: Severity,
+    pub description: String,
+}
+
+/// A persona's health as the status page and API show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PersonaHealth {
+    pub persona: String,
+    /// 0–100.
+    pub score: u8,
+    /// How much history the score rests on, 0–1.
+    pub confidence: f32,
+    pub anomalies: Vec<Anomaly>,
+}
+
+fn pct(x: f32) -> String {
+    format!("{:.0}%", 100.0 * x)
+}
+
+fn minutes(ms: u64) -> String {
+    let m = ms as f64 / 60_000.0;
+    if m >= 120.0 { format!("{:.1} h", m / 60.0) } else { format!("{m:.0} min") }
+}
+
+/// Every anomaly visible in a persona's features.
+pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    if !f.usable() {
+        return out;
+    }
+    let mut push = |kind, severity, description: String| out.push(Anomaly { kind, severity, description });
+    if f.restarts.crash_loop {
+        push(
+            AnomalyKind::CrashLoop,
+            Severity::Critical,
+            format!("{:.0} restarts in the last 5 min ({} exits)", f.restarts.last_5m, f.restarts.exits_5m),
+        );
+    } else if f.restarts.last_1h >= 2.0 {
+        push(AnomalyKind::Thrashing, Severity::Medium, format!("{:.0} restarts in the last hour", f.restarts.last_1h));
+    }
+    let m = &f.memory;
+    if m.trend == MemTrend::Leaking {
+        let sev = if m.minutes_to_budget.is_some_and(|t| t < 60.0) { Severity::Critical } else { Severity::High };
+        push(
+            AnomalyKind::ResourceLeak,
+            sev,
+            format!(
+                "memory {:+.1} MB/min for {} (fit {:.2}, {:+.0}%)",
+                m.slope_mb_per_min,
+                minutes(m.growth_span_ms),
+                m.fit_r2.max(m.floor_r2),
+                100.0 * m.growth_frac
+            ),
+        );
+    } else if m.spike_frac >= 0.15 {
+        let sev = if m.spike_frac >= 0.5 { Severity::High } else { Severity::Medium };
+        push(
+            AnomalyKind::MemorySpike,
+            sev,
+            format!(
+                "memory {:.0} MB, {} above its usual peak of {:.0} MB",
+                m.now_mb,
+                pct(m.spike_frac),
+                m.hist_high_mb
+            ),
+        );
+    }
+    let l = &f.latency;
+    if f.latency_degraded() {
+        let sev = if l.over_budget || l.ratio >= 3.0 {
+            Severity::High
+        } else if l.ratio >= 1.8 {
+            Severity::Medium
+        } else {
+            Severity::Low
+        };
+        push(
+            AnomalyKind::LatencyDegradation,
+            sev,
+            format!("latency x{:.1} against its own baseline for {}", l.ratio, minutes(l.degraded_for_ms)),
+        );
+    } else if l.replica_ratio >= 1.6 && !l.warming_up {
+        push(
+            AnomalyKind::LatencyDegradation,
+            Severity::Low,
+            format!("p50 x{:.1} against its replicas", l.replica_ratio),
+        );
+    }
+    let e = &f.errors;
+    let failing = e.rate_last10 >= 0.5 && e.errors_window >= 10.0;
+    if e.burst || failing {
+        let permanent = e.mix.share(ErrorClass::Permanent) >= 0.6;
+        let sev = if failing && permanent {
+            Severity::Critical
+        } else if e.rate_window >= 0.2 {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        push(
+            AnomalyKind::ErrorBurst,
+            sev,
+            format!(
+                "{} errors in {} (base {}), {}",
+                pct(e.rate_window),
+                minutes(e.window_ms),
+                if e.rate_base.is_finite() { pct(e.rate_base) } else { "unknown".into() },
+                e.mix.describe()
+            ),
+        );
+    }
+    let a = &f.activity;
+    if a.unresponsive {
+        push(
+            AnomalyKind::Unresponsive,
+            Severity::Critical,
+            format!(
+                "no request completed for {}, queue {:.0} -> {:.0}, {} failed health checks",
+                minutes(a.stalled_samples as u64 * f.interval_ms),
+                a.queue_first,
+                a.queue_last,
+                a.health_fails
+            ),
+        );
+    }
+    let c = &f.cpu;
+    let busy_without_work = c.recent_percent >= 2.0 * c.base_percent
+        && c.recent_percent >= 20.0
+        && a.base_requests_per_min >= 1.0
+        && a.requests_per_min <= 0.5 * a.base_requests_per_min
+        && !a.unresponsive;
+    let host_pressure = f.node.is_some_and(|n| set.nodes[n].memory_pressure);
+    if busy_without_work || (host_pressure && m.swing_frac >= 0.3) {
+        push(
+            AnomalyKind::Thrashing,
+            Severity::Medium,
+            if busy_without_work {
+                format!(
+                    "CPU {:.0}% (usually {:.0}%) while completing {:.1}/min (usually {:.1}/min)",
+                    c.recent_percent, c.base_percent, a.requests_per_min, a.base_requests_per_min
+                )
+            } else {
+                format!("memory swings {} on a host under memory pressure", pct(m.swing_frac))
+            },
+        );
+    }
+    out
+}
+
+/// 100 minus the anomalies' weight.
+pub fn score(anomalies: &[Anomaly]) -> u8 {
+    let penalty: i32 = anomalies.iter().map(|a| a.severity.penalty()).sum();
+    (100 - penalty).clamp(0, 100) as u8
+}
+
+/// How much history a score rests on: two hours of samples is full confidence.
+pub fn confidence(f: &PersonaFeatures) -> f32 {
+    if !f.usable() {
+        return 0.0;
+    }
+    (0.3 + 0.7 * (f.history_ms as f32 / (2.0 * 3_600_000.0))).min(1.0)
+}
+
+/// The mesh: personas weighted by importance, less for hosts under pressure and for a
+/// mesh-wide slowdown.
+pub fn system_health(set: &FeatureSet, health: &[PersonaHealth]) -> u8 {
+    let (mut sum, mut w) = (0.0f32, 0.0f32);
+    for (f, h) in set.personas.iter().zip(health) {
+        let weight = match f.importance {
+            Importance::System => 3.0,
+            Importance::UserFacing => 2.0,
+            Importance::Background => 1.0,
+        };
+        sum += weight * f32::from(h.score);
+        w += weight;
+    }
+    let mut s = if w > 0.0 { sum / w } else { 100.0 };
+    if !set.nodes.is_empty() {
+        let strained = set.nodes.iter().filter(|n| n.memory_pressure || n.cpu_saturated).count();
+        s -= 20.0 * strained as f32 / set.nodes.len() as f32;
+    }
+    s -= 20.0 * set.mesh.degraded_share;
+    s.clamp(0.0, 100.0).round() as u8
+}

@@ -1,0 +1,369 @@
+//! Decision scenarios, format `mindmesh-scenario/1` (see `simulations/scenarios/FORMAT.md`): a
+//! stretch of mesh history and the actions a good supervisor would take at its end. Loading is
+//! strict about structure — the format tag, lengths, references, known actions — and every
+//! error names the file and the reason.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use mindmesh_core::{Action, Budget, Importance, PersonaKind, Phase};
+use serde::Deserialize;
+
+use crate::error::BrainError;
+use crate::view::{HostSeries, MeshView, NodeView, PersonaSeries, PersonaView, ViewEvent, ViewEventKind};
+
+pub const FORMAT: &str = "mindmesh-scenario/1";
+/// Largest scenario file read.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct FileScenario {
+    format: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    interval_s: f64,
+    nodes: Vec<FileNode>,
+    personas: Vec<FilePersona>,
+    expect: BTreeMap<String, FileExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileNode {
+    id: String,
+    cpu_cores: u32,
+    memory_mb: f64,
+    series: FileNodeSeries,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileNodeSeries {
+    t: Vec<f64>,
+    cpu_percent: Vec<Option<f64>>,
+    memory_used_mb: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FilePersona {
+    id: String,
+    node: String,
+    #[serde(default)]
+    importance: Importance,
+    #[serde(default)]
+    kind: PersonaKind,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    uptime_s_at_start: Option<f64>,
+    #[serde(default)]
+    budget: Option<Budget>,
+    series: FilePersonaSeries,
+    #[serde(default)]
+    events: Vec<FileEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FilePersonaSeries {
+    t: Vec<f64>,
+    memory_mb: Vec<Option<f64>>,
+    #[serde(default)]
+    cpu_percent: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    requests: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    errors: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    latency_p50_ms: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    latency_p95_ms: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    latency_p99_ms: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    queue_depth: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    restarts: Option<Vec<Option<f64>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileEvent {
+    t: f64,
+    kind: String,
+    #[serde(default)]
+    detail: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileExpect {
+    accept: Vec<String>,
+    #[serde(default)]
+    migrate_to: Option<Vec<String>>,
+    #[serde(default)]
+    why: String,
+}
+
+/// The actions that are right for one persona at the end of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub accept: Vec<Action>,
+    pub migrate_to: Option<Vec<String>>,
+    pub why: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub path: PathBuf,
+    pub interval_ms: u64,
+    /// The last sample time: the scenario is judged as of it.
+    pub end_ms: u64,
+    pub view: MeshView,
+    /// By persona id; one for every persona.
+    pub expect: BTreeMap<String, Expectation>,
+}
+
+impl Scenario {
+    /// Sample times before the end at which a brain is primed so hysteresis sees the history:
+    /// the `cycles - 1` samples before the last, oldest first.
+    pub fn priming_times(&self, cycles: u32) -> Vec<u64> {
+        let t = self.view.personas.first().map(|p| &p.series.t_ms).or(self.view.nodes.first().map(|n| &n.series.t_ms));
+        let Some(t) = t else { return Vec::new() };
+        let n = t.len();
+        let k = (cycles.saturating_sub(1) as usize).min(n.saturating_sub(1));
+        t[n - 1 - k..n - 1].to_vec()
+    }
+}
+
+fn ms(t_s: f64) -> u64 {
+    (t_s * 1000.0).round() as u64
+}
+
+fn times(path: &Path, what: &str, t: &[f64]) -> Result<Vec<u64>, BrainError> {
+    if t.is_empty() {
+        return Err(BrainError::scenario(path, format!("{what}.t is empty")));
+    }
+    if t.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err(BrainError::scenario(path, format!("{what}.t holds a negative or non-finite time")));
+    }
+    if t.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(BrainError::scenario(path, format!("{what}.t is not strictly increasing")));
+    }
+    Ok(t.iter().map(|&v| ms(v)).collect())
+}
+
+fn column(path: &Path, what: &str, name: &str, n: usize, c: Option<&Vec<Option<f64>>>) -> Result<Vec<f32>, BrainError> {
+    let Some(c) = c else { return Ok(Vec::new()) };
+    if c.len() != n {
+        return Err(BrainError::scenario(path, format!("{what}.{name} has {} values for {n} times", c.len())));
+    }
+    Ok(c.iter().map(|v| v.map_or(f32::NAN, |x| x as f32)).collect())
+}
+
+/// Parse one scenario from its text; `path` only names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
+    let f: FileScenario =
+        mindmesh_core::spec::parse_json(text).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    if f.format != FORMAT {
+        return Err(BrainError::scenario(path, format!("format is {:?}, expected {FORMAT:?}", f.format)));
+    }
+    if !(f.interval_s.is_finite() && f.interval_s > 0.0) {
+        return Err(BrainError::scenario(path, "interval_s must be positive"));
+    }
+    if f.nodes.is_empty() || f.personas.is_empty() {
+        return Err(BrainError::scenario(path, "a scenario needs at least one node and one persona"));
+    }
+    let mut nodes = Vec::with_capacity(f.nodes.len());
+    let mut node_ids = HashSet::new();
+    for n in &f.nodes {
+        let what = format!("node {}", n.id);
+        if !node_ids.insert(n.id.as_str()) {
+            return Err(BrainError::scenario(path, format!("node id {:?} appears twice", n.id)));
+        }
+        let t = times(path, &what, &n.series.t)?;
+        let cpu = column(path, &what, "cpu_percent", t.len(), Some(&n.series.cpu_percent))?;
+        let mem = column(path, &what, "memory_used_mb", t.len(), Some(&n.series.memory_used_mb))?;
+        if !(n.memory_mb.is_finite() && n.memory_mb > 0.0) || n.cpu_cores == 0 {
+            return Err(BrainError::scenario(path, format!("{what}: cpu_cores and memory_mb must be positive")));
+        }
+        nodes.push(NodeView {
+            id: n.id.clone(),
+            cpu_cores: n.cpu_cores,
+            memory_total_mb: n.memory_mb as f32,
+            series: HostSeries { t_ms: t, cpu_percent: cpu, memory_used_mb: mem },
+        });
+    }
+    let mut personas = Vec::with_capacity(f.personas.len());
+    let mut persona_ids = HashSet::new();
+    for p in &f.personas {
+        let what = format!("persona {}", p.id);
+        if !persona_ids.insert(p.id.as_str()) {
+            return Err(BrainError::scenario(path, format!("persona id {:?} appears twice", p.id)));
+        }
+        if !node_ids.contains(p.node.as_str()) {
+            return Err(BrainError::scenario(path, format!("{what} is on unknown node {:?}", p.node)));
+        }
+        if let Some(b) = &p.budget {
+            b.validate().map_err(|e| BrainError::scenario(path, format!("{what}: {}", e.within("budget"))))?;
+        }
+        let s = &p.series;
+        let t = times(path, &what, &s.t)?;
+        let n = t.len();
+        let mut series = PersonaSeries {
+            memory_mb: column(path, &what, "memory_mb", n, Some(&s.memory_mb))?,
+            cpu_percent: column(path, &what, "cpu_percent", n, s.cpu_percent.as_ref())?,
+            requests: column(path, &what, "requests", n, s.requests.as_ref())?,
+            errors: column(path, &what, "errors", n, s.errors.as_ref())?,
+            latency_p50_ms: column(path, &what, "latency_p50_ms", n, s.latency_p50_ms.as_ref())?,
+            latency_p95_ms: column(path, &what, "latency_p95_ms", n, s.latency_p95_ms.as_ref())?,
+            latency_p99_ms: column(path, &what, "latency_p99_ms", n, s.latency_p99_ms.as_ref())?,
+            queue_depth: column(path, &what, "queue_depth", n, s.queue_depth.as_ref())?,
+            restarts: column(path, &what, "restarts", n, s.restarts.as_ref())?,
+            t_ms: t,
+            error_kinds: Vec::new(),
+        };
+        // errors are among the requests
+        if !series.requests.is_empty() && !series.errors.is_empty() {
+            for i in 0..n {
+                if series.errors[i] > series.requests[i] {
+                    series.errors[i] = series.requests[i];
+                }
+            }
+        }
+        let mut events: Vec<ViewEvent> = p
+            .events
+            .iter()
+            .filter(|e| e.t.is_finite() && e.t >= 0.0)
+            .map(|e| ViewEvent::new(ms(e.t), ViewEventKind::parse(&e.kind), &e.detail))
+            .collect();
+        events.sort_by_key(|e| e.t_ms);
+        personas.push(PersonaView {
+            id: p.id.clone(),
+            node: p.node.clone(),
+            importance: p.importance,
+            kind: p.kind,
+            model: p.model.clone(),
+            budget: p.budget.clone(),
+            uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && *u >= 0.0).map(ms),
+            phase: Phase::Running,
+            series,
+            events,
+            recent_actions: Vec::new(),
+        });
+    }
+    let mut expect = BTreeMap::new();
+    for (id, e) in &f.expect {
+        if !persona_ids.contains(id.as_str()) {
+            return Err(BrainError::scenario(path, format!("expect names unknown persona {id:?}")));
+        }
+        if e.accept.is_empty() {
+            return Err(BrainError::scenario(path, format!("expect.{id}.accept is empty")));
+        }
+        let mut accept = Vec::new();
+        for a in &e.accept {
+            accept.push(
+                Action::parse(a)
+                    .ok_or_else(|| BrainError::scenario(path, format!("expect.{id}: unknown action {a:?}")))?,
+            );
+        }
+        if let Some(targets) = &e.migrate_to
+            && let Some(t) = targets.iter().find(|t| !node_ids.contains(t.as_str()))
+        {
+            return Err(BrainError::scenario(path, format!("expect.{id}.migrate_to names unknown node {t:?}")));
+        }
+        expect.insert(id.clone(), Expectation { accept, migrate_to: e.migrate_to.clone(), why: e.why.clone() });
+    }
+    if let Some(p) = personas.iter().find(|p| !expect.contains_key(&p.id)) {
+        return Err(BrainError::scenario(path, format!("expect has no entry for persona {:?}", p.id)));
+    }
+    let view = MeshView { nodes, personas };
+    let end_ms = view.last_sample_ms().unwrap_or(0);
+    Ok(Scenario {
+        name: f.name,
+        description: f.description,
+        path: path.to_owned(),
+        interval_ms: ms(f.interval_s),
+        end_ms,
+        view,
+        expect,
+    })
+}
+
+pub fn load_file(path: &Path) -> Result<Scenario, BrainError> {
+    let meta = std::fs::metadata(path).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(BrainError::scenario(path, format!("larger than {MAX_FILE_BYTES} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    parse(path, &text)
+}
+
+/// Every `*.json` in `dir`, sorted by file name. All unreadable files are reported, each with
+/// its reason.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Vec<BrainError>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| vec![BrainError::scenario(dir, e.to_string())])?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(vec![BrainError::scenario(dir, "no *.json scenario files")]);
+    }
+    let (mut ok, mut errors) = (Vec::new(), Vec::new());
+    for p in paths {
+        match load_file(&p) {
+            Ok(s) => ok.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(ok) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "format": "mindmesh-scenario/1", "name": "t", "interval_s": 60,
+      "nodes": [{"id": "a", "cpu_cores": 4, "memory_mb": 8192,
+                 "series": {"t": [0, 60, 120], "cpu_percent": [1, 2, 3], "memory_used_mb": [10, 10, 10]}}],
+      "personas": [{"id": "p", "node": "a", "importance": "system", "kind": "local", "uptime_s_at_start": 30,
+                    "budget": {"max_memory_mb": 100},
+                    "series": {"t": [0, 60, 120], "memory_mb": [1, 2, 3], "latency_p50_ms": [null, 5, 6],
+                               "requests": [0, 1, 1], "errors": [0, 3, 0]},
+                    "events": [{"t": 100, "kind": "error", "detail": "x"}, {"t": 50, "kind": "weird"}]}],
+      "expect": {"p": {"accept": ["continue", "investigate"], "why": "fine"}}
+    }"#;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let s = parse(Path::new("t.json"), GOOD).unwrap();
+        assert_eq!(s.end_ms, 120_000);
+        let p = &s.view.personas[0];
+        assert_eq!(p.importance, Importance::System);
+        assert!(p.series.latency_p50_ms[0].is_nan());
+        assert!(p.series.cpu_percent.is_empty());
+        assert_eq!(p.series.errors[1], 1.0, "errors clamped to requests");
+        assert_eq!(p.events[0].kind, ViewEventKind::Note);
+        assert_eq!(p.uptime_ms_at_first, Some(30_000));
+        assert_eq!(s.expect["p"].accept, vec![Action::Continue, Action::Investigate]);
+        assert_eq!(s.priming_times(3), vec![0, 60_000]);
+    }
+
+    #[test]
+    fn errors_name_file_and_reason() {
+        let bad = [
+            (GOOD.replace("mindmesh-scenario/1", "v2"), "format"),
+            (GOOD.replace("\"memory_mb\": [1, 2, 3]", "\"memory_mb\": [1, 2]"), "memory_mb has 2 values"),
+            (GOOD.replace("\"node\": \"a\"", "\"node\": \"z\""), "unknown node"),
+            (GOOD.replace("\"continue\", \"investigate\"", "\"reboot\""), "unknown action"),
+            (GOOD.replace("\"t\": [0, 60, 120], \"memory_mb\"", "\"t\": [0, 120, 60], \"memory_mb\""), "increasing"),
+            (GOOD.replace("\"p\": {\"accept\"", "\"q\": {\"accept\""), "unknown persona"),
+            ("{".to_string(), "EOF"),
+        ];
+        for (text, want) in bad {
+            let e = parse(Path::new("dir/x.json"), &text).unwrap_err().to_string();
+            assert!(e.contains("dir/x.json") && e.contains(want), "{e} (wanted {want})");
+        }
+    }
+}
