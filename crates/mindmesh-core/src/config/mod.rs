@@ -2,6 +2,7 @@
 //! `validate()`. Personas may be declared inline as `[[persona]]`.
 
 mod api;
+pub mod mesh;
 mod store;
 mod supervisor;
 
