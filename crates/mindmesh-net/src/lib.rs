@@ -11,7 +11,13 @@
 
 pub mod error;
 pub mod keys;
+pub mod mesh;
 pub mod transport;
 
+pub mod raft;
+pub mod rpc;
+pub mod runtime;
+
 pub use error::NetError;
+pub use mesh::{MeshHandle, MeshParams, MeshRole, MeshStart, MeshStatus, NodeProfile, start, start_with};
 pub use mindmesh_core::registry::NodeId;

@@ -1,0 +1,116 @@
+//! The membership loop of one node: bootstrap a new mesh, or join an existing one through any
+//! reachable member (retried with jittered backoff, like Nomad's `retry_join`), keep this
+//! node's registry entry current, and — when leading — keep the voters at their target.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mindmesh_core::registry::Command;
+use rand::Rng;
+use rand::rngs::SmallRng;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::client::{leader_call, propose};
+use super::ctx::Ctx;
+use super::leader::keep_voters;
+use crate::rpc::{JoinRequest, MeshRequest};
+use crate::transport::Transport;
+
+/// How often a member checks its registration and, when leading, the voters.
+const MEMBER_PERIOD: Duration = Duration::from_millis(500);
+
+pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, bootstrap: bool, mut rng: SmallRng, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(ctx.cfg.join_backoff_initial_ms);
+    let mut next_join_addr = 0usize;
+    let mut warned_alone = false;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if is_member(&ctx) {
+            backoff = Duration::from_millis(ctx.cfg.join_backoff_initial_ms);
+            keep_voters(&ctx).await;
+            register(&ctx).await;
+            wait = MEMBER_PERIOD;
+            continue;
+        }
+        if bootstrap {
+            match ctx.raft.is_initialized().await {
+                Ok(false) => {
+                    let members = BTreeMap::from([(ctx.me, (*ctx.mesh_node).clone())]);
+                    match ctx.raft.initialize(members).await {
+                        Ok(()) => info!(node = ctx.me, "new mesh bootstrapped"),
+                        Err(e) => warn!(error = %e, "bootstrap failed"),
+                    }
+                    wait = Duration::from_millis(50);
+                    continue;
+                }
+                Ok(true) => {}
+                Err(_) => return, // raft stopped
+            }
+        }
+        match join_once(&ctx, &mut next_join_addr).await {
+            Ok(true) => {
+                // the leader now replicates to us: give the membership time to arrive
+                wait = MEMBER_PERIOD;
+                continue;
+            }
+            Ok(false) => {
+                if !warned_alone && ctx.cfg.join.is_empty() && !ctx.cfg.mdns {
+                    warn!("not a member, nothing to join: set join addresses, mdns, or bootstrap");
+                    warned_alone = true;
+                }
+            }
+            Err(e) => debug!(error = %e, "join attempt failed"),
+        }
+        // full jitter over the current backoff, so nodes started together spread out
+        wait = Duration::from_millis(rng.random_range(backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64));
+        backoff = (backoff * 2).min(Duration::from_millis(ctx.cfg.join_backoff_max_ms));
+    }
+}
+
+/// In the membership (as a voter or a learner), as this node's Raft last heard.
+fn is_member<T: Transport>(ctx: &Ctx<T>) -> bool {
+    ctx.raft.metrics().borrow().membership_config.membership().get_node(&ctx.me).is_some()
+}
+
+/// One attempt: the next join address, or any connected peer; ask it to admit us.
+/// `Ok(false)`: nobody to ask.
+async fn join_once<T: Transport>(ctx: &Ctx<T>, next: &mut usize) -> Result<bool, crate::NetError> {
+    let timeout = Duration::from_millis(ctx.cfg.connect_timeout_ms);
+    let peer = if !ctx.cfg.join.is_empty() {
+        let addr = &ctx.cfg.join[*next % ctx.cfg.join.len()];
+        *next += 1;
+        ctx.transport.dial(addr, timeout).await?
+    } else {
+        // mDNS (or an earlier contact) may have connected us to a member
+        match ctx.transport.connected_peers().await?.into_iter().min() {
+            Some(p) => p,
+            None => return Ok(false),
+        }
+    };
+    if peer == ctx.me {
+        return Ok(false);
+    }
+    let req = JoinRequest { node: ctx.me, mesh_node: (*ctx.mesh_node).clone(), info: ctx.node_info() };
+    leader_call(ctx, MeshRequest::Join(req), Some(peer)).await?;
+    info!(via = peer, "admitted to the mesh");
+    Ok(true)
+}
+
+/// Make the registry's entry for this node match what it is now (addresses change on restart).
+async fn register<T: Transport>(ctx: &Ctx<T>) {
+    let wanted = ctx.node_info();
+    let current = ctx.registry.borrow().nodes.get(&ctx.me).map(|n| n.info.clone());
+    if current.as_ref() == Some(&wanted) || ctx.raft.metrics().borrow().current_leader.is_none() {
+        return;
+    }
+    match propose(ctx, Command::AddNode(wanted)).await {
+        Ok(_) => debug!("registry entry updated"),
+        Err(e) => debug!(error = %e, "registry entry not updated yet"),
+    }
+}
