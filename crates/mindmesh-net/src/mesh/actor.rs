@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::client;
 use super::ctx::Ctx;
 use super::server::serve;
-use super::status::{MeshRole, MeshStatus};
+use super::status::{MembersCache, MeshRole, MeshStatus};
 use crate::rpc::MeshRequest;
 use crate::transport::{Transport, TransportEvent};
 use crate::{NetError, NodeId};
@@ -47,6 +47,7 @@ pub(crate) struct Actor<T: Transport> {
     pub invalid: BTreeMap<NodeId, u32>,
     pub invalid_since_ms: u64,
     pub connected: BTreeSet<NodeId>,
+    pub members: MembersCache,
 }
 
 impl<T: Transport> Actor<T> {
@@ -196,6 +197,7 @@ impl<T: Transport> Actor<T> {
         let s = MeshStatus::from_metrics(
             self.ctx.me,
             &self.ctx.raft.metrics().borrow(),
+            &mut self.members,
             self.ctx.leader_contact_age_ms(),
             self.connected.len(),
         );

@@ -165,7 +165,7 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         registry.clone(),
         rng.random(),
     );
-    let status0 = MeshStatus::from_metrics(me, &raft.metrics().borrow(), None, 0);
+    let status0 = MeshStatus::from_metrics(me, &raft.metrics().borrow(), &mut Default::default(), None, 0);
     let (status_tx, status_rx) = watch::channel(status0);
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (stopped_tx, stopped_rx) = watch::channel(false);
@@ -184,6 +184,7 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         invalid: BTreeMap::new(),
         invalid_since_ms: 0,
         connected: BTreeSet::new(),
+        members: Default::default(),
     };
     let actor_cancel = cancel.clone();
     tokio::spawn(async move {

@@ -1,5 +1,7 @@
 //! `MeshStatus`: this node's part in the mesh, from Raft's metrics and the lease clock.
 
+use std::sync::Arc;
+
 use openraft::ServerState;
 
 use crate::NodeId;
@@ -39,8 +41,8 @@ pub struct MeshStatus {
     pub term: u64,
     pub leader: Option<NodeId>,
     /// Voters and learners with how to reach them, from the last membership this node saw.
-    pub voters: Vec<(NodeId, MeshNode)>,
-    pub learners: Vec<(NodeId, MeshNode)>,
+    pub voters: Arc<[(NodeId, MeshNode)]>,
+    pub learners: Arc<[(NodeId, MeshNode)]>,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
     /// Milliseconds since this node last heard from a leader that accepted it (a follower or
@@ -50,27 +52,56 @@ pub struct MeshStatus {
     pub connected_peers: usize,
 }
 
+/// Voters and learners of one membership, kept until the membership changes: building them
+/// on every metrics update (each heartbeat) was a tenth of a simulation's time.
+#[derive(Debug)]
+pub(crate) struct MembersCache {
+    log_id: Option<crate::raft::LogId>,
+    built: bool,
+    voters: Arc<[(NodeId, MeshNode)]>,
+    learners: Arc<[(NodeId, MeshNode)]>,
+}
+
+impl Default for MembersCache {
+    fn default() -> Self {
+        MembersCache { log_id: None, built: false, voters: Arc::new([]), learners: Arc::new([]) }
+    }
+}
+
+impl MembersCache {
+    fn get(&mut self, m: &openraft::RaftMetrics<NodeId, MeshNode>) -> (Arc<[(NodeId, MeshNode)]>, Arc<[(NodeId, MeshNode)]>) {
+        let log_id = *m.membership_config.log_id();
+        if !self.built || self.log_id != log_id {
+            let membership = m.membership_config.membership();
+            let node = |id: &NodeId| membership.get_node(id).cloned().unwrap_or_default();
+            self.voters = membership.voter_ids().map(|id| (id, node(&id))).collect();
+            self.learners = membership.learner_ids().map(|id| (id, node(&id))).collect();
+            self.log_id = log_id;
+            self.built = true;
+        }
+        (self.voters.clone(), self.learners.clone())
+    }
+}
+
 impl MeshStatus {
     pub(crate) fn from_metrics(
         me: NodeId,
         m: &openraft::RaftMetrics<NodeId, MeshNode>,
+        cache: &mut MembersCache,
         contact_age_ms: Option<u64>,
         connected_peers: usize,
     ) -> Self {
-        let membership = m.membership_config.membership();
-        let voter_ids: Vec<NodeId> = membership.voter_ids().collect();
-        let node = |id: &NodeId| membership.get_node(id).cloned().unwrap_or_default();
-        let voters: Vec<(NodeId, MeshNode)> = voter_ids.iter().map(|id| (*id, node(id))).collect();
-        let learners: Vec<(NodeId, MeshNode)> = membership.learner_ids().map(|id| (id, node(&id))).collect();
+        let (voters, learners) = cache.get(m);
         let role = match m.state {
             ServerState::Leader => MeshRole::Leader,
             ServerState::Candidate => MeshRole::Candidate,
             ServerState::Shutdown => MeshRole::Shutdown,
-            _ if voter_ids.contains(&me) => MeshRole::Follower,
-            _ if membership.get_node(&me).is_some() => MeshRole::Learner,
+            _ if voters.iter().any(|(id, _)| *id == me) => MeshRole::Follower,
+            _ if learners.iter().any(|(id, _)| *id == me) => MeshRole::Learner,
             _ => MeshRole::Joining,
         };
-        let leader_contact_age_ms = if role == MeshRole::Leader { m.millis_since_quorum_ack } else { contact_age_ms };
+        let leader_contact_age_ms =
+            if role == MeshRole::Leader { m.millis_since_quorum_ack } else { contact_age_ms };
         MeshStatus {
             node_id: me,
             role,
