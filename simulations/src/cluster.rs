@@ -52,7 +52,9 @@ impl Cluster {
     pub fn new(seed: u64, n: u64, cancel: CancellationToken) -> Self {
         let net = MemNetwork::new(seed, MemConfig::default(), cancel.clone());
         let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
-        let nodes = (1..=n).map(|id| (id, SimNode { store: MemRaftStore::new(), handle: None, tasks: Vec::new(), boots: 0 })).collect();
+        let nodes = (1..=n)
+            .map(|id| (id, SimNode { store: MemRaftStore::new(), handle: None, tasks: Vec::new(), boots: 0 }))
+            .collect();
         Cluster { net, nodes, seed, cancel, status_tx, status_rx, started: tokio::time::Instant::now() }
     }
 
@@ -65,6 +67,10 @@ impl Cluster {
         config.join = self.nodes.keys().filter(|n| **n != id).map(|n| mem_addr(*n)).collect();
         config.join_backoff_initial_ms = 100;
         config.join_backoff_max_ms = 1000;
+        // snapshot and purge often, so nodes back from a crash or a partition are caught up by
+        // snapshot installation as well as by the log
+        config.snapshot_after_logs = 20;
+        config.snapshot_logs_kept = 5;
         MeshParams {
             config,
             profile: NodeProfile { name: format!("sim-{id}"), ..Default::default() },

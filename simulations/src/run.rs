@@ -18,11 +18,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::SimError;
 use crate::cluster::{Cluster, StatusEvent};
 use crate::config::SimConfig;
 use crate::invariants::{self, Acked, Invariant, Observation};
 use crate::schedule::{Fault, schedule};
-use crate::SimError;
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +79,8 @@ impl Checker {
             }
         }
         let registries = cluster.registries();
-        let obs = Observation { now_ms: cluster.now_ms(), statuses: &statuses, registries: &registries, acked: &self.acked };
+        let obs =
+            Observation { now_ms: cluster.now_ms(), statuses: &statuses, registries: &registries, acked: &self.acked };
         for inv in &mut self.invariants {
             inv.check(&obs).map_err(|detail| SimError::Violation {
                 seed: self.seed,
@@ -194,7 +195,7 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
     let h = cluster.handle(via).expect("live").clone();
     let spec = PersonaSpec::new("final-write", "sim");
     writes_started += 1;
-    match h.propose(Command::PutPersona { spec, node: None }).await {
+    match h.propose(Command::put_persona(spec, None)).await {
         Ok(Outcome::Persona { epoch, .. }) => checker.acked.push(Acked { name: "final-write".into(), index: epoch }),
         other => return Err(SimError::Liveness { seed, detail: format!("a write after healing failed: {other:?}") }),
     }
@@ -314,7 +315,7 @@ fn start_write(
     let place = Some(rng.random_range(1..=nodes));
     let tx = acks.clone();
     tokio::spawn(async move {
-        let r = h.propose(Command::PutPersona { spec, node: place }).await;
+        let r = h.propose(Command::put_persona(spec, place)).await;
         let _ = tx.try_send((name, r));
     });
 }
@@ -360,7 +361,11 @@ async fn caught_up(cluster: &Cluster, acked: &[Acked], nodes: u64) -> Result<(),
         let registry = h.registry();
         let view = h.mesh_view().await.map_err(|e| e.to_string())?;
         if view.len() as u64 != nodes || view.iter().any(|v| v.stale) {
-            return Err(format!("node {id} sees {} nodes, stale: {:?}", view.len(), view.iter().filter(|v| v.stale).map(|v| v.node_id).collect::<Vec<_>>()));
+            return Err(format!(
+                "node {id} sees {} nodes, stale: {:?}",
+                view.len(),
+                view.iter().filter(|v| v.stale).map(|v| v.node_id).collect::<Vec<_>>()
+            ));
         }
         for v in &view {
             let gossiped: BTreeSet<&str> = v.snapshot.personas.iter().map(|p| p.name.as_str()).collect();

@@ -82,12 +82,10 @@ async fn three_real_nodes_form_a_mesh_and_survive_their_leader() -> Result<()> {
     let follower = all.iter().find(|h| h.node_id() != leader).context("a follower")?;
     for i in 0..10 {
         let spec = PersonaSpec::new(&format!("chat-{i}"), "srv");
-        follower.propose(Command::PutPersona { spec, node: Some(follower.node_id()) }).await?;
+        follower.propose(Command::put_persona(spec, Some(follower.node_id()))).await?;
     }
-    eventually("ten personas everywhere", Duration::from_secs(10), || {
-        all_have(&all, |r| r.personas.len() == 10)
-    })
-    .await?;
+    eventually("ten personas everywhere", Duration::from_secs(10), || all_have(&all, |r| r.personas.len() == 10))
+        .await?;
 
     // the leader stops; the others elect a new one and keep every committed entry
     let old = all.iter().find(|h| h.node_id() == leader).context("the leader")?;
@@ -105,7 +103,7 @@ async fn three_real_nodes_form_a_mesh_and_survive_their_leader() -> Result<()> {
         assert_eq!(h.registry().personas.len(), 10, "committed entries kept on {}", h.node_id());
     }
     let spec = PersonaSpec::new("after-failover", "srv");
-    rest[1].propose(Command::PutPersona { spec, node: None }).await?;
+    rest[1].propose(Command::put_persona(spec, None)).await?;
     eventually("the write after failover everywhere", Duration::from_secs(10), || {
         all_have(&rest, |r| r.personas.contains_key("after-failover"))
     })

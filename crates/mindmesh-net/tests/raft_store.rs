@@ -83,7 +83,7 @@ async fn a_node_restarts_on_its_redb_file_with_its_registry() -> Result<()> {
         h.wait_for_leader(Duration::from_secs(10)).await?;
         for i in 0..45 {
             let spec = PersonaSpec::new(&format!("p{i}"), "srv");
-            h.propose(Command::PutPersona { spec, node: None }).await?;
+            h.propose(Command::put_persona(spec, None)).await?;
         }
         let r = h.registry();
         ensure!(r.personas.len() == 45);

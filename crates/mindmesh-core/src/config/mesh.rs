@@ -54,6 +54,9 @@ pub struct MeshConfig {
     pub max_rpc_bytes: usize,
     /// A snapshot of the registry is taken after this many log entries.
     pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the
+    /// log instead of a whole snapshot.
+    pub snapshot_logs_kept: u64,
     /// Peers refused after sending this many invalid messages (and banned for `ban_ms`).
     pub max_invalid_messages: u32,
     pub ban_ms: u64,
@@ -82,6 +85,7 @@ impl Default for MeshConfig {
             max_gossip_bytes: 256 * 1024,
             max_rpc_bytes: 8 * 1024 * 1024,
             snapshot_after_logs: 5000,
+            snapshot_logs_kept: 1000,
             max_invalid_messages: 5,
             ban_ms: 60_000,
         }

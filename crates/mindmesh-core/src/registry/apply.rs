@@ -60,7 +60,7 @@ impl Registry {
                 }
                 match self.personas.get_mut(&spec.name) {
                     Some(p) => {
-                        p.spec = spec.clone();
+                        p.spec = (**spec).clone();
                         p.budget = spec.budget.clone();
                         if p.node != *node {
                             p.node = *node;
@@ -74,7 +74,7 @@ impl Registry {
                             return Outcome::rejected(format!("the mesh holds at most {MAX_PERSONAS} personas"));
                         }
                         let entry = PersonaEntry {
-                            spec: spec.clone(),
+                            spec: (**spec).clone(),
                             node: *node,
                             phase: DesiredPhase::Running,
                             reason: None,

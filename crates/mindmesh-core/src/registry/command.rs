@@ -45,8 +45,9 @@ pub enum Command {
         id: NodeId,
     },
     /// Create a persona, or replace the spec of an existing one (its phase and generation stay).
+    /// Boxed: a spec is far larger than any other command.
     PutPersona {
-        spec: PersonaSpec,
+        spec: Box<PersonaSpec>,
         node: Option<NodeId>,
     },
     RemovePersona {
@@ -88,6 +89,10 @@ pub enum Command {
 }
 
 impl Command {
+    pub fn put_persona(spec: PersonaSpec, node: Option<NodeId>) -> Self {
+        Command::PutPersona { spec: Box::new(spec), node }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Command::AddNode(_) => "add_node",

@@ -27,7 +27,7 @@ fn seeded() -> Registry {
     let mut r = Registry::new();
     assert_eq!(r.apply(&prop(1, 1, node(1, "a")), ctx(1)), Outcome::Done);
     assert_eq!(r.apply(&prop(1, 2, node(2, "b")), ctx(2)), Outcome::Done);
-    let put = Command::PutPersona { spec: PersonaSpec::new("chat", "srv"), node: Some(1) };
+    let put = Command::put_persona(PersonaSpec::new("chat", "srv"), Some(1));
     assert_eq!(r.apply(&prop(1, 3, put), ctx(3)), Outcome::Persona { generation: 0, epoch: 3 });
     r
 }
@@ -110,7 +110,7 @@ fn invalid_commands_change_nothing() {
         bad_budget,
         Command::SetPhase { name: "ghost".into(), phase: DesiredPhase::Killed, reason: None },
         Command::AssignPersona { name: "chat".into(), node: Some(99) },
-        Command::PutPersona { spec: PersonaSpec::new("Bad Name", "x"), node: None },
+        Command::put_persona(PersonaSpec::new("Bad Name", "x"), None),
         node(3, "a"), // name taken by node 1
         Command::RemoveNode { id: 42 },
     ];

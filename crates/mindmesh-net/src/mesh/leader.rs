@@ -128,7 +128,7 @@ pub(crate) async fn keep_voters<T: Transport>(ctx: &Ctx<T>) {
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let members = membership.nodes().count();
     let mut target = ctx.cfg.voters.min(members);
-    if target > 1 && target % 2 == 0 {
+    if target > 1 && target.is_multiple_of(2) {
         target -= 1;
     }
     if voters.len() >= target {

@@ -33,6 +33,7 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, bootstrap: bool, mut rng: Sma
         }
         if is_member(&ctx) {
             backoff = Duration::from_millis(ctx.cfg.join_backoff_initial_ms);
+            refresh_addresses(&ctx).await;
             keep_voters(&ctx).await;
             register(&ctx).await;
             wait = MEMBER_PERIOD;
@@ -112,5 +113,29 @@ async fn register<T: Transport>(ctx: &Ctx<T>) {
     match propose(ctx, Command::AddNode(wanted)).await {
         Ok(_) => debug!("registry entry updated"),
         Err(e) => debug!(error = %e, "registry entry not updated yet"),
+    }
+}
+
+/// After a restart on new addresses (a port picked by the OS, a container's new IP), the
+/// membership still holds the old ones and the leader could not reach this node: ask the
+/// leader, through any other member, to update them (a join of a known node does that).
+async fn refresh_addresses<T: Transport>(ctx: &Ctx<T>) {
+    let (known, other) = {
+        let m = ctx.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let known = membership.get_node(&ctx.me).cloned();
+        let other =
+            m.current_leader.filter(|l| *l != ctx.me).or_else(|| membership.voter_ids().find(|id| *id != ctx.me));
+        (known, other)
+    };
+    if known.as_ref() == Some(&*ctx.mesh_node) {
+        return;
+    }
+    let Some(first) = other else { return };
+    let req = JoinRequest { node: ctx.me, mesh_node: (*ctx.mesh_node).clone(), info: ctx.node_info() };
+    match leader_call(ctx, MeshRequest::Join(req), Some(first)).await {
+        Ok(_) => info!("membership updated with this node's new addresses"),
+        Err(e) => debug!(error = %e, "addresses not updated yet"),
     }
 }

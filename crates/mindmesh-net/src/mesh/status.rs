@@ -41,8 +41,8 @@ pub struct MeshStatus {
     pub term: u64,
     pub leader: Option<NodeId>,
     /// Voters and learners with how to reach them, from the last membership this node saw.
-    pub voters: Arc<[(NodeId, MeshNode)]>,
-    pub learners: Arc<[(NodeId, MeshNode)]>,
+    pub voters: Members,
+    pub learners: Members,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
     /// Milliseconds since this node last heard from a leader that accepted it (a follower or
@@ -52,14 +52,17 @@ pub struct MeshStatus {
     pub connected_peers: usize,
 }
 
+/// Members with how to reach them, shared between statuses.
+pub type Members = Arc<[(NodeId, MeshNode)]>;
+
 /// Voters and learners of one membership, kept until the membership changes: building them
 /// on every metrics update (each heartbeat) was a tenth of a simulation's time.
 #[derive(Debug)]
 pub(crate) struct MembersCache {
     log_id: Option<crate::raft::LogId>,
     built: bool,
-    voters: Arc<[(NodeId, MeshNode)]>,
-    learners: Arc<[(NodeId, MeshNode)]>,
+    voters: Members,
+    learners: Members,
 }
 
 impl Default for MembersCache {
@@ -69,7 +72,7 @@ impl Default for MembersCache {
 }
 
 impl MembersCache {
-    fn get(&mut self, m: &openraft::RaftMetrics<NodeId, MeshNode>) -> (Arc<[(NodeId, MeshNode)]>, Arc<[(NodeId, MeshNode)]>) {
+    fn get(&mut self, m: &openraft::RaftMetrics<NodeId, MeshNode>) -> (Members, Members) {
         let log_id = *m.membership_config.log_id();
         if !self.built || self.log_id != log_id {
             let membership = m.membership_config.membership();
@@ -100,8 +103,7 @@ impl MeshStatus {
             _ if learners.iter().any(|(id, _)| *id == me) => MeshRole::Learner,
             _ => MeshRole::Joining,
         };
-        let leader_contact_age_ms =
-            if role == MeshRole::Leader { m.millis_since_quorum_ack } else { contact_age_ms };
+        let leader_contact_age_ms = if role == MeshRole::Leader { m.millis_since_quorum_ack } else { contact_age_ms };
         MeshStatus {
             node_id: me,
             role,

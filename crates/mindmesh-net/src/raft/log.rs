@@ -88,7 +88,11 @@ impl<S: RaftStore> RaftLogReader<TypeConfig> for LogStore<S> {
         let raw = run(&self.store, move |s| s.entries(start, end, MAX_ENTRIES_PER_READ))
             .await
             .map_err(|e| store_err(&e, false))?;
-        raw.iter().map(|(_, b)| dec::<Entry>(b).map_err(|e| store_err(&e, false))).collect()
+        let mut entries = Vec::with_capacity(raw.len());
+        for (_, b) in &raw {
+            entries.push(dec::<Entry>(b).map_err(|e| store_err(&e, false))?);
+        }
+        Ok(entries)
     }
 }
 

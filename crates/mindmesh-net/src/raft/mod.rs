@@ -52,8 +52,6 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, MeshNode>;
 pub const RAFT_WIRE_VERSION: u8 = 1;
 /// Largest stored log entry decoded.
 pub const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
-/// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the log.
-const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 
 /// openraft's config from the `[mesh]` section.
 pub fn raft_config(cfg: &MeshConfig) -> Result<openraft::Config, NetError> {
@@ -66,7 +64,7 @@ pub fn raft_config(cfg: &MeshConfig) -> Result<openraft::Config, NetError> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_after_logs),
         // a chunk and its envelope must fit one request frame
         snapshot_max_chunk_size: (cfg.max_rpc_bytes / 2) as u64,
-        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        max_in_snapshot_log_to_keep: cfg.snapshot_logs_kept,
         ..openraft::Config::default()
     }
     .validate()

@@ -55,10 +55,19 @@ impl RaftStore for RedbRaftStore {
     }
 
     fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), NetError> {
-        self.write(|tx| {
-            tx.open_table(META)?.insert(key.as_str(), value)?;
-            Ok(())
-        })
+        let mut tx = self.db.begin_write()?;
+        // The committed position only spares a restarted node some re-applying (openraft
+        // re-learns it from the leader), so it rides on the next durable commit instead of
+        // costing an fsync per write. The vote must be durable: a forgotten vote can elect two
+        // leaders in one term.
+        // (A database opened for several writing processes refuses non-durable commits: then
+        // it stays immediate.)
+        if key == MetaKey::Committed && tx.set_durability(redb::Durability::None).is_err() {
+            tracing::trace!("non-durable commits unsupported here");
+        }
+        tx.open_table(META)?.insert(key.as_str(), value)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn append(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), NetError> {

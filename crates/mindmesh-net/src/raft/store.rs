@@ -3,8 +3,9 @@
 //! ([`super::log`], [`super::sm`]) are written once; [`MemRaftStore`] serves tests and the
 //! simulator (a "crashed" node restarts on the same instance), [`super::redb_store`] the node.
 //!
-//! Contract: every write is durable when the call returns, and `purge_upto` changes the log and
-//! the last-purged marker atomically.
+//! Contract: every write is durable when the call returns (the `Committed` marker may instead
+//! become durable with the next write: openraft treats it as a hint), and `purge_upto` changes
+//! the log and the last-purged marker atomically.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

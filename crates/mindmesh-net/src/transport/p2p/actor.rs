@@ -337,13 +337,11 @@ impl Actor {
                     let _ = reply.send(Ok(node));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                    let node = node_id_of(&peer_id);
-                    debug!(node, %peer_id, ?cause, "peer down");
-                    let _ = self.events.try_send(TransportEvent::PeerDown { node });
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                self.connected.remove(&peer_id);
+                let node = node_id_of(&peer_id);
+                debug!(node, %peer_id, ?cause, "peer down");
+                let _ = self.events.try_send(TransportEvent::PeerDown { node });
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
                 debug!(?peer_id, %error, "dial failed");
@@ -355,10 +353,8 @@ impl Actor {
                 // a peer without the mesh key ends here
                 debug!(%send_back_addr, %error, "inbound connection refused");
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if !self.listen_addrs.contains(&address) {
-                    self.listen_addrs.push(address);
-                }
+            SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
+                self.listen_addrs.push(address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| *a != address),
             _ => {}
