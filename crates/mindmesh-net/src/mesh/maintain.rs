@@ -132,9 +132,9 @@ async fn refresh_addresses<T: Transport>(ctx: &Ctx<T>) {
     if known.as_ref() == Some(&*ctx.mesh_node) {
         return;
     }
-    let Some(first) = other else { return };
+    // with no other member to ask, this node leads (a mesh of one) and updates itself
     let req = JoinRequest { node: ctx.me, mesh_node: (*ctx.mesh_node).clone(), info: ctx.node_info() };
-    match leader_call(ctx, MeshRequest::Join(req), Some(first)).await {
+    match leader_call(ctx, MeshRequest::Join(req), other).await {
         Ok(_) => info!("membership updated with this node's new addresses"),
         Err(e) => debug!(error = %e, "addresses not updated yet"),
     }
