@@ -97,10 +97,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Crash a node: off the network at once, its tasks gone; its store stays.
-    pub async fn crash(&mut self, id: NodeId) -> Result<(), NetError> {
+    /// Crash a node: off the network at once, its tasks gone; its store stays (unless
+    /// `wipe`: the deliberate breakage that shows the checker can fail).
+    pub async fn crash(&mut self, id: NodeId, wipe: bool) -> Result<(), NetError> {
         self.net.crash(id).await?;
         let node = self.nodes.get_mut(&id).expect("known node");
+        if wipe {
+            node.store = MemRaftStore::new();
+        }
         for t in node.tasks.drain(..) {
             t.abort();
         }

@@ -21,6 +21,9 @@ pub struct SimConfig {
     pub max_loss: f64,
     /// Largest one-way delay injected.
     pub max_delay_ms: u64,
+    /// Test-only breakage: a crashed node comes back with its Raft store wiped (its vote and
+    /// log forgotten). Raft's guarantees rest on that store, so the checker must catch this.
+    pub amnesia: bool,
 }
 
 impl Default for SimConfig {
@@ -35,6 +38,7 @@ impl Default for SimConfig {
             fault_every_ms: 2_500,
             max_loss: 0.2,
             max_delay_ms: 30,
+            amnesia: false,
         }
     }
 }

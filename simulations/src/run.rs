@@ -141,9 +141,10 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
         let now = cluster.now_ms();
         while let Some(s) = pending.next_if(|s| fault_start + s.at_ms <= now) {
             let out = cluster.down().len() + isolated.len();
-            let applied = apply_fault(&mut cluster, &s.fault, now, out, minority, &mut isolated, &mut undo)
-                .await
-                .map_err(mesh)?;
+            let applied =
+                apply_fault(&mut cluster, &s.fault, now, out, minority, &mut isolated, &mut undo, cfg.amnesia)
+                    .await
+                    .map_err(mesh)?;
             if let Some(what) = applied {
                 debug!(seed, at_ms = now, %what, "fault");
                 checker.mix(what.as_bytes());
@@ -228,13 +229,14 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
         trace_hash: checker.trace,
     };
     for id in cluster.live().map(|(id, _)| id).collect::<Vec<_>>() {
-        cluster.crash(id).await.map_err(mesh)?;
+        cluster.crash(id, false).await.map_err(mesh)?;
     }
     cancel.cancel();
     Ok(report)
 }
 
 /// Apply a fault if it keeps at most a minority out (down or cut off); what was done.
+#[allow(clippy::too_many_arguments)] // the run's state, passed apart so each stays plain
 async fn apply_fault(
     cluster: &mut Cluster,
     fault: &Fault,
@@ -243,13 +245,14 @@ async fn apply_fault(
     minority: usize,
     isolated: &mut BTreeSet<NodeId>,
     undo: &mut Vec<(u64, Undo)>,
+    amnesia: bool,
 ) -> Result<Option<String>, NetError> {
     let live: Vec<NodeId> = cluster.live().map(|(id, _)| id).collect();
     let leader = cluster.leader();
     Ok(match fault {
         Fault::CrashLeader { down_ms } => match leader {
             Some(l) if out < minority && !isolated.contains(&l) => {
-                cluster.crash(l).await?;
+                cluster.crash(l, amnesia).await?;
                 undo.push((now + down_ms, Undo::Restart(l)));
                 Some(format!("crash leader {l} for {down_ms} ms"))
             }
@@ -259,7 +262,7 @@ async fn apply_fault(
             let candidates: Vec<NodeId> = live.iter().copied().filter(|id| !isolated.contains(id)).collect();
             if out < minority && !candidates.is_empty() {
                 let id = candidates[(*pick % candidates.len() as u64) as usize];
-                cluster.crash(id).await?;
+                cluster.crash(id, amnesia).await?;
                 undo.push((now + down_ms, Undo::Restart(id)));
                 Some(format!("crash node {id} for {down_ms} ms"))
             } else {

@@ -22,3 +22,20 @@ fn a_seed_replays_the_same_run() {
     assert_eq!((a.writes_started, a.writes_acked), (b.writes_started, b.writes_acked));
     assert_eq!(a.trace_hash, b.trace_hash, "same seed, same observed run");
 }
+
+/// The checker can fail: crashed nodes that come back with their Raft store wiped (vote and log
+/// forgotten) break Raft's guarantees, and a few seeds must show it as a broken invariant.
+/// (openraft itself also notices a follower's log going backwards, and says so loudly.)
+#[test]
+fn a_store_that_forgets_is_caught() {
+    let cfg = SimConfig { amnesia: true, ..SimConfig::default() };
+    let results = run_seeds(0..6, &cfg, 2);
+    let violations: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Err(e @ mindmesh_sim::SimError::Violation { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(!violations.is_empty(), "no seed caught the amnesia: {results:?}");
+}

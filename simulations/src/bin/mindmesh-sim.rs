@@ -25,6 +25,9 @@ struct Args {
     /// Virtual milliseconds of the fault phase.
     #[arg(long, default_value_t = 20_000)]
     fault_ms: u64,
+    /// Deliberately break the mesh (crashed nodes lose their Raft store) to see the checker fail.
+    #[arg(long)]
+    amnesia: bool,
     /// Log (RUST_LOG syntax, e.g. `info` or `mindmesh_net=debug`).
     #[arg(long)]
     log: Option<String>,
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
     if let Some(filter) = &args.log {
         tracing_subscriber::fmt().with_env_filter(filter.as_str()).with_target(false).init();
     }
-    let cfg = SimConfig { nodes: args.nodes, fault_ms: args.fault_ms, ..SimConfig::default() };
+    let cfg = SimConfig { nodes: args.nodes, fault_ms: args.fault_ms, amnesia: args.amnesia, ..SimConfig::default() };
     let started = Instant::now();
     if let Some(seed) = args.seed {
         return match run_seed(seed, &cfg) {
