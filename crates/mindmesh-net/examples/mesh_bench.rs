@@ -4,7 +4,7 @@
 //! - gossip delivery latency of a snapshot to every other node,
 //! - time to elect a new leader after the leader stops.
 //!
-//! `cargo run -p mindmesh-net --example mesh_bench -- [runs] [writes] [election_min_ms] [election_max_ms] [mem]`
+//! `cargo run -p mindmesh-net --example mesh_bench -- [runs] [writes] [election_min_ms] [election_max_ms] [mem] [same-port]`
 //! (defaults: 5 failovers, 200 writes, the configured 400–800 ms). Not a test: numbers only.
 
 use std::path::PathBuf;
@@ -32,6 +32,9 @@ struct Bench {
     election_ms: (u64, u64),
     /// Keep Raft in memory instead of redb (to tell disk time from the rest).
     in_memory: bool,
+    /// Restart a node on the port it had (as a node with a configured port would).
+    same_port: bool,
+    addrs: Vec<Option<String>>,
 }
 
 fn snapshot(personas: usize) -> NodeSnapshot {
@@ -78,6 +81,11 @@ impl Bench {
         config.join = if i == 0 { Vec::new() } else { self.join.clone() };
         config.election_timeout_min_ms = self.election_ms.0;
         config.election_timeout_max_ms = self.election_ms.1;
+        if self.same_port
+            && let Some(a) = &self.addrs[i]
+        {
+            config.listen = vec![a.clone()];
+        }
         let opts = MeshStart {
             config,
             profile: NodeProfile { name: format!("bench-{i}"), ..Default::default() },
@@ -89,6 +97,7 @@ impl Bench {
         if i == 0 && self.join.is_empty() {
             self.join = vec![h.listen_addrs()[0].clone()];
         }
+        self.addrs[i] = Some(h.listen_addrs()[0].clone());
         self.nodes[i] = Some(h);
         Ok(())
     }
@@ -127,6 +136,9 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    if let Ok(filter) = std::env::var("MESH_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    }
     let in_memory = std::env::args().any(|a| a == "mem");
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let runs = *args.first().unwrap_or(&5) as usize;
@@ -144,6 +156,8 @@ async fn main() -> Result<()> {
         join: Vec::new(),
         election_ms,
         in_memory,
+        same_port: std::env::args().any(|a| a == "same-port"),
+        addrs: vec![None; NODES],
     };
     for i in 0..NODES {
         b.start_node(i).await?;
@@ -214,7 +228,13 @@ async fn main() -> Result<()> {
         percentile(&mut worst, 0.99)
     );
 
-    // failover
+    // failover (restarts need the store a node left behind: not in memory)
+    let runs = if b.in_memory {
+        println!("failover skipped: a node restarted on an in-memory store has lost its Raft state");
+        0
+    } else {
+        runs
+    };
     let mut elect_ms = Vec::new();
     for run in 0..runs {
         let leader = b.settled(NODES, Duration::from_secs(30)).await?;

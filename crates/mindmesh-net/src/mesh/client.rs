@@ -48,7 +48,9 @@ pub(crate) async fn leader_call<T: Transport>(
         if now >= deadline {
             break;
         }
-        let target = hint.take().or_else(|| ctx.raft.metrics().borrow().current_leader);
+        // a joining node knows no leader: it keeps asking the peer it dialled, which answers
+        // with the leader once one is elected
+        let target = hint.take().or_else(|| ctx.raft.metrics().borrow().current_leader).or(first);
         let answer = match target {
             None => Err(LeaderError::NotLeader { leader: None, leader_node: None }),
             Some(t) if t == ctx.me => leader::execute(ctx, ctx.me, req.clone()).await,

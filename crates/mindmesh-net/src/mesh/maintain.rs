@@ -14,7 +14,8 @@ use tracing::{debug, info, warn};
 use super::client::{leader_call, propose};
 use super::ctx::Ctx;
 use super::leader::keep_voters;
-use crate::rpc::{JoinRequest, MeshRequest};
+use crate::rpc::{JoinRequest, LeaderError, MeshRequest, MeshResponse};
+use crate::transport::PeerInfo;
 use crate::transport::Transport;
 
 /// How often a member checks its registration and, when leading, the voters.
@@ -24,6 +25,7 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, bootstrap: bool, mut rng: Sma
     let mut backoff = Duration::from_millis(ctx.cfg.join_backoff_initial_ms);
     let mut next_join_addr = 0usize;
     let mut warned_alone = false;
+    let mut tried_join_first = false;
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -42,6 +44,16 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, bootstrap: bool, mut rng: Sma
         if bootstrap {
             match ctx.raft.is_initialized().await {
                 Ok(false) => {
+                    // A bootstrap node whose store was lost must not found a second mesh beside
+                    // the first: if a join address answers with a leader, join it instead.
+                    if !tried_join_first {
+                        tried_join_first = true;
+                        if join_existing(&ctx).await {
+                            info!("a mesh already exists: joined it instead of bootstrapping");
+                            wait = MEMBER_PERIOD;
+                            continue;
+                        }
+                    }
                     let members = BTreeMap::from([(ctx.me, (*ctx.mesh_node).clone())]);
                     match ctx.raft.initialize(members).await {
                         Ok(()) => info!(node = ctx.me, "new mesh bootstrapped"),
@@ -103,6 +115,35 @@ async fn join_once<T: Transport>(ctx: &Ctx<T>, next: &mut usize) -> Result<bool,
     Ok(true)
 }
 
+/// Ask each join address once whether a mesh with a leader exists, and if so join it. Quick:
+/// one request per address, no waiting for an election that nobody runs yet.
+async fn join_existing<T: Transport>(ctx: &Ctx<T>) -> bool {
+    let timeout = Duration::from_millis(ctx.cfg.connect_timeout_ms);
+    let req =
+        MeshRequest::Join(JoinRequest { node: ctx.me, mesh_node: (*ctx.mesh_node).clone(), info: ctx.node_info() });
+    let Ok(bytes) = crate::rpc::encode(&req) else { return false };
+    for addr in &ctx.cfg.join {
+        let Ok(peer) = ctx.transport.dial(addr, timeout).await else { continue };
+        if peer == ctx.me {
+            continue;
+        }
+        let rpc_timeout = Duration::from_millis(ctx.cfg.rpc_timeout_ms);
+        let Ok(answer) = ctx.transport.request(peer, bytes.clone(), rpc_timeout).await else { continue };
+        match crate::rpc::decode::<MeshResponse>(&answer, ctx.cfg.max_rpc_bytes) {
+            Ok(MeshResponse::Leader(Ok(_))) => return true,
+            Ok(MeshResponse::Leader(Err(LeaderError::NotLeader { leader: Some(l), leader_node }))) => {
+                if let Some(n) = leader_node {
+                    let info = PeerInfo { node_id: l, peer_id: n.peer_id, addrs: n.addrs };
+                    let _ = ctx.transport.add_peer(info).await;
+                }
+                return leader_call(ctx, req, Some(l)).await.is_ok();
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Make the registry's entry for this node match what it is now (addresses change on restart).
 async fn register<T: Transport>(ctx: &Ctx<T>) {
     let wanted = ctx.node_info();
@@ -137,5 +178,37 @@ async fn refresh_addresses<T: Transport>(ctx: &Ctx<T>) {
     match leader_call(ctx, MeshRequest::Join(req), other).await {
         Ok(_) => info!("membership updated with this node's new addresses"),
         Err(e) => debug!(error = %e, "addresses not updated yet"),
+    }
+}
+
+/// A voter that (re)starts into a mesh with other voters holds its first campaign until it has
+/// heard from a leader, or for two maximal election timeouts. Otherwise it campaigns before the
+/// leader reaches it (the leader may still be backing off from its old address), with a term
+/// that makes the leader step down on its next append: an election for nothing.
+pub(crate) async fn election_grace<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
+    let others_vote = {
+        let m = ctx.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership.voter_ids().any(|id| id == ctx.me) && membership.voter_ids().any(|id| id != ctx.me)
+    };
+    if !others_vote {
+        return;
+    }
+    ctx.raft.runtime_config().elect(false);
+    let grace = Duration::from_millis(ctx.cfg.election_timeout_max_ms * 2);
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(ctx.cfg.heartbeat_ms));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if ctx.leader_contact_age_ms().is_some() || started.elapsed() >= grace {
+            ctx.raft.runtime_config().elect(true);
+            debug!(waited_ms = started.elapsed().as_millis() as u64, "elections enabled");
+            return;
+        }
     }
 }

@@ -136,6 +136,7 @@ pub async fn start_with<T: Transport, S: RaftStore>(
     let net = RaftNet {
         transport: transport.clone(),
         rpc_timeout_ms: params.config.rpc_timeout_ms,
+        heartbeat_ms: params.config.heartbeat_ms,
         max_rpc_bytes: params.config.max_rpc_bytes,
     };
     let raft = Raft::new(me, Arc::new(raft_config(&params.config)?), net, LogStore::new(store), sm)
@@ -191,6 +192,7 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         actor.run(actor_cancel).await;
         let _ = stopped_tx.send(true);
     });
+    tokio::spawn(maintain::election_grace(ctx.clone(), cancel.clone()));
     tokio::spawn(maintain::run(ctx, params.config.bootstrap, rng, maintain_cancel));
     info!(node = me, addrs = ?listen_addrs, bootstrap = params.config.bootstrap, "mesh started");
 
