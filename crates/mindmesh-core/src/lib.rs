@@ -17,6 +17,9 @@
 //! - [`action`]: decisions and the actions they name
 //! - [`wire`]: versioned, size-bounded postcard encoding
 //! - [`clock`]: wall-clock time behind a trait
+//! - [`snapshot`]: `NodeSnapshot`, what a node gossips each tick (size-bounded)
+//! - [`mesh_view`]: per node the last snapshot, last-seen and staleness
+//! - [`registry`]: the Raft-replicated desired state and its pure state machine
 //! - [`error`]: the crate's one error type
 
 pub mod action;
@@ -26,9 +29,12 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod lifecycle;
+pub mod mesh_view;
 pub mod metrics;
 pub mod phase;
 pub mod record;
+pub mod registry;
+pub mod snapshot;
 pub mod spec;
 pub mod wire;
 

@@ -2,8 +2,9 @@
 //! `validate()`. Personas may be declared inline as `[[persona]]`.
 
 mod api;
-mod gateway;
 mod brain;
+mod gateway;
+pub mod mesh;
 mod store;
 mod supervisor;
 
@@ -30,6 +31,7 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     pub gateway: GatewayConfig,
     pub brain: BrainConfig,
+    pub mesh: mesh::MeshConfig,
     #[serde(rename = "persona")]
     pub personas: Vec<PersonaSpec>,
 }
@@ -74,6 +76,7 @@ impl NodeConfig {
         self.store.validate().map_err(|e| e.within("store"))?;
         self.gateway.validate().map_err(|e| e.within("gateway"))?;
         self.brain.validate().map_err(|e| e.within("brain"))?;
+        self.mesh.validate().map_err(|e| e.within("mesh"))?;
         let mut seen = HashSet::new();
         for (i, p) in self.personas.iter().enumerate() {
             p.validate().map_err(|e| e.within(&format!("persona[{i}]")))?;

@@ -1,0 +1,159 @@
+//! The `[mesh]` section: how a node finds its peers, proves it belongs (the mesh key), and the
+//! Raft and gossip timings. Defaults follow DESIGN.md: heartbeat 100 ms, election timeout
+//! 400–800 ms, gossip every second.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::at_least;
+use crate::error::{CoreError, Result};
+
+/// Most join addresses accepted: each one is dialled in turn by the retry loop.
+pub const MAX_JOIN_ADDRS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshConfig {
+    /// Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/7946`.
+    pub listen: Vec<String>,
+    /// Multiaddrs other nodes should dial to reach this one (behind NAT, in containers);
+    /// empty: the listen addresses as bound.
+    pub advertise: Vec<String>,
+    /// Multiaddrs of any existing members (Nomad's `retry_join`): dialled with backoff until
+    /// this node is a member.
+    pub join: Vec<String>,
+    /// The mesh key file written by `mindmesh mesh init` (libp2p private-network format);
+    /// relative paths are taken from the data dir. None: `<data_dir>/mesh.key`.
+    pub key_file: Option<PathBuf>,
+    /// Start a new mesh with this node as its only voter (only the first node of a mesh).
+    pub bootstrap: bool,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Voters the leader keeps (others stay learners so the mesh grows without slowing consensus).
+    pub voters: usize,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// How often this node publishes its snapshot.
+    pub gossip_interval_ms: u64,
+    /// A node not heard from for this long is shown stale in the mesh view.
+    pub stale_after_ms: u64,
+    /// Deadline of one request to a peer (Raft RPC, forwarded write).
+    pub rpc_timeout_ms: u64,
+    /// Deadline of a write, including forwarding to the leader and waiting out an election.
+    pub propose_timeout_ms: u64,
+    /// Deadline of connection set-up (TCP + private network + noise + yamux). A peer with the
+    /// wrong mesh key may only be refused when it passes, so keep it short.
+    pub connect_timeout_ms: u64,
+    pub join_backoff_initial_ms: u64,
+    pub join_backoff_max_ms: u64,
+    /// Largest gossip message sent or accepted.
+    pub max_gossip_bytes: usize,
+    /// Largest request or response frame sent or accepted.
+    pub max_rpc_bytes: usize,
+    /// A snapshot of the registry is taken after this many log entries.
+    pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the
+    /// log instead of a whole snapshot.
+    pub snapshot_logs_kept: u64,
+    /// Peers refused after sending this many invalid messages (and banned for `ban_ms`).
+    pub max_invalid_messages: u32,
+    pub ban_ms: u64,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            listen: vec!["/ip4/0.0.0.0/tcp/7946".into()],
+            advertise: Vec::new(),
+            join: Vec::new(),
+            key_file: None,
+            bootstrap: false,
+            mdns: false,
+            voters: 5,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            gossip_interval_ms: 1000,
+            stale_after_ms: 5000,
+            rpc_timeout_ms: 2000,
+            propose_timeout_ms: 5000,
+            connect_timeout_ms: 3000,
+            join_backoff_initial_ms: 500,
+            join_backoff_max_ms: 30_000,
+            max_gossip_bytes: 256 * 1024,
+            max_rpc_bytes: 8 * 1024 * 1024,
+            snapshot_after_logs: 5000,
+            snapshot_logs_kept: 1000,
+            max_invalid_messages: 5,
+            ban_ms: 60_000,
+        }
+    }
+}
+
+impl MeshConfig {
+    /// Loopback, port picked by the OS, short timeouts: for tests on one host.
+    pub fn for_test() -> Self {
+        MeshConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            connect_timeout_ms: 1000,
+            join_backoff_initial_ms: 100,
+            join_backoff_max_ms: 1000,
+            gossip_interval_ms: 200,
+            ..MeshConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.join.len() > MAX_JOIN_ADDRS {
+            return Err(CoreError::invalid("join", format!("at most {MAX_JOIN_ADDRS} addresses")));
+        }
+        for (field, addrs) in [("listen", &self.listen), ("advertise", &self.advertise), ("join", &self.join)] {
+            for (i, a) in addrs.iter().enumerate() {
+                if !a.starts_with('/') || a.len() > 512 {
+                    return Err(CoreError::invalid(format!("{field}[{i}]"), format!("{a:?} is not a multiaddr")));
+                }
+            }
+        }
+        at_least("voters", self.voters as u64, 1)?;
+        at_least("heartbeat_ms", self.heartbeat_ms, 10)?;
+        // Raft needs several heartbeats per election timeout, or followers start elections
+        // against a healthy leader.
+        at_least("election_timeout_min_ms", self.election_timeout_min_ms, self.heartbeat_ms * 2)?;
+        at_least("election_timeout_max_ms", self.election_timeout_max_ms, self.election_timeout_min_ms + 1)?;
+        at_least("gossip_interval_ms", self.gossip_interval_ms, 10)?;
+        at_least("stale_after_ms", self.stale_after_ms, self.gossip_interval_ms)?;
+        at_least("rpc_timeout_ms", self.rpc_timeout_ms, 10)?;
+        at_least("propose_timeout_ms", self.propose_timeout_ms, self.rpc_timeout_ms)?;
+        at_least("connect_timeout_ms", self.connect_timeout_ms, 100)?;
+        at_least("join_backoff_initial_ms", self.join_backoff_initial_ms, 10)?;
+        at_least("join_backoff_max_ms", self.join_backoff_max_ms, self.join_backoff_initial_ms)?;
+        at_least("max_gossip_bytes", self.max_gossip_bytes as u64, 1024)?;
+        at_least("max_rpc_bytes", self.max_rpc_bytes as u64, 64 * 1024)?;
+        at_least("snapshot_after_logs", self.snapshot_after_logs, 10)?;
+        at_least("max_invalid_messages", u64::from(self.max_invalid_messages), 1)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_test_config_are_valid() {
+        MeshConfig::default().validate().unwrap();
+        MeshConfig::for_test().validate().unwrap();
+    }
+
+    #[test]
+    fn timings_that_break_raft_are_refused() {
+        let c = MeshConfig { election_timeout_min_ms: 150, ..MeshConfig::default() };
+        assert_eq!(c.validate().unwrap_err().field(), Some("election_timeout_min_ms"));
+        let c = MeshConfig { join: vec!["127.0.0.1:7946".into()], ..MeshConfig::default() };
+        assert_eq!(c.validate().unwrap_err().field(), Some("join[0]"));
+        let c = MeshConfig { voters: 0, ..MeshConfig::default() };
+        assert_eq!(c.validate().unwrap_err().field(), Some("voters"));
+    }
+}

@@ -1,0 +1,264 @@
+//! Applying a committed proposal: validation and the change, with no I/O and no clock.
+//! Everything a replica needs is in the proposal and the log position; a command that fails
+//! validation changes nothing and answers `Rejected` with the reason.
+
+use std::collections::VecDeque;
+
+use super::{
+    ApplyCtx, Command, DecisionRecord, DesiredPhase, Execution, MAX_ADDR_LEN, MAX_DECISIONS_KEPT,
+    MAX_DECISIONS_PER_COMMAND, MAX_NODE_ADDRS, MAX_NODES, MAX_PERSONAS, MAX_REASON_BYTES, MAX_RECENT_PROPOSALS,
+    NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Proposal, Registry,
+};
+use crate::snapshot::truncate_str;
+use crate::spec::{MAX_LABELS, MAX_STRING_LEN, validate_name};
+
+impl Registry {
+    /// Apply one committed proposal. A proposal id seen before answers its first outcome again.
+    pub fn apply(&mut self, proposal: &Proposal, ctx: ApplyCtx) -> Outcome {
+        let outcome = match self.remembered(proposal) {
+            Some(first) => first,
+            None => {
+                let outcome = self.execute(&proposal.command, ctx);
+                self.remember(proposal, &outcome);
+                outcome
+            }
+        };
+        let bytes = postcard::to_allocvec(proposal).unwrap_or_default();
+        self.advance(ctx, &bytes);
+        outcome
+    }
+
+    fn remembered(&self, p: &Proposal) -> Option<Outcome> {
+        let recent = self.recent.get(&p.id.node)?;
+        recent.iter().find(|(nonce, _)| *nonce == p.id.nonce).map(|(_, o)| o.clone())
+    }
+
+    fn remember(&mut self, p: &Proposal, outcome: &Outcome) {
+        // Only nodes of the mesh (and a bounded number of strangers) get a table.
+        if !self.recent.contains_key(&p.id.node) && self.recent.len() >= MAX_NODES {
+            return;
+        }
+        let recent = self.recent.entry(p.id.node).or_default();
+        if recent.len() >= MAX_RECENT_PROPOSALS {
+            recent.pop_front();
+        }
+        recent.push_back((p.id.nonce, outcome.clone()));
+    }
+
+    fn execute(&mut self, cmd: &Command, ctx: ApplyCtx) -> Outcome {
+        match cmd {
+            Command::AddNode(info) => self.add_node(info, ctx),
+            Command::RemoveNode { id } => self.remove_node(*id, ctx),
+            Command::PutPersona { spec, node } => {
+                if let Err(e) = spec.validate() {
+                    return Outcome::rejected(format!("persona spec: {e}"));
+                }
+                if let Some(n) = node
+                    && !self.nodes.contains_key(n)
+                {
+                    return Outcome::rejected(format!("no node {n}"));
+                }
+                match self.personas.get_mut(&spec.name) {
+                    Some(p) => {
+                        p.spec = (**spec).clone();
+                        p.budget = spec.budget.clone();
+                        if p.node != *node {
+                            p.node = *node;
+                            p.epoch = ctx.index;
+                        }
+                        p.updated_index = ctx.index;
+                        Outcome::Persona { generation: p.generation, epoch: p.epoch }
+                    }
+                    None => {
+                        if self.personas.len() >= MAX_PERSONAS {
+                            return Outcome::rejected(format!("the mesh holds at most {MAX_PERSONAS} personas"));
+                        }
+                        let entry = PersonaEntry {
+                            spec: (**spec).clone(),
+                            node: *node,
+                            phase: DesiredPhase::Running,
+                            reason: None,
+                            budget: spec.budget.clone(),
+                            generation: 0,
+                            epoch: ctx.index,
+                            created_index: ctx.index,
+                            updated_index: ctx.index,
+                        };
+                        self.personas.insert(spec.name.clone(), entry);
+                        Outcome::Persona { generation: 0, epoch: ctx.index }
+                    }
+                }
+            }
+            Command::RemovePersona { name } => match self.personas.remove(name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::rejected(format!("no persona {name:?}")),
+            },
+            Command::AssignPersona { name, node } => {
+                if let Some(n) = node
+                    && !self.nodes.contains_key(n)
+                {
+                    return Outcome::rejected(format!("no node {n}"));
+                }
+                self.with_persona(name, ctx, |p| {
+                    if p.node != *node {
+                        p.node = *node;
+                        p.epoch = ctx.index;
+                    }
+                    Ok(())
+                })
+            }
+            Command::SetPhase { name, phase, reason } => self.with_persona(name, ctx, |p| {
+                // Coming back to running is a new start, so a new epoch.
+                if *phase == DesiredPhase::Running && p.phase != DesiredPhase::Running {
+                    p.epoch = ctx.index;
+                }
+                p.phase = *phase;
+                p.reason = reason.as_deref().map(|r| truncate_str(r, MAX_REASON_BYTES).to_owned());
+                Ok(())
+            }),
+            Command::BumpGeneration { name, expected } => self.with_persona(name, ctx, |p| {
+                if p.generation != *expected {
+                    return Err(format!("generation is {}, not {expected}: already restarted", p.generation));
+                }
+                p.generation += 1;
+                p.epoch = ctx.index;
+                Ok(())
+            }),
+            Command::SetBudget { name, patch } => self.with_persona(name, ctx, |p| {
+                p.budget = p.budget.patched(patch).map_err(|e| format!("budget: {e}"))?;
+                Ok(())
+            }),
+            Command::RecordDecisions { decisions, at_ms } => self.record_decisions(decisions, *at_ms, ctx),
+            Command::MarkExecuted { seq, node, at_ms, ok, outcome } => {
+                let Ok(i) = self.decisions.binary_search_by_key(seq, |d| d.seq) else {
+                    return Outcome::rejected(format!("no decision {seq} (too old or never recorded)"));
+                };
+                let d = &mut self.decisions[i];
+                // The first report stands: a replayed report changes nothing.
+                if d.executed.is_none() {
+                    d.executed = Some(Execution {
+                        node: *node,
+                        at_ms: *at_ms,
+                        ok: *ok,
+                        outcome: truncate_str(outcome, MAX_REASON_BYTES).to_owned(),
+                    });
+                }
+                Outcome::Done
+            }
+        }
+    }
+
+    fn add_node(&mut self, info: &NodeInfo, ctx: ApplyCtx) -> Outcome {
+        if let Err(e) = validate_name(&info.name) {
+            return Outcome::rejected(format!("node {e}"));
+        }
+        if info.addrs.len() > MAX_NODE_ADDRS || info.addrs.iter().any(|a| a.len() > MAX_ADDR_LEN) {
+            return Outcome::rejected(format!("at most {MAX_NODE_ADDRS} addresses of {MAX_ADDR_LEN} bytes"));
+        }
+        if info.labels.len() > MAX_LABELS
+            || info.labels.iter().any(|(k, v)| k.len() > MAX_STRING_LEN || v.len() > MAX_STRING_LEN)
+        {
+            return Outcome::rejected(format!("at most {MAX_LABELS} labels of {MAX_STRING_LEN} bytes"));
+        }
+        if !info.capacity.cpu_percent.is_finite() || info.capacity.cpu_percent < 0.0 {
+            return Outcome::rejected("capacity.cpu_percent must be a non-negative number");
+        }
+        if let Some(other) = self.nodes.values().find(|n| n.info.name == info.name && n.info.id != info.id) {
+            return Outcome::rejected(format!(
+                "node name {:?} is taken by node {}; remove that node first",
+                info.name, other.info.id
+            ));
+        }
+        match self.nodes.get_mut(&info.id) {
+            Some(n) => {
+                n.info = info.clone();
+                n.updated_index = ctx.index;
+            }
+            None => {
+                if self.nodes.len() >= MAX_NODES {
+                    return Outcome::rejected(format!("the mesh holds at most {MAX_NODES} nodes"));
+                }
+                let entry = NodeEntry { info: info.clone(), joined_index: ctx.index, updated_index: ctx.index };
+                self.nodes.insert(info.id, entry);
+            }
+        }
+        Outcome::Done
+    }
+
+    fn remove_node(&mut self, id: NodeId, ctx: ApplyCtx) -> Outcome {
+        if self.nodes.remove(&id).is_none() {
+            return Outcome::rejected(format!("no node {id}"));
+        }
+        self.recent.remove(&id);
+        // Its personas wait for placement elsewhere, under a new epoch.
+        for p in self.personas.values_mut().filter(|p| p.node == Some(id)) {
+            p.node = None;
+            p.epoch = ctx.index;
+            p.updated_index = ctx.index;
+        }
+        Outcome::Done
+    }
+
+    fn record_decisions(&mut self, decisions: &[crate::action::Decision], at_ms: u64, ctx: ApplyCtx) -> Outcome {
+        if decisions.len() > MAX_DECISIONS_PER_COMMAND {
+            return Outcome::rejected(format!("at most {MAX_DECISIONS_PER_COMMAND} decisions per command"));
+        }
+        for d in decisions {
+            if let Err(e) = validate_name(&d.persona) {
+                return Outcome::rejected(format!("decision for persona {e}"));
+            }
+            if !d.confidence.is_finite() || d.throttle_multiplier.is_some_and(|m| !m.is_finite()) {
+                return Outcome::rejected("decision figures must be numbers");
+            }
+        }
+        let first_seq = self.next_decision_seq;
+        for d in decisions {
+            let mut decision = d.clone();
+            decision.reason = truncate_str(&decision.reason, MAX_REASON_BYTES).to_owned();
+            if let Some(t) = &decision.target {
+                decision.target = Some(truncate_str(t, MAX_REASON_BYTES).to_owned());
+            }
+            push_bounded(
+                &mut self.decisions,
+                DecisionRecord {
+                    seq: self.next_decision_seq,
+                    decision,
+                    index: ctx.index,
+                    decided_at_ms: at_ms,
+                    executed: None,
+                },
+            );
+            self.next_decision_seq += 1;
+        }
+        Outcome::Decisions { first_seq, count: decisions.len() as u32 }
+    }
+
+    fn with_persona(
+        &mut self,
+        name: &str,
+        ctx: ApplyCtx,
+        change: impl FnOnce(&mut PersonaEntry) -> Result<(), String>,
+    ) -> Outcome {
+        let Some(p) = self.personas.get_mut(name) else {
+            return Outcome::rejected(format!("no persona {name:?}"));
+        };
+        // Change a copy so a refused change leaves nothing half done.
+        let mut next = p.clone();
+        match change(&mut next) {
+            Ok(()) => {
+                next.updated_index = ctx.index;
+                let outcome = Outcome::Persona { generation: next.generation, epoch: next.epoch };
+                *p = next;
+                outcome
+            }
+            Err(reason) => Outcome::rejected(reason),
+        }
+    }
+}
+
+fn push_bounded(log: &mut VecDeque<DecisionRecord>, d: DecisionRecord) {
+    if log.len() >= MAX_DECISIONS_KEPT {
+        log.pop_front();
+    }
+    log.push_back(d);
+}

@@ -1,0 +1,140 @@
+//! What can be proposed to the registry, and what applying it answered.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Capacity, DesiredPhase, NodeId};
+use crate::action::Decision;
+use crate::budget::BudgetPatch;
+use crate::spec::PersonaSpec;
+use std::collections::BTreeMap;
+
+/// A command with the id its proposer gave it. A proposer that retries after a lost answer
+/// (leader change, timeout) sends the same id, and the registry answers the first outcome
+/// again instead of applying twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: ProposalId,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProposalId {
+    /// The proposing node.
+    pub node: NodeId,
+    /// Unique per proposal of that node (random, so it survives the node's restarts).
+    pub nonce: u64,
+}
+
+/// A node as it describes itself when it joins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    /// Multiaddrs other nodes dial.
+    pub addrs: Vec<String>,
+    pub capacity: Capacity,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Add a node, or update one that joins again (new addresses after a restart).
+    AddNode(NodeInfo),
+    /// Remove a node; its personas become unassigned.
+    RemoveNode {
+        id: NodeId,
+    },
+    /// Create a persona, or replace the spec of an existing one (its phase and generation stay).
+    /// Boxed: a spec is far larger than any other command.
+    PutPersona {
+        spec: Box<PersonaSpec>,
+        node: Option<NodeId>,
+    },
+    RemovePersona {
+        name: String,
+    },
+    /// Place a persona on a node (or none: pending). A new placement is a new fencing epoch.
+    AssignPersona {
+        name: String,
+        node: Option<NodeId>,
+    },
+    SetPhase {
+        name: String,
+        phase: DesiredPhase,
+        reason: Option<String>,
+    },
+    /// Restart: applies only if the generation is still `expected`, so a decision replayed
+    /// or proposed twice restarts nothing twice.
+    BumpGeneration {
+        name: String,
+        expected: u64,
+    },
+    SetBudget {
+        name: String,
+        patch: BudgetPatch,
+    },
+    /// Append decisions to the log; `at_ms` is the leader's clock when it decided.
+    RecordDecisions {
+        decisions: Vec<Decision>,
+        at_ms: u64,
+    },
+    /// The owning node reports that it carried a decision out (or could not).
+    MarkExecuted {
+        seq: u64,
+        node: NodeId,
+        at_ms: u64,
+        ok: bool,
+        outcome: String,
+    },
+}
+
+impl Command {
+    pub fn put_persona(spec: PersonaSpec, node: Option<NodeId>) -> Self {
+        Command::PutPersona { spec: Box::new(spec), node }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::AddNode(_) => "add_node",
+            Command::RemoveNode { .. } => "remove_node",
+            Command::PutPersona { .. } => "put_persona",
+            Command::RemovePersona { .. } => "remove_persona",
+            Command::AssignPersona { .. } => "assign_persona",
+            Command::SetPhase { .. } => "set_phase",
+            Command::BumpGeneration { .. } => "bump_generation",
+            Command::SetBudget { .. } => "set_budget",
+            Command::RecordDecisions { .. } => "record_decisions",
+            Command::MarkExecuted { .. } => "mark_executed",
+        }
+    }
+}
+
+/// The answer to an applied proposal. A refused command is still committed (the log is the
+/// audit trail), it just changed nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    /// The persona's generation and epoch after the command.
+    Persona {
+        generation: u64,
+        epoch: u64,
+    },
+    /// Sequence numbers given to recorded decisions: `first_seq..first_seq + count`.
+    Decisions {
+        first_seq: u64,
+        count: u32,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    pub(crate) fn rejected(reason: impl Into<String>) -> Self {
+        Outcome::Rejected { reason: reason.into() }
+    }
+
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Outcome::Rejected { .. })
+    }
+}

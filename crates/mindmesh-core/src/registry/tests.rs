@@ -1,0 +1,165 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::action::{Action, AnalystKind, Decision};
+use crate::budget::BudgetPatch;
+
+fn ctx(index: u64) -> ApplyCtx {
+    ApplyCtx { index, term: 1 }
+}
+
+fn prop(node: NodeId, nonce: u64, command: Command) -> Proposal {
+    Proposal { id: ProposalId { node, nonce }, command }
+}
+
+fn node(id: NodeId, name: &str) -> Command {
+    Command::AddNode(NodeInfo {
+        id,
+        name: name.into(),
+        addrs: vec![format!("/ip4/127.0.0.1/tcp/{id}")],
+        capacity: Capacity { memory_mb: 8192, cpu_percent: 400.0 },
+        labels: BTreeMap::new(),
+    })
+}
+
+/// A registry with nodes 1 and 2 and persona "chat" on node 1, at index 3.
+fn seeded() -> Registry {
+    let mut r = Registry::new();
+    assert_eq!(r.apply(&prop(1, 1, node(1, "a")), ctx(1)), Outcome::Done);
+    assert_eq!(r.apply(&prop(1, 2, node(2, "b")), ctx(2)), Outcome::Done);
+    let put = Command::put_persona(PersonaSpec::new("chat", "srv"), Some(1));
+    assert_eq!(r.apply(&prop(1, 3, put), ctx(3)), Outcome::Persona { generation: 0, epoch: 3 });
+    r
+}
+
+#[test]
+fn node_ids_are_stable_and_never_zero() {
+    assert_eq!(node_id_from_bytes(b"peer"), node_id_from_bytes(b"peer"));
+    assert_ne!(node_id_from_bytes(b"peer-a"), node_id_from_bytes(b"peer-b"));
+    // FNV-1a 64 of the empty input is its offset basis: pins the function across versions
+    assert_eq!(node_id_from_bytes(b""), 0xcbf2_9ce4_8422_2325);
+}
+
+#[test]
+fn restart_is_a_conditional_generation_bump_with_a_new_epoch() {
+    let mut r = seeded();
+    let bump = Command::BumpGeneration { name: "chat".into(), expected: 0 };
+    assert_eq!(r.apply(&prop(1, 10, bump.clone()), ctx(4)), Outcome::Persona { generation: 1, epoch: 4 });
+    // the same decision proposed again by another path: refused, restarts nothing
+    assert!(r.apply(&prop(2, 11, bump), ctx(5)).is_rejected());
+    assert_eq!(r.personas["chat"].generation, 1);
+}
+
+#[test]
+fn a_retried_proposal_answers_its_first_outcome() {
+    let mut r = seeded();
+    let rec = Command::RecordDecisions {
+        decisions: vec![Decision::new("chat", Action::Restart, "leaking", 0.9, AnalystKind::Builtin)],
+        at_ms: 42,
+    };
+    let first = r.apply(&prop(2, 77, rec.clone()), ctx(4));
+    assert_eq!(first, Outcome::Decisions { first_seq: 0, count: 1 });
+    assert_eq!(r.apply(&prop(2, 77, rec), ctx(5)), first);
+    assert_eq!(r.decisions.len(), 1);
+    assert_eq!(r.applied_index, 5);
+}
+
+#[test]
+fn decisions_are_logged_executed_once_and_bounded() {
+    let mut r = seeded();
+    let d = Decision::new("chat", Action::Hibernate, "x".repeat(5000), 0.5, AnalystKind::Llm);
+    r.apply(&prop(1, 20, Command::RecordDecisions { decisions: vec![d.clone(); 3], at_ms: 7 }), ctx(4));
+    assert_eq!(r.decisions[0].decision.reason.len(), MAX_REASON_BYTES);
+    let mark = |nonce, node, ok| {
+        prop(node, nonce, Command::MarkExecuted { seq: 1, node, at_ms: 9, ok, outcome: "hibernated".into() })
+    };
+    assert_eq!(r.apply(&mark(21, 1, true), ctx(5)), Outcome::Done);
+    r.apply(&mark(22, 2, false), ctx(6));
+    let e = r.decision(1).unwrap().executed.as_ref().unwrap();
+    assert_eq!((e.node, e.ok), (1, true), "the first report stands");
+    assert!(
+        r.apply(
+            &prop(1, 23, Command::MarkExecuted { seq: 99, node: 1, at_ms: 0, ok: true, outcome: String::new() }),
+            ctx(7)
+        )
+        .is_rejected()
+    );
+    assert_eq!(r.decisions_since(1).map(|d| d.seq).collect::<Vec<_>>(), vec![1, 2]);
+
+    let many = Command::RecordDecisions { decisions: vec![d; MAX_DECISIONS_PER_COMMAND], at_ms: 8 };
+    for i in 0..(MAX_DECISIONS_KEPT / MAX_DECISIONS_PER_COMMAND + 1) {
+        r.apply(&prop(1, 100 + i as u64, many.clone()), ctx(10 + i as u64));
+    }
+    assert_eq!(r.decisions.len(), MAX_DECISIONS_KEPT);
+    assert_eq!(r.decisions.back().unwrap().seq + 1, r.next_decision_seq);
+}
+
+#[test]
+fn invalid_commands_change_nothing() {
+    let mut r = seeded();
+    let before = r.clone();
+    let bad_budget = Command::SetBudget {
+        name: "chat".into(),
+        patch: BudgetPatch {
+            inference_queue_priority: Some(90),
+            throttle_multiplier: Some(-1.0),
+            ..Default::default()
+        },
+    };
+    let cmds = [
+        bad_budget,
+        Command::SetPhase { name: "ghost".into(), phase: DesiredPhase::Killed, reason: None },
+        Command::AssignPersona { name: "chat".into(), node: Some(99) },
+        Command::put_persona(PersonaSpec::new("Bad Name", "x"), None),
+        node(3, "a"), // name taken by node 1
+        Command::RemoveNode { id: 42 },
+    ];
+    for (i, c) in cmds.into_iter().enumerate() {
+        let kind = c.kind();
+        assert!(r.apply(&prop(1, 50 + i as u64, c), ctx(4 + i as u64)).is_rejected(), "{kind}");
+    }
+    assert_eq!(r.personas, before.personas);
+    assert_eq!(r.nodes, before.nodes);
+}
+
+#[test]
+fn placement_phase_and_removal_move_the_epoch() {
+    let mut r = seeded();
+    let assign = Command::AssignPersona { name: "chat".into(), node: Some(2) };
+    assert_eq!(r.apply(&prop(1, 30, assign), ctx(4)), Outcome::Persona { generation: 0, epoch: 4 });
+    let hib = Command::SetPhase { name: "chat".into(), phase: DesiredPhase::Hibernating, reason: Some("idle".into()) };
+    assert_eq!(r.apply(&prop(1, 31, hib), ctx(5)), Outcome::Persona { generation: 0, epoch: 4 });
+    let wake = Command::SetPhase { name: "chat".into(), phase: DesiredPhase::Running, reason: None };
+    assert_eq!(r.apply(&prop(1, 32, wake), ctx(6)), Outcome::Persona { generation: 0, epoch: 6 });
+    assert_eq!(r.apply(&prop(1, 33, Command::RemoveNode { id: 2 }), ctx(7)), Outcome::Done);
+    let p = &r.personas["chat"];
+    assert_eq!((p.node, p.epoch), (None, 7));
+    let budget = Command::SetBudget {
+        name: "chat".into(),
+        patch: BudgetPatch { inference_queue_priority: Some(90), ..Default::default() },
+    };
+    r.apply(&prop(1, 34, budget), ctx(8));
+    assert_eq!(r.personas["chat"].budget.inference_queue_priority, 90);
+    assert_eq!(r.personas_on(1).count(), 0);
+}
+
+#[test]
+fn membership_sets_roles() {
+    let mut r = seeded();
+    r.apply_membership(ctx(4), [1], [1, 2]);
+    assert_eq!(r.role(1), Some(Role::Voter));
+    assert_eq!(r.role(2), Some(Role::Learner));
+    assert_eq!(r.role(3), None);
+}
+
+#[test]
+fn replicas_applying_the_same_log_agree_and_snapshots_roundtrip() {
+    let (a, mut b) = (seeded(), seeded());
+    assert_eq!(a.digest, b.digest);
+    let bytes = a.encode().unwrap();
+    let back = Registry::decode(&bytes).unwrap();
+    assert_eq!(back, a);
+    b.apply_blank(ctx(4));
+    assert_ne!(a.digest, b.digest);
+    assert!(Registry::decode(&bytes[..bytes.len() / 2]).is_err());
+}

@@ -1,0 +1,57 @@
+//! Answering what peers ask: Raft RPCs go to the local Raft, leader operations to
+//! [`leader::execute`]. An append from the leader of the current term renews this node's
+//! contact time, the basis of its lease (issue 6's fencing).
+
+use openraft::raft::AppendEntriesResponse;
+use tracing::debug;
+
+use super::ctx::Ctx;
+use super::leader;
+use crate::NodeId;
+use crate::rpc::{self, MeshRequest, MeshResponse};
+use crate::transport::{Reply, Transport};
+
+/// Decode, handle and answer one request. Returns false when the bytes were not a valid
+/// request (the caller scores the sender down).
+pub(crate) async fn serve<T: Transport>(ctx: Ctx<T>, from: NodeId, data: Vec<u8>, reply: Reply) -> bool {
+    let (valid, response) = match rpc::decode::<MeshRequest>(&data, ctx.cfg.max_rpc_bytes) {
+        Ok(req) => (true, handle(&ctx, from, req).await),
+        Err(e) => {
+            debug!(from, error = %e, "malformed request");
+            (false, MeshResponse::Refused(e.to_string()))
+        }
+    };
+    match rpc::encode(&response) {
+        Ok(bytes) => {
+            if let Err(e) = reply.send(bytes) {
+                debug!(from, error = %e, "answer not sent");
+            }
+        }
+        Err(e) => debug!(from, error = %e, "answer not encodable"),
+    }
+    valid
+}
+
+async fn handle<T: Transport>(ctx: &Ctx<T>, from: NodeId, req: MeshRequest) -> MeshResponse {
+    match req {
+        MeshRequest::AppendEntries(r) => {
+            let res = ctx.raft.append_entries(r).await;
+            // any answer but "I have seen a higher vote" means the sender leads our term
+            if matches!(&res, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                ctx.leader_contact();
+            }
+            MeshResponse::AppendEntries(res)
+        }
+        MeshRequest::Vote(r) => MeshResponse::Vote(ctx.raft.vote(r).await),
+        MeshRequest::InstallSnapshot(r) => {
+            let res = ctx.raft.install_snapshot(r).await;
+            if res.is_ok() {
+                ctx.leader_contact();
+            }
+            MeshResponse::InstallSnapshot(res)
+        }
+        op @ (MeshRequest::Propose(_) | MeshRequest::Join(_) | MeshRequest::Leave { .. }) => {
+            MeshResponse::Leader(leader::execute(ctx, from, op).await)
+        }
+    }
+}
