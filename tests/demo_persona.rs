@@ -295,7 +295,11 @@ async fn an_openai_client_library_understands_it() {
     assert_eq!(content.split_whitespace().count(), 7);
     assert_eq!(whole.usage.unwrap().completion_tokens, 7);
 
-    let mut stream = client.chat().create_stream(request()).await.expect("a stream");
+    // ask for a stream explicitly: the workspace enables async-openai's `byot` (for the brain),
+    // under which `create_stream` sends the request as given
+    let mut streaming = request();
+    streaming.stream = Some(true);
+    let mut stream = client.chat().create_stream(streaming).await.expect("a stream");
     let mut streamed = String::new();
     let mut chunks = 0;
     while let Some(chunk) = stream.next().await {

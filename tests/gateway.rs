@@ -141,7 +141,11 @@ async fn an_openai_client_works_through_the_gateway_streaming_included() {
 
     // streamed: chunk by chunk, the first long before the last
     let started = Instant::now();
-    let mut stream = oa.chat().create_stream(req.clone()).await.expect("a stream through the gateway");
+    // ask for a stream explicitly: the workspace enables async-openai's `byot` (for the brain),
+    // under which `create_stream` sends the request as given
+    let mut streaming = req.clone();
+    streaming.stream = Some(true);
+    let mut stream = oa.chat().create_stream(streaming).await.expect("a stream through the gateway");
     let (mut streamed, mut chunks, mut first_ms) = (String::new(), 0, None);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.expect("a good chunk");
