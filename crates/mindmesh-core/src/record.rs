@@ -29,6 +29,10 @@ pub struct PersonaRecord {
     pub restarts: u32,
     /// Bumped by every restart the mesh asks for, so a replayed request restarts nothing twice.
     pub generation: u64,
+    /// The registry epoch of the last start the mesh asked for: the reconciler starts the
+    /// persona anew only when the registry's epoch moves past it (so a crash loop the node
+    /// stopped stays stopped until an operator or a decision acts).
+    pub epoch: u64,
     pub process: Option<ProcessRecord>,
     pub added_ms: u64,
     pub updated_ms: u64,
@@ -42,6 +46,7 @@ impl PersonaRecord {
             reason: None,
             restarts: 0,
             generation: 0,
+            epoch: 0,
             process: None,
             added_ms: now_ms,
             updated_ms: now_ms,

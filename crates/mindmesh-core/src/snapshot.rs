@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::metrics::HostSample;
+use crate::metrics::{ErrorKind, HostSample};
 use crate::phase::{Health, Phase};
 use crate::spec::{MAX_NAME_LEN, validate_name};
 use crate::wire;
@@ -63,7 +63,13 @@ pub struct PersonaFigures {
     pub restarts: u32,
     /// The last error the persona reported, truncated.
     pub last_error: Option<String>,
+    /// Errors of the interval by kind, as the gateway classified them (at most
+    /// [`MAX_ERROR_KINDS`]; usually empty).
+    pub error_kinds: Vec<(ErrorKind, u32)>,
 }
+
+/// Most error kinds one persona reports per snapshot.
+pub const MAX_ERROR_KINDS: usize = 8;
 
 impl NodeSnapshot {
     /// Truncate error texts to their per-persona and per-snapshot budgets, in order: the first
@@ -120,6 +126,9 @@ impl NodeSnapshot {
             }
             if p.latency_p95_ms.is_some_and(|v| !v.is_finite() || v < 0.0) {
                 return Err(CoreError::invalid(field("latency_p95_ms"), "must be a non-negative number"));
+            }
+            if p.error_kinds.len() > MAX_ERROR_KINDS {
+                return Err(CoreError::invalid(field("error_kinds"), format!("at most {MAX_ERROR_KINDS}")));
             }
             if let Some(e) = &p.last_error {
                 if e.len() > MAX_ERROR_TEXT_BYTES {
@@ -183,6 +192,7 @@ mod tests {
                     queue_depth: 120,
                     restarts: 17,
                     last_error: Some("upstream returned 503: model overloaded, retry later ".repeat(4)),
+                    error_kinds: Vec::new(),
                 })
                 .collect(),
         }

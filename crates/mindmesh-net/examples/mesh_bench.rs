@@ -67,6 +67,7 @@ fn snapshot(personas: usize) -> NodeSnapshot {
                 queue_depth: 120,
                 restarts: 17,
                 last_error: Some("upstream returned 503: model overloaded, retry later".into()),
+                error_kinds: Vec::new(),
             })
             .collect(),
     }

@@ -31,6 +31,7 @@ async fn node(name: &str, key: MeshKey, bootstrap: bool, join: Vec<String>) -> R
             name: name.into(),
             capacity: Capacity { memory_mb: 4096, cpu_percent: 200.0 },
             labels: Default::default(),
+            api: String::new(),
         },
         data_dir: dir.path().to_path_buf(),
         db: Some(db),

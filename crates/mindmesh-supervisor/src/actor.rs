@@ -192,14 +192,17 @@ impl Supervisor {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Add { spec, start, reply } => {
-                let _ = reply.send(self.add(*spec, start));
+            Command::Add { spec, start, epoch, reply } => {
+                let _ = reply.send(self.add(*spec, start, epoch));
             }
             Command::Restore { records, reply } => {
                 let _ = reply.send(self.restore(records));
             }
             Command::Remove { name, reply } => self.remove(&name, reply),
-            Command::Act { name, act, reply } => {
+            Command::Act { name, act, epoch, reply } => {
+                if let (Some(e), Some(slot)) = (epoch, self.slots.get_mut(&name)) {
+                    slot.record.epoch = e;
+                }
                 let _ = reply.send(self.act(&name, act));
             }
             Command::SetBudget { name, patch, reply } => {
@@ -218,7 +221,7 @@ impl Supervisor {
         }
     }
 
-    fn add(&mut self, spec: PersonaSpec, start: bool) -> Result<()> {
+    fn add(&mut self, spec: PersonaSpec, start: bool, epoch: u64) -> Result<()> {
         spec.validate()?;
         if self.slots.contains_key(&spec.name) {
             return Err(SupervisorError::Exists(spec.name));
@@ -228,7 +231,7 @@ impl Supervisor {
         }
         let now = self.now();
         let name = spec.name.clone();
-        let record = PersonaRecord::new(spec, now);
+        let record = PersonaRecord { epoch, ..PersonaRecord::new(spec, now) };
         self.insert_slot(record, Lifecycle::new(Default::default()));
         self.event(&name, EventKind::Added, String::new());
         if start && self.slots[&name].record.spec.budget.allowed_to_run {
@@ -974,6 +977,7 @@ impl Supervisor {
                     port: s.port.filter(|_| s.life.phase().has_process()),
                     restarts: s.life.restarts(),
                     generation: s.record.generation,
+                    epoch: s.record.epoch,
                     health: s.health,
                     importance: spec.importance,
                     model: spec.model.clone(),

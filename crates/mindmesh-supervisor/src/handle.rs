@@ -54,10 +54,10 @@ pub struct RestoreSummary {
 }
 
 pub(crate) enum Command {
-    Add { spec: Box<PersonaSpec>, start: bool, reply: oneshot::Sender<Result<()>> },
+    Add { spec: Box<PersonaSpec>, start: bool, epoch: u64, reply: oneshot::Sender<Result<()>> },
     Restore { records: Vec<PersonaRecord>, reply: oneshot::Sender<RestoreSummary> },
     Remove { name: String, reply: oneshot::Sender<Result<()>> },
-    Act { name: String, act: Act, reply: oneshot::Sender<Result<Phase>> },
+    Act { name: String, act: Act, epoch: Option<u64>, reply: oneshot::Sender<Result<Phase>> },
     SetBudget { name: String, patch: BudgetPatch, reply: oneshot::Sender<Result<Budget>> },
     WaitFor { name: String, phases: Vec<Phase>, reply: oneshot::Sender<Result<Phase>> },
     Shutdown { reply: oneshot::Sender<()> },
@@ -79,7 +79,12 @@ impl SupervisorHandle {
 
     /// Register a persona (validated), and start it at once if `start`.
     pub async fn add(&self, spec: PersonaSpec, start: bool) -> Result<()> {
-        self.call(|reply| Command::Add { spec: Box::new(spec), start, reply }).await?
+        self.add_at(spec, start, 0).await
+    }
+
+    /// [`SupervisorHandle::add`] for a persona the mesh placed here at registry `epoch`.
+    pub async fn add_at(&self, spec: PersonaSpec, start: bool, epoch: u64) -> Result<()> {
+        self.call(|reply| Command::Add { spec: Box::new(spec), start, epoch, reply }).await?
     }
 
     /// Take over the personas a previous run of this node recorded: adopt their processes
@@ -96,7 +101,13 @@ impl SupervisorHandle {
     /// Ask for an action; returns the phase right after the request was taken (the action
     /// may still be under way: see [`SupervisorHandle::wait_for`]).
     pub async fn act(&self, name: &str, act: Act) -> Result<Phase> {
-        self.call(|reply| Command::Act { name: name.to_owned(), act, reply }).await?
+        self.call(|reply| Command::Act { name: name.to_owned(), act, epoch: None, reply }).await?
+    }
+
+    /// [`SupervisorHandle::act`] on behalf of the mesh: records `epoch` as the registry epoch
+    /// the persona now follows (kept across node restarts in its record).
+    pub async fn act_at(&self, name: &str, act: Act, epoch: Option<u64>) -> Result<Phase> {
+        self.call(|reply| Command::Act { name: name.to_owned(), act, epoch, reply }).await?
     }
 
     /// Change the budget at run time; the new budget applies at once (CPU throttle included).

@@ -20,6 +20,8 @@ pub struct PersonaStatus {
     pub port: Option<u16>,
     pub restarts: u32,
     pub generation: u64,
+    /// The registry epoch the persona was last started at (0: never by the mesh).
+    pub epoch: u64,
     pub health: Health,
     pub importance: Importance,
     pub model: Option<String>,

@@ -152,7 +152,7 @@ impl Registry {
         if let Err(e) = validate_name(&info.name) {
             return Outcome::rejected(format!("node {e}"));
         }
-        if info.addrs.len() > MAX_NODE_ADDRS || info.addrs.iter().any(|a| a.len() > MAX_ADDR_LEN) {
+        if info.addrs.len() > MAX_NODE_ADDRS || info.addrs.iter().chain([&info.api]).any(|a| a.len() > MAX_ADDR_LEN) {
             return Outcome::rejected(format!("at most {MAX_NODE_ADDRS} addresses of {MAX_ADDR_LEN} bytes"));
         }
         if info.labels.len() > MAX_LABELS

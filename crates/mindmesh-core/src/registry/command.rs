@@ -34,6 +34,9 @@ pub struct NodeInfo {
     pub addrs: Vec<String>,
     pub capacity: Capacity,
     pub labels: BTreeMap<String, String>,
+    /// The node's HTTP API and gateway (`host:port`), where other nodes forward requests for
+    /// personas it runs; empty if it has none reachable.
+    pub api: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

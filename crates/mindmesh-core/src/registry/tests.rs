@@ -19,6 +19,7 @@ fn node(id: NodeId, name: &str) -> Command {
         addrs: vec![format!("/ip4/127.0.0.1/tcp/{id}")],
         capacity: Capacity { memory_mb: 8192, cpu_percent: 400.0 },
         labels: BTreeMap::new(),
+        api: String::new(),
     })
 }
 

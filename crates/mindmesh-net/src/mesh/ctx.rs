@@ -20,6 +20,8 @@ pub struct NodeProfile {
     pub name: String,
     pub capacity: Capacity,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The node's HTTP API and gateway address, published in the registry.
+    pub api: String,
 }
 
 #[derive(Clone)]
@@ -97,6 +99,7 @@ impl<T: Transport> Ctx<T> {
             addrs: self.mesh_node.addrs.clone(),
             capacity: self.profile.capacity.clone(),
             labels: self.profile.labels.clone(),
+            api: self.profile.api.clone(),
         }
     }
 }

@@ -25,7 +25,8 @@ use tables::*;
 
 /// The layout this build reads and writes; a file with another is refused, not guessed at.
 /// 2: series keyed time first, raw samples in per-interval chunks (1 keyed them by persona).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: persona records carry the registry epoch they were last started at.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// How the redb file is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
