@@ -11,6 +11,10 @@ use serde_json::Value;
 pub const MINDMESH: &str = env!("CARGO_BIN_EXE_mindmesh");
 pub const DEMO: &str = env!("CARGO_BIN_EXE_mindmesh-demo-persona");
 
+/// Every test node's mesh listens on loopback, on a port the OS picks (a test that needs more
+/// mesh settings uses [`TestNode::start_in_mesh`]).
+const MESH_ON_LOOPBACK: &str = "[mesh]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n";
+
 /// A node process with its own data dir; SIGKILLed on drop if still running.
 pub struct TestNode {
     pub dir: tempfile::TempDir,
@@ -29,7 +33,7 @@ impl TestNode {
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}",
+                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}",
                 data.display()
             ),
         )

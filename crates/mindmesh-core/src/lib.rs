@@ -9,6 +9,8 @@
 //! - [`budget`]: the compute budget and run-time patches to it
 //! - [`config`]: the node's config file, one section per subsystem
 //! - [`phase`]: a persona's observed phase and health
+//! - [`placement`]: which node a new persona goes to
+//! - [`reconcile`]: the pure plan that brings a persona to what the registry wants
 //! - [`record`]: what a node persists about each persona (phase, process for adoption)
 //! - [`lifecycle`]: the sans-IO supervision state machine (restart policy, backoff, crash
 //!   loops, graceful stop)
@@ -32,6 +34,8 @@ pub mod lifecycle;
 pub mod mesh_view;
 pub mod metrics;
 pub mod phase;
+pub mod placement;
+pub mod reconcile;
 pub mod record;
 pub mod registry;
 pub mod snapshot;

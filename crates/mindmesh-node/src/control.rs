@@ -48,14 +48,19 @@ impl Control {
     /// A kill does not wait: it is for a persona that must stop now, and its requests in flight
     /// get an explicit error. Returns the phase right after the supervisor took the action.
     pub async fn act(&self, name: &str, act: Act) -> Result<Phase, SupervisorError> {
+        self.act_at(name, act, None).await
+    }
+
+    /// [`Control::act`] on behalf of the mesh, which records the registry `epoch` it follows.
+    pub async fn act_at(&self, name: &str, act: Act, epoch: Option<u64>) -> Result<Phase, SupervisorError> {
         let drains = matches!(act, Act::Restart | Act::Stop | Act::Hibernate);
         let serving = self.supervisor.status().borrow().get(name).is_some_and(|s| s.phase.has_process());
         if !drains || !serving {
-            return self.supervisor.act(name, act).await;
+            return self.supervisor.act_at(name, act, epoch).await;
         }
         let what = act.name();
         let guard = self.drain(name, what).await;
-        let phase = self.supervisor.act(name, act).await?;
+        let phase = self.supervisor.act_at(name, act, epoch).await?;
         if phase == Phase::Running {
             // a hibernation saves state before it stops: keep new requests off until it goes
             let _ = self.supervisor.wait_for(name, &LEFT_RUNNING, self.settle_timeout).await;

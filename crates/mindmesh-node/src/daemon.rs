@@ -1,5 +1,6 @@
 //! The node daemon: opens the store, starts the supervisor and takes over what a previous
-//! run left, starts the personas of the config, serves the API, and shuts down in order.
+//! run left, joins (or founds) its mesh, registers the personas of its config, serves the API
+//! and the gateway, and shuts down in order.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,11 @@ use crate::api::{self, ApiState};
 use crate::control::{Control, Waker};
 use crate::error::{NodeError, Result};
 use crate::gateway::{self, GateTable, Gateway};
-use crate::recorder::Recorder;
+use crate::mesh::gossip::Gossip;
+use crate::mesh::leader::Leader;
+use crate::mesh::reconcile::Reconciler;
+use crate::mesh::{self};
+use crate::recorder::{Latest, Recorder};
 
 /// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
 const REPORT_QUEUE: usize = 4096;
@@ -53,16 +58,22 @@ impl Node {
         tracing::info!(node = %node_name, data_dir = %data_dir.display(), "starting node");
 
         let store_path = data_dir.join("mindmesh.redb");
-        let (store, store_thread) =
-            StoreHandle::spawn(Box::new(RedbStore::open(&store_path, config.store.clone())?), REPORT_QUEUE)?;
+        let redb = RedbStore::open(&store_path, config.store.clone())?;
+        // Raft's log and state machine live in the same file, in tables of their own
+        let db = redb.database();
+        let (store, store_thread) = StoreHandle::spawn(Box::new(redb), REPORT_QUEUE)?;
         tracing::info!(path = %store_path.display(), "store open");
 
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
         let (seq_tx, seq_rx) = watch::channel(store.last_event_seq().await?);
         let (host_tx, host_rx) = watch::channel(None);
+        let (latest_tx, latest_rx) = watch::channel(Arc::new(Latest::default()));
         let gates = GateTable::default();
         let recorder = tokio::spawn(
-            Recorder::new(store.clone(), reports_rx, seq_tx, host_tx).with_behaviour(gates.meters()).run(),
+            Recorder::new(store.clone(), reports_rx, seq_tx, host_tx)
+                .with_behaviour(gates.meters())
+                .with_latest(latest_tx)
+                .run(),
         );
 
         let instance = instance_id(&data_dir)?;
@@ -77,6 +88,7 @@ impl Node {
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
         tracing::info!(limits = supervisor.limits_enforcement(), "supervisor started");
 
+        // local autonomy: what ran here runs again at once, leader or not
         let records = store.list_personas().await?;
         let summary = supervisor.restore(records).await?;
         tracing::info!(
@@ -86,21 +98,22 @@ impl Node {
             strays_killed = summary.strays_killed,
             "took over the personas of the previous run"
         );
-        for spec in &config.personas {
-            match store.get_persona(&spec.name).await? {
-                None => supervisor.add(spec.clone(), true).await?,
-                Some(rec) if rec.spec != *spec => {
-                    tracing::info!(persona = %spec.name, "spec changed in the config: replacing the persona");
-                    supervisor.remove(&spec.name).await?;
-                    supervisor.add(spec.clone(), true).await?;
-                }
-                Some(_) => {}
-            }
-        }
+
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
+        let api_addr = listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
+
+        // the mesh stops after the supervisor (its personas' last states are still reported)
+        let mesh_stop = CancellationToken::new();
+        let mesh = mesh::start(&config, &node_name, &data_dir, db, api_addr, mesh_stop.clone()).await?;
 
         let waker = Waker::new(supervisor.clone(), store.clone());
+        let forward = api::forward::Forwarder::new(config.api.token.clone())?;
+        let remote = gateway::Remote { me: mesh.node_id(), registry: mesh.watch_registry(), forward: forward.clone() };
         let (gateway, gateway_task) = Gateway::spawn(
             config.gateway.clone(),
+            Some(remote),
             gates,
             supervisor.status(),
             waker.clone(),
@@ -123,12 +136,43 @@ impl Node {
             shutdown.clone(),
         ));
 
-        let gateway_for_stop = gateway.clone();
+        let loops = shutdown.child_token();
+        let (report_tx, report_rx) = watch::channel(None);
+        let gossip = tokio::spawn(
+            Gossip {
+                mesh: mesh.clone(),
+                node_name: node_name.clone(),
+                status: supervisor.status(),
+                latest: latest_rx,
+                host: host_rx.clone(),
+                clock: clock.clone(),
+                interval: Duration::from_millis(config.mesh.gossip_interval_ms),
+            }
+            .run(loops.clone()),
+        );
+        let reconciler = tokio::spawn(
+            Reconciler {
+                mesh: mesh.clone(),
+                supervisor: supervisor.clone(),
+                control: control.clone(),
+                store: store.clone(),
+                clock: clock.clone(),
+            }
+            .run(loops.clone()),
+        );
+        let leader = tokio::spawn(
+            Leader {
+                mesh: mesh.clone(),
+                config: brain_config(&config),
+                clock: clock.clone(),
+                gossip_interval: Duration::from_millis(config.mesh.gossip_interval_ms),
+                report: report_tx,
+            }
+            .run(loops.clone()),
+        );
+        let register =
+            tokio::spawn(mesh::register_config_personas(mesh.clone(), config.personas.clone(), loops.clone()));
 
-        let listener = tokio::net::TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
-        let api_addr = listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
         let state = ApiState {
             node_name: node_name.clone().into(),
             version: env!("CARGO_PKG_VERSION"),
@@ -141,8 +185,12 @@ impl Node {
             host: host_rx,
             token: config.api.token.clone().map(Into::into),
             clock: clock.clone(),
-            gateway,
+            gateway: gateway.clone(),
             control,
+            mesh: mesh.clone(),
+            brain: report_rx,
+            forward,
+            shutdown: shutdown.clone(),
         };
         let app = api::router(state, config.api.max_body_bytes);
         let api_stop = shutdown.clone();
@@ -158,16 +206,19 @@ impl Node {
         let compactor =
             tokio::spawn(compact_loop(store.clone(), clock, config.store.rollup_interval_s, shutdown.clone()));
 
-        // the supervisor stops after the API (no new requests) and before the recorder
+        // the supervisor stops after the API (no new requests) and before the recorder; the
+        // mesh after the supervisor
         let sup_for_stop = supervisor.clone();
         let stop_chain = shutdown.clone();
         let drain_timeout = Duration::from_millis(config.gateway.drain_timeout_ms);
+        let mesh_for_stop = mesh.clone();
         let stopper = tokio::spawn(async move {
             stop_chain.cancelled().await;
             // answers in flight finish before their personas stop
-            let _drained = gateway_for_stop.drain_all(drain_timeout).await;
+            let _drained = gateway.drain_all(drain_timeout).await;
             sup_for_stop.shutdown().await;
             supervisor_stop.cancel();
+            mesh_for_stop.shutdown().await;
         });
 
         Ok(Node {
@@ -180,6 +231,10 @@ impl Node {
                 ("gateway", gateway_task),
                 ("idle hibernation", idle),
                 ("compactor", compactor),
+                ("gossip", gossip),
+                ("reconciler", reconciler),
+                ("leader", leader),
+                ("registration", register),
                 ("stopper", stopper),
                 ("supervisor", supervisor_task),
                 ("recorder", recorder),
@@ -225,15 +280,33 @@ async fn compact_loop(store: StoreHandle, clock: Arc<dyn Clock>, interval_s: u64
     }
 }
 
+/// The configured name, else the host name made into a valid name (lower case, `-` for
+/// anything else), since it names the node in the registry.
 fn node_name(config: &NodeConfig) -> String {
     if !config.node.name.is_empty() {
         return config.node.name.clone();
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_owned())
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut name: String =
+        host.trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c.to_ascii_lowercase() } else { '-' }
+            })
+            .take(mindmesh_core::spec::MAX_NAME_LEN)
+            .collect();
+    name = name.trim_start_matches(['-', '_', '.']).to_owned();
+    if name.is_empty() { "node".to_owned() } else { name }
+}
+
+/// The `[brain]` section with `MINDMESH_LLM_*` from the environment applied.
+fn brain_config(config: &NodeConfig) -> mindmesh_core::config::BrainConfig {
+    let mut b = config.brain.clone();
+    if let Err(e) = b.apply_env(|k| std::env::var(k).ok()) {
+        tracing::warn!(error = %e, "ignoring MINDMESH_LLM_* settings");
+        return config.brain.clone();
+    }
+    b
 }
 
 /// A random id kept in the data dir: it marks this node's processes across its restarts.

@@ -10,6 +10,8 @@ pub enum NodeError {
     Store(#[from] mindmesh_store::StoreError),
     #[error(transparent)]
     Supervisor(#[from] mindmesh_supervisor::SupervisorError),
+    #[error("mesh: {0}")]
+    Mesh(#[from] mindmesh_net::NetError),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -18,6 +18,7 @@ pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod gateway;
+pub mod mesh;
 pub mod recorder;
 
 pub use daemon::{API_ADDR_FILE, Node};

@@ -2,10 +2,11 @@
 //! many reports, few transactions — then tells readers (events `--follow`, status) what moved.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mindmesh_core::PersonaRecord;
-use mindmesh_core::event::Event;
-use mindmesh_core::metrics::HostSample;
+use mindmesh_core::event::{Event, EventKind};
+use mindmesh_core::metrics::{HostSample, PersonaSample};
 use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::Report;
 use tokio::sync::{mpsc, watch};
@@ -22,6 +23,16 @@ pub struct Recorder {
     host: watch::Sender<Option<HostSample>>,
     /// The gateway's measurements, merged into each tick's samples before they are stored.
     behaviour: Option<Meters>,
+    latest: watch::Sender<Arc<Latest>>,
+}
+
+/// The last tick's full samples (OS and gateway figures) and each persona's last reported
+/// error, for whoever describes this node to others (gossip).
+#[derive(Debug, Clone, Default)]
+pub struct Latest {
+    pub ts_ms: u64,
+    pub samples: BTreeMap<String, PersonaSample>,
+    pub last_error: BTreeMap<String, String>,
 }
 
 impl Recorder {
@@ -31,7 +42,13 @@ impl Recorder {
         last_event_seq: watch::Sender<u64>,
         host: watch::Sender<Option<HostSample>>,
     ) -> Self {
-        Recorder { store, reports, last_event_seq, host, behaviour: None }
+        Recorder { store, reports, last_event_seq, host, behaviour: None, latest: watch::channel(Arc::default()).0 }
+    }
+
+    /// Publish each tick's full samples here.
+    pub fn with_latest(mut self, latest: watch::Sender<Arc<Latest>>) -> Self {
+        self.latest = latest;
+        self
     }
 
     /// Fill the samples' behaviour fields (requests, errors, latency, queue) from the gateway.
@@ -68,9 +85,22 @@ impl Recorder {
                 }
                 Report::Removed(name) => {
                     records.remove(&name);
+                    self.latest.send_modify(|l| {
+                        Arc::make_mut(l).last_error.remove(&name);
+                    });
                     removed.push(name);
                 }
-                Report::Event(e) => events.push(e),
+                Report::Event(e) => {
+                    if matches!(e.kind, EventKind::Error | EventKind::Exit | EventKind::LimitHit | EventKind::CrashLoop)
+                        || (e.kind == EventKind::HealthChange && e.detail.ends_with("unhealthy"))
+                    {
+                        let (persona, detail) = (e.persona.clone(), e.detail.clone());
+                        self.latest.send_modify(|l| {
+                            Arc::make_mut(l).last_error.insert(persona, detail);
+                        });
+                    }
+                    events.push(e)
+                }
                 Report::State { persona, blob } => {
                     if let Err(e) = self.store.put_state(&persona, blob).await {
                         tracing::error!(persona, error = %e, "cannot store state blob");
@@ -81,6 +111,11 @@ impl Recorder {
                         m.fill(ts_ms, &mut personas);
                     }
                     self.host.send_replace(Some(host.clone()));
+                    self.latest.send_modify(|l| {
+                        let l = Arc::make_mut(l);
+                        l.ts_ms = ts_ms;
+                        l.samples = personas.iter().cloned().collect();
+                    });
                     if let Err(e) = self.store.append_samples(ts_ms, personas, Some(host)).await {
                         tracing::error!(error = %e, "cannot store samples");
                     }

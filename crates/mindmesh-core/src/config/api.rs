@@ -14,13 +14,21 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token required on every request when set.
     pub token: Option<String>,
+    /// `host:port` other nodes use to reach this API (forwarded requests, the gateway);
+    /// default: the bound address, or the host's primary address if bound to all.
+    pub advertise: Option<String>,
     /// Largest request body accepted (specs, chat completions).
     pub max_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 7070)), token: None, max_body_bytes: 4 * 1024 * 1024 }
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            token: None,
+            advertise: None,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
     }
 }
 

@@ -48,6 +48,13 @@ pub struct BrainConfig {
     pub analyst: AnalystChoice,
     /// Seconds between two analyses by the leader.
     pub cycle_s: u64,
+    /// The leader commits the changes its decisions ask for; false: decisions are only
+    /// recorded (an advisory brain, for trying an analyst out on a live mesh).
+    pub act: bool,
+    /// Points of the history the brain reads: gossip (every second) rolled into points this
+    /// long, kept this long.
+    pub history_resolution_s: u64,
+    pub history_window_s: u64,
     pub llm: LlmConfig,
     pub guardrails: GuardrailConfig,
 }
@@ -57,6 +64,9 @@ impl Default for BrainConfig {
         BrainConfig {
             analyst: AnalystChoice::default(),
             cycle_s: 10,
+            act: true,
+            history_resolution_s: 10,
+            history_window_s: 6 * 3600,
             llm: LlmConfig::default(),
             guardrails: GuardrailConfig::default(),
         }
@@ -191,6 +201,10 @@ impl BrainConfig {
         at_least("cycle_s", self.cycle_s, 1)?;
         if self.cycle_s > 3600 {
             return Err(CoreError::invalid("cycle_s", "must be at most 3600"));
+        }
+        at_least("history_resolution_s", self.history_resolution_s, 1)?;
+        if self.history_window_s < self.history_resolution_s * 10 {
+            return Err(CoreError::invalid("history_window_s", "must hold at least 10 points of history_resolution_s"));
         }
         self.llm.validate().map_err(|e| e.within("llm"))?;
         self.guardrails.validate().map_err(|e| e.within("guardrails"))

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use api::ApiConfig;
-pub use gateway::GatewayConfig;
 pub use brain::{AnalystChoice, BrainConfig, GuardrailConfig, LlmConfig, LlmResponseFormat};
+pub use gateway::GatewayConfig;
 pub use store::StoreConfig;
 pub use supervisor::{CgroupMode, SupervisorConfig};
 

@@ -5,6 +5,8 @@
 
 mod error;
 mod events;
+pub mod forward;
+mod mesh;
 mod metrics;
 mod personas;
 mod status;
@@ -20,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use mindmesh_core::clock::Clock;
 use mindmesh_core::metrics::HostSample;
+use mindmesh_net::MeshHandle;
 use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::SupervisorHandle;
 use tokio::sync::watch;
@@ -45,6 +48,12 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     pub clock: Arc<dyn Clock>,
     pub gateway: Gateway,
+    pub mesh: MeshHandle,
+    /// The leader's last analysis (this node's, when it leads).
+    pub brain: watch::Receiver<Option<Arc<mindmesh_brain::CycleReport>>>,
+    pub forward: forward::Forwarder,
+    /// Cancelled to stop the node (after it leaves the mesh).
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Actions on personas go through here (it drains the gateway before a stop).
     pub control: Control,
 }
@@ -59,6 +68,9 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/personas/{name}/series", get(metrics::series))
         .route("/api/v1/personas/{name}/{action}", post(personas::action))
         .route("/api/v1/events", get(events::events))
+        .route("/api/v1/decisions", get(mesh::decisions))
+        .route("/api/v1/brain", get(mesh::brain))
+        .route("/api/v1/node/leave", post(mesh::leave))
         .route("/metrics", get(metrics::prometheus))
         .merge(state.gateway.router())
         .fallback(|| async { ApiError::not_found("no such route") });

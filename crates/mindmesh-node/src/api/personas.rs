@@ -1,14 +1,21 @@
-//! Personas: add, list, show, remove, actions, throttle, budget.
+//! Personas: add, list, show, remove, actions, throttle, budget — mesh-wide. Changes go to the
+//! registry (committed by Raft from any node); the node a persona is placed on carries them
+//! out, and requests about a persona on another node are forwarded to it, so any node answers
+//! for the whole mesh.
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use mindmesh_core::placement::{loads, place};
+use mindmesh_core::registry::{Command, DesiredPhase, Outcome, PersonaEntry, Registry};
 use mindmesh_core::spec::parse_json;
-use mindmesh_core::{BudgetPatch, PersonaSpec, Phase};
-use mindmesh_supervisor::{Act, PersonaStatus};
+use mindmesh_core::{BudgetPatch, Health, PersonaSpec, Phase};
+use mindmesh_net::NetError;
+use mindmesh_supervisor::PersonaStatus;
 use serde::Deserialize;
 
 use super::types::{ActionRequest, ActionResponse, PersonaView, ThrottleRequest};
@@ -17,11 +24,17 @@ use crate::gateway::Gateway;
 
 /// Longest an action request may ask to wait for its outcome.
 const MAX_WAIT_MS: u64 = 120_000;
+/// How long a change waits to show on this node after it is committed.
+const LOCAL_EFFECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A persona this node supervises, as it is here.
 pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
     let t = gateway.traffic(&s.name, now_ms).unwrap_or_default();
     PersonaView {
         name: s.name.clone(),
+        node: None,
+        desired: None,
+        epoch: s.epoch,
         phase: s.phase,
         reason: s.reason.clone(),
         pid: s.pid,
@@ -47,19 +60,125 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
     }
 }
 
-pub async fn list(State(st): State<ApiState>) -> Json<Vec<PersonaView>> {
-    let now = st.clock.now_ms();
-    let table = st.supervisor.status().borrow().clone();
-    Json(table.values().map(|s| view(s, now, &st.gateway)).collect())
+/// A persona of the registry that this node does not run: what the registry and its node's
+/// gossip say.
+fn remote_view(
+    entry: &PersonaEntry,
+    node: Option<&str>,
+    figures: Option<&mindmesh_core::snapshot::PersonaFigures>,
+) -> PersonaView {
+    PersonaView {
+        name: entry.spec.name.clone(),
+        node: node.map(str::to_owned),
+        desired: Some(entry.phase.as_str().to_owned()),
+        epoch: figures.map_or(0, |f| f.epoch),
+        phase: figures.map_or(Phase::Pending, |f| f.phase),
+        reason: entry.reason.clone(),
+        pid: figures.and_then(|f| f.pid),
+        port: None,
+        restarts: figures.map_or(0, |f| f.restarts),
+        health: figures.map_or(Health::Unknown, |f| f.health),
+        importance: entry.spec.importance,
+        model: entry.spec.model.clone(),
+        rss_bytes: figures.map_or(0, |f| f.rss_bytes),
+        peak_rss_bytes: 0,
+        cpu_percent: figures.map_or(0.0, |f| f.cpu_percent),
+        uptime_s: None,
+        throttle_multiplier: entry.budget.throttle_multiplier,
+        budget: entry.budget.clone(),
+        queue_depth: figures.map_or(0, |f| f.queue_depth),
+        in_flight: 0,
+        requests_total: 0,
+        errors_total: 0,
+        last_activity_ms: None,
+        idle_s: None,
+        burst_s: None,
+        spec: None,
+    }
 }
 
-pub async fn show(State(st): State<ApiState>, Path(name): Path<String>) -> Result<Json<PersonaView>, ApiError> {
+fn node_name(reg: &Registry, id: Option<u64>) -> Option<String> {
+    id.and_then(|id| reg.nodes.get(&id)).map(|n| n.info.name.clone())
+}
+
+/// Every persona of the mesh: this node's with their full figures, the others' from gossip.
+pub async fn all_views(st: &ApiState) -> Vec<PersonaView> {
     let now = st.clock.now_ms();
+    let reg = st.mesh.registry();
+    let me = st.mesh.node_id();
+    let table = st.supervisor.status().borrow().clone();
+    let rows = st.mesh.mesh_view().await.unwrap_or_default();
+    let mut out: Vec<PersonaView> = Vec::new();
+    for (name, entry) in &reg.personas {
+        let node = node_name(&reg, entry.node);
+        if entry.node == Some(me)
+            && let Some(s) = table.get(name)
+        {
+            let mut v = view(s, now, &st.gateway);
+            v.node = node;
+            v.desired = Some(entry.phase.as_str().to_owned());
+            out.push(v);
+            continue;
+        }
+        let figures = entry.node.and_then(|id| {
+            rows.iter().find(|r| r.node_id == id).and_then(|r| r.snapshot.personas.iter().find(|p| &p.name == name))
+        });
+        out.push(remote_view(entry, node.as_deref(), figures));
+    }
+    // what runs here without being in the registry (yet, or any more)
+    for (name, s) in table.iter() {
+        if !reg.personas.contains_key(name) {
+            let mut v = view(s, now, &st.gateway);
+            v.node = Some(st.node_name.to_string());
+            out.push(v);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+pub async fn list(State(st): State<ApiState>) -> Json<Vec<PersonaView>> {
+    Json(all_views(&st).await)
+}
+
+/// The node that runs `name`, if it is another one: `Some(api address)`.
+fn elsewhere(st: &ApiState, name: &str) -> Option<String> {
+    let reg = st.mesh.registry();
+    let entry = reg.personas.get(name)?;
+    let owner = entry.node?;
+    if owner == st.mesh.node_id() {
+        return None;
+    }
+    Some(reg.nodes.get(&owner).map(|n| n.info.api.clone()).unwrap_or_default())
+}
+
+pub async fn show(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(api) = elsewhere(&st, &name) {
+        return st.forward.forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new()).await;
+    }
+    let now = st.clock.now_ms();
+    let reg = st.mesh.registry();
     let status = st.supervisor.status().borrow().get(&name).cloned();
-    let status = status.ok_or_else(|| ApiError::not_found(format!("persona {name:?} not found")))?;
-    let mut v = view(&status, now, &st.gateway);
-    v.spec = st.store.get_persona(&name).await?.map(|r| r.spec);
-    Ok(Json(v))
+    let mut v = match (status, reg.personas.get(&name)) {
+        (Some(s), entry) => {
+            let mut v = view(&s, now, &st.gateway);
+            v.node = Some(st.node_name.to_string());
+            v.desired = entry.map(|e| e.phase.as_str().to_owned());
+            v
+        }
+        (None, Some(entry)) => remote_view(entry, node_name(&reg, entry.node).as_deref(), None),
+        (None, None) => return Err(ApiError::not_found(format!("persona {name:?} not found"))),
+    };
+    v.spec = match st.store.get_persona(&name).await? {
+        Some(r) => Some(r.spec),
+        None => reg.personas.get(&name).map(|e| e.spec.clone()),
+    };
+    Ok(Json(v).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +186,8 @@ pub async fn show(State(st): State<ApiState>, Path(name): Path<String>) -> Resul
 pub struct AddQuery {
     #[serde(default = "yes")]
     start: bool,
+    /// Place it on this node (by name); default: the least loaded live node.
+    node: Option<String>,
 }
 
 fn yes() -> bool {
@@ -84,15 +205,62 @@ pub async fn add(
     let is_toml = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("toml"));
     let spec = if is_toml { PersonaSpec::from_toml_str(text)? } else { PersonaSpec::from_json_str(text)? };
     let name = spec.name.clone();
-    st.supervisor.add(spec, q.start).await?;
-    let now = st.clock.now_ms();
-    let status = st.supervisor.status().borrow().get(&name).cloned();
-    let status = status.ok_or_else(|| ApiError::internal("added persona vanished"))?;
-    Ok((StatusCode::CREATED, Json(view(&status, now, &st.gateway))))
+    let reg = st.mesh.registry();
+    if reg.personas.contains_key(&name) || st.supervisor.status().borrow().contains_key(&name) {
+        return Err(ApiError {
+            param: Some("name".into()),
+            ..ApiError::new(StatusCode::CONFLICT, "exists", format!("persona {name:?} already exists"))
+        });
+    }
+    let node = match &q.node {
+        Some(n) => reg.node_by_name(n).map(|e| e.info.id).ok_or_else(|| ApiError {
+            param: Some("node".into()),
+            ..ApiError::bad_request(format!("no node named {n:?} in the mesh"))
+        })?,
+        None => {
+            let rows = st.mesh.mesh_view().await.unwrap_or_default();
+            let live = |id| rows.iter().any(|r| r.node_id == id && !r.stale);
+            place(&spec, &loads(&reg, live))
+                .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_room", e.to_string()))?
+        }
+    };
+    propose(&st, Command::put_persona(spec, Some(node))).await?;
+    if !q.start {
+        propose(&st, Command::SetPhase { name: name.clone(), phase: DesiredPhase::Stopped, reason: None }).await?;
+    }
+    let reg = st.mesh.registry();
+    let entry = reg.personas.get(&name).cloned();
+    if node == st.mesh.node_id() {
+        let mut status = st.supervisor.status();
+        let _ = tokio::time::timeout(LOCAL_EFFECT_TIMEOUT, status.wait_for(|t| t.contains_key(&name))).await;
+        let s = st.supervisor.status().borrow().get(&name).cloned();
+        if let Some(s) = s {
+            let mut v = view(&s, st.clock.now_ms(), &st.gateway);
+            v.node = Some(st.node_name.to_string());
+            v.desired = entry.as_ref().map(|e| e.phase.as_str().to_owned());
+            return Ok((StatusCode::CREATED, Json(v)));
+        }
+    }
+    let entry = entry.ok_or_else(|| ApiError::internal("the added persona is not in the registry"))?;
+    Ok((StatusCode::CREATED, Json(remote_view(&entry, node_name(&reg, Some(node)).as_deref(), None))))
 }
 
 pub async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    st.control.remove(&name).await?;
+    let reg = st.mesh.registry();
+    let local = st.supervisor.status().borrow().contains_key(&name);
+    if !reg.personas.contains_key(&name) {
+        if local {
+            // not the mesh's (any more): just this node's
+            st.control.remove(&name).await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        return Err(ApiError::not_found(format!("persona {name:?} not found")));
+    }
+    propose(&st, Command::RemovePersona { name: name.clone() }).await?;
+    if local {
+        let mut status = st.supervisor.status();
+        let _ = tokio::time::timeout(LOCAL_EFFECT_TIMEOUT, status.wait_for(|t| !t.contains_key(&name))).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -100,78 +268,168 @@ pub async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> Res
 pub async fn action(
     State(st): State<ApiState>,
     Path((name, action)): Path<(String, String)>,
+    uri: OriginalUri,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<ActionResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: ActionRequest = if body.is_empty() {
         ActionRequest::default()
     } else {
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?
     };
-    let (act, settled): (Act, &[Phase]) = match action.as_str() {
-        "start" => (Act::Start, &[Phase::Running, Phase::Killed, Phase::Failed]),
-        "stop" => (Act::Stop, &[Phase::Stopped]),
-        "restart" => (Act::Restart, &[Phase::Running, Phase::Killed, Phase::Failed]),
-        "hibernate" => (Act::Hibernate, &[Phase::Hibernating]),
-        "wake" => {
-            (Act::Wake { state: st.store.get_state(&name).await? }, &[Phase::Running, Phase::Killed, Phase::Failed])
-        }
-        "kill" => {
-            let reason = req.reason.clone().unwrap_or_else(|| "operator".to_owned());
-            (Act::Kill { reason }, &[Phase::Killed])
-        }
+    let settled: &[Phase] = match action.as_str() {
+        "start" | "restart" | "wake" => &[Phase::Running, Phase::Killed, Phase::Failed],
+        "stop" => &[Phase::Stopped, Phase::Failed, Phase::Killed],
+        "hibernate" => &[Phase::Hibernating],
+        "kill" => &[Phase::Killed],
         other => {
             return Err(ApiError::not_found(format!(
                 "unknown action {other:?}: expected restart, stop, start, hibernate, wake or kill"
             )));
         }
     };
-    let mut phase = st.control.act(&name, act).await?;
-    if let Some(wait_ms) = req.wait_ms {
-        let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
-        if action == "restart" {
-            // a running persona passes through stopping/starting first: wait for that to begin
-            let _ = st
-                .supervisor
-                .wait_for(&name, &[Phase::Starting, Phase::Stopping, Phase::Backoff], Duration::from_millis(50))
-                .await;
-        }
-        phase = st.supervisor.wait_for(&name, settled, wait).await?;
+    if let Some(api) = elsewhere(&st, &name) {
+        return st.forward.forward(&api, Method::POST, &uri.0.to_string(), &headers, body).await;
     }
-    Ok(Json(ActionResponse { persona: name, action, phase }))
+    let reg = st.mesh.registry();
+    let entry = reg.personas.get(&name).ok_or_else(|| ApiError::not_found(format!("persona {name:?} not found")))?;
+    if matches!(action.as_str(), "start" | "restart" | "wake") && !entry.budget.allowed_to_run {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{name} is not allowed to run (budget.allowed_to_run = false)"),
+        ));
+    }
+    let reason = req.reason.clone();
+    let set = |phase| Command::SetPhase { name: name.clone(), phase, reason: None };
+    let bump = Command::BumpGeneration { name: name.clone(), expected: entry.generation };
+    let (cmd, starts) = match action.as_str() {
+        // a persona the mesh already wants running starts again at a new epoch (which also
+        // lifts a crash loop the node stopped it for)
+        "start" | "wake" if entry.phase == DesiredPhase::Running => (bump, true),
+        "start" | "wake" => (set(DesiredPhase::Running), true),
+        "restart" => (bump, true),
+        "stop" => (set(DesiredPhase::Stopped), false),
+        "hibernate" => (set(DesiredPhase::Hibernating), false),
+        _ => (
+            Command::SetPhase {
+                name: name.clone(),
+                phase: DesiredPhase::Killed,
+                reason: Some(reason.unwrap_or_else(|| "operator".to_owned())),
+            },
+            false,
+        ),
+    };
+    let outcome = propose(&st, cmd).await?;
+    let mut phase = st.supervisor.status().borrow().get(&name).map_or(Phase::Pending, |s| s.phase);
+    if let Some(wait_ms) = req.wait_ms
+        && entry.node == Some(st.mesh.node_id())
+    {
+        let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut status = st.supervisor.status();
+        let epoch = match outcome {
+            Outcome::Persona { epoch, .. } if starts => epoch,
+            _ => 0,
+        };
+        let moved = status.wait_for(|t| {
+            t.get(&name).is_some_and(|s| {
+                s.epoch >= epoch && (epoch > 0 || !s.phase.has_process() || settled.contains(&s.phase))
+            })
+        });
+        let _ = tokio::time::timeout_at(deadline, moved).await;
+        let reached = status.wait_for(|t| t.get(&name).is_some_and(|s| settled.contains(&s.phase)));
+        match tokio::time::timeout_at(deadline, reached).await {
+            Ok(Ok(t)) => phase = t.get(&name).map_or(phase, |s| s.phase),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!("{action} of {name} did not settle within {wait_ms} ms"),
+                ));
+            }
+        }
+    }
+    Ok(Json(ActionResponse { persona: name, action, phase }).into_response())
 }
 
 pub async fn throttle(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<PersonaView>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: ThrottleRequest =
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     let patch = BudgetPatch { throttle_multiplier: Some(req.multiplier), ..BudgetPatch::default() };
-    st.control
-        .set_budget(&name, patch)
+    change_budget(st, name, patch, (method, uri), headers, body, Some(("budget.throttle_multiplier", "multiplier")))
         .await
-        .map_err(|e| rename_field(e.into(), "budget.throttle_multiplier", "multiplier"))?;
-    show(State(st), Path(name)).await
 }
 
 pub async fn budget(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<PersonaView>, ApiError> {
+) -> Result<Response, ApiError> {
     let patch: BudgetPatch =
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     if patch.is_empty() {
         return Err(ApiError::bad_request("the budget change is empty"));
     }
-    st.control.set_budget(&name, patch).await?;
-    show(State(st), Path(name)).await
+    change_budget(st, name, patch, (method, uri), headers, body, None).await
 }
 
-fn rename_field(mut e: ApiError, from: &str, to: &str) -> ApiError {
-    if e.param.as_deref() == Some(from) {
-        e.param = Some(to.to_owned());
+async fn change_budget(
+    st: ApiState,
+    name: String,
+    patch: BudgetPatch,
+    (method, uri): (Method, OriginalUri),
+    headers: HeaderMap,
+    body: Bytes,
+    rename: Option<(&str, &str)>,
+) -> Result<Response, ApiError> {
+    let reg = st.mesh.registry();
+    let entry = reg.personas.get(&name).ok_or_else(|| ApiError::not_found(format!("persona {name:?} not found")))?;
+    // checked here so a bad value names its field and changes nothing anywhere
+    let budget = entry.budget.patched(&patch).map_err(|e| {
+        let mut e: ApiError = e.within("budget").into();
+        if let Some((from, to)) = rename
+            && e.param.as_deref() == Some(from)
+        {
+            e.param = Some(to.to_owned());
+        }
+        e
+    })?;
+    if let Some(api) = elsewhere(&st, &name) {
+        return st.forward.forward(&api, method, &uri.0.to_string(), &headers, body).await;
     }
-    e
+    propose(&st, Command::SetBudget { name: name.clone(), patch }).await?;
+    if entry.node == Some(st.mesh.node_id()) {
+        let mut status = st.supervisor.status();
+        let _ = tokio::time::timeout(
+            LOCAL_EFFECT_TIMEOUT,
+            status.wait_for(|t| t.get(&name).is_some_and(|s| s.budget == budget)),
+        )
+        .await;
+    }
+    show(State(st), Path(name), uri, headers).await
+}
+
+/// Commit a change to the registry; the errors an operator can act on are told apart.
+pub async fn propose(st: &ApiState, cmd: Command) -> Result<Outcome, ApiError> {
+    match st.mesh.propose(cmd).await {
+        Ok(o) => Ok(o),
+        Err(NetError::Rejected(reason)) => Err(ApiError::new(StatusCode::CONFLICT, "rejected", reason)),
+        Err(e @ (NetError::NoLeader | NetError::Timeout(_) | NetError::Unreachable(_))) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            format!("the mesh cannot commit changes now ({e}): is a quorum of its nodes up?"),
+        )),
+        Err(e) => Err(ApiError::internal(format!("mesh: {e}"))),
+    }
 }

@@ -1,4 +1,5 @@
-//! `GET /api/v1/status`: the node at a glance.
+//! `GET /api/v1/status`: this node, its host, the mesh (members, leader, term) and every
+//! persona of the mesh with the node it runs on.
 
 use std::collections::BTreeMap;
 
@@ -6,15 +7,19 @@ use axum::Json;
 use axum::extract::State;
 
 use super::ApiState;
-use super::personas::view;
+use super::mesh::mesh_status;
+use super::personas::all_views;
 use super::types::NodeStatus;
 
 pub async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
     let now = st.clock.now_ms();
-    let table = st.supervisor.status().borrow().clone();
+    let personas = all_views(&st).await;
+    let mesh = mesh_status(&st).await;
+    let host = st.host.borrow().clone();
+    let last_event_seq = *st.last_event_seq.borrow();
     let mut phases = BTreeMap::new();
-    for s in table.values() {
-        *phases.entry(s.phase.as_str().to_owned()).or_insert(0) += 1;
+    for p in &personas {
+        *phases.entry(p.phase.as_str().to_owned()).or_insert(0) += 1;
     }
     Json(NodeStatus {
         node: st.node_name.to_string(),
@@ -23,9 +28,10 @@ pub async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
         api: st.api_addr.to_string(),
         data_dir: st.data_dir.to_string(),
         limits: st.supervisor.limits_enforcement().to_owned(),
-        host: st.host.borrow().clone(),
+        host,
         phases,
-        personas: table.values().map(|s| view(s, now, &st.gateway)).collect(),
-        last_event_seq: *st.last_event_seq.borrow(),
+        personas,
+        last_event_seq,
+        mesh: Some(mesh),
     })
 }

@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersonaView {
     pub name: String,
+    /// The node it is placed on (none: waiting for placement).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// What the mesh wants of it (`running`, `stopped`, `hibernating`, `killed`).
+    #[serde(default)]
+    pub desired: Option<String>,
+    /// The registry epoch of its last start (fencing: a process of an older epoch is stale).
+    #[serde(default)]
+    pub epoch: u64,
     pub phase: Phase,
     pub reason: Option<String>,
     pub pid: Option<u32>,
@@ -63,6 +72,68 @@ pub struct NodeStatus {
     pub phases: BTreeMap<String, usize>,
     pub personas: Vec<PersonaView>,
     pub last_event_seq: u64,
+    /// The mesh as this node sees it.
+    #[serde(default)]
+    pub mesh: Option<MeshStatusView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeshStatusView {
+    /// This node's Raft id.
+    pub node_id: u64,
+    /// This node's role: leader, follower, learner, candidate, joining.
+    pub role: String,
+    pub term: u64,
+    /// The leader's name, if one is known.
+    pub leader: Option<String>,
+    pub leader_id: Option<u64>,
+    /// Time since this node last heard from a leader (its lease clock).
+    pub leader_contact_age_ms: Option<u64>,
+    pub nodes: Vec<MeshNodeView>,
+    pub listen: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeshNodeView {
+    pub name: String,
+    pub id: u64,
+    /// Its API and gateway, `host:port`.
+    pub address: String,
+    pub p2p: Vec<String>,
+    /// leader, follower (a voter) or learner; `gone` if it left the membership.
+    pub role: String,
+    /// Age of its last gossip, as seen here.
+    pub last_seen_ms: Option<u64>,
+    /// Heard from recently.
+    pub healthy: bool,
+    pub personas: usize,
+    pub cpu_percent: Option<f32>,
+    pub memory_used_bytes: Option<u64>,
+}
+
+/// One decision of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionView {
+    pub seq: u64,
+    pub persona: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub reason: String,
+    pub confidence: f32,
+    pub analyst: String,
+    pub cycle: u64,
+    pub decided_at_ms: u64,
+    /// The node that carried it out, when, and with which outcome.
+    pub executed_by: Option<String>,
+    pub executed_at_ms: Option<u64>,
+    pub executed_ok: Option<bool>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionsPage {
+    pub decisions: Vec<DecisionView>,
+    pub last_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 //! which owns the queue.
 //!
 //! # Layout
-//! - [`routing`]: which persona (and later which node) a model names — the one decision
+//! - [`routing`]: which persona, on which node, a model names — the one decision
 //! - [`proxy`]: the request path and `/v1/models`
 //! - [`upstream`]: the lean HTTP/1.1 client to the personas, pooled per persona
 //! - [`request`]: peeking at a request's model and token limits; the token clamp
@@ -118,6 +118,14 @@ fn fill_one(g: &Gate, s: &mut PersonaSample) -> bool {
     any
 }
 
+/// What the gateway needs to route to personas of other nodes.
+#[derive(Clone)]
+pub struct Remote {
+    pub me: mindmesh_core::registry::NodeId,
+    pub registry: watch::Receiver<Arc<mindmesh_core::registry::Registry>>,
+    pub forward: crate::api::forward::Forwarder,
+}
+
 /// A persona's traffic right now, for the API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -134,6 +142,8 @@ pub struct Gateway {
 }
 
 struct Inner {
+    /// Personas placed on other nodes: requests for them are forwarded to those nodes.
+    remote: Option<Remote>,
     shared: Arc<Shared>,
     status: watch::Receiver<StatusTable>,
     gates: watch::Receiver<Gates>,
@@ -144,8 +154,10 @@ struct Inner {
 
 impl Gateway {
     /// Start the admission actor; it runs until `cancel`, then refuses what still waits.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         config: GatewayConfig,
+        remote: Option<Remote>,
         table: GateTable,
         status: watch::Receiver<StatusTable>,
         waker: Waker,
@@ -159,7 +171,7 @@ impl Gateway {
         let actor =
             Admission::new(config, Arc::clone(&shared), status.clone(), table.tx, waker, tx.clone(), Instant::now());
         let task = tokio::spawn(actor.run(rx, cancel));
-        let inner = Inner { shared, status, gates, commands: tx, connect_timeout, clock };
+        let inner = Inner { remote, shared, status, gates, commands: tx, connect_timeout, clock };
         (Gateway { inner: Arc::new(inner) }, task)
     }
 

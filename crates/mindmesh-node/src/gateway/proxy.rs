@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use mindmesh_core::metrics::ErrorKind;
 
@@ -17,32 +18,34 @@ use super::request::{Api, PeekError, clamp_tokens, peek};
 use super::routing::{Route, route};
 use super::upstream::{self, UpstreamError, read_to_end};
 
-pub async fn chat(State(gw): State<Gateway>, body: Bytes) -> Response {
-    serve(&gw, Api::Chat, body).await
+pub async fn chat(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    serve(&gw, Api::Chat, &headers, body).await
 }
 
-pub async fn completions(State(gw): State<Gateway>, body: Bytes) -> Response {
-    serve(&gw, Api::Completions, body).await
+pub async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    serve(&gw, Api::Completions, &headers, body).await
 }
 
-/// `GET /v1/models`: the personas of this node, as models.
+/// `GET /v1/models`: the personas of the mesh (this node's, and those the registry places on
+/// other nodes), as models.
 pub async fn models(State(gw): State<Gateway>) -> Response {
     let table = gw.inner.status.borrow().clone();
-    let data: Vec<serde_json::Value> = table
-        .values()
-        .map(|s| {
-            serde_json::json!({
-                "id": s.name,
-                "object": "model",
-                "created": s.started_at_ms.unwrap_or(0) / 1000,
-                "owned_by": "mindmesh",
-            })
-        })
+    let mut models: std::collections::BTreeMap<String, u64> =
+        table.values().map(|s| (s.name.clone(), s.started_at_ms.unwrap_or(0) / 1000)).collect();
+    if let Some(r) = &gw.inner.remote {
+        let reg = r.registry.borrow().clone();
+        for name in reg.personas.keys() {
+            models.entry(name.clone()).or_insert(0);
+        }
+    }
+    let data: Vec<serde_json::Value> = models
+        .into_iter()
+        .map(|(id, created)| serde_json::json!({ "id": id, "object": "model", "created": created, "owned_by": "mindmesh" }))
         .collect();
     axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
 }
 
-async fn serve(gw: &Gateway, api: Api, body: Bytes) -> Response {
+async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Response {
     let arrived = Instant::now();
     let p = match peek(&body) {
         Ok(p) => p,
@@ -52,7 +55,24 @@ async fn serve(gw: &Gateway, api: Api, body: Bytes) -> Response {
         }
     };
     let model = p.model.as_deref().unwrap_or_default();
-    let known = matches!(route(&gw.inner.status.borrow(), model), Route::Local(_));
+    let remote_api = match &gw.inner.remote {
+        Some(r) => {
+            let reg = r.registry.borrow().clone();
+            match route(&gw.inner.status.borrow(), Some((&reg, r.me)), model) {
+                Route::Remote { api } => Some(api),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    if let (Some(target), Some(r)) = (remote_api, &gw.inner.remote) {
+        // measured and held to its budget by the node that runs it
+        return match r.forward.forward(&target, Method::POST, api.path(), headers, body).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        };
+    }
+    let known = matches!(route(&gw.inner.status.borrow(), None, model), Route::Local(_));
     let gate = if known { gw.gate(model).await } else { None };
     let Some(gate) = gate else { return GatewayError::unknown_model(model).into_response() };
     let record = Record::begin(gate, gw.inner.clock.clone(), arrived);

@@ -1,0 +1,182 @@
+//! What a node must do to bring one of its personas to what the registry wants: a pure plan
+//! from the registry's entry and what the node has. Edge-triggered by design: the node plans
+//! when an entry changes (and once for every entry at start), so what the node does on its own
+//! between changes — restarts by policy, killing a crash loop, idle hibernation, waking on a
+//! request — stands until an operator or a decision changes the entry.
+
+use crate::budget::{Budget, BudgetPatch};
+use crate::phase::Phase;
+use crate::registry::{DesiredPhase, PersonaEntry};
+use crate::spec::PersonaSpec;
+
+/// What the node has of a persona.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local<'a> {
+    pub phase: Phase,
+    /// The registry epoch it was last started at.
+    pub epoch: u64,
+    pub budget: &'a Budget,
+    pub spec: Option<&'a PersonaSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Register it here (with the entry's spec and budget), started or not.
+    Add {
+        start: bool,
+    },
+    /// Forget it here (drained and stopped first).
+    Remove,
+    SetBudget(BudgetPatch),
+    /// Start it (again), at the entry's epoch; a hibernating one wakes with its saved state.
+    Start,
+    /// Restart the running process, at the entry's epoch.
+    Restart,
+    Stop,
+    Hibernate,
+    Kill {
+        reason: String,
+    },
+}
+
+/// The steps, in order, that bring `local` to `entry` (which is assigned to this node).
+pub fn plan(entry: &PersonaEntry, local: Option<&Local<'_>>) -> Vec<Step> {
+    let Some(local) = local else { return from_nothing(entry) };
+    let spec_changed = local.spec.is_some_and(|s| !same_spec(s, &entry.spec));
+    if spec_changed {
+        let mut steps = vec![Step::Remove];
+        steps.extend(from_nothing(entry));
+        return steps;
+    }
+    let mut steps = Vec::new();
+    if *local.budget != entry.budget {
+        steps.push(Step::SetBudget(full_patch(&entry.budget)));
+    }
+    let down = !local.phase.has_process() && local.phase != Phase::Backoff;
+    match entry.phase {
+        DesiredPhase::Running => {
+            if entry.epoch > local.epoch {
+                steps.push(if down { Step::Start } else { Step::Restart });
+            }
+        }
+        DesiredPhase::Stopped => {
+            if !down || local.phase == Phase::Pending {
+                steps.push(Step::Stop);
+            }
+        }
+        DesiredPhase::Hibernating => {
+            if local.phase != Phase::Hibernating {
+                steps.push(Step::Hibernate);
+            }
+        }
+        DesiredPhase::Killed => {
+            if local.phase != Phase::Killed {
+                steps.push(Step::Kill { reason: kill_reason(entry) });
+            }
+        }
+    }
+    steps
+}
+
+fn from_nothing(entry: &PersonaEntry) -> Vec<Step> {
+    match entry.phase {
+        DesiredPhase::Running => vec![Step::Add { start: true }],
+        DesiredPhase::Stopped => vec![Step::Add { start: false }, Step::Stop],
+        DesiredPhase::Hibernating => vec![Step::Add { start: false }, Step::Hibernate],
+        DesiredPhase::Killed => vec![Step::Add { start: false }, Step::Kill { reason: kill_reason(entry) }],
+    }
+}
+
+fn kill_reason(entry: &PersonaEntry) -> String {
+    entry.reason.clone().unwrap_or_else(|| "killed by the mesh".to_owned())
+}
+
+/// Specs equal but for the budget (which changes at run time without a new process).
+pub fn same_spec(a: &PersonaSpec, b: &PersonaSpec) -> bool {
+    let mut a = a.clone();
+    a.budget = b.budget.clone();
+    a == *b
+}
+
+/// A patch that sets every field of the budget.
+pub fn full_patch(b: &Budget) -> BudgetPatch {
+    BudgetPatch {
+        max_response_time_ms: Some(b.max_response_time_ms),
+        tokens_per_response: Some(b.tokens_per_response),
+        inference_queue_priority: Some(b.inference_queue_priority),
+        max_memory_mb: Some(b.max_memory_mb),
+        max_concurrent_inferences: Some(b.max_concurrent_inferences),
+        throttle_multiplier: Some(b.throttle_multiplier),
+        allowed_to_run: Some(b.allowed_to_run),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(phase: DesiredPhase, epoch: u64) -> PersonaEntry {
+        let spec = PersonaSpec::new("p", "srv");
+        PersonaEntry {
+            budget: spec.budget.clone(),
+            spec,
+            node: Some(1),
+            phase,
+            reason: None,
+            generation: 0,
+            epoch,
+            created_index: 1,
+            updated_index: epoch,
+        }
+    }
+
+    fn local<'a>(phase: Phase, epoch: u64, e: &'a PersonaEntry) -> Local<'a> {
+        Local { phase, epoch, budget: &e.budget, spec: Some(&e.spec) }
+    }
+
+    #[test]
+    fn a_new_entry_is_added_in_its_phase() {
+        assert_eq!(plan(&entry(DesiredPhase::Running, 3), None), vec![Step::Add { start: true }]);
+        assert_eq!(plan(&entry(DesiredPhase::Hibernating, 3), None), vec![Step::Add { start: false }, Step::Hibernate]);
+    }
+
+    #[test]
+    fn only_a_new_epoch_starts_a_persona_the_node_stopped_on_its_own() {
+        let e = entry(DesiredPhase::Running, 5);
+        // killed by the node for a crash loop, at the epoch the registry still has: stays down
+        assert!(plan(&e, Some(&local(Phase::Killed, 5, &e))).is_empty());
+        // an operator or decision restarts it: a new epoch
+        let e2 = entry(DesiredPhase::Running, 9);
+        assert_eq!(plan(&e2, Some(&local(Phase::Killed, 5, &e2))), vec![Step::Start]);
+        assert_eq!(plan(&e2, Some(&local(Phase::Running, 5, &e2))), vec![Step::Restart]);
+        assert_eq!(plan(&e2, Some(&local(Phase::Backoff, 5, &e2))), vec![Step::Restart]);
+        assert!(plan(&e2, Some(&local(Phase::Running, 9, &e2))).is_empty(), "replayed: nothing twice");
+    }
+
+    #[test]
+    fn down_phases_are_brought_about() {
+        let e = entry(DesiredPhase::Stopped, 5);
+        assert_eq!(plan(&e, Some(&local(Phase::Running, 5, &e))), vec![Step::Stop]);
+        assert_eq!(plan(&e, Some(&local(Phase::Backoff, 5, &e))), vec![Step::Stop]);
+        assert!(plan(&e, Some(&local(Phase::Failed, 5, &e))).is_empty());
+        let e = entry(DesiredPhase::Killed, 5);
+        assert_eq!(
+            plan(&e, Some(&local(Phase::Running, 5, &e))),
+            vec![Step::Kill { reason: "killed by the mesh".into() }]
+        );
+        let e = entry(DesiredPhase::Hibernating, 5);
+        assert!(plan(&e, Some(&local(Phase::Hibernating, 5, &e))).is_empty());
+    }
+
+    #[test]
+    fn budget_changes_patch_and_spec_changes_replace() {
+        let mut e = entry(DesiredPhase::Running, 5);
+        let old = e.budget.clone();
+        e.budget.throttle_multiplier = 0.5;
+        let l = Local { phase: Phase::Running, epoch: 5, budget: &old, spec: Some(&e.spec) };
+        assert_eq!(plan(&e, Some(&l)), vec![Step::SetBudget(full_patch(&e.budget))]);
+        let other = PersonaSpec::new("p", "other-binary");
+        let l = Local { phase: Phase::Running, epoch: 5, budget: &e.budget, spec: Some(&other) };
+        assert_eq!(plan(&e, Some(&l)), vec![Step::Remove, Step::Add { start: true }]);
+    }
+}

@@ -1,0 +1,158 @@
+//! The mesh through the API: its members and leader (in `status`), the decision log, the
+//! brain's last analysis (answered by the leader), and a node leaving the mesh.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mindmesh_core::registry::Registry;
+use mindmesh_net::MeshRole;
+use serde::Deserialize;
+
+use super::types::{DecisionView, DecisionsPage, MeshNodeView, MeshStatusView};
+use super::{ApiError, ApiState};
+
+const MAX_DECISIONS_PER_PAGE: usize = 1000;
+const MAX_WAIT_MS: u64 = 60_000;
+
+pub fn role_name(role: MeshRole) -> &'static str {
+    match role {
+        MeshRole::Leader => "leader",
+        MeshRole::Candidate => "candidate",
+        MeshRole::Follower => "follower",
+        MeshRole::Learner => "learner",
+        MeshRole::Joining => "joining",
+        MeshRole::Shutdown => "shut down",
+    }
+}
+
+/// The mesh as this node sees it: members from the registry and the Raft membership, their
+/// freshness from gossip.
+pub async fn mesh_status(st: &ApiState) -> MeshStatusView {
+    let status = st.mesh.status();
+    let reg = st.mesh.registry();
+    let rows = st.mesh.mesh_view().await.unwrap_or_default();
+    let nodes = reg
+        .nodes
+        .values()
+        .map(|n| {
+            let id = n.info.id;
+            let row = rows.iter().find(|r| r.node_id == id);
+            let role = if status.leader == Some(id) {
+                "leader"
+            } else if status.voters.iter().any(|(v, _)| *v == id) {
+                "follower"
+            } else if status.learners.iter().any(|(l, _)| *l == id) {
+                "learner"
+            } else {
+                "gone"
+            };
+            MeshNodeView {
+                name: n.info.name.clone(),
+                id,
+                address: n.info.api.clone(),
+                p2p: n.info.addrs.clone(),
+                role: role.to_owned(),
+                last_seen_ms: row.map(|r| r.age_ms),
+                healthy: row.is_some_and(|r| !r.stale),
+                personas: reg.personas.values().filter(|p| p.node == Some(id)).count(),
+                cpu_percent: row.map(|r| r.snapshot.host.cpu_percent),
+                memory_used_bytes: row.map(|r| r.snapshot.host.memory_used_bytes),
+            }
+        })
+        .collect();
+    MeshStatusView {
+        node_id: status.node_id,
+        role: role_name(status.role).to_owned(),
+        term: status.term,
+        leader: status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.name.clone()),
+        leader_id: status.leader,
+        leader_contact_age_ms: status.leader_contact_age_ms,
+        nodes,
+        listen: st.mesh.listen_addrs().to_vec(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    persona: Option<String>,
+    wait_ms: Option<u64>,
+}
+
+/// `GET /api/v1/decisions`: the decision log, oldest first; `wait_ms` waits for new ones.
+pub async fn decisions(State(st): State<ApiState>, Query(q): Query<DecisionsQuery>) -> Json<DecisionsPage> {
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_DECISIONS_PER_PAGE);
+    if let Some(wait_ms) = q.wait_ms {
+        let mut reg = st.mesh.watch_registry();
+        let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
+        let _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after + 1)).await;
+    }
+    let reg = st.mesh.registry();
+    let decisions: Vec<DecisionView> = reg
+        .decisions_since(q.after + 1)
+        .filter(|d| q.persona.as_deref().is_none_or(|p| d.decision.persona == p))
+        .take(limit)
+        .map(|d| decision_view(d, &reg))
+        .collect();
+    let last_seq = decisions.last().map_or(q.after, |d| d.seq);
+    Json(DecisionsPage { decisions, last_seq })
+}
+
+fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) -> DecisionView {
+    let ex = d.executed.as_ref();
+    DecisionView {
+        seq: d.seq,
+        persona: d.decision.persona.clone(),
+        action: d.decision.action.as_str().to_owned(),
+        target: d.decision.target.clone(),
+        reason: d.decision.reason.clone(),
+        confidence: d.decision.confidence,
+        analyst: d.decision.analyst.as_str().to_owned(),
+        cycle: d.decision.cycle,
+        decided_at_ms: d.decided_at_ms,
+        executed_by: ex.map(|e| reg.nodes.get(&e.node).map_or_else(|| e.node.to_string(), |n| n.info.name.clone())),
+        executed_at_ms: ex.map(|e| e.at_ms),
+        executed_ok: ex.map(|e| e.ok),
+        outcome: ex.map(|e| e.outcome.clone()),
+    }
+}
+
+/// `GET /api/v1/brain`: the leader's last analysis (asked of the leader by any node).
+pub async fn brain(State(st): State<ApiState>, uri: OriginalUri, headers: HeaderMap) -> Result<Response, ApiError> {
+    let status = st.mesh.status();
+    if status.role != MeshRole::Leader {
+        let reg = st.mesh.registry();
+        let Some(api) = status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.api.clone()) else {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known: no analysis"));
+        };
+        return st.forward.forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new()).await;
+    }
+    let report = st.brain.borrow().clone();
+    match report {
+        Some(r) => Ok(Json(serde_json::to_value(&*r).map_err(|e| ApiError::internal(e.to_string()))?).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "warming_up",
+            "the leader has not analysed the mesh yet",
+        )),
+    }
+}
+
+/// `POST /api/v1/node/leave`: take this node out of the mesh (its personas are unassigned,
+/// the leader places them elsewhere), then stop it.
+pub async fn leave(State(st): State<ApiState>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    st.mesh
+        .leave()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", format!("cannot leave: {e}")))?;
+    tracing::info!("left the mesh; stopping");
+    st.shutdown.cancel();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "node": st.node_name.to_string(), "left": true }))))
+}

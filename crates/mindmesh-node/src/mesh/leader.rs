@@ -1,0 +1,131 @@
+//! The brain's loop. Every node keeps the mesh's history from gossip (so a new leader is
+//! warm); the leader, every cycle, runs the brain over it and commits what it decided: the
+//! decisions to the log (all but `continue`), and the changes they ask for to the registry
+//! (a restart is a generation bump, so a decision replayed restarts nothing twice). The
+//! owning nodes' reconcilers carry them out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mindmesh_brain::{Brain, CycleReport};
+use mindmesh_core::BudgetPatch;
+use mindmesh_core::clock::Clock;
+use mindmesh_core::config::BrainConfig;
+use mindmesh_core::registry::{Command, DesiredPhase, Registry};
+use mindmesh_core::{Action, Decision};
+use mindmesh_net::{MeshHandle, MeshRole};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::history::History;
+
+/// A throttle decision without a multiplier halves the persona's share.
+const DEFAULT_THROTTLE: f64 = 0.5;
+
+pub struct Leader {
+    pub mesh: MeshHandle,
+    pub config: BrainConfig,
+    pub clock: Arc<dyn Clock>,
+    pub gossip_interval: Duration,
+    /// The last cycle's report, for `status` and the API.
+    pub report: watch::Sender<Option<Arc<CycleReport>>>,
+}
+
+impl Leader {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut history = History::new(self.config.history_resolution_s * 1000, self.config.history_window_s * 1000);
+        let mut brain = Brain::from_config(self.config.clone());
+        let mut observe = tokio::time::interval(self.gossip_interval);
+        observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut cycle = tokio::time::interval(Duration::from_secs(self.config.cycle_s));
+        cycle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        cycle.tick().await; // the first tick is immediate: give the history a cycle first
+        let mut leading = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = observe.tick() => {
+                    let Ok(rows) = self.mesh.mesh_view().await else { break };
+                    let registry = self.mesh.registry();
+                    history.observe(&rows, &registry, self.clock.now_ms());
+                }
+                _ = cycle.tick() => {
+                    let now = self.clock.now_ms();
+                    if self.mesh.status().role != MeshRole::Leader {
+                        leading = false;
+                        continue;
+                    }
+                    let registry = self.mesh.registry();
+                    history.set_recent_actions(&registry);
+                    if !leading {
+                        // count persistence from the history already gathered, not from zero
+                        brain.prime(history.view(), now);
+                        leading = true;
+                        tracing::info!("leading: the brain analyses the mesh every {} s", self.config.cycle_s);
+                    }
+                    let report = brain.analyse(history.view(), now).await;
+                    if let Some(f) = &report.fallback {
+                        tracing::warn!(reason = %f.reason, "the LLM analyst fell back to the built-in one this cycle");
+                    }
+                    self.commit(&report, &registry, now).await;
+                    self.report.send_replace(Some(Arc::new(report)));
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, report: &CycleReport, registry: &Registry, now_ms: u64) {
+        let decided: Vec<Decision> = report
+            .decisions
+            .iter()
+            .filter(|d| d.action != Action::Continue && registry.personas.contains_key(&d.persona))
+            .cloned()
+            .collect();
+        if decided.is_empty() {
+            return;
+        }
+        for d in &decided {
+            tracing::info!(persona = %d.persona, action = %d.action, reason = %d.reason, "decision");
+        }
+        if let Err(e) = self.mesh.propose(Command::RecordDecisions { decisions: decided.clone(), at_ms: now_ms }).await
+        {
+            tracing::warn!(error = %e, "cannot record the cycle's decisions; nothing carried out");
+            return;
+        }
+        if !self.config.act {
+            return;
+        }
+        for d in &decided {
+            let Some(cmd) = command_for(d, registry) else { continue };
+            if let Err(e) = self.mesh.propose(cmd).await {
+                tracing::warn!(persona = %d.persona, action = %d.action, error = %e, "decision not carried out");
+            }
+        }
+    }
+}
+
+/// The registry change a decision asks for; `None` for those that are only recorded.
+pub fn command_for(d: &Decision, registry: &Registry) -> Option<Command> {
+    let entry = registry.personas.get(&d.persona)?;
+    let name = d.persona.clone();
+    Some(match d.action {
+        Action::Restart => Command::BumpGeneration { name, expected: entry.generation },
+        Action::Hibernate => {
+            Command::SetPhase { name, phase: DesiredPhase::Hibernating, reason: Some(d.reason.clone()) }
+        }
+        Action::Wake => Command::SetPhase { name, phase: DesiredPhase::Running, reason: None },
+        Action::Kill => Command::SetPhase { name, phase: DesiredPhase::Killed, reason: Some(d.reason.clone()) },
+        Action::Throttle => Command::SetBudget {
+            name,
+            patch: BudgetPatch {
+                throttle_multiplier: Some(d.throttle_multiplier.unwrap_or(DEFAULT_THROTTLE)),
+                ..BudgetPatch::default()
+            },
+        },
+        Action::Migrate => {
+            let target = registry.node_by_name(d.target.as_deref()?)?;
+            Command::AssignPersona { name, node: Some(target.info.id) }
+        }
+        Action::Continue | Action::Investigate => return None,
+    })
+}

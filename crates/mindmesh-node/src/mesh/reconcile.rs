@@ -1,0 +1,227 @@
+//! The reconciler: carries out on this node what the registry wants of the personas assigned
+//! to it — add, remove, start at a new epoch (restart, wake, operator start), stop,
+//! hibernate, kill, budget changes — through [`Control`], so every stop drains the gateway
+//! first. It plans with [`mindmesh_core::reconcile::plan`] when an entry changes (and for
+//! every entry once at start), runs each persona's steps in a task of its own (a slow drain of
+//! one holds up no other), and reports the decisions it carried out back to the registry.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mindmesh_core::Action;
+use mindmesh_core::PersonaSpec;
+use mindmesh_core::clock::Clock;
+use mindmesh_core::reconcile::{Local, Step, plan};
+use mindmesh_core::registry::{Command, NodeId, PersonaEntry, Registry};
+use mindmesh_net::MeshHandle;
+use mindmesh_store::StoreHandle;
+use mindmesh_supervisor::{Act, SupervisorHandle};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::Control;
+
+/// How often a pass runs without a registry change (retries of failed steps).
+const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// Most persona tasks in flight at once.
+const MAX_IN_FLIGHT: usize = 64;
+
+pub struct Reconciler {
+    pub mesh: MeshHandle,
+    pub supervisor: SupervisorHandle,
+    pub control: Control,
+    pub store: StoreHandle,
+    pub clock: Arc<dyn Clock>,
+}
+
+struct Done {
+    name: String,
+    ok: bool,
+    outcome: String,
+}
+
+impl Reconciler {
+    pub async fn run(self, stop: CancellationToken) {
+        let me = self.mesh.node_id();
+        // the spec each local persona runs, to see spec changes (the status table has no spec)
+        let mut specs: HashMap<String, PersonaSpec> = match self.store.list_personas().await {
+            Ok(records) => records.into_iter().map(|r| (r.spec.name.clone(), r.spec)).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "reconciler cannot read the local personas");
+                HashMap::new()
+            }
+        };
+        // the entry version (registry index) each persona was last planned at
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut registry = self.mesh.watch_registry();
+        let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = registry.changed() => if changed.is_err() { break },
+                Some(done) = tasks.join_next() => {
+                    if let Ok(done) = done {
+                        in_flight.remove(&done.name);
+                        if !done.ok {
+                            // plan it again at the next pass
+                            seen.remove(&done.name);
+                        }
+                        self.report_executed(me, &done).await;
+                    }
+                }
+                _ = retry.tick() => {}
+            }
+            let reg = registry.borrow_and_update().clone();
+            // until this node is registered, the registry it holds may be far behind: acting on
+            // it could remove personas that are in fact still ours
+            if !reg.nodes.contains_key(&me) {
+                continue;
+            }
+            let local = self.supervisor.status().borrow().clone();
+            for (name, entry) in reg.personas_on(me) {
+                if in_flight.contains(name) || in_flight.len() >= MAX_IN_FLIGHT {
+                    continue;
+                }
+                if seen.get(name) == Some(&entry.updated_index) && local.contains_key(name) {
+                    continue;
+                }
+                let status = local.get(name);
+                let l =
+                    status.map(|s| Local { phase: s.phase, epoch: s.epoch, budget: &s.budget, spec: specs.get(name) });
+                let steps = plan(entry, l.as_ref());
+                seen.insert(name.clone(), entry.updated_index);
+                if steps.is_empty() {
+                    continue;
+                }
+                tracing::info!(persona = %name, ?steps, epoch = entry.epoch, "reconciling");
+                let mut spec = entry.spec.clone();
+                spec.budget = entry.budget.clone();
+                specs.insert(name.clone(), spec);
+                in_flight.insert(name.clone());
+                tasks.spawn(self.execute(name.clone(), entry.clone(), steps));
+            }
+            // what runs here but is no longer ours (removed, or placed elsewhere)
+            for name in local.keys() {
+                let ours = reg.personas.get(name).is_some_and(|e| e.node == Some(me));
+                if ours || in_flight.contains(name) || in_flight.len() >= MAX_IN_FLIGHT {
+                    continue;
+                }
+                tracing::info!(persona = %name, "no longer assigned here: removing");
+                specs.remove(name);
+                seen.remove(name);
+                in_flight.insert(name.clone());
+                let control = self.control.clone();
+                let name = name.clone();
+                tasks.spawn(async move {
+                    let r = control.remove(&name).await;
+                    Done { ok: r.is_ok(), outcome: r.err().map_or_else(|| "removed".into(), |e| e.to_string()), name }
+                });
+            }
+        }
+        tasks.shutdown().await;
+    }
+
+    fn execute(&self, name: String, entry: PersonaEntry, steps: Vec<Step>) -> impl Future<Output = Done> + use<> {
+        let (control, supervisor, store) = (self.control.clone(), self.supervisor.clone(), self.store.clone());
+        async move {
+            let mut done = Vec::new();
+            for step in steps {
+                let r = run_step(&control, &supervisor, &store, &name, &entry, &step).await;
+                match r {
+                    Ok(()) => done.push(step_name(&step)),
+                    Err(e) => {
+                        tracing::warn!(persona = %name, step = step_name(&step), error = %e, "reconcile step failed");
+                        return Done { name, ok: false, outcome: format!("{} failed: {e}", step_name(&step)) };
+                    }
+                }
+            }
+            Done { name, ok: true, outcome: done.join(", ") }
+        }
+    }
+
+    /// Mark the decisions behind what was just carried out as executed by this node.
+    async fn report_executed(&self, me: NodeId, done: &Done) {
+        let reg: Arc<Registry> = self.mesh.registry();
+        let Some(entry) = reg.personas.get(&done.name) else { return };
+        let pending: Vec<u64> = reg
+            .decisions
+            .iter()
+            .filter(|d| {
+                d.decision.persona == done.name
+                    && d.executed.is_none()
+                    && d.index <= entry.updated_index
+                    && executable(d.decision.action)
+            })
+            .map(|d| d.seq)
+            .collect();
+        for seq in pending {
+            let cmd = Command::MarkExecuted {
+                seq,
+                node: me,
+                at_ms: self.clock.now_ms(),
+                ok: done.ok,
+                outcome: done.outcome.clone(),
+            };
+            if let Err(e) = self.mesh.propose(cmd).await {
+                tracing::debug!(seq, error = %e, "cannot mark a decision executed");
+            }
+        }
+    }
+}
+
+/// Decisions that ask a node to do something (the others are only recorded).
+pub fn executable(action: Action) -> bool {
+    !matches!(action, Action::Continue | Action::Investigate)
+}
+
+async fn run_step(
+    control: &Control,
+    supervisor: &SupervisorHandle,
+    store: &StoreHandle,
+    name: &str,
+    entry: &PersonaEntry,
+    step: &Step,
+) -> Result<(), String> {
+    let epoch = Some(entry.epoch);
+    let r = match step {
+        Step::Add { start } => {
+            let mut spec = entry.spec.clone();
+            spec.budget = entry.budget.clone();
+            supervisor.add_at(spec, *start, entry.epoch).await.map(|_| ())
+        }
+        Step::Remove => control.remove(name).await,
+        Step::SetBudget(patch) => control.set_budget(name, patch.clone()).await.map(|_| ()),
+        Step::Start => {
+            let hibernating =
+                supervisor.status().borrow().get(name).is_some_and(|s| s.phase == mindmesh_core::Phase::Hibernating);
+            let act = if hibernating {
+                Act::Wake { state: store.get_state(name).await.map_err(|e| e.to_string())? }
+            } else {
+                Act::Start
+            };
+            control.act_at(name, act, epoch).await.map(|_| ())
+        }
+        Step::Restart => control.act_at(name, Act::Restart, epoch).await.map(|_| ()),
+        Step::Stop => control.act(name, Act::Stop).await.map(|_| ()),
+        Step::Hibernate => control.act(name, Act::Hibernate).await.map(|_| ()),
+        Step::Kill { reason } => control.act(name, Act::Kill { reason: reason.clone() }).await.map(|_| ()),
+    };
+    r.map_err(|e| e.to_string())
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Add { .. } => "add",
+        Step::Remove => "remove",
+        Step::SetBudget(_) => "budget",
+        Step::Start => "start",
+        Step::Restart => "restart",
+        Step::Stop => "stop",
+        Step::Hibernate => "hibernate",
+        Step::Kill { .. } => "kill",
+    }
+}
