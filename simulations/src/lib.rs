@@ -11,8 +11,9 @@
 //! - [`cluster`]: the simulated nodes and their processes
 //! - [`invariants`]: one safety invariant per file
 //! - `run`: one run, step by step
-//! - `src/bin/mindmesh-sim.rs`: the command line (`--seed`, `--seeds`)
+//! - [`cli`]: the command line (`--seed`, `--seeds`), for `mindmesh-sim` and `mindmesh sim`
 
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod invariants;

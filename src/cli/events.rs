@@ -50,13 +50,7 @@ fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(e)?);
     } else {
-        println!("{:>6}  {}  {:<20} {:<14} {}", e.seq, format_ts(e.ts_ms), e.persona, e.kind.as_str(), e.detail);
+        println!("{:>6}  {}  {:<20} {:<14} {}", e.seq, super::table::time_of_day(e.ts_ms), e.persona, e.kind.as_str(), e.detail);
     }
     Ok(())
-}
-
-/// UTC time of day with milliseconds: enough to read a log, no time-zone database needed.
-fn format_ts(ts_ms: u64) -> String {
-    let s = ts_ms / 1000;
-    format!("{:02}:{:02}:{:02}.{:03}Z", (s / 3600) % 24, (s / 60) % 60, s % 60, ts_ms % 1000)
 }

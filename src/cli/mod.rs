@@ -3,7 +3,9 @@
 mod bench;
 mod brain;
 mod client;
+mod decisions;
 mod events;
+mod mesh;
 mod node;
 mod persona;
 mod status;
@@ -30,13 +32,21 @@ enum Command {
     /// Add, inspect and act on personas.
     #[command(subcommand)]
     Persona(persona::PersonaCommand),
-    /// The node at a glance.
+    /// The node and its mesh at a glance: members, leader, personas, the brain's view.
     Status {
         #[arg(long)]
         json: bool,
     },
-    /// The event log.
+    /// The event log of the node.
     Events(events::EventsArgs),
+    /// The mesh's decision log: what the brain (or an operator) decided, why, and whether the
+    /// owning node carried it out.
+    Decisions(decisions::DecisionsArgs),
+    /// The mesh itself: its key.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
+    /// The deterministic simulation of a mesh (seeded faults, invariants checked each step).
+    Sim(mindmesh_sim::cli::SimArgs),
     /// The brain: evaluate analysts on decision scenarios.
     #[command(subcommand)]
     Brain(brain::BrainCommand),
@@ -54,7 +64,10 @@ enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Node(cmd) => node::run(cmd).await,
+        Command::Node(cmd) => node::run(cmd, &cli.api).await,
+        Command::Decisions(args) => decisions::run(args, &cli.api).await,
+        Command::Mesh(cmd) => mesh::run(cmd).await,
+        Command::Sim(args) => Ok(tokio::task::spawn_blocking(move || mindmesh_sim::cli::run(&args)).await?),
         Command::Persona(cmd) => persona::run(cmd, &cli.api).await,
         Command::Status { json } => status::run(json, &cli.api).await,
         Command::Events(args) => events::run(args, &cli.api).await,

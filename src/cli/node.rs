@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 pub enum NodeCommand {
     /// Start a node in the foreground; it stops cleanly on SIGTERM or SIGINT.
     Start(StartArgs),
+    /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it.
+    Leave,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +35,26 @@ pub struct StartArgs {
     /// API bearer token (overrides the config).
     #[arg(long, env = "MINDMESH_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Found a new mesh with this node as its first member (the default when no --join is
+    /// given; it creates `<data_dir>/mesh.key` if there is none).
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Join the mesh through this member (a multiaddr, e.g. /ip4/10.0.0.5/tcp/7946);
+    /// repeatable, retried with backoff.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub join: Vec<String>,
+    /// Where the mesh listens (default /ip4/0.0.0.0/tcp/7946); repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub p2p_listen: Vec<String>,
+    /// The mesh address other nodes should dial (behind NAT, in containers); repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub advertise: Vec<String>,
+    /// The API address other nodes should use (`host:port`).
+    #[arg(long)]
+    pub api_advertise: Option<String>,
+    /// The mesh key file (default `<data_dir>/mesh.key`).
+    #[arg(long)]
+    pub mesh_key: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -43,9 +65,15 @@ pub enum LogFormat {
     Json,
 }
 
-pub async fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: NodeCommand, api: &super::client::ApiArgs) -> anyhow::Result<ExitCode> {
     match cmd {
         NodeCommand::Start(args) => start(args).await,
+        NodeCommand::Leave => {
+            let client = super::client::Client::new(api)?;
+            let _: serde_json::Value = client.post("/api/v1/node/leave", &serde_json::json!({})).await?;
+            println!("left the mesh; the node is stopping");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -76,6 +104,25 @@ pub fn load_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(t) = &args.token {
         config.api.token = Some(t.clone());
+    }
+    if args.bootstrap {
+        config.mesh.bootstrap = true;
+    }
+    if !args.join.is_empty() {
+        config.mesh.join = args.join.clone();
+    }
+    if !args.p2p_listen.is_empty() {
+        config.mesh.listen = args.p2p_listen.clone();
+    }
+    if !args.advertise.is_empty() {
+        config.mesh.advertise = args.advertise.clone();
+    }
+    if let Some(a) = &args.api_advertise {
+        config.api.advertise = Some(a.clone());
+    }
+    if let Some(k) = &args.mesh_key {
+        // relative to where the command runs, not to the data dir
+        config.mesh.key_file = Some(std::path::absolute(k).with_context(|| format!("{}", k.display()))?);
     }
     config.validate().context("invalid configuration")?;
     Ok(config)

@@ -19,6 +19,9 @@ pub enum PersonaCommand {
         /// Register it without starting it.
         #[arg(long)]
         no_start: bool,
+        /// Place it on this node (by name); default: the least loaded node of the mesh.
+        #[arg(long)]
+        node: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -96,16 +99,17 @@ pub struct ActionArgs {
 pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
     match cmd {
-        PersonaCommand::Add { file, no_start, json } => {
+        PersonaCommand::Add { file, no_start, node, json } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let content_type =
                 if file.extension().is_some_and(|e| e == "json") { "application/json" } else { "application/toml" };
-            let path = format!("/api/v1/personas?start={}", !no_start);
+            let on = node.as_deref().map(|n| format!("&node={}", seg(n))).unwrap_or_default();
+            let path = format!("/api/v1/personas?start={}{on}", !no_start);
             let v: PersonaView = client.post_raw(&path, content_type, text).await?;
             if json {
                 table::json(&v)?;
             } else {
-                println!("added {} ({})", v.name, v.phase);
+                println!("added {} on {} ({})", v.name, v.node.as_deref().unwrap_or("no node yet"), v.phase);
             }
         }
         PersonaCommand::List { json } => {
@@ -195,6 +199,7 @@ pub fn print_list(list: &[PersonaView]) {
         .map(|p| {
             vec![
                 p.name.clone(),
+                p.node.clone().unwrap_or_else(|| "-".into()),
                 p.phase.to_string(),
                 table::opt(p.pid),
                 p.restarts.to_string(),
@@ -208,13 +213,17 @@ pub fn print_list(list: &[PersonaView]) {
         })
         .collect();
     table::print(
-        &["NAME", "PHASE", "PID", "RESTARTS", "RSS_MB", "CPU_%", "HEALTH", "UPTIME", "IMPORTANCE", "REASON"],
+        &["NAME", "NODE", "PHASE", "PID", "RESTARTS", "RSS_MB", "CPU_%", "HEALTH", "UPTIME", "IMPORTANCE", "REASON"],
         &rows,
     );
 }
 
 fn print_show(v: &PersonaView, series: &SeriesPage) {
     println!("name:        {}", v.name);
+    println!("node:        {}", v.node.as_deref().unwrap_or("-"));
+    if let Some(d) = &v.desired {
+        println!("desired:     {d} (epoch {})", v.epoch);
+    }
     println!("phase:       {}{}", v.phase, v.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
     println!("pid:         {}   port: {}", table::opt(v.pid), table::opt(v.port));
     println!("health:      {:?}", v.health);

@@ -50,3 +50,9 @@ pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+/// UTC time of day with milliseconds: enough to read a log, no time-zone database needed.
+pub fn time_of_day(ts_ms: u64) -> String {
+    let s = ts_ms / 1000;
+    format!("{:02}:{:02}:{:02}.{:03}Z", (s / 3600) % 24, (s / 60) % 60, s % 60, ts_ms % 1000)
+}

@@ -53,7 +53,8 @@ pub async fn start(
         let key = init_mesh_key(&key_path)?;
         tracing::info!(path = %key_path.display(), fingerprint = %key.fingerprint(), "new mesh key written; copy it to the nodes that will join");
     }
-    mesh.key_file = Some(key_path);
+    // absolute, so the mesh does not take it as relative to the data dir a second time
+    mesh.key_file = Some(std::path::absolute(&key_path).map_err(|e| NodeError::io("mesh key path", e))?);
     let profile = NodeProfile {
         name: node_name.to_owned(),
         capacity: host_capacity(),
