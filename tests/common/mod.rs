@@ -15,6 +15,13 @@ pub const DEMO: &str = env!("CARGO_BIN_EXE_mindmesh-demo-persona");
 /// mesh settings uses [`TestNode::start_in_mesh`]).
 const MESH_ON_LOOPBACK: &str = "[mesh]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n";
 
+/// A member's mesh address and the mesh's key file.
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    pub addr: String,
+    pub key: PathBuf,
+}
+
 /// A node process with its own data dir; SIGKILLed on drop if still running.
 pub struct TestNode {
     pub dir: tempfile::TempDir,
@@ -41,6 +48,51 @@ impl TestNode {
         let mut node = TestNode { dir, child: None, api: String::new(), config };
         node.spawn();
         node
+    }
+
+    /// A node of a mesh: `join` names a member to join and the mesh's key (none: it founds a
+    /// mesh); `mesh_extra` adds lines to its `[mesh]` section.
+    pub fn start_in_mesh(name: &str, extra: &str, mesh_extra: &str, join: Option<&JoinInfo>) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("node.toml");
+        let data = dir.path().join("data");
+        let join_lines = match join {
+            Some(j) => format!("join = [\"{}\"]\nkey_file = \"{}\"\n", j.addr, j.key.display()),
+            None => String::new(),
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n[mesh]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\ngossip_interval_ms = 200\n{join_lines}{mesh_extra}\n",
+                data.display()
+            ),
+        )
+        .expect("write config");
+        let mut node = TestNode { dir, child: None, api: String::new(), config };
+        node.spawn();
+        node
+    }
+
+    /// How another node joins this one's mesh.
+    pub async fn join_info(&self) -> JoinInfo {
+        let (_, s) = self.get("/api/v1/status").await;
+        let addr = s["mesh"]["listen"][0].as_str().expect("a mesh listen address").to_owned();
+        JoinInfo { addr, key: self.data_dir().join("mesh.key") }
+    }
+
+    /// This node's status once `cond` holds (within `timeout`).
+    pub async fn wait_status(&self, timeout: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, v) = self.get("/api/v1/status").await;
+            if code == 200 && cond(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("{what}: not within {timeout:?}; last status: {v}\nlog:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -178,6 +230,23 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Poll an async `f` every 100 ms until it yields a value or `timeout` passes.
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -53,7 +53,8 @@ pub enum MeshResponse {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LeaderReply {
-    Proposed(Outcome),
+    /// The outcome and the log index the command was committed at.
+    Proposed(Outcome, u64),
     Joined,
     Left,
 }

@@ -55,6 +55,10 @@ pub struct BrainConfig {
     /// long, kept this long.
     pub history_resolution_s: u64,
     pub history_window_s: u64,
+    /// How many times faster than real time the brain's sense of time runs (history stamps,
+    /// cooldowns, "an hour of steady growth"): 1 in production; tests and demos compress
+    /// hours into minutes with e.g. 120.
+    pub time_speed: f64,
     pub llm: LlmConfig,
     pub guardrails: GuardrailConfig,
 }
@@ -67,6 +71,7 @@ impl Default for BrainConfig {
             act: true,
             history_resolution_s: 10,
             history_window_s: 6 * 3600,
+            time_speed: 1.0,
             llm: LlmConfig::default(),
             guardrails: GuardrailConfig::default(),
         }
@@ -203,6 +208,9 @@ impl BrainConfig {
             return Err(CoreError::invalid("cycle_s", "must be at most 3600"));
         }
         at_least("history_resolution_s", self.history_resolution_s, 1)?;
+        if !self.time_speed.is_finite() || !(1.0..=3600.0).contains(&self.time_speed) {
+            return Err(CoreError::invalid("time_speed", "must be within 1..=3600"));
+        }
         if self.history_window_s < self.history_resolution_s * 10 {
             return Err(CoreError::invalid("history_window_s", "must hold at least 10 points of history_resolution_s"));
         }

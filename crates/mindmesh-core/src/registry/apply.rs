@@ -211,6 +211,8 @@ impl Registry {
                 return Outcome::rejected("decision figures must be numbers");
             }
         }
+        // sequence numbers start at 1, as the event log's do: "after 0" means "from the start"
+        self.next_decision_seq = self.next_decision_seq.max(1);
         let first_seq = self.next_decision_seq;
         for d in decisions {
             let mut decision = d.clone();

@@ -59,7 +59,7 @@ fn a_retried_proposal_answers_its_first_outcome() {
         at_ms: 42,
     };
     let first = r.apply(&prop(2, 77, rec.clone()), ctx(4));
-    assert_eq!(first, Outcome::Decisions { first_seq: 0, count: 1 });
+    assert_eq!(first, Outcome::Decisions { first_seq: 1, count: 1 }, "sequence numbers start at 1");
     assert_eq!(r.apply(&prop(2, 77, rec), ctx(5)), first);
     assert_eq!(r.decisions.len(), 1);
     assert_eq!(r.applied_index, 5);
@@ -85,7 +85,7 @@ fn decisions_are_logged_executed_once_and_bounded() {
         )
         .is_rejected()
     );
-    assert_eq!(r.decisions_since(1).map(|d| d.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(r.decisions_since(2).map(|d| d.seq).collect::<Vec<_>>(), vec![2, 3]);
 
     let many = Command::RecordDecisions { decisions: vec![d; MAX_DECISIONS_PER_COMMAND], at_ms: 8 };
     for i in 0..(MAX_DECISIONS_KEPT / MAX_DECISIONS_PER_COMMAND + 1) {

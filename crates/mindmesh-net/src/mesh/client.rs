@@ -20,14 +20,21 @@ const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Hops followed before giving up on a chain of stale leader hints.
 const MAX_ATTEMPTS: usize = 64;
 
-/// Commit a command to the registry. A command the registry refuses is an error.
+/// Commit a command to the registry. A command the registry refuses is an error. Returns
+/// once this node has applied it too (read your writes), or at the propose deadline.
 pub(crate) async fn propose<T: Transport>(ctx: &Ctx<T>, command: Command) -> Result<Outcome, NetError> {
     let p = Proposal { id: ctx.next_proposal_id(), command };
     p.encode()?; // refuse an oversized command here, not at every hop
-    match leader_call(ctx, MeshRequest::Propose(p), None).await? {
-        LeaderReply::Proposed(Outcome::Rejected { reason }) => Err(NetError::Rejected(reason)),
-        LeaderReply::Proposed(o) => Ok(o),
-        other => Err(NetError::Protocol(format!("unexpected answer {other:?}"))),
+    let (outcome, index) = match leader_call(ctx, MeshRequest::Propose(p), None).await? {
+        LeaderReply::Proposed(o, index) => (o, index),
+        other => return Err(NetError::Protocol(format!("unexpected answer {other:?}"))),
+    };
+    let mut registry = ctx.registry.clone();
+    let wait = Duration::from_millis(ctx.cfg.propose_timeout_ms);
+    let _ = tokio::time::timeout(wait, registry.wait_for(|r| r.applied_index >= index)).await;
+    match outcome {
+        Outcome::Rejected { reason } => Err(NetError::Rejected(reason)),
+        o => Ok(o),
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) async fn execute<T: Transport>(
         return Err(not_leader(ctx));
     }
     match req {
-        MeshRequest::Propose(p) => propose(ctx, p).await.map(LeaderReply::Proposed),
+        MeshRequest::Propose(p) => propose_at(ctx, p).await.map(|(o, index)| LeaderReply::Proposed(o, index)),
         MeshRequest::Join(j) => {
             if j.node != from {
                 return Err(LeaderError::Failed(format!("node {from} cannot join on behalf of node {}", j.node)));
@@ -63,7 +63,12 @@ pub(crate) async fn execute<T: Transport>(
 }
 
 async fn propose<T: Transport>(ctx: &Ctx<T>, p: Proposal) -> Result<Outcome, LeaderError> {
-    ctx.raft.client_write(p).await.map(|r| r.data).map_err(|e| write_error(ctx, e))
+    propose_at(ctx, p).await.map(|(o, _)| o)
+}
+
+/// Commit a proposal; its outcome and the log index it was committed at.
+async fn propose_at<T: Transport>(ctx: &Ctx<T>, p: Proposal) -> Result<(Outcome, u64), LeaderError> {
+    ctx.raft.client_write(p).await.map(|r| (r.data, r.log_id.index)).map_err(|e| write_error(ctx, e))
 }
 
 async fn join<T: Transport>(ctx: &Ctx<T>, j: JoinRequest) -> Result<(), LeaderError> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use mindmesh_core::placement::{loads, place};
 use mindmesh_core::registry::{Command, DesiredPhase, Outcome, PersonaEntry, Registry};
 use mindmesh_core::spec::parse_json;
-use mindmesh_core::{BudgetPatch, Health, PersonaSpec, Phase};
+use mindmesh_core::{Action, AnalystKind, BudgetPatch, Decision, Health, PersonaSpec, Phase};
 use mindmesh_net::NetError;
 use mindmesh_supervisor::PersonaStatus;
 use serde::Deserialize;
@@ -320,6 +320,16 @@ pub async fn action(
             false,
         ),
     };
+    // an operator's action is a decision like the brain's: durable, ordered, auditable
+    let act = match action.as_str() {
+        "start" | "wake" => Action::Wake,
+        "restart" => Action::Restart,
+        "stop" | "kill" => Action::Kill,
+        _ => Action::Hibernate,
+    };
+    let why = req.reason.clone().unwrap_or_else(|| format!("operator: {action}"));
+    let decision = Decision::new(&name, act, why, 1.0, AnalystKind::Operator);
+    propose(&st, Command::RecordDecisions { decisions: vec![decision], at_ms: st.clock.now_ms() }).await?;
     let outcome = propose(&st, cmd).await?;
     let mut phase = st.supervisor.status().borrow().get(&name).map_or(Phase::Pending, |s| s.phase);
     if let Some(wait_ms) = req.wait_ms

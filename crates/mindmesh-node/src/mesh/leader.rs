@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mindmesh_brain::{Brain, CycleReport};
 use mindmesh_core::BudgetPatch;
-use mindmesh_core::clock::Clock;
+use mindmesh_core::clock::{Clock, ScaledClock};
 use mindmesh_core::config::BrainConfig;
 use mindmesh_core::registry::{Command, DesiredPhase, Registry};
 use mindmesh_core::{Action, Decision};
@@ -32,7 +32,11 @@ pub struct Leader {
 }
 
 impl Leader {
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(mut self, stop: CancellationToken) {
+        if self.config.time_speed != 1.0 {
+            tracing::warn!(speed = self.config.time_speed, "the brain's clock runs faster than real time (tests, demos)");
+            self.clock = Arc::new(ScaledClock::new(self.clock.clone(), self.config.time_speed));
+        }
         let mut history = History::new(self.config.history_resolution_s * 1000, self.config.history_window_s * 1000);
         let mut brain = Brain::from_config(self.config.clone());
         let mut observe = tokio::time::interval(self.gossip_interval);

@@ -1,0 +1,178 @@
+//! Three real node processes on loopback, joined into one mesh over libp2p: one leader, one
+//! registry everywhere, writes from any node, a leader killed and replaced without losing a
+//! committed decision, a node that catches up after a restart, a node with the wrong key kept
+//! out, and a leaking persona restarted by a decision the leader committed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestNode;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(40);
+
+fn leader(s: &Value) -> Option<String> {
+    s["mesh"]["leader"].as_str().map(str::to_owned)
+}
+
+fn members(s: &Value) -> usize {
+    s["mesh"]["nodes"].as_array().map_or(0, Vec::len)
+}
+
+fn persona<'a>(s: &'a Value, name: &str) -> Option<&'a Value> {
+    s["personas"].as_array()?.iter().find(|p| p["name"] == name)
+}
+
+/// Start `a`, then `b` and `c` joining it; wait until all three agree on one leader.
+async fn three(extra: &str, mesh_extra: &str) -> Vec<TestNode> {
+    let a = TestNode::start_in_mesh("a", extra, mesh_extra, None);
+    a.wait_status(T, "a leads its new mesh", |s| leader(s).as_deref() == Some("a")).await;
+    let join = a.join_info().await;
+    let b = TestNode::start_in_mesh("b", extra, mesh_extra, Some(&join));
+    let c = TestNode::start_in_mesh("c", extra, mesh_extra, Some(&join));
+    for n in [&a, &b, &c] {
+        n.wait_status(T, "three members and a leader", |s| members(s) == 3 && leader(s).is_some()).await;
+    }
+    vec![a, b, c]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn join_replicate_survive_the_leader_and_catch_up() {
+    let mut nodes = three("", "").await;
+    // one leader, the same one seen by all
+    let mut leaders = Vec::new();
+    for n in &nodes {
+        leaders.push(leader(&n.get("/api/v1/status").await.1).unwrap());
+    }
+    leaders.dedup();
+    assert_eq!(leaders.len(), 1, "one leader: {leaders:?}");
+    let first_leader = leaders[0].clone();
+
+    // a write sent to a follower is forwarded to the leader; the persona runs where it is placed
+    let follower = (0..3).find(|&i| ["a", "b", "c"][i] != first_leader).unwrap();
+    let spec = json!({"name": "chat", "command": common::DEMO, "args": ["--idle"], "health_path": "/health"});
+    let (code, v) = nodes[follower].post("/api/v1/personas?node=c", spec).await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["node"], "c");
+    for n in &nodes {
+        n.wait_status(T, "the persona replicated and running on c", |s| {
+            persona(s, "chat").is_some_and(|p| p["node"] == "c" && p["phase"] == "running")
+        })
+        .await;
+    }
+    // an operator's restart is a decision of the log, carried out by c
+    let (code, v) = nodes[0].post("/api/v1/personas/chat/restart", json!({"reason": "test restart"})).await;
+    assert_eq!(code, 200, "{v}");
+    let decision = |n: &TestNode| {
+        let n_api = n.url("/api/v1/decisions?after=0&limit=100");
+        async move {
+            let (_, page) = common::http("GET", &n_api, None).await;
+            page["decisions"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let d = common::wait_for_async(T, || async {
+        decision(&nodes[1]).await.into_iter().find(|d| d["reason"] == "test restart" && d["executed_by"] == "c")
+    })
+    .await
+    .unwrap_or_else(|| panic!("the restart decision, executed by c; c's log:\n{}", nodes[2].log()));
+    assert_eq!(d["analyst"], "operator");
+
+    // the leader dies: a new one is elected, and nothing committed is lost
+    let li = ["a", "b", "c"].iter().position(|n| *n == first_leader).unwrap();
+    nodes[li].kill9();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != li).collect();
+    for &i in &survivors {
+        nodes[i]
+            .wait_status(T, "a new leader", |s| leader(s).is_some_and(|l| l != first_leader))
+            .await;
+    }
+    for &i in &survivors {
+        let ds = decision(&nodes[i]).await;
+        assert!(ds.iter().any(|d| d["reason"] == "test restart"), "decision kept on {i}: {ds:?}");
+        let s = nodes[i].get("/api/v1/status").await.1;
+        assert!(persona(&s, "chat").is_some(), "persona kept");
+    }
+
+    // while the old leader is down the mesh moves on; back, it catches up
+    let writer = survivors[0];
+    let spec = json!({"name": "late", "command": common::DEMO, "args": ["--idle"]});
+    let (code, v) = nodes[writer].post(&format!("/api/v1/personas?node={}", ["a", "b", "c"][survivors[1]]), spec).await;
+    assert_eq!(code, 201, "{v}");
+    nodes[li].spawn();
+    nodes[li]
+        .wait_status(T, "the restarted node caught up", |s| persona(s, "late").is_some() && members(s) == 3)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_the_wrong_mesh_key_cannot_join() {
+    let a = TestNode::start_in_mesh("a", "", "connect_timeout_ms = 500", None);
+    a.wait_status(T, "a leads", |s| leader(s).as_deref() == Some("a")).await;
+    let mut join = a.join_info().await;
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::MINDMESH)
+        .args(["mesh", "init", "--out"])
+        .arg(other.path().join("other.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    join.key = other.path().join("other.key");
+    let intruder = TestNode::start_in_mesh("x", "", "connect_timeout_ms = 500", Some(&join));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = a.get("/api/v1/status").await.1;
+    assert_eq!(members(&s), 1, "the intruder is not a member: {s}");
+    let s = intruder.get("/api/v1/status").await.1;
+    assert!(leader(&s).is_none(), "the intruder knows no leader: {s}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leak_on_a_follower_is_restarted_by_the_leaders_decision() {
+    // the brain's clock runs 120x: an hour of history in 30 s; one analysis a second
+    let brain = "[brain]\ncycle_s = 1\ntime_speed = 120\nhistory_resolution_s = 60\n";
+    let nodes = three(brain, "").await;
+    let s = nodes[0].get("/api/v1/status").await.1;
+    let lead = leader(&s).unwrap();
+    let host = ["a", "b", "c"].into_iter().find(|n| *n != lead).unwrap();
+    // two steady peers and one that leaks, all on the same follower, same model
+    for (name, args) in [
+        ("steady-1", vec!["--tokens", "4"]),
+        ("steady-2", vec!["--tokens", "4"]),
+        ("leaky", vec!["--tokens", "4", "--leak-mb-per-min", "240", "--leak-max-mb", "2048"]),
+    ] {
+        let spec = json!({
+            "name": name, "command": common::DEMO, "args": args, "health_path": "/health",
+            "model": "demo", "importance": "background",
+            "budget": {"max_memory_mb": 1024}
+        });
+        let (code, v) = nodes[0].post(&format!("/api/v1/personas?node={host}"), spec).await;
+        assert_eq!(code, 201, "{v}");
+    }
+    let owner = &nodes[["a", "b", "c"].iter().position(|n| *n == host).unwrap()];
+    let before = owner.wait_persona("leaky", T, |v| v["phase"] == "running").await;
+    let pid_before = before["pid"].as_u64();
+    let d = common::wait_for_async(Duration::from_secs(150), || async {
+        let (_, page) = nodes[0].get("/api/v1/decisions?after=0&limit=1000").await;
+        page["decisions"].as_array().cloned().unwrap_or_default().into_iter().find(|d| {
+            d["persona"] == "leaky" && d["action"] == "restart" && d["analyst"] == "builtin" && d["executed_by"] == host
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("no executed restart decision for the leak; leader log:\n{}", nodes[0].log()));
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("memory") || reason.contains("MB"), "a reason a person can read: {reason}");
+    let after = owner.wait_persona("leaky", T, |v| v["phase"] == "running" && v["pid"].as_u64() != pid_before).await;
+    assert!(after["pid"].as_u64() != pid_before);
+    // the steady peers were left alone
+    let (_, page) = nodes[0].get("/api/v1/decisions?after=0&limit=1000").await;
+    let disrupted: Vec<&Value> = page["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["persona"] != "leaky" && ["restart", "kill", "hibernate", "migrate"].contains(&d["action"].as_str().unwrap()))
+        .collect();
+    assert!(disrupted.is_empty(), "steady peers untouched: {disrupted:?}");
+    let out = nodes[1].cli(&["decisions"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("leaky") && text.contains(&format!("yes, by {host}")), "{text}");
+}
