@@ -83,9 +83,7 @@ async fn join_replicate_survive_the_leader_and_catch_up() {
     nodes[li].kill9();
     let survivors: Vec<usize> = (0..3).filter(|&i| i != li).collect();
     for &i in &survivors {
-        nodes[i]
-            .wait_status(T, "a new leader", |s| leader(s).is_some_and(|l| l != first_leader))
-            .await;
+        nodes[i].wait_status(T, "a new leader", |s| leader(s).is_some_and(|l| l != first_leader)).await;
     }
     for &i in &survivors {
         let ds = decision(&nodes[i]).await;
@@ -100,9 +98,7 @@ async fn join_replicate_survive_the_leader_and_catch_up() {
     let (code, v) = nodes[writer].post(&format!("/api/v1/personas?node={}", ["a", "b", "c"][survivors[1]]), spec).await;
     assert_eq!(code, 201, "{v}");
     nodes[li].spawn();
-    nodes[li]
-        .wait_status(T, "the restarted node caught up", |s| persona(s, "late").is_some() && members(s) == 3)
-        .await;
+    nodes[li].wait_status(T, "the restarted node caught up", |s| persona(s, "late").is_some() && members(s) == 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,7 +165,10 @@ async fn a_leak_on_a_follower_is_restarted_by_the_leaders_decision() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|d| d["persona"] != "leaky" && ["restart", "kill", "hibernate", "migrate"].contains(&d["action"].as_str().unwrap()))
+        .filter(|d| {
+            d["persona"] != "leaky"
+                && ["restart", "kill", "hibernate", "migrate"].contains(&d["action"].as_str().unwrap())
+        })
         .collect();
     assert!(disrupted.is_empty(), "steady peers untouched: {disrupted:?}");
     let out = nodes[1].cli(&["decisions"]);

@@ -40,9 +40,13 @@ pub async fn run(args: DecisionsArgs, api: &ApiArgs) -> anyhow::Result<ExitCode>
     let mut header = !args.json;
     loop {
         let wait = if args.follow { "&wait_ms=25000" } else { "" };
-        let page: DecisionsPage = client.get(&format!("/api/v1/decisions?after={after}&limit=1000{filter}{wait}")).await?;
+        let page: DecisionsPage =
+            client.get(&format!("/api/v1/decisions?after={after}&limit=1000{filter}{wait}")).await?;
         if header && (!page.decisions.is_empty() || !args.follow) {
-            println!("{:>6}  {:<12} {:<20} {:<11} {:<8} {:<5} {:<22} REASON", "SEQ", "TIME", "PERSONA", "ACTION", "ANALYST", "CONF", "EXECUTED");
+            println!(
+                "{:>6}  {:<12} {:<20} {:<11} {:<8} {:<5} {:<22} REASON",
+                "SEQ", "TIME", "PERSONA", "ACTION", "ANALYST", "CONF", "EXECUTED"
+            );
             header = false;
         }
         for d in &page.decisions {

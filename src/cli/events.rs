@@ -50,7 +50,14 @@ fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(e)?);
     } else {
-        println!("{:>6}  {}  {:<20} {:<14} {}", e.seq, super::table::time_of_day(e.ts_ms), e.persona, e.kind.as_str(), e.detail);
+        println!(
+            "{:>6}  {}  {:<20} {:<14} {}",
+            e.seq,
+            super::table::time_of_day(e.ts_ms),
+            e.persona,
+            e.kind.as_str(),
+            e.detail
+        );
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Start a node in the foreground; it stops cleanly on SIGTERM or SIGINT.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it.
     Leave,
 }
@@ -67,7 +67,7 @@ pub enum LogFormat {
 
 pub async fn run(cmd: NodeCommand, api: &super::client::ApiArgs) -> anyhow::Result<ExitCode> {
     match cmd {
-        NodeCommand::Start(args) => start(args).await,
+        NodeCommand::Start(args) => start(*args).await,
         NodeCommand::Leave => {
             let client = super::client::Client::new(api)?;
             let _: serde_json::Value = client.post("/api/v1/node/leave", &serde_json::json!({})).await?;

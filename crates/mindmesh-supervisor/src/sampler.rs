@@ -69,7 +69,7 @@ fn run(rx: std_mpsc::Receiver<Request>, out: mpsc::Sender<Reading>, full_every_t
     let mut tick: u32 = 0;
     while let Ok(req) = rx.recv() {
         let pids: Vec<Pid> = req.pids.iter().map(|&p| Pid::from_u32(p)).collect();
-        let full = tick % full_every_ticks.max(1) == 0;
+        let full = tick.is_multiple_of(full_every_ticks.max(1));
         tick = tick.wrapping_add(1);
         let mut processes = HashMap::with_capacity(pids.len());
         if full {

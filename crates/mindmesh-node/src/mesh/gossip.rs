@@ -49,7 +49,7 @@ impl Gossip {
             .map(|s| {
                 let sample = latest.samples.get(&s.name);
                 let mut error_kinds = sample.map(|x| x.errors_by_kind.clone()).unwrap_or_default();
-                error_kinds.sort_by(|a, b| b.1.cmp(&a.1));
+                error_kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
                 error_kinds.truncate(MAX_ERROR_KINDS);
                 PersonaFigures {
                     name: s.name.clone(),

@@ -34,7 +34,10 @@ pub struct Leader {
 impl Leader {
     pub async fn run(mut self, stop: CancellationToken) {
         if self.config.time_speed != 1.0 {
-            tracing::warn!(speed = self.config.time_speed, "the brain's clock runs faster than real time (tests, demos)");
+            tracing::warn!(
+                speed = self.config.time_speed,
+                "the brain's clock runs faster than real time (tests, demos)"
+            );
             self.clock = Arc::new(ScaledClock::new(self.clock.clone(), self.config.time_speed));
         }
         let mut history = History::new(self.config.history_resolution_s * 1000, self.config.history_window_s * 1000);
