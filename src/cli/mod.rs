@@ -6,6 +6,7 @@ mod client;
 mod decisions;
 mod events;
 mod mesh;
+mod moves;
 mod node;
 mod persona;
 mod status;
@@ -60,6 +61,9 @@ enum Command {
     /// Benchmarks (build with --release for numbers worth reporting).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The fence guard a node starts beside itself (internal).
+    #[command(hide = true)]
+    FenceGuard(node::GuardArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -73,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(args) => events::run(args, &cli.api).await,
         Command::Brain(cmd) => brain::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::FenceGuard(args) => Ok(tokio::task::spawn_blocking(move || node::guard(args)).await?),
         // normally intercepted in main() before a runtime exists; this path keeps it working
         // when reached through clap (the persona builds its own runtime on a blocking thread)
         Command::DemoPersona { args } => {

@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use mindmesh_core::clock::SystemClock;
 use mindmesh_core::config::NodeConfig;
 use mindmesh_node::Node;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +19,20 @@ pub enum NodeCommand {
     Start(Box<StartArgs>),
     /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it.
     Leave,
+    /// Migrate every persona off a node, a few at a time, each with its state (like `nomad
+    /// node drain`); nothing new is placed on it until `--undo`. Shows the progress.
+    Drain {
+        /// The node's name.
+        node: String,
+        #[arg(long)]
+        undo: bool,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +76,31 @@ pub struct StartArgs {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct GuardArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
+    instance: String,
+    #[arg(long)]
+    node_pid: u32,
+    #[arg(long)]
+    node_start_ticks: u64,
+}
+
+/// Run the fence guard (see `mindmesh_node::mesh::guard`) until its node is gone.
+pub fn guard(a: GuardArgs) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let args = mindmesh_node::mesh::guard::GuardArgs {
+        data_dir: a.data_dir,
+        instance: a.instance,
+        node_pid: a.node_pid,
+        node_start_ticks: a.node_start_ticks,
+    };
+    mindmesh_node::mesh::guard::run(&args);
+    ExitCode::SUCCESS
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -72,6 +114,12 @@ pub async fn run(cmd: NodeCommand, api: &super::client::ApiArgs) -> anyhow::Resu
             let client = super::client::Client::new(api)?;
             let _: serde_json::Value = client.post("/api/v1/node/leave", &serde_json::json!({})).await?;
             println!("left the mesh; the node is stopping");
+            Ok(ExitCode::SUCCESS)
+        }
+        NodeCommand::Drain { node, undo, no_wait, timeout_s, json } => {
+            let client = super::client::Client::new(api)?;
+            let timeout = std::time::Duration::from_secs(timeout_s);
+            super::moves::drain(&client, &node, undo, !no_wait, timeout, json).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -133,7 +181,8 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     raise_fd_limit();
     let config = load_config(&args)?;
     let shutdown = CancellationToken::new();
-    let node = Node::start(config, shutdown.clone()).await?;
+    let exe = std::env::current_exe().ok();
+    let node = Node::start_with_clock(config, shutdown.clone(), Arc::new(SystemClock), exe).await?;
     eprintln!("mindmesh node listening on http://{}", node.api_addr);
     wait_for_signal().await?;
     tracing::info!("signal received; stopping");

@@ -61,6 +61,21 @@ pub enum PersonaCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move it to another node with its state: drained, saved, stopped and released here,
+    /// started there with that state; never running on both. Shows the progress.
+    Migrate {
+        name: String,
+        /// The target node's name.
+        #[arg(long)]
+        to: String,
+        /// Return once the migration is committed.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Change its budget at run time, without a restart.
     Budget {
         name: String,
@@ -140,6 +155,10 @@ pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode>
         PersonaCommand::Hibernate(a) => act(&client, "hibernate", a, None).await?,
         PersonaCommand::Wake(a) => act(&client, "wake", a, None).await?,
         PersonaCommand::Kill { args, reason } => act(&client, "kill", args, reason).await?,
+        PersonaCommand::Migrate { name, to, no_wait, timeout_s, json } => {
+            super::moves::migrate(&client, &name, &to, !no_wait, std::time::Duration::from_secs(timeout_s), json)
+                .await?
+        }
         PersonaCommand::Throttle { name, multiplier, json } => {
             let v: PersonaView = client
                 .post(&format!("/api/v1/personas/{}/throttle", seg(&name)), &ThrottleRequest { multiplier })

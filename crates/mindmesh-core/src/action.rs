@@ -66,6 +66,8 @@ pub enum AnalystKind {
     Operator,
     /// The node itself, without a leader (crash handling, crash loops, hard limits).
     Local,
+    /// The leader's failover and placement planner (lost nodes, pending personas, drains).
+    Failover,
 }
 
 impl AnalystKind {
@@ -76,6 +78,7 @@ impl AnalystKind {
             AnalystKind::Naive => "naive",
             AnalystKind::Operator => "operator",
             AnalystKind::Local => "local",
+            AnalystKind::Failover => "failover",
         }
     }
 }

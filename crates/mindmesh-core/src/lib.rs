@@ -30,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod failover;
 pub mod lifecycle;
 pub mod mesh_view;
 pub mod metrics;

@@ -125,6 +125,8 @@ mod tests {
             reason: None,
             generation: 0,
             epoch,
+            checkpoint: None,
+            migrating_to: None,
             created_index: 1,
             updated_index: epoch,
         }

@@ -100,9 +100,40 @@ pub struct PersonaSpec {
     pub budget: Budget,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Which nodes may run it: labels a node must have, and labels it should have.
+    // no skip_serializing_if: postcard (the wire and the store) is not self-describing
+    #[serde(default)]
+    pub placement: Placement,
     /// Hibernate after this long without a request (the gateway measures idleness).
     #[serde(default)]
     pub hibernate_after_idle_s: Option<u64>,
+}
+
+/// Node labels placement must (`require`) or should (`prefer`) find on the node that runs a
+/// persona, e.g. `require = { gpu = "true" }`. A persona nothing fits waits as pending.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    #[serde(default)]
+    pub require: BTreeMap<String, String>,
+    #[serde(default)]
+    pub prefer: BTreeMap<String, String>,
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.require.is_empty() && self.prefer.is_empty()
+    }
+
+    /// Does a node with these labels satisfy every requirement?
+    pub fn admits(&self, node_labels: &BTreeMap<String, String>) -> bool {
+        self.require.iter().all(|(k, v)| node_labels.get(k) == Some(v))
+    }
+
+    /// How many preferences a node with these labels meets.
+    pub fn preference_score(&self, node_labels: &BTreeMap<String, String>) -> usize {
+        self.prefer.iter().filter(|(k, v)| node_labels.get(*k) == Some(*v)).count()
+    }
 }
 
 /// Variables the node sets for every persona; a spec may not override them.
@@ -135,6 +166,7 @@ impl PersonaSpec {
             requests: Requests::default(),
             budget: Budget::default(),
             labels: BTreeMap::new(),
+            placement: Placement::default(),
             hibernate_after_idle_s: None,
         }
     }
@@ -209,6 +241,17 @@ impl PersonaSpec {
         }
         if self.labels.len() > MAX_LABELS {
             return Err(CoreError::invalid("labels", format!("at most {MAX_LABELS} labels")));
+        }
+        for (field, labels) in
+            [("placement.require", &self.placement.require), ("placement.prefer", &self.placement.prefer)]
+        {
+            if labels.len() > MAX_LABELS {
+                return Err(CoreError::invalid(field, format!("at most {MAX_LABELS} labels")));
+            }
+            for (k, v) in labels {
+                bounded(&format!("{field}.{k}"), k)?;
+                bounded(&format!("{field}.{k}"), v)?;
+            }
         }
         for (k, v) in &self.labels {
             bounded(&format!("labels.{k}"), k)?;

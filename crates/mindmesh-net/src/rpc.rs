@@ -30,6 +30,9 @@ pub enum MeshRequest {
     Leave {
         node: NodeId,
     },
+    /// Leader only: renew the asking node's lease. The leader answers only while a quorum
+    /// acknowledged it recently, and notes when it heard from the node (failover's clock).
+    Renew,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +60,7 @@ pub enum LeaderReply {
     Proposed(Outcome, u64),
     Joined,
     Left,
+    Renewed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +82,7 @@ impl MeshRequest {
             MeshRequest::Propose(_) => "propose",
             MeshRequest::Join(_) => "join",
             MeshRequest::Leave { .. } => "leave",
+            MeshRequest::Renew => "renew",
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::api::{self, ApiState};
 use crate::control::{Control, Waker};
 use crate::error::{NodeError, Result};
 use crate::gateway::{self, GateTable, Gateway};
+use crate::mesh::checkpoint::Checkpointer;
+use crate::mesh::fence::Fence;
 use crate::mesh::gossip::Gossip;
 use crate::mesh::leader::Leader;
 use crate::mesh::reconcile::Reconciler;
@@ -43,13 +45,16 @@ pub struct Node {
 impl Node {
     /// Start a node from its config; it runs until `shutdown` is cancelled.
     pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
-        Self::start_with_clock(config, shutdown, Arc::new(SystemClock)).await
+        Self::start_with_clock(config, shutdown, Arc::new(SystemClock), None).await
     }
 
+    /// `guard_exe`: the `mindmesh` executable, to run the fence guard beside the node (see
+    /// [`crate::mesh::guard`]); None runs none (fencing then relies on the node alone).
     pub async fn start_with_clock(
         config: NodeConfig,
         shutdown: CancellationToken,
         clock: Arc<dyn Clock>,
+        guard_exe: Option<PathBuf>,
     ) -> Result<Node> {
         config.validate()?;
         let data_dir = config.node.data_dir.clone();
@@ -77,6 +82,16 @@ impl Node {
         );
 
         let instance = instance_id(&data_dir)?;
+        let guard = match (&guard_exe, config.mesh.fencing) {
+            (Some(exe), true) => match crate::mesh::guard::spawn(exe, &data_dir, &instance) {
+                Ok(child) => Some(child),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no fence guard: a dead or frozen node's personas run on until it restarts");
+                    None
+                }
+            },
+            _ => None,
+        };
         let settings = SupervisorSettings {
             config: config.supervisor.clone(),
             data_dir: data_dir.clone(),
@@ -108,9 +123,27 @@ impl Node {
         let mesh_stop = CancellationToken::new();
         let mesh = mesh::start(&config, &node_name, &data_dir, db, api_addr, mesh_stop.clone()).await?;
 
-        let waker = Waker::new(supervisor.clone(), store.clone());
+        // fencing: whether this node may run personas now (its lease, or a boot grace)
+        let (may_run_tx, may_run) = watch::channel(true);
+        let fence = tokio::spawn(
+            Fence {
+                mesh: mesh.clone(),
+                supervisor: supervisor.clone(),
+                data_dir: data_dir.clone(),
+                clock: clock.clone(),
+                may_run: may_run_tx,
+                lease_ms: config.mesh.lease_ms,
+            }
+            .run(shutdown.clone()),
+        );
+        let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
         let forward = api::forward::Forwarder::new(config.api.token.clone())?;
-        let remote = gateway::Remote { me: mesh.node_id(), registry: mesh.watch_registry(), forward: forward.clone() };
+        let remote = gateway::Remote {
+            me: mesh.node_id(),
+            registry: mesh.watch_registry(),
+            forward: forward.clone(),
+            may_run: may_run.clone(),
+        };
         let (gateway, gateway_task) = Gateway::spawn(
             config.gateway.clone(),
             Some(remote),
@@ -157,6 +190,19 @@ impl Node {
                 control: control.clone(),
                 store: store.clone(),
                 clock: clock.clone(),
+                may_run: may_run.clone(),
+            }
+            .run(loops.clone()),
+        );
+        let checkpointer = tokio::spawn(
+            Checkpointer {
+                mesh: mesh.clone(),
+                supervisor: supervisor.clone(),
+                store: store.clone(),
+                clock: clock.clone(),
+                interval: Duration::from_millis(config.mesh.checkpoint_interval_ms),
+                max_bytes: config.mesh.max_checkpoint_bytes,
+                may_run: may_run.clone(),
             }
             .run(loops.clone()),
         );
@@ -219,6 +265,11 @@ impl Node {
             sup_for_stop.shutdown().await;
             supervisor_stop.cancel();
             mesh_for_stop.shutdown().await;
+            // its personas are stopped: nothing left to guard
+            if let Some(mut g) = guard {
+                let _ = g.kill();
+                let _ = tokio::task::spawn_blocking(move || g.wait()).await;
+            }
         });
 
         Ok(Node {
@@ -233,6 +284,8 @@ impl Node {
                 ("compactor", compactor),
                 ("gossip", gossip),
                 ("reconciler", reconciler),
+                ("checkpoints", checkpointer),
+                ("fencing", fence),
                 ("leader", leader),
                 ("registration", register),
                 ("stopper", stopper),

@@ -217,6 +217,19 @@ impl Supervisor {
                 }
                 Some(slot) => slot.waiters.push((phases, reply)),
             },
+            Command::SaveState { name, reply } => self.save_state(&name, reply),
+            Command::SavedState { name, reply } => {
+                let r = if self.slots.contains_key(&name) {
+                    match std::fs::read(self.state_file(&name)) {
+                        Ok(b) => Ok(Some(b)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(SupervisorError::io("read state file", e)),
+                    }
+                } else {
+                    Err(SupervisorError::NotFound(name))
+                };
+                let _ = reply.send(r);
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
@@ -439,6 +452,16 @@ impl Supervisor {
                 }
             }
             Act::Kill { reason } => self.drive(name, Input::Stop(StopGoal::Kill { reason })),
+            Act::Fence { reason } => {
+                if let Some(pid) = slot.life.pid() {
+                    process::signal_group(pid, Signal::SIGKILL);
+                }
+                if let Some(cg) = &slot.cgroup {
+                    cg.kill_all();
+                }
+                self.event(name, EventKind::Kill, reason.clone());
+                self.drive(name, Input::Stop(StopGoal::Kill { reason }));
+            }
             Act::Wake { state } => {
                 if let Some(blob) = state {
                     let path = self.state_file(name);
@@ -450,6 +473,24 @@ impl Supervisor {
             Act::Hibernate => self.hibernate(name),
         }
         Ok(self.slots.get(name).map_or(Phase::Stopped, |s| s.life.phase()))
+    }
+
+    fn save_state(&mut self, name: &str, reply: oneshot::Sender<Result<Option<Vec<u8>>>>) {
+        let Some(slot) = self.slots.get(name) else {
+            let _ = reply.send(Err(SupervisorError::NotFound(name.to_owned())));
+            return;
+        };
+        let (Phase::Running, Some(port)) = (slot.life.phase(), slot.port) else {
+            let _ = reply.send(Err(SupervisorError::Conflict(format!("{name} is not running"))));
+            return;
+        };
+        let prober = self.prober.clone();
+        let timeout = Duration::from_millis(self.settings.config.stop_grace_ms);
+        let max = self.settings.max_state_bytes;
+        tokio::spawn(async move {
+            let r = prober.save_state(port, timeout, max).await.map_err(SupervisorError::Probe);
+            let _ = reply.send(r);
+        });
     }
 
     /// Save state through the persona's hook (if it answers), then stop it. A persona that

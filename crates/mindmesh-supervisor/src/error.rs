@@ -23,6 +23,9 @@ pub enum SupervisorError {
     },
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The persona's own endpoint (health, state hook) failed.
+    #[error("persona endpoint: {0}")]
+    Probe(String),
     /// The supervisor task is gone (shutting down).
     #[error("the supervisor has stopped")]
     Stopped,

@@ -25,6 +25,12 @@ pub enum Act {
     Kill {
         reason: String,
     },
+    /// Fencing: the node lost its lease, so the process must be gone now — SIGKILL to the
+    /// whole group at once, no grace; it stays down (killed, with the reason) until the mesh
+    /// starts it again.
+    Fence {
+        reason: String,
+    },
 }
 
 impl Act {
@@ -36,6 +42,7 @@ impl Act {
             Act::Hibernate => "hibernate",
             Act::Wake { .. } => "wake",
             Act::Kill { .. } => "kill",
+            Act::Fence { .. } => "fence",
         }
     }
 }
@@ -60,6 +67,8 @@ pub(crate) enum Command {
     Act { name: String, act: Act, epoch: Option<u64>, reply: oneshot::Sender<Result<Phase>> },
     SetBudget { name: String, patch: BudgetPatch, reply: oneshot::Sender<Result<Budget>> },
     WaitFor { name: String, phases: Vec<Phase>, reply: oneshot::Sender<Result<Phase>> },
+    SaveState { name: String, reply: oneshot::Sender<Result<Option<Vec<u8>>>> },
+    SavedState { name: String, reply: oneshot::Sender<Result<Option<Vec<u8>>>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -123,6 +132,18 @@ impl SupervisorHandle {
             Ok(r) => r?,
             Err(_) => Err(SupervisorError::Timeout(timeout.as_millis() as u64)),
         }
+    }
+
+    /// Ask a running persona for its state (its `POST /mindmesh/state/save` hook) without
+    /// stopping it: a checkpoint. `None` if it has no hook.
+    pub async fn save_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.call(|reply| Command::SaveState { name: name.to_owned(), reply }).await?
+    }
+
+    /// The state this node last kept for a persona (saved at hibernation, or handed to it at a
+    /// wake), as the persona would find it in `MINDMESH_STATE_FILE`.
+    pub async fn saved_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.call(|reply| Command::SavedState { name: name.to_owned(), reply }).await?
     }
 
     /// How hard limits and throttling are enforced on this host: "cgroup v1", "cgroup v2" or

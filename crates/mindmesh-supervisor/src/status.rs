@@ -10,7 +10,7 @@ use mindmesh_core::metrics::{HostSample, PersonaSample};
 use mindmesh_core::{Budget, Health, Importance, PersonaRecord, Phase};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PersonaStatus {
     pub name: String,
     pub phase: Phase,

@@ -60,6 +60,21 @@ pub struct MeshConfig {
     /// Peers refused after sending this many invalid messages (and banned for `ban_ms`).
     pub max_invalid_messages: u32,
     pub ban_ms: u64,
+    /// Fencing: how long a node may run its personas after the last time a leader backed by a
+    /// quorum heard from it. Past it, the node stops them (it may have been replaced).
+    pub lease_ms: u64,
+    /// How often a node renews its lease with the leader.
+    pub lease_renew_ms: u64,
+    /// How long the leader waits, after last hearing from a node, before declaring it lost and
+    /// moving its personas. Must exceed the lease by a margin (see [`MeshConfig::validate`]).
+    pub failover_after_ms: u64,
+    /// Off: no lease, no failover (a mesh of supervisors that never move personas).
+    pub fencing: bool,
+    /// How often each running persona's state is checkpointed off-node (through its state
+    /// hook; also at once when it hibernates).
+    pub checkpoint_interval_ms: u64,
+    /// Largest state checkpointed; a larger one is left on its node (and an event says so).
+    pub max_checkpoint_bytes: usize,
 }
 
 impl Default for MeshConfig {
@@ -92,6 +107,14 @@ impl Default for MeshConfig {
             snapshot_logs_kept: 1000,
             max_invalid_messages: 5,
             ban_ms: 60_000,
+            // 1.2 s outlasts a leader election (0.91 s median, see docs/benchmarks.md), so a
+            // leader's crash fences nobody; failover 2 s = lease + quorum age + margin.
+            lease_ms: 1200,
+            lease_renew_ms: 200,
+            failover_after_ms: 2000,
+            fencing: true,
+            checkpoint_interval_ms: 10_000,
+            max_checkpoint_bytes: 64 * 1024,
         }
     }
 }
@@ -107,6 +130,16 @@ impl MeshConfig {
             gossip_interval_ms: 200,
             ..MeshConfig::default()
         }
+    }
+
+    /// The oldest quorum acknowledgement a leader may renew a lease on.
+    pub fn max_quorum_age_ms(&self) -> u64 {
+        self.heartbeat_ms * 3
+    }
+
+    /// The shortest safe failover delay for this lease: see [`MeshConfig::validate`].
+    pub fn min_failover_after_ms(&self) -> u64 {
+        self.lease_ms + self.max_quorum_age_ms() + self.lease_ms / 10 + 100
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -137,6 +170,18 @@ impl MeshConfig {
         at_least("max_rpc_bytes", self.max_rpc_bytes as u64, 64 * 1024)?;
         at_least("snapshot_after_logs", self.snapshot_after_logs, 10)?;
         at_least("max_invalid_messages", u64::from(self.max_invalid_messages), 1)?;
+        at_least("lease_renew_ms", self.lease_renew_ms, 10)?;
+        // several renewals per lease, or one lost message fences a healthy node
+        at_least("lease_ms", self.lease_ms, self.lease_renew_ms * 3)?;
+        // the leader may move a node's personas only once that node must have stopped them:
+        // its lease, plus how stale the quorum behind its last renewal may have been, plus a
+        // margin for clock drift and the node's own reaction time
+        at_least("failover_after_ms", self.failover_after_ms, self.min_failover_after_ms())?;
+        at_least("checkpoint_interval_ms", self.checkpoint_interval_ms, 100)?;
+        let max = crate::registry::MAX_CHECKPOINT_BYTES as u64;
+        if self.max_checkpoint_bytes as u64 > max {
+            return Err(CoreError::invalid("max_checkpoint_bytes", format!("at most {max}")));
+        }
         Ok(())
     }
 }
@@ -159,5 +204,8 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field(), Some("join[0]"));
         let c = MeshConfig { voters: 0, ..MeshConfig::default() };
         assert_eq!(c.validate().unwrap_err().field(), Some("voters"));
+        // failing over before the lost node's lease must have run out would run personas twice
+        let c = MeshConfig { failover_after_ms: 1300, ..MeshConfig::default() };
+        assert_eq!(c.validate().unwrap_err().field(), Some("failover_after_ms"));
     }
 }

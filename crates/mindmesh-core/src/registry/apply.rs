@@ -5,9 +5,10 @@
 use std::collections::VecDeque;
 
 use super::{
-    ApplyCtx, Command, DecisionRecord, DesiredPhase, Execution, MAX_ADDR_LEN, MAX_DECISIONS_KEPT,
-    MAX_DECISIONS_PER_COMMAND, MAX_NODE_ADDRS, MAX_NODES, MAX_PERSONAS, MAX_REASON_BYTES, MAX_RECENT_PROPOSALS,
-    NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Proposal, Registry,
+    ApplyCtx, Checkpoint, Command, DecisionRecord, DesiredPhase, Execution, MAX_ADDR_LEN, MAX_CHECKPOINT_BYTES,
+    MAX_DECISIONS_KEPT, MAX_DECISIONS_PER_COMMAND, MAX_MOVES_PER_COMMAND, MAX_NODE_ADDRS, MAX_NODES, MAX_PERSONAS,
+    MAX_REASON_BYTES, MAX_RECENT_PROPOSALS, NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Proposal, Reassignment,
+    Registry,
 };
 use crate::snapshot::truncate_str;
 use crate::spec::{MAX_LABELS, MAX_STRING_LEN, validate_name};
@@ -65,6 +66,7 @@ impl Registry {
                         if p.node != *node {
                             p.node = *node;
                             p.epoch = ctx.index;
+                            p.migrating_to = None;
                         }
                         p.updated_index = ctx.index;
                         Outcome::Persona { generation: p.generation, epoch: p.epoch }
@@ -81,6 +83,8 @@ impl Registry {
                             budget: spec.budget.clone(),
                             generation: 0,
                             epoch: ctx.index,
+                            checkpoint: None,
+                            migrating_to: None,
                             created_index: ctx.index,
                             updated_index: ctx.index,
                         };
@@ -103,10 +107,74 @@ impl Registry {
                     if p.node != *node {
                         p.node = *node;
                         p.epoch = ctx.index;
+                        p.migrating_to = None;
                     }
                     Ok(())
                 })
             }
+            Command::Reassign { moves } => self.reassign(moves, ctx),
+            Command::Migrate { name, to } => {
+                if !self.nodes.contains_key(to) {
+                    return Outcome::rejected(format!("no node {to}"));
+                }
+                self.with_persona(name, ctx, |p| match p.node {
+                    Some(n) if n == *to => Err(format!("{name} already runs on that node")),
+                    Some(_) => {
+                        p.migrating_to = Some(*to);
+                        Ok(())
+                    }
+                    // nothing runs it: nothing to drain, place it at once
+                    None => {
+                        p.node = Some(*to);
+                        p.epoch = ctx.index;
+                        Ok(())
+                    }
+                })
+            }
+            Command::CompleteMigration { name, from, epoch, state, at_ms } => {
+                if state.as_ref().is_some_and(|s| s.len() > MAX_CHECKPOINT_BYTES) {
+                    return Outcome::rejected(format!("state over {MAX_CHECKPOINT_BYTES} bytes"));
+                }
+                let nodes = &self.nodes;
+                let Some(p) = self.personas.get_mut(name) else {
+                    return Outcome::rejected(format!("no persona {name:?}"));
+                };
+                let Some(to) = p.migrating_to else {
+                    return Outcome::rejected(format!("{name} is not migrating"));
+                };
+                if p.node != Some(*from) || p.epoch != *epoch {
+                    return Outcome::rejected(format!("{name} is no longer run by that node at that epoch"));
+                }
+                if let Some(state) = state {
+                    p.checkpoint = Some(Checkpoint { state: state.clone(), epoch: *epoch, node: *from, at_ms: *at_ms });
+                }
+                // the target may have left meanwhile: then the persona waits for placement
+                p.node = nodes.contains_key(&to).then_some(to);
+                p.migrating_to = None;
+                p.epoch = ctx.index;
+                p.updated_index = ctx.index;
+                Outcome::Persona { generation: p.generation, epoch: p.epoch }
+            }
+            Command::Checkpoint { name, node, epoch, state, at_ms } => {
+                if state.len() > MAX_CHECKPOINT_BYTES {
+                    return Outcome::rejected(format!("state over {MAX_CHECKPOINT_BYTES} bytes"));
+                }
+                self.with_persona(name, ctx, |p| {
+                    if p.node != Some(*node) || p.epoch != *epoch {
+                        return Err(format!("a checkpoint of {name} from a node or epoch that no longer runs it"));
+                    }
+                    p.checkpoint = Some(Checkpoint { state: state.clone(), epoch: *epoch, node: *node, at_ms: *at_ms });
+                    Ok(())
+                })
+            }
+            Command::SetDraining { id, draining } => match self.nodes.get_mut(id) {
+                Some(n) => {
+                    n.draining = *draining;
+                    n.updated_index = ctx.index;
+                    Outcome::Done
+                }
+                None => Outcome::rejected(format!("no node {id}")),
+            },
             Command::SetPhase { name, phase, reason } => self.with_persona(name, ctx, |p| {
                 // Coming back to running is a new start, so a new epoch.
                 if *phase == DesiredPhase::Running && p.phase != DesiredPhase::Running {
@@ -171,6 +239,7 @@ impl Registry {
         }
         match self.nodes.get_mut(&info.id) {
             Some(n) => {
+                // (a node that joins again stays draining until an operator says otherwise)
                 n.info = info.clone();
                 n.updated_index = ctx.index;
             }
@@ -178,7 +247,12 @@ impl Registry {
                 if self.nodes.len() >= MAX_NODES {
                     return Outcome::rejected(format!("the mesh holds at most {MAX_NODES} nodes"));
                 }
-                let entry = NodeEntry { info: info.clone(), joined_index: ctx.index, updated_index: ctx.index };
+                let entry = NodeEntry {
+                    info: info.clone(),
+                    joined_index: ctx.index,
+                    updated_index: ctx.index,
+                    draining: false,
+                };
                 self.nodes.insert(info.id, entry);
             }
         }
@@ -191,10 +265,16 @@ impl Registry {
         }
         self.recent.remove(&id);
         // Its personas wait for placement elsewhere, under a new epoch.
-        for p in self.personas.values_mut().filter(|p| p.node == Some(id)) {
-            p.node = None;
-            p.epoch = ctx.index;
-            p.updated_index = ctx.index;
+        for p in self.personas.values_mut() {
+            if p.node == Some(id) {
+                p.node = None;
+                p.epoch = ctx.index;
+                p.migrating_to = None;
+                p.updated_index = ctx.index;
+            } else if p.migrating_to == Some(id) {
+                p.migrating_to = None;
+                p.updated_index = ctx.index;
+            }
         }
         Outcome::Done
     }
@@ -233,6 +313,31 @@ impl Registry {
             self.next_decision_seq += 1;
         }
         Outcome::Decisions { first_seq, count: decisions.len() as u32 }
+    }
+
+    fn reassign(&mut self, moves: &[Reassignment], ctx: ApplyCtx) -> Outcome {
+        if moves.len() > MAX_MOVES_PER_COMMAND {
+            return Outcome::rejected(format!("at most {MAX_MOVES_PER_COMMAND} moves per command"));
+        }
+        if let Some(n) = moves.iter().filter_map(|m| m.to).find(|n| !self.nodes.contains_key(n)) {
+            return Outcome::rejected(format!("no node {n}"));
+        }
+        let (mut moved, mut stale) = (0, 0);
+        for m in moves {
+            match self.personas.get_mut(&m.name) {
+                Some(p) if p.node == m.from => {
+                    if p.node != m.to {
+                        p.node = m.to;
+                        p.epoch = ctx.index;
+                        p.migrating_to = None;
+                        p.updated_index = ctx.index;
+                    }
+                    moved += 1;
+                }
+                _ => stale += 1,
+            }
+        }
+        Outcome::Moved { moved, stale }
     }
 
     fn with_persona(

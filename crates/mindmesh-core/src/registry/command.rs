@@ -81,6 +81,41 @@ pub enum Command {
         decisions: Vec<Decision>,
         at_ms: u64,
     },
+    /// Move a persona to `to`, with its state: its node drains it, saves its state, stops it
+    /// and releases it ([`Command::CompleteMigration`]); only then does `to` start it.
+    Migrate {
+        name: String,
+        to: NodeId,
+    },
+    /// The source of a migration has stopped the persona (epoch `epoch`) and hands over its
+    /// state; refused unless `from` still owns it at that epoch, so a stale node hands over
+    /// nothing.
+    CompleteMigration {
+        name: String,
+        from: NodeId,
+        epoch: u64,
+        state: Option<Vec<u8>>,
+        at_ms: u64,
+    },
+    /// The state a running persona saved, from the node that runs it at `epoch` (refused from
+    /// any other: a fenced node's state is stale).
+    Checkpoint {
+        name: String,
+        node: NodeId,
+        epoch: u64,
+        state: Vec<u8>,
+        at_ms: u64,
+    },
+    /// Failover and placement, in one entry however many personas move: each moves only if it
+    /// is still where the plan found it — a plan made on an older registry changes nothing.
+    Reassign {
+        moves: Vec<Reassignment>,
+    },
+    /// Mark a node as draining (nothing new is placed on it) or not.
+    SetDraining {
+        id: NodeId,
+        draining: bool,
+    },
     /// The owning node reports that it carried a decision out (or could not).
     MarkExecuted {
         seq: u64,
@@ -89,6 +124,14 @@ pub enum Command {
         ok: bool,
         outcome: String,
     },
+}
+
+/// Move `name` from `from` (None: pending) to `to` (None: pending).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub name: String,
+    pub from: Option<NodeId>,
+    pub to: Option<NodeId>,
 }
 
 impl Command {
@@ -108,6 +151,11 @@ impl Command {
             Command::SetBudget { .. } => "set_budget",
             Command::RecordDecisions { .. } => "record_decisions",
             Command::MarkExecuted { .. } => "mark_executed",
+            Command::Migrate { .. } => "migrate",
+            Command::CompleteMigration { .. } => "complete_migration",
+            Command::Checkpoint { .. } => "checkpoint",
+            Command::Reassign { .. } => "reassign",
+            Command::SetDraining { .. } => "set_draining",
         }
     }
 }
@@ -129,6 +177,11 @@ pub enum Outcome {
     },
     Rejected {
         reason: String,
+    },
+    /// Of a [`Command::Reassign`]: how many moved, how many were stale and left alone.
+    Moved {
+        moved: u32,
+        stale: u32,
     },
 }
 

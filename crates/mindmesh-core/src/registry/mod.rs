@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-pub use command::{Command, NodeInfo, Outcome, Proposal, ProposalId};
+pub use command::{Command, NodeInfo, Outcome, Proposal, ProposalId, Reassignment};
 
 use crate::action::Decision;
 use crate::budget::Budget;
@@ -23,10 +23,11 @@ use crate::wire;
 pub type NodeId = u64;
 
 /// Version tag of registry snapshots and stored commands.
-pub const REGISTRY_WIRE_VERSION: u8 = 1;
+pub const REGISTRY_WIRE_VERSION: u8 = 2;
 /// Decisions kept in the log; older ones are dropped first (the store keeps the history).
 pub const MAX_DECISIONS_KEPT: usize = 10_000;
 pub const MAX_DECISIONS_PER_COMMAND: usize = 1000;
+pub const MAX_MOVES_PER_COMMAND: usize = 10_000;
 pub const MAX_NODES: usize = 10_000;
 pub const MAX_PERSONAS: usize = 100_000;
 /// Proposal ids remembered per proposer for deduplication.
@@ -38,6 +39,9 @@ pub const MAX_REGISTRY_SNAPSHOT_BYTES: usize = 1024 * 1024 * 1024;
 pub const MAX_REASON_BYTES: usize = 1024;
 pub const MAX_NODE_ADDRS: usize = 16;
 pub const MAX_ADDR_LEN: usize = 512;
+/// Largest checkpoint (a persona's saved state) the registry takes: every replica holds it and
+/// every snapshot carries it. The node's `max_checkpoint_bytes` (smaller by default) applies first.
+pub const MAX_CHECKPOINT_BYTES: usize = 1024 * 1024;
 
 /// A stable 64-bit id from bytes (FNV-1a): the same peer id gives the same Raft id on every
 /// machine and every Rust version, which `std`'s hasher does not promise.
@@ -86,6 +90,8 @@ pub struct NodeEntry {
     /// Log index of the entry that first added the node.
     pub joined_index: u64,
     pub updated_index: u64,
+    /// Being drained (`mindmesh node drain`): placement puts nothing new on it.
+    pub draining: bool,
 }
 
 /// A node's part in consensus, as the last committed membership says.
@@ -133,8 +139,22 @@ pub struct PersonaEntry {
     /// Fencing epoch: the log index of the last change that starts the persona anew (creation,
     /// placement, restart, wake). A process started under an older epoch is stale.
     pub epoch: u64,
+    /// The latest state saved off-node, restored by failover and migration.
+    pub checkpoint: Option<Checkpoint>,
+    /// A migration in progress: the node it goes to once its node has released it.
+    pub migrating_to: Option<NodeId>,
     pub created_index: u64,
     pub updated_index: u64,
+}
+
+/// A persona's saved state, replicated with the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub state: Vec<u8>,
+    /// The epoch of the process that saved it.
+    pub epoch: u64,
+    pub node: NodeId,
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

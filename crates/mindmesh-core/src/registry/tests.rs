@@ -164,3 +164,50 @@ fn replicas_applying_the_same_log_agree_and_snapshots_roundtrip() {
     assert_ne!(a.digest, b.digest);
     assert!(Registry::decode(&bytes[..bytes.len() / 2]).is_err());
 }
+
+#[test]
+fn a_checkpoint_is_taken_only_from_the_node_and_epoch_that_run_it() {
+    let mut r = seeded();
+    let cp = |node, epoch| Command::Checkpoint { name: "chat".into(), node, epoch, state: b"s1".to_vec(), at_ms: 7 };
+    assert!(r.apply(&prop(2, 20, cp(2, 3)), ctx(4)).is_rejected(), "another node's state is stale");
+    assert!(r.apply(&prop(1, 21, cp(1, 2)), ctx(5)).is_rejected(), "an older epoch's state is stale");
+    assert!(!r.apply(&prop(1, 22, cp(1, 3)), ctx(6)).is_rejected());
+    assert_eq!(r.personas["chat"].checkpoint.as_ref().unwrap().state, b"s1");
+}
+
+#[test]
+fn a_migration_moves_only_once_the_source_released_at_its_epoch() {
+    let mut r = seeded();
+    let mig = Command::Migrate { name: "chat".into(), to: 2 };
+    assert!(!r.apply(&prop(1, 30, mig), ctx(4)).is_rejected());
+    let p = &r.personas["chat"];
+    assert_eq!((p.node, p.migrating_to, p.epoch), (Some(1), Some(2), 3), "still on the source until it releases");
+    let done = |from, epoch| Command::CompleteMigration {
+        name: "chat".into(),
+        from,
+        epoch,
+        state: Some(b"mem".to_vec()),
+        at_ms: 9,
+    };
+    assert!(r.apply(&prop(2, 31, done(2, 3)), ctx(5)).is_rejected(), "only the source releases");
+    assert!(r.apply(&prop(1, 32, done(1, 1)), ctx(6)).is_rejected(), "a stale epoch releases nothing");
+    assert_eq!(r.apply(&prop(1, 33, done(1, 3)), ctx(7)), Outcome::Persona { generation: 0, epoch: 7 });
+    let p = &r.personas["chat"];
+    assert_eq!((p.node, p.migrating_to), (Some(2), None));
+    assert_eq!(p.checkpoint.as_ref().unwrap().state, b"mem");
+    // to where it already is: refused
+    assert!(r.apply(&prop(1, 34, Command::Migrate { name: "chat".into(), to: 2 }), ctx(8)).is_rejected());
+}
+
+#[test]
+fn a_reassignment_planned_on_an_old_registry_changes_nothing() {
+    let mut r = seeded();
+    let moves = vec![
+        Reassignment { name: "chat".into(), from: Some(2), to: Some(1) },
+        Reassignment { name: "ghost".into(), from: None, to: Some(1) },
+    ];
+    assert_eq!(r.apply(&prop(1, 40, Command::Reassign { moves }), ctx(4)), Outcome::Moved { moved: 0, stale: 2 });
+    let moves = vec![Reassignment { name: "chat".into(), from: Some(1), to: Some(2) }];
+    assert_eq!(r.apply(&prop(1, 41, Command::Reassign { moves }), ctx(5)), Outcome::Moved { moved: 1, stale: 0 });
+    assert_eq!((r.personas["chat"].node, r.personas["chat"].epoch), (Some(2), 5), "a move is a new epoch");
+}

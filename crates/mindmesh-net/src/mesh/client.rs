@@ -94,7 +94,7 @@ pub(crate) async fn leader_call<T: Transport>(
     })
 }
 
-async fn remote<T: Transport>(
+pub(crate) async fn remote<T: Transport>(
     ctx: &Ctx<T>,
     target: NodeId,
     req: &MeshRequest,

@@ -39,6 +39,11 @@ pub(crate) struct Ctx<T: Transport> {
     contact_ms: Arc<AtomicU64>,
     nonce_base: u64,
     nonce_counter: Arc<AtomicU64>,
+    /// This node's lease (fencing).
+    pub lease: Arc<super::lease::LeaseClock>,
+    wall_offset_ms: u64,
+    /// The leader's record of when it last heard from each node (failover).
+    pub failover: Arc<super::failover::Heard>,
 }
 
 impl<T: Transport> Ctx<T> {
@@ -51,6 +56,7 @@ impl<T: Transport> Ctx<T> {
         mesh_node: MeshNode,
         registry: watch::Receiver<Arc<Registry>>,
         nonce_base: u64,
+        wall_offset_ms: u64,
     ) -> Self {
         Ctx {
             me: transport.local_id(),
@@ -64,7 +70,16 @@ impl<T: Transport> Ctx<T> {
             contact_ms: Arc::new(AtomicU64::new(0)),
             nonce_base,
             nonce_counter: Arc::new(AtomicU64::new(0)),
+            lease: Arc::new(super::lease::LeaseClock::default()),
+            wall_offset_ms,
+            failover: Arc::new(super::failover::Heard::default()),
         }
+    }
+
+    /// Wall-clock milliseconds for records people read (decision times): the mesh clock plus
+    /// the offset `Ctx::new` was given (0 in the simulator, which must replay exactly).
+    pub fn wall_ms(&self) -> u64 {
+        self.wall_offset_ms + self.now_ms()
     }
 
     /// Milliseconds since the mesh started, on tokio's clock (virtual in the simulator).

@@ -25,7 +25,7 @@ pub(crate) fn not_leader<T: Transport>(ctx: &Ctx<T>) -> LeaderError {
     LeaderError::NotLeader { leader, leader_node }
 }
 
-fn is_leader<T: Transport>(ctx: &Ctx<T>) -> bool {
+pub(crate) fn is_leader<T: Transport>(ctx: &Ctx<T>) -> bool {
     let m = ctx.raft.metrics();
     let m = m.borrow();
     m.state == ServerState::Leader && m.current_leader == Some(ctx.me)
@@ -58,6 +58,14 @@ pub(crate) async fn execute<T: Transport>(
             join(ctx, j).await.map(|()| LeaderReply::Joined)
         }
         MeshRequest::Leave { node } => leave(ctx, node).await.map(|()| LeaderReply::Left),
+        MeshRequest::Renew => {
+            let age = super::lease::quorum_age_ms(ctx);
+            if age.is_none_or(|a| a > ctx.cfg.max_quorum_age_ms()) {
+                return Err(LeaderError::Failed(format!("no recent quorum (last ack {age:?} ms ago)")));
+            }
+            ctx.failover.heard(from, ctx.now_ms());
+            Ok(LeaderReply::Renewed)
+        }
         other => Err(LeaderError::Failed(format!("{} is not a leader operation", other.kind()))),
     }
 }

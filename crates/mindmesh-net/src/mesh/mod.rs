@@ -8,7 +8,9 @@
 mod actor;
 mod client;
 mod ctx;
+mod failover;
 mod leader;
+mod lease;
 mod maintain;
 mod server;
 mod status;
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use ctx::NodeProfile;
+pub use lease::Lease;
 pub use status::{MeshRole, MeshStatus};
 
 use crate::keys::{MESH_KEY_FILE, MeshKey, load_or_create_identity};
@@ -165,6 +168,8 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         mesh_node,
         registry.clone(),
         rng.random(),
+        // the simulator (seeded) replays exactly: no wall clock in what it commits
+        if params.seed.is_some() { 0 } else { SystemClock.now_ms() },
     );
     let status0 = MeshStatus::from_metrics(me, &raft.metrics().borrow(), &mut Default::default(), None, 0);
     let (status_tx, status_rx) = watch::channel(status0);
@@ -193,6 +198,12 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         let _ = stopped_tx.send(true);
     });
     tokio::spawn(maintain::election_grace(ctx.clone(), cancel.clone()));
+    let enforced = params.config.fencing;
+    let (lease_tx, lease_rx) = watch::channel(Lease { held: !enforced, until: None, enforced });
+    if enforced {
+        tokio::spawn(lease::run(ctx.clone(), lease_tx, cancel.clone()));
+    }
+    tokio::spawn(failover::run(ctx.clone(), cancel.clone()));
     tokio::spawn(maintain::run(ctx, params.config.bootstrap, rng, maintain_cancel));
     info!(node = me, addrs = ?listen_addrs, bootstrap = params.config.bootstrap, "mesh started");
 
@@ -204,6 +215,7 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         stopped: stopped_rx,
         cancel,
         listen_addrs: Arc::new(listen_addrs),
+        lease: lease_rx,
     })
 }
 
@@ -217,6 +229,7 @@ pub struct MeshHandle {
     stopped: watch::Receiver<bool>,
     cancel: CancellationToken,
     listen_addrs: Arc<Vec<String>>,
+    lease: watch::Receiver<Lease>,
 }
 
 impl std::fmt::Debug for MeshHandle {
@@ -244,6 +257,16 @@ impl MeshHandle {
     /// Changes of [`MeshHandle::status`].
     pub fn watch_status(&self) -> watch::Receiver<MeshStatus> {
         self.status.clone()
+    }
+
+    /// This node's lease: while it is not held, the node must run no persona (fencing).
+    pub fn lease(&self) -> Lease {
+        *self.lease.borrow()
+    }
+
+    /// Changes of [`MeshHandle::lease`] (held or not).
+    pub fn watch_lease(&self) -> watch::Receiver<Lease> {
+        self.lease.clone()
     }
 
     /// The registry as this node has applied it (may lag the leader by a heartbeat).

@@ -50,7 +50,7 @@ async fn handle<T: Transport>(ctx: &Ctx<T>, from: NodeId, req: MeshRequest) -> M
             }
             MeshResponse::InstallSnapshot(res)
         }
-        op @ (MeshRequest::Propose(_) | MeshRequest::Join(_) | MeshRequest::Leave { .. }) => {
+        op @ (MeshRequest::Propose(_) | MeshRequest::Join(_) | MeshRequest::Leave { .. } | MeshRequest::Renew) => {
             MeshResponse::Leader(leader::execute(ctx, from, op).await)
         }
     }

@@ -74,6 +74,7 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string()),
             SupervisorError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string()),
             SupervisorError::Io { .. } => ApiError::internal(e.to_string()),
+            SupervisorError::Probe(_) => ApiError::new(StatusCode::BAD_GATEWAY, "persona_error", e.to_string()),
         }
     }
 }

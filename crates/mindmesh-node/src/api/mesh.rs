@@ -12,7 +12,7 @@ use mindmesh_core::registry::Registry;
 use mindmesh_net::MeshRole;
 use serde::Deserialize;
 
-use super::types::{DecisionView, DecisionsPage, MeshNodeView, MeshStatusView};
+use super::types::{DecisionView, DecisionsPage, LeaseView, MeshNodeView, MeshStatusView};
 use super::{ApiError, ApiState};
 
 const MAX_DECISIONS_PER_PAGE: usize = 1000;
@@ -61,6 +61,7 @@ pub async fn mesh_status(st: &ApiState) -> MeshStatusView {
                 personas: reg.personas.values().filter(|p| p.node == Some(id)).count(),
                 cpu_percent: row.map(|r| r.snapshot.host.cpu_percent),
                 memory_used_bytes: row.map(|r| r.snapshot.host.memory_used_bytes),
+                draining: n.draining,
             }
         })
         .collect();
@@ -71,6 +72,12 @@ pub async fn mesh_status(st: &ApiState) -> MeshStatusView {
         leader: status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.name.clone()),
         leader_id: status.leader,
         leader_contact_age_ms: status.leader_contact_age_ms,
+        lease: {
+            let l = st.mesh.lease();
+            let remaining =
+                l.until.map(|u| u.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
+            LeaseView { enforced: l.enforced, held: l.held, remaining_ms: remaining.filter(|_| l.held) }
+        },
         nodes,
         listen: st.mesh.listen_addrs().to_vec(),
     }
@@ -155,4 +162,32 @@ pub async fn leave(State(st): State<ApiState>) -> Result<(StatusCode, Json<serde
     tracing::info!("left the mesh; stopping");
     st.shutdown.cancel();
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "node": st.node_name.to_string(), "left": true }))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Stop draining: the node takes new personas again.
+    #[serde(default)]
+    undo: bool,
+}
+
+/// `POST /api/v1/nodes/{name}/drain`: migrate every persona off a node, a few at a time, each
+/// with its state (the leader plans it); nothing new is placed there until `undo`.
+pub async fn drain(
+    State(st): State<ApiState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: DrainRequest = if body.is_empty() {
+        DrainRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("drain request: {e}")))?
+    };
+    let reg = st.mesh.registry();
+    let node = reg.node_by_name(&name).ok_or_else(|| ApiError::not_found(format!("no node {name:?} in the mesh")))?;
+    let id = node.info.id;
+    super::personas::propose(&st, mindmesh_core::registry::Command::SetDraining { id, draining: !req.undo }).await?;
+    let personas = st.mesh.registry().personas_on(id).count();
+    Ok(Json(serde_json::json!({ "node": name, "draining": !req.undo, "personas": personas })))
 }

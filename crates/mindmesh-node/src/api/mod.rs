@@ -64,6 +64,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/personas", get(personas::list).post(personas::add))
         .route("/api/v1/personas/{name}", get(personas::show).delete(personas::remove))
         .route("/api/v1/personas/{name}/throttle", post(personas::throttle))
+        .route("/api/v1/personas/{name}/migrate", post(personas::migrate))
+        .route("/api/v1/nodes/{name}/drain", post(mesh::drain))
         .route("/api/v1/personas/{name}/budget", patch(personas::budget))
         .route("/api/v1/personas/{name}/series", get(metrics::series))
         .route("/api/v1/personas/{name}/{action}", post(personas::action))

@@ -56,6 +56,9 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         last_activity_ms: t.live.last_activity_ms,
         idle_s: t.live.idle_ms.map(|ms| ms / 1000),
         burst_s: t.live.burst_ms.map(|ms| ms as f64 / 1000.0),
+        migrating_to: None,
+        checkpoint_bytes: None,
+        checkpoint_at_ms: None,
         spec: None,
     }
 }
@@ -93,6 +96,9 @@ fn remote_view(
         last_activity_ms: None,
         idle_s: None,
         burst_s: None,
+        migrating_to: None,
+        checkpoint_bytes: None,
+        checkpoint_at_ms: None,
         spec: None,
     }
 }
@@ -111,19 +117,26 @@ pub async fn all_views(st: &ApiState) -> Vec<PersonaView> {
     let mut out: Vec<PersonaView> = Vec::new();
     for (name, entry) in &reg.personas {
         let node = node_name(&reg, entry.node);
-        if entry.node == Some(me)
-            && let Some(s) = table.get(name)
-        {
-            let mut v = view(s, now, &st.gateway);
-            v.node = node;
-            v.desired = Some(entry.phase.as_str().to_owned());
-            out.push(v);
-            continue;
-        }
-        let figures = entry.node.and_then(|id| {
-            rows.iter().find(|r| r.node_id == id).and_then(|r| r.snapshot.personas.iter().find(|p| &p.name == name))
-        });
-        out.push(remote_view(entry, node.as_deref(), figures));
+        let mut v = match table.get(name) {
+            Some(s) if entry.node == Some(me) => {
+                let mut v = view(s, now, &st.gateway);
+                v.node = node;
+                v.desired = Some(entry.phase.as_str().to_owned());
+                v
+            }
+            _ => {
+                let figures = entry.node.and_then(|id| {
+                    rows.iter()
+                        .find(|r| r.node_id == id)
+                        .and_then(|r| r.snapshot.personas.iter().find(|p| &p.name == name))
+                });
+                remote_view(entry, node.as_deref(), figures)
+            }
+        };
+        v.migrating_to = node_name(&reg, entry.migrating_to);
+        v.checkpoint_bytes = entry.checkpoint.as_ref().map(|c| c.state.len());
+        v.checkpoint_at_ms = entry.checkpoint.as_ref().map(|c| c.at_ms);
+        out.push(v);
     }
     // what runs here without being in the registry (yet, or any more)
     for (name, s) in table.iter() {
@@ -262,6 +275,39 @@ pub async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> Res
         let _ = tokio::time::timeout(LOCAL_EFFECT_TIMEOUT, status.wait_for(|t| !t.contains_key(&name))).await;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// The node's name.
+    to: String,
+}
+
+/// `POST /api/v1/personas/{name}/migrate`: move a persona to another node with its state. The
+/// registry orders the steps (drain, save, stop, release on the source; start with the state
+/// on the target), so it never runs on both; `GET /api/v1/personas` shows the progress.
+pub async fn migrate(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    Json(req): Json<MigrateRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reg = st.mesh.registry();
+    let entry = reg.personas.get(&name).ok_or_else(|| ApiError::not_found(format!("persona {name:?} not found")))?;
+    let target = reg.node_by_name(&req.to).ok_or_else(|| ApiError {
+        param: Some("to".into()),
+        ..ApiError::not_found(format!("no node {:?} in the mesh", req.to))
+    })?;
+    if target.draining {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("node {:?} is being drained", req.to)));
+    }
+    let from = node_name(&reg, entry.node);
+    let mut decision =
+        Decision::new(&name, Action::Migrate, format!("operator: migrate to {}", req.to), 1.0, AnalystKind::Operator);
+    decision.target = Some(req.to.clone());
+    propose(&st, Command::RecordDecisions { decisions: vec![decision], at_ms: st.clock.now_ms() }).await?;
+    propose(&st, Command::Migrate { name: name.clone(), to: target.info.id }).await?;
+    Ok(Json(serde_json::json!({ "persona": name, "from": from, "to": req.to })))
 }
 
 /// `POST /api/v1/personas/{name}/{action}` for restart, stop, start, hibernate, wake, kill.

@@ -53,6 +53,14 @@ pub struct PersonaView {
     /// The current burst of activity while busy, else the last one.
     #[serde(default)]
     pub burst_s: Option<f64>,
+    /// The node a migration in progress takes it to.
+    #[serde(default)]
+    pub migrating_to: Option<String>,
+    /// Its latest off-node checkpoint: size, and when it was taken (ms since the epoch).
+    #[serde(default)]
+    pub checkpoint_bytes: Option<usize>,
+    #[serde(default)]
+    pub checkpoint_at_ms: Option<u64>,
     /// Only in `show`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<PersonaSpec>,
@@ -87,8 +95,11 @@ pub struct MeshStatusView {
     /// The leader's name, if one is known.
     pub leader: Option<String>,
     pub leader_id: Option<u64>,
-    /// Time since this node last heard from a leader (its lease clock).
+    /// Time since this node last heard from a leader.
     pub leader_contact_age_ms: Option<u64>,
+    /// This node's lease (fencing): while not held, it runs no persona.
+    #[serde(default)]
+    pub lease: LeaseView,
     pub nodes: Vec<MeshNodeView>,
     pub listen: Vec<String>,
 }
@@ -109,6 +120,18 @@ pub struct MeshNodeView {
     pub personas: usize,
     pub cpu_percent: Option<f32>,
     pub memory_used_bytes: Option<u64>,
+    /// Being drained: nothing new is placed on it.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// Fencing is on.
+    pub enforced: bool,
+    pub held: bool,
+    /// Time left, while held.
+    pub remaining_ms: Option<u64>,
 }
 
 /// One decision of the log.

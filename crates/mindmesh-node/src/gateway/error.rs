@@ -39,6 +39,32 @@ impl GatewayError {
         e
     }
 
+    /// This node lost its lease: it serves none of its personas until it is back.
+    pub fn fenced(persona: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_fenced",
+            format!(
+                "persona {persona:?}: this node has lost contact with its mesh's majority and serves nothing; retry on another node"
+            ),
+            Some(ErrorKind::ConnectionRefused),
+        );
+        e.retry_after_s = Some(1);
+        e
+    }
+
+    /// Still being placed or moved when its time ran out.
+    pub fn moving(persona: &str, limit_ms: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "persona_moving",
+            format!("persona {persona:?} is being placed or moved and was not ready within {limit_ms} ms; retry"),
+            Some(ErrorKind::Timeout),
+        );
+        e.retry_after_s = Some(1);
+        e
+    }
+
     pub fn timeout(persona: &str, limit_ms: u64) -> Self {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -124,6 +124,8 @@ pub struct Remote {
     pub me: mindmesh_core::registry::NodeId,
     pub registry: watch::Receiver<Arc<mindmesh_core::registry::Registry>>,
     pub forward: crate::api::forward::Forwarder,
+    /// False while this node is fenced (no lease).
+    pub may_run: watch::Receiver<bool>,
 }
 
 /// A persona's traffic right now, for the API.

@@ -15,7 +15,7 @@ use super::classify::{MAX_ERROR_BODY_BYTES, classify};
 use super::error::GatewayError;
 use super::measure::{MeteredBody, Record};
 use super::request::{Api, PeekError, clamp_tokens, peek};
-use super::routing::{Route, route};
+use super::routing::{MeshRoute, Route, route};
 use super::upstream::{self, UpstreamError, read_to_end};
 
 pub async fn chat(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
@@ -45,6 +45,47 @@ pub async fn models(State(gw): State<Gateway>) -> Response {
     axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
 }
 
+enum Where {
+    Local,
+    Remote(String),
+}
+
+/// Route the request, waiting (within the persona's response-time budget) while it is being
+/// placed, migrating or starting here, so a move drops nothing: the request goes where the
+/// persona is once it is there.
+async fn where_to(gw: &Gateway, model: &str, arrived: Instant) -> Result<Where, GatewayError> {
+    let Some(r) = &gw.inner.remote else {
+        return match route(&gw.inner.status.borrow(), None, model) {
+            Route::Local(_) => Ok(Where::Local),
+            _ => Err(GatewayError::unknown_model(model)),
+        };
+    };
+    let mut registry = r.registry.clone();
+    let mut status = gw.inner.status.clone();
+    let mut may_run = r.may_run.clone();
+    let mut limit_ms = None;
+    loop {
+        let reg = registry.borrow_and_update().clone();
+        let m = MeshRoute { registry: &reg, me: r.me, may_run: *may_run.borrow_and_update() };
+        match route(&status.borrow_and_update(), Some(m), model) {
+            Route::Local(_) => return Ok(Where::Local),
+            Route::Remote { api } => return Ok(Where::Remote(api)),
+            Route::Unknown => return Err(GatewayError::unknown_model(model)),
+            Route::Fenced => return Err(GatewayError::fenced(model)),
+            Route::Wait => {}
+        }
+        let limit =
+            *limit_ms.get_or_insert_with(|| reg.personas.get(model).map_or(30_000, |e| e.budget.max_response_time_ms));
+        let deadline = tokio::time::Instant::from_std(arrived) + Duration::from_millis(limit);
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Err(GatewayError::moving(model, limit)),
+            _ = registry.changed() => {}
+            _ = status.changed() => {}
+            _ = may_run.changed() => {}
+        }
+    }
+}
+
 async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Response {
     let arrived = Instant::now();
     let p = match peek(&body) {
@@ -55,25 +96,18 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Resp
         }
     };
     let model = p.model.as_deref().unwrap_or_default();
-    let remote_api = match &gw.inner.remote {
-        Some(r) => {
-            let reg = r.registry.borrow().clone();
-            match route(&gw.inner.status.borrow(), Some((&reg, r.me)), model) {
-                Route::Remote { api } => Some(api),
-                _ => None,
-            }
+    let gate = match where_to(gw, model, arrived).await {
+        Ok(Where::Local) => gw.gate(model).await,
+        Ok(Where::Remote(target)) => {
+            let Some(r) = &gw.inner.remote else { return GatewayError::unknown_model(model).into_response() };
+            // measured and held to its budget by the node that runs it
+            return match r.forward.forward(&target, Method::POST, api.path(), headers, body).await {
+                Ok(resp) => resp,
+                Err(e) => e.into_response(),
+            };
         }
-        None => None,
+        Err(e) => return e.into_response(),
     };
-    if let (Some(target), Some(r)) = (remote_api, &gw.inner.remote) {
-        // measured and held to its budget by the node that runs it
-        return match r.forward.forward(&target, Method::POST, api.path(), headers, body).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
-        };
-    }
-    let known = matches!(route(&gw.inner.status.borrow(), None, model), Route::Local(_));
-    let gate = if known { gw.gate(model).await } else { None };
     let Some(gate) = gate else { return GatewayError::unknown_model(model).into_response() };
     let record = Record::begin(gate, gw.inner.clock.clone(), arrived);
     let persona = std::sync::Arc::clone(&record.gate().name);

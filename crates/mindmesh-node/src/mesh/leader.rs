@@ -129,9 +129,10 @@ pub fn command_for(d: &Decision, registry: &Registry) -> Option<Command> {
                 ..BudgetPatch::default()
             },
         },
+        // through the registry's migration: drain, state saved, released, started there
         Action::Migrate => {
             let target = registry.node_by_name(d.target.as_deref()?)?;
-            Command::AssignPersona { name, node: Some(target.info.id) }
+            Command::Migrate { name, to: target.info.id }
         }
         Action::Continue | Action::Investigate => return None,
     })

@@ -3,7 +3,10 @@
 //! the registry says of its own personas ([`reconcile`]), keeps the mesh's history and, when
 //! it leads, runs the brain over it ([`leader`], [`history`]). A single host is a mesh of one.
 
+pub mod checkpoint;
+pub mod fence;
 pub mod gossip;
+pub mod guard;
 pub mod history;
 pub mod leader;
 pub mod reconcile;

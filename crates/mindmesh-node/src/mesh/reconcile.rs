@@ -9,14 +9,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mindmesh_core::Action;
 use mindmesh_core::PersonaSpec;
 use mindmesh_core::clock::Clock;
 use mindmesh_core::reconcile::{Local, Step, plan};
 use mindmesh_core::registry::{Command, NodeId, PersonaEntry, Registry};
+use mindmesh_core::{Action, Phase};
 use mindmesh_net::MeshHandle;
 use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::{Act, SupervisorHandle};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,8 @@ use crate::control::Control;
 
 /// How often a pass runs without a registry change (retries of failed steps).
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest wait for a migrating persona to save its state and stop.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most persona tasks in flight at once.
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -33,6 +36,8 @@ pub struct Reconciler {
     pub control: Control,
     pub store: StoreHandle,
     pub clock: Arc<dyn Clock>,
+    /// False while this node is fenced (no lease): nothing starts.
+    pub may_run: watch::Receiver<bool>,
 }
 
 struct Done {
@@ -57,12 +62,15 @@ impl Reconciler {
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut registry = self.mesh.watch_registry();
+        let mut may_run = self.may_run.clone();
+        let mut was_allowed = *may_run.borrow();
         let mut retry = tokio::time::interval(RETRY_INTERVAL);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 changed = registry.changed() => if changed.is_err() { break },
+                changed = may_run.changed() => if changed.is_err() { break },
                 Some(done) = tasks.join_next() => {
                     if let Ok(done) = done {
                         in_flight.remove(&done.name);
@@ -81,9 +89,27 @@ impl Reconciler {
             if !reg.nodes.contains_key(&me) {
                 continue;
             }
+            let allowed = *may_run.borrow_and_update();
+            if allowed && !was_allowed {
+                // the lease is back: what fencing stopped starts again where it is still ours
+                seen.clear();
+            }
+            was_allowed = allowed;
             let local = self.supervisor.status().borrow().clone();
             for (name, entry) in reg.personas_on(me) {
+                if !allowed {
+                    break;
+                }
                 if in_flight.contains(name) || in_flight.len() >= MAX_IN_FLIGHT {
+                    continue;
+                }
+                if let Some(to) = entry.migrating_to {
+                    if seen.get(name) != Some(&entry.updated_index) {
+                        seen.insert(name.clone(), entry.updated_index);
+                        tracing::info!(persona = %name, to, "migrating: drain, save state, stop, release");
+                        in_flight.insert(name.clone());
+                        tasks.spawn(self.release(me, name.clone(), entry.clone()));
+                    }
                     continue;
                 }
                 if seen.get(name) == Some(&entry.updated_index) && local.contains_key(name) {
@@ -123,6 +149,48 @@ impl Reconciler {
             }
         }
         tasks.shutdown().await;
+    }
+
+    /// The source's part of a migration: drain and hibernate the persona here (its state saved
+    /// through its hook), then hand the state over through the registry, which moves it.
+    fn release(&self, me: NodeId, name: String, entry: PersonaEntry) -> impl Future<Output = Done> + use<> {
+        let (control, supervisor, mesh, clock) =
+            (self.control.clone(), self.supervisor.clone(), self.mesh.clone(), self.clock.clone());
+        async move {
+            let r: Result<usize, String> = async {
+                let phase = supervisor.status().borrow().get(&name).map(|s| s.phase);
+                if phase.is_some_and(|p| p.has_process()) {
+                    control.act(&name, Act::Hibernate).await.map_err(|e| e.to_string())?;
+                    let down = [Phase::Hibernating, Phase::Stopped, Phase::Killed, Phase::Failed];
+                    supervisor.wait_for(&name, &down, RELEASE_TIMEOUT).await.map_err(|e| e.to_string())?;
+                }
+                let state = match phase {
+                    Some(_) => supervisor.saved_state(&name).await.map_err(|e| e.to_string())?,
+                    None => entry.checkpoint.as_ref().map(|c| c.state.clone()),
+                };
+                let bytes = state.as_ref().map_or(0, Vec::len);
+                let cmd = Command::CompleteMigration {
+                    name: name.clone(),
+                    from: me,
+                    epoch: entry.epoch,
+                    state,
+                    at_ms: clock.now_ms(),
+                };
+                mesh.propose(cmd).await.map_err(|e| e.to_string())?;
+                Ok(bytes)
+            }
+            .await;
+            match r {
+                Ok(bytes) => {
+                    tracing::info!(persona = %name, state_bytes = bytes, "released to its new node");
+                    Done { name, ok: true, outcome: format!("released with {bytes} bytes of state") }
+                }
+                Err(e) => {
+                    tracing::warn!(persona = %name, error = %e, "migration release failed; retried");
+                    Done { name, ok: false, outcome: format!("release failed: {e}") }
+                }
+            }
+        }
     }
 
     fn execute(&self, name: String, entry: PersonaEntry, steps: Vec<Step>) -> impl Future<Output = Done> + use<> {
@@ -191,13 +259,25 @@ async fn run_step(
         Step::Add { start } => {
             let mut spec = entry.spec.clone();
             spec.budget = entry.budget.clone();
-            supervisor.add_at(spec, *start, entry.epoch).await.map(|_| ())
+            match (&entry.checkpoint, *start) {
+                // new here (failover, migration): start from the state it last saved elsewhere
+                (Some(cp), true) => {
+                    store.put_state(name, cp.state.clone()).await.map_err(|e| e.to_string())?;
+                    supervisor.add_at(spec, false, entry.epoch).await.map_err(|e| e.to_string())?;
+                    let wake = Act::Wake { state: Some(cp.state.clone()) };
+                    supervisor.act_at(name, wake, epoch).await.map(|_| ())
+                }
+                (Some(cp), false) => {
+                    store.put_state(name, cp.state.clone()).await.map_err(|e| e.to_string())?;
+                    supervisor.add_at(spec, false, entry.epoch).await
+                }
+                (None, start) => supervisor.add_at(spec, start, entry.epoch).await,
+            }
         }
         Step::Remove => control.remove(name).await,
         Step::SetBudget(patch) => control.set_budget(name, patch.clone()).await.map(|_| ()),
         Step::Start => {
-            let hibernating =
-                supervisor.status().borrow().get(name).is_some_and(|s| s.phase == mindmesh_core::Phase::Hibernating);
+            let hibernating = supervisor.status().borrow().get(name).is_some_and(|s| s.phase == Phase::Hibernating);
             let act = if hibernating {
                 Act::Wake { state: store.get_state(name).await.map_err(|e| e.to_string())? }
             } else {

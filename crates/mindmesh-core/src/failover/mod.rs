@@ -1,0 +1,145 @@
+//! The leader's failover and placement plan, pure: from the registry and the nodes the leader
+//! has declared lost, what moves — personas of lost nodes to healthy ones (by capacity and
+//! labels, most important first), pending personas to any node that now fits, and personas of
+//! draining nodes, a few at a time, through migrations that carry their state.
+//!
+//! Fencing makes the moves safe: a node is declared lost only after it has been silent longer
+//! than its lease, and a node whose lease ran out has already stopped its personas
+//! (`docs/failover.md` has the timing argument).
+
+use std::collections::BTreeSet;
+
+use crate::action::{Action, AnalystKind, Decision};
+use crate::placement::{self, NodeLoad};
+use crate::registry::{Command, NodeId, Reassignment, Registry};
+use crate::spec::Importance;
+
+/// Migrations off draining nodes in flight at once (like `nomad node drain`'s max_parallel).
+pub const MAX_PARALLEL_DRAIN: usize = 4;
+/// Personas a single plan moves; the rest wait for the next tick.
+pub const MAX_MOVES_PER_PLAN: usize = crate::registry::MAX_MOVES_PER_COMMAND;
+
+/// What one planning pass decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailoverPlan {
+    /// One batch of reassignments (failover, pending placement).
+    pub moves: Vec<Reassignment>,
+    /// Migrations to start (drains).
+    pub migrations: Vec<(String, NodeId)>,
+    /// Why, for the decision log: one per moved or migrating persona.
+    pub decisions: Vec<Decision>,
+}
+
+impl FailoverPlan {
+    pub fn is_empty(&self) -> bool {
+        self.moves.is_empty() && self.migrations.is_empty()
+    }
+
+    /// The commands to propose, in order: the decisions first, so the log says why.
+    pub fn commands(&self, at_ms: u64) -> Vec<Command> {
+        let mut cmds = Vec::new();
+        for chunk in self.decisions.chunks(crate::registry::MAX_DECISIONS_PER_COMMAND) {
+            cmds.push(Command::RecordDecisions { decisions: chunk.to_vec(), at_ms });
+        }
+        if !self.moves.is_empty() {
+            cmds.push(Command::Reassign { moves: self.moves.clone() });
+        }
+        for (name, to) in &self.migrations {
+            cmds.push(Command::Migrate { name: name.clone(), to: *to });
+        }
+        cmds
+    }
+}
+
+/// Plan one pass. `lost` are nodes silent past the failover delay; `silent_ms` says for how
+/// long (for the reasons).
+pub fn plan(registry: &Registry, lost: &BTreeSet<NodeId>, silent_ms: impl Fn(NodeId) -> u64) -> FailoverPlan {
+    let mut loads = placement::loads(registry, |id| !lost.contains(&id));
+    let index_of = |loads: &[NodeLoad], id: NodeId| loads.iter().position(|n| n.id == id);
+    let name_of = |id: NodeId| registry.nodes.get(&id).map_or_else(|| id.to_string(), |n| n.info.name.clone());
+    let mut out = FailoverPlan::default();
+
+    // personas that must find a node: those of lost nodes, and the pending ones
+    let mut homeless: Vec<(&String, Option<NodeId>)> = registry
+        .personas
+        .iter()
+        .filter(|(_, p)| match p.node {
+            Some(n) => lost.contains(&n) || !registry.nodes.contains_key(&n),
+            None => true,
+        })
+        .map(|(name, p)| (name, p.node))
+        .collect();
+    // the most important first, so they get the room there is
+    homeless.sort_by_key(|(name, _)| rank(registry.personas[*name].spec.importance));
+    for (name, from) in homeless {
+        if out.moves.len() >= MAX_MOVES_PER_PLAN {
+            break;
+        }
+        let spec = &registry.personas[name].spec;
+        match placement::place_index(spec, &loads) {
+            Ok(i) => {
+                loads[i].add(spec);
+                let to = loads[i].id;
+                out.moves.push(Reassignment { name: name.clone(), from, to: Some(to) });
+                let why = match from {
+                    Some(n) => format!(
+                        "failover: node {} silent for {} ms; moved to {}",
+                        name_of(n),
+                        silent_ms(n),
+                        loads[i].name
+                    ),
+                    None => format!("placed on {} (was pending)", loads[i].name),
+                };
+                out.decisions.push(decision(name, &loads[i].name, why));
+            }
+            Err(e) => {
+                if let Some(n) = from {
+                    // it cannot stay on a lost node: it waits, pending, for room
+                    out.moves.push(Reassignment { name: name.clone(), from, to: None });
+                    let why = format!("failover: node {} silent for {} ms; pending: {e}", name_of(n), silent_ms(n));
+                    out.decisions.push(Decision::new(name, Action::Investigate, why, 1.0, AnalystKind::Failover));
+                }
+            }
+        }
+    }
+
+    // drains: a few migrations at a time
+    let in_flight = registry.personas.values().filter(|p| p.migrating_to.is_some()).count();
+    let mut budget = MAX_PARALLEL_DRAIN.saturating_sub(in_flight);
+    for (name, p) in &registry.personas {
+        if budget == 0 {
+            break;
+        }
+        let Some(node) = p.node else { continue };
+        let draining = registry.nodes.get(&node).is_some_and(|n| n.draining);
+        if !draining || p.migrating_to.is_some() || lost.contains(&node) {
+            continue;
+        }
+        let Some(_) = index_of(&loads, node) else { continue };
+        if let Ok(i) = placement::place_index(&p.spec, &loads) {
+            loads[i].add(&p.spec);
+            out.migrations.push((name.clone(), loads[i].id));
+            let why = format!("drain of {}: migrating to {}", name_of(node), loads[i].name);
+            out.decisions.push(decision(name, &loads[i].name, why));
+            budget -= 1;
+        }
+    }
+    out
+}
+
+fn decision(persona: &str, target: &str, reason: String) -> Decision {
+    let mut d = Decision::new(persona, Action::Migrate, reason, 1.0, AnalystKind::Failover);
+    d.target = Some(target.to_owned());
+    d
+}
+
+fn rank(i: Importance) -> u8 {
+    match i {
+        Importance::System => 0,
+        Importance::UserFacing => 1,
+        Importance::Background => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! This node's lease: the right to run its personas, renewed with a leader that a quorum
+//! acknowledged recently. A node that cannot renew (partitioned from the majority, or the
+//! mesh has no leader for longer than an election takes) loses it and must stop its personas
+//! before the leader may place them elsewhere (`failover_after_ms` > lease + quorum age +
+//! margin; `docs/failover.md` has the argument).
+//!
+//! A follower asks the leader ([`MeshRequest::Renew`]); the lease then runs `lease_ms` from
+//! when the request was *sent*. The leader renews its own from its last quorum
+//! acknowledgement. Times are on the mesh's monotonic clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::client::remote;
+use super::ctx::Ctx;
+use super::leader::is_leader;
+use crate::rpc::{LeaderReply, MeshRequest};
+use crate::transport::Transport;
+
+/// The lease as the node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// May this node run its personas now?
+    pub held: bool,
+    /// Until when, if it was ever held (tokio's clock: virtual in the simulator).
+    pub until: Option<tokio::time::Instant>,
+    /// False when fencing is off: `held` is then always true.
+    pub enforced: bool,
+}
+
+/// The expiry of this node's lease, shared by the renewal loop and status readers.
+#[derive(Debug, Default)]
+pub struct LeaseClock {
+    /// `until_ms + 1`; 0: never held.
+    until: AtomicU64,
+}
+
+impl LeaseClock {
+    /// Extend to `until_ms` (never shortens: a late answer to an older request is older).
+    pub fn extend(&self, until_ms: u64) {
+        self.until.fetch_max(until_ms + 1, Ordering::Relaxed);
+    }
+
+    pub fn until_ms(&self) -> Option<u64> {
+        match self.until.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t - 1),
+        }
+    }
+
+    pub fn held_at(&self, now_ms: u64) -> bool {
+        self.until_ms().is_some_and(|u| now_ms < u)
+    }
+}
+
+/// Milliseconds since a quorum last acknowledged this node as leader; None if it does not lead.
+pub(crate) fn quorum_age_ms<T: Transport>(ctx: &Ctx<T>) -> Option<u64> {
+    if !is_leader(ctx) {
+        return None;
+    }
+    let m = ctx.raft.metrics().borrow().clone();
+    let voters: Vec<_> = m.membership_config.membership().voter_ids().collect();
+    if voters == [ctx.me] {
+        return Some(0); // a mesh of one is its own quorum
+    }
+    m.millis_since_quorum_ack
+}
+
+/// Renew the lease every `lease_renew_ms`, and publish it — also at the instant it runs out,
+/// so the node fences on time rather than at the next renewal.
+pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, tx: watch::Sender<Lease>, cancel: CancellationToken) {
+    let cfg = ctx.cfg.clone();
+    let every = Duration::from_millis(cfg.lease_renew_ms);
+    let mut held = false;
+    loop {
+        let sent_ms = ctx.now_ms();
+        if let Some(until) = renew_once(&ctx, sent_ms).await {
+            ctx.lease.extend(until);
+        }
+        // publish now, then wake at the next renewal or at expiry, whichever comes first
+        loop {
+            let now = ctx.now_ms();
+            let until_ms = ctx.lease.until_ms();
+            let until = until_ms.map(|u| ctx.started + Duration::from_millis(u));
+            let lease = Lease { held: ctx.lease.held_at(now), until, enforced: true };
+            if lease.held != held {
+                if lease.held {
+                    info!(?until_ms, "lease held");
+                } else {
+                    warn!("lease lost: no leader backed by a quorum answered in time");
+                }
+                held = lease.held;
+            }
+            // watchers wake on a change of `held`; readers see the latest expiry too
+            tx.send_if_modified(|l| {
+                let changed = l.held != lease.held;
+                *l = lease;
+                changed
+            });
+            let next_renewal = sent_ms + cfg.lease_renew_ms;
+            let wake = match until_ms {
+                Some(u) if u > now && u < next_renewal => u,
+                _ => next_renewal,
+            };
+            let pause = Duration::from_millis(wake.saturating_sub(now)).min(every);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            if ctx.now_ms() >= next_renewal {
+                break;
+            }
+        }
+    }
+}
+
+/// One renewal; the new expiry if it succeeded.
+async fn renew_once<T: Transport>(ctx: &Ctx<T>, sent_ms: u64) -> Option<u64> {
+    let cfg = &ctx.cfg;
+    if let Some(age) = quorum_age_ms(ctx) {
+        if age > cfg.max_quorum_age_ms() {
+            return None;
+        }
+        ctx.failover.heard(ctx.me, sent_ms);
+        // the quorum vouched for us `age` ago: count from then
+        return Some(sent_ms.saturating_sub(age) + cfg.lease_ms);
+    }
+    let leader = ctx.raft.metrics().borrow().current_leader.filter(|l| *l != ctx.me)?;
+    let wait = Duration::from_millis(cfg.lease_renew_ms * 2);
+    match remote(ctx, leader, &MeshRequest::Renew, wait).await {
+        Ok(Ok(LeaderReply::Renewed)) => Some(sent_ms + cfg.lease_ms),
+        Ok(other) => {
+            debug!(leader, answer = ?other, "lease not renewed");
+            None
+        }
+        Err(e) => {
+            debug!(leader, error = %e, "lease not renewed");
+            None
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The fence guard: a small process beside the node, in a session of its own, that enforces
+//! the node's lease even when the node cannot — SIGKILLed, or frozen (SIGSTOP, a stalled VM).
+//! Persona processes outlive their node by design (a restarted node adopts them), so without
+//! it a dead node's personas would run on beside their replacements after a failover.
+//!
+//! The node writes its lease's expiry (Unix ms) to `<data_dir>/lease` while it may run
+//! personas ([`super::fence`]). The guard reads it every [`POLL`]: once it has passed, it
+//! SIGKILLs every process group this node instance started (found by their environment
+//! marker). A node restarted in time keeps writing and keeps its personas. The guard leaves
+//! when its node is gone and nothing of it runs, or when a newer guard took over its pid file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mindmesh_supervisor::process::{scan_instance, signal_group, start_ticks};
+use nix::sys::signal::Signal;
+
+use super::fence::LEASE_FILE;
+
+/// How often the lease file is read.
+pub const POLL: Duration = Duration::from_millis(100);
+/// The guard's pid file, so a new node's guard replaces an old one.
+pub const PID_FILE: &str = "fence-guard.pid";
+
+/// What the guard watches.
+#[derive(Debug, Clone)]
+pub struct GuardArgs {
+    pub data_dir: PathBuf,
+    /// The node instance whose processes it kills.
+    pub instance: String,
+    pub node_pid: u32,
+    /// The node's start time (`/proc/<pid>/stat`), so a reused PID is not taken for it.
+    pub node_start_ticks: u64,
+}
+
+/// Start the guard for this node: `exe fence-guard …` in a new session, so signals to the
+/// node's group and the node's death leave it running.
+pub fn spawn(exe: &Path, data_dir: &Path, instance: &str) -> std::io::Result<Child> {
+    let me = std::process::id();
+    let ticks = start_ticks(me).unwrap_or(0);
+    let mut cmd = Command::new(exe);
+    cmd.arg("fence-guard")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--instance", instance, "--node-pid", &me.to_string(), "--node-start-ticks", &ticks.to_string()])
+        .env_remove(mindmesh_supervisor::process::ENV_NODE_INSTANCE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+}
+
+/// The guard's loop; returns when its node is gone with nothing left running, or replaced.
+pub fn run(args: &GuardArgs) {
+    let pid_file = args.data_dir.join(PID_FILE);
+    let me = std::process::id();
+    if let Err(e) = std::fs::write(&pid_file, me.to_string()) {
+        tracing::error!(error = %e, "fence guard cannot write its pid file");
+    }
+    tracing::info!(instance = %args.instance, node_pid = args.node_pid, "fence guard watching the node's lease");
+    loop {
+        std::thread::sleep(POLL);
+        if read_u64(&pid_file) != Some(u64::from(me)) {
+            return; // a newer guard watches now
+        }
+        let node_alive = start_ticks(args.node_pid) == Some(args.node_start_ticks);
+        let until_ms = read_u64(&args.data_dir.join(LEASE_FILE)).unwrap_or(0);
+        if now_ms() < until_ms {
+            continue;
+        }
+        let found = scan_instance(&args.instance);
+        for p in &found {
+            signal_group(p.pid, Signal::SIGKILL);
+        }
+        if !found.is_empty() {
+            tracing::warn!(
+                killed = found.len(),
+                node_alive,
+                "fence guard: the node's lease ran out; its persona processes are killed"
+            );
+        }
+        if !node_alive {
+            let _ = std::fs::remove_file(&pid_file);
+            return;
+        }
+        // the node lives but is fenced: it stops its personas itself; look less often
+        std::thread::sleep(POLL * 4);
+    }
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
