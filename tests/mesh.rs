@@ -12,30 +12,7 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(40);
 
-fn leader(s: &Value) -> Option<String> {
-    s["mesh"]["leader"].as_str().map(str::to_owned)
-}
-
-fn members(s: &Value) -> usize {
-    s["mesh"]["nodes"].as_array().map_or(0, Vec::len)
-}
-
-fn persona<'a>(s: &'a Value, name: &str) -> Option<&'a Value> {
-    s["personas"].as_array()?.iter().find(|p| p["name"] == name)
-}
-
-/// Start `a`, then `b` and `c` joining it; wait until all three agree on one leader.
-async fn three(extra: &str, mesh_extra: &str) -> Vec<TestNode> {
-    let a = TestNode::start_in_mesh("a", extra, mesh_extra, None);
-    a.wait_status(T, "a leads its new mesh", |s| leader(s).as_deref() == Some("a")).await;
-    let join = a.join_info().await;
-    let b = TestNode::start_in_mesh("b", extra, mesh_extra, Some(&join));
-    let c = TestNode::start_in_mesh("c", extra, mesh_extra, Some(&join));
-    for n in [&a, &b, &c] {
-        n.wait_status(T, "three members and a leader", |s| members(s) == 3 && leader(s).is_some()).await;
-    }
-    vec![a, b, c]
-}
+use common::{mesh_leader as leader, mesh_members as members, mesh_persona as persona, three_nodes as three};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn join_replicate_survive_the_leader_and_catch_up() {

@@ -64,9 +64,7 @@ pub async fn migrate(
             last = Some(step.clone());
         }
         let arrived = step.node.as_deref() == Some(to) && step.migrating_to.is_none();
-        let settled = matches!(v.desired.as_deref(), Some("running")) && v.phase == Phase::Running
-            || !matches!(v.desired.as_deref(), Some("running")) && !v.phase.has_process();
-        if arrived && settled {
+        if arrived && settled(v) {
             let state = v.checkpoint_bytes.map_or("no state".to_owned(), |b| format!("{b} bytes of state"));
             report(json, name, &format!("done: {} on {to} with {state}", v.phase), started);
             return Ok(());
@@ -98,16 +96,19 @@ pub async fn drain(
         return Ok(());
     }
     let mut last_left = usize::MAX;
+    let mut moved: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     loop {
         let list: Vec<PersonaView> = client.get("/api/v1/personas").await?;
         let left: Vec<&PersonaView> = list.iter().filter(|p| p.node.as_deref() == Some(node)).collect();
+        moved.extend(left.iter().map(|p| p.name.clone()));
         let moving = left.iter().filter(|p| p.migrating_to.is_some()).count();
         if left.len() != last_left {
             report(json, node, &format!("{} personas left ({moving} migrating)", left.len()), started);
             last_left = left.len();
         }
-        let arriving = list.iter().filter(|p| p.migrating_to.is_some()).count();
-        if left.is_empty() && arriving == 0 {
+        // done when every persona that was here has settled where it went
+        let unsettled = list.iter().filter(|p| moved.contains(&p.name) && !settled(p)).count();
+        if left.is_empty() && unsettled == 0 {
             report(json, node, "drained", started);
             return Ok(());
         }
@@ -115,6 +116,14 @@ pub async fn drain(
             bail!("{node} still has {} personas after {} s", left.len(), timeout.as_secs());
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Running if the mesh wants it running, without a process otherwise.
+fn settled(v: &PersonaView) -> bool {
+    match v.desired.as_deref() {
+        Some("running") => v.phase == Phase::Running,
+        _ => !v.phase.has_process(),
     }
 }
 

@@ -297,3 +297,32 @@ pub fn pid_alive(pid: u32) -> bool {
 pub fn proc_path(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// The leader's name in a node's status.
+pub fn mesh_leader(s: &Value) -> Option<String> {
+    s["mesh"]["leader"].as_str().map(str::to_owned)
+}
+
+/// How many members a node's status lists.
+pub fn mesh_members(s: &Value) -> usize {
+    s["mesh"]["nodes"].as_array().map_or(0, Vec::len)
+}
+
+/// A persona of the mesh, as a node's status lists it.
+pub fn mesh_persona<'a>(s: &'a Value, name: &str) -> Option<&'a Value> {
+    s["personas"].as_array()?.iter().find(|p| p["name"] == name)
+}
+
+/// Start `a`, then `b` and `c` joining it; wait until all three agree on one leader.
+pub async fn three_nodes(extra: &str, mesh_extra: &str) -> Vec<TestNode> {
+    let t = Duration::from_secs(40);
+    let a = TestNode::start_in_mesh("a", extra, mesh_extra, None);
+    a.wait_status(t, "a leads its new mesh", |s| mesh_leader(s).as_deref() == Some("a")).await;
+    let join = a.join_info().await;
+    let b = TestNode::start_in_mesh("b", extra, mesh_extra, Some(&join));
+    let c = TestNode::start_in_mesh("c", extra, mesh_extra, Some(&join));
+    for n in [&a, &b, &c] {
+        n.wait_status(t, "three members and a leader", |s| mesh_members(s) == 3 && mesh_leader(s).is_some()).await;
+    }
+    vec![a, b, c]
+}

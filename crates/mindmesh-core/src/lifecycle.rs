@@ -124,6 +124,11 @@ pub enum Input {
     Exited {
         status: ExitStatus,
     },
+    /// A start the node may not carry out now (fenced: it lost its lease). Not a failure: the
+    /// persona stays down, killed with the reason, until it is started again.
+    Refused {
+        reason: String,
+    },
     /// A timer armed by `Effect::ArmTimer` fired.
     Timer {
         token: u64,
@@ -258,6 +263,13 @@ impl Lifecycle {
                 }
             }
             Input::Exited { status } => self.on_exit(status, now_ms, jitter, cfg, &mut fx),
+            Input::Refused { reason } => {
+                fx.push(record(EventKind::Kill, reason.clone()));
+                self.pid = None;
+                self.timer_token += 1; // cancels a pending backoff
+                self.goal = Some(StopGoal::Kill { reason });
+                self.settle(&mut fx);
+            }
             Input::Timer { token } if token == self.timer_token => match self.phase {
                 Phase::Backoff => {
                     self.phase = Phase::Starting;
@@ -446,6 +458,16 @@ mod tests {
 
     fn has(fx: &[Effect], e: &Effect) -> bool {
         fx.contains(e)
+    }
+
+    #[test]
+    fn a_refused_start_is_no_failure_and_stays_down() {
+        let mut l = Lifecycle::new(RestartPolicy::Always);
+        assert_eq!(l.handle(Input::Start, 0, 0.5, &cfg()), vec![Effect::Spawn]);
+        let fx = l.handle(Input::Refused { reason: "fenced".into() }, 1, 0.5, &cfg());
+        assert!(!has(&fx, &Effect::Spawn), "{fx:?}");
+        assert_eq!(l.phase(), Phase::Killed);
+        assert_eq!(l.restarts(), 0);
     }
 
     #[test]

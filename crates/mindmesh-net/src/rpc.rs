@@ -60,7 +60,12 @@ pub enum LeaderReply {
     Proposed(Outcome, u64),
     Joined,
     Left,
-    Renewed,
+    /// The lease is renewed, valid once the asker has applied the registry up to this index
+    /// (what the leader had applied when it answered): a node back from a partition must not
+    /// act on a registry older than its lease.
+    Renewed {
+        applied_index: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

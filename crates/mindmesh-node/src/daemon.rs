@@ -10,7 +10,7 @@ use std::time::Duration;
 use mindmesh_core::clock::{Clock, SystemClock};
 use mindmesh_core::config::NodeConfig;
 use mindmesh_store::{RedbStore, StoreHandle, StoreThread};
-use mindmesh_supervisor::{Supervisor, SupervisorHandle, SupervisorSettings};
+use mindmesh_supervisor::{SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,13 @@ impl Node {
         );
 
         let instance = instance_id(&data_dir)?;
+        // fencing: until the lease is known, a restarted node runs what it had only until the
+        // expiry its previous run wrote; with fencing off, always
+        let spawn_gate = Arc::new(SpawnGate::new(if config.mesh.fencing {
+            Fence::boot_grace_until_ms(&data_dir)
+        } else {
+            u64::MAX
+        }));
         let guard = match (&guard_exe, config.mesh.fencing) {
             (Some(exe), true) => match crate::mesh::guard::spawn(exe, &data_dir, &instance) {
                 Ok(child) => Some(child),
@@ -98,6 +105,7 @@ impl Node {
             instance,
             max_state_bytes: config.store.max_state_bytes,
             clock: clock.clone(),
+            spawn_gate: Some(spawn_gate.clone()),
         };
         let supervisor_stop = CancellationToken::new();
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
@@ -132,6 +140,7 @@ impl Node {
                 data_dir: data_dir.clone(),
                 clock: clock.clone(),
                 may_run: may_run_tx,
+                gate: spawn_gate,
                 lease_ms: config.mesh.lease_ms,
             }
             .run(shutdown.clone()),

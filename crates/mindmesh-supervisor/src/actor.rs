@@ -38,6 +38,35 @@ pub struct SupervisorSettings {
     pub instance: String,
     pub max_state_bytes: u64,
     pub clock: Arc<dyn Clock>,
+    /// Fencing: no process starts while it is shut (None: always open).
+    pub spawn_gate: Option<Arc<SpawnGate>>,
+}
+
+/// Until when this node may start processes (Unix ms), as its fencing says. Checked at the
+/// instant of every spawn — restarts by policy included — so a node waking from a freeze, or
+/// whose lease just ran out, starts nothing even before its fencing task has run.
+#[derive(Debug)]
+pub struct SpawnGate {
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+impl SpawnGate {
+    pub fn new(until_ms: u64) -> Self {
+        SpawnGate { until_ms: std::sync::atomic::AtomicU64::new(until_ms) }
+    }
+
+    /// Move the limit later (never earlier).
+    pub fn extend(&self, until_ms: u64) {
+        self.until_ms.fetch_max(until_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn until_ms(&self) -> u64 {
+        self.until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn open_at(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms()
+    }
 }
 
 /// How long a starting persona is probed rapidly before the normal health interval applies.
@@ -552,6 +581,12 @@ impl Supervisor {
             let effects = slot.life.handle(input, now, jitter, &cfg);
             for effect in effects {
                 match effect {
+                    Effect::Spawn if self.settings.spawn_gate.as_ref().is_some_and(|g| !g.open_at(now)) => {
+                        if let Some(slot) = self.slots.get_mut(name) {
+                            slot.record.epoch = 0; // started anew by the mesh once the lease is back
+                        }
+                        queue.push_back(Input::Refused { reason: "fenced: this node has no lease".into() });
+                    }
                     Effect::Spawn => match self.spawn_process(name) {
                         Ok(pid) => queue.push_back(Input::Spawned { pid }),
                         Err(e) => queue.push_back(Input::SpawnFailed { error: e.to_string() }),

@@ -31,7 +31,7 @@ pub mod sampler;
 pub mod status;
 pub mod throttle;
 
-pub use actor::{Supervisor, SupervisorSettings};
+pub use actor::{SpawnGate, Supervisor, SupervisorSettings};
 pub use error::SupervisorError;
 pub use handle::{Act, RestoreSummary, SupervisorHandle};
 pub use status::{PersonaStatus, Report, StatusTable};

@@ -64,7 +64,7 @@ pub(crate) async fn execute<T: Transport>(
                 return Err(LeaderError::Failed(format!("no recent quorum (last ack {age:?} ms ago)")));
             }
             ctx.failover.heard(from, ctx.now_ms());
-            Ok(LeaderReply::Renewed)
+            Ok(LeaderReply::Renewed { applied_index: ctx.registry.borrow().applied_index })
         }
         other => Err(LeaderError::Failed(format!("{} is not a leader operation", other.kind()))),
     }

@@ -13,6 +13,8 @@ use super::ApiError;
 
 /// Marks a request already forwarded once.
 pub const FORWARDED: &str = "x-mindmesh-forwarded";
+/// Most nodes a request passes through.
+pub const MAX_HOPS: u32 = 2;
 
 #[derive(Clone)]
 pub struct Forwarder {
@@ -32,8 +34,9 @@ impl Forwarder {
     }
 
     /// Was this request forwarded to us by another node?
-    pub fn was_forwarded(headers: &HeaderMap) -> bool {
-        headers.contains_key(FORWARDED)
+    /// How many nodes forwarded this request already (the header counts hops).
+    pub fn hops(headers: &HeaderMap) -> u32 {
+        headers.get(FORWARDED).map_or(0, |v| v.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(MAX_HOPS))
     }
 
     /// Pass the request to the node at `api` (`host:port`) and stream its answer back.
@@ -45,7 +48,10 @@ impl Forwarder {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, ApiError> {
-        if Self::was_forwarded(headers) {
+        // a second hop lets a node whose registry is ahead correct one that lagged (a persona
+        // that just moved); a third would be nodes disagreeing in a loop
+        let hops = Self::hops(headers);
+        if hops >= MAX_HOPS {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "moved",
@@ -56,7 +62,7 @@ impl Forwarder {
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unreachable", "its node has no API address"));
         }
         let url = format!("http://{api}{path_and_query}");
-        let mut rb = self.http.request(method, &url).header(FORWARDED, "1").body(body);
+        let mut rb = self.http.request(method, &url).header(FORWARDED, (hops + 1).to_string()).body(body);
         if let Some(ct) = headers.get(header::CONTENT_TYPE) {
             rb = rb.header(header::CONTENT_TYPE, ct);
         }

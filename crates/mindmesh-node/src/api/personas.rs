@@ -103,6 +103,13 @@ fn remote_view(
     }
 }
 
+/// What only the registry knows: a migration under way, the last checkpoint.
+fn mesh_fields(v: &mut PersonaView, entry: &PersonaEntry, reg: &Registry) {
+    v.migrating_to = node_name(reg, entry.migrating_to);
+    v.checkpoint_bytes = entry.checkpoint.as_ref().map(|c| c.state.len());
+    v.checkpoint_at_ms = entry.checkpoint.as_ref().map(|c| c.at_ms);
+}
+
 fn node_name(reg: &Registry, id: Option<u64>) -> Option<String> {
     id.and_then(|id| reg.nodes.get(&id)).map(|n| n.info.name.clone())
 }
@@ -133,9 +140,7 @@ pub async fn all_views(st: &ApiState) -> Vec<PersonaView> {
                 remote_view(entry, node.as_deref(), figures)
             }
         };
-        v.migrating_to = node_name(&reg, entry.migrating_to);
-        v.checkpoint_bytes = entry.checkpoint.as_ref().map(|c| c.state.len());
-        v.checkpoint_at_ms = entry.checkpoint.as_ref().map(|c| c.at_ms);
+        mesh_fields(&mut v, entry, &reg);
         out.push(v);
     }
     // what runs here without being in the registry (yet, or any more)
@@ -187,6 +192,9 @@ pub async fn show(
         (None, Some(entry)) => remote_view(entry, node_name(&reg, entry.node).as_deref(), None),
         (None, None) => return Err(ApiError::not_found(format!("persona {name:?} not found"))),
     };
+    if let Some(entry) = reg.personas.get(&name) {
+        mesh_fields(&mut v, entry, &reg);
+    }
     v.spec = match st.store.get_persona(&name).await? {
         Some(r) => Some(r.spec),
         None => reg.personas.get(&name).map(|e| e.spec.clone()),

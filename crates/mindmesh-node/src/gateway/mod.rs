@@ -177,6 +177,13 @@ impl Gateway {
         (Gateway { inner: Arc::new(inner) }, task)
     }
 
+    /// Is this persona placed on another node, or leaving this one (the registry says so)?
+    pub fn moved_away(&self, name: &str) -> bool {
+        let Some(r) = &self.inner.remote else { return false };
+        let reg = r.registry.borrow();
+        reg.personas.get(name).is_some_and(|e| e.node != Some(r.me) || e.migrating_to.is_some())
+    }
+
     /// The OpenAI routes, for the node's router (which adds the token check and body limit).
     pub fn router<S>(&self) -> Router<S> {
         Router::new()

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use mindmesh_core::metrics::ErrorKind;
 
 use super::Gateway;
+use super::admission::Refusal;
 use super::classify::{MAX_ERROR_BODY_BYTES, classify};
 use super::error::GatewayError;
 use super::measure::{MeteredBody, Record};
@@ -45,6 +46,9 @@ pub async fn models(State(gw): State<Gateway>) -> Response {
     axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
 }
 
+/// Longest wait for this node's registry to catch up before forwarding a forwarded request.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
 enum Where {
     Local,
     Remote(String),
@@ -53,7 +57,7 @@ enum Where {
 /// Route the request, waiting (within the persona's response-time budget) while it is being
 /// placed, migrating or starting here, so a move drops nothing: the request goes where the
 /// persona is once it is there.
-async fn where_to(gw: &Gateway, model: &str, arrived: Instant) -> Result<Where, GatewayError> {
+async fn where_to(gw: &Gateway, model: &str, arrived: Instant, hops: u32) -> Result<Where, GatewayError> {
     let Some(r) = &gw.inner.remote else {
         return match route(&gw.inner.status.borrow(), None, model) {
             Route::Local(_) => Ok(Where::Local),
@@ -64,15 +68,28 @@ async fn where_to(gw: &Gateway, model: &str, arrived: Instant) -> Result<Where, 
     let mut status = gw.inner.status.clone();
     let mut may_run = r.may_run.clone();
     let mut limit_ms = None;
+    // a forwarded request that this node would forward again: this node's registry may lag the
+    // sender's (a persona that just moved here); give it a moment to catch up first
+    let mut catch_up = hops > 0;
     loop {
         let reg = registry.borrow_and_update().clone();
         let m = MeshRoute { registry: &reg, me: r.me, may_run: *may_run.borrow_and_update() };
-        match route(&status.borrow_and_update(), Some(m), model) {
-            Route::Local(_) => return Ok(Where::Local),
-            Route::Remote { api } => return Ok(Where::Remote(api)),
-            Route::Unknown => return Err(GatewayError::unknown_model(model)),
-            Route::Fenced => return Err(GatewayError::fenced(model)),
-            Route::Wait => {}
+        // owned, so no watch borrow is held across an await
+        let decided = match route(&status.borrow_and_update(), Some(m), model) {
+            Route::Local(_) => Some(Ok(Where::Local)),
+            Route::Remote { api } => Some(Ok(Where::Remote(api))),
+            Route::Unknown => Some(Err(GatewayError::unknown_model(model))),
+            Route::Fenced => Some(Err(GatewayError::fenced(model))),
+            Route::Wait => None,
+        };
+        match decided {
+            Some(Ok(Where::Remote(_))) if catch_up => {
+                catch_up = false;
+                let _ = tokio::time::timeout(CATCH_UP, registry.changed()).await;
+                continue;
+            }
+            Some(done) => return done,
+            None => {}
         }
         let limit =
             *limit_ms.get_or_insert_with(|| reg.personas.get(model).map_or(30_000, |e| e.budget.max_response_time_ms));
@@ -96,26 +113,38 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Resp
         }
     };
     let model = p.model.as_deref().unwrap_or_default();
-    let gate = match where_to(gw, model, arrived).await {
-        Ok(Where::Local) => gw.gate(model).await,
-        Ok(Where::Remote(target)) => {
-            let Some(r) = &gw.inner.remote else { return GatewayError::unknown_model(model).into_response() };
-            // measured and held to its budget by the node that runs it
-            return match r.forward.forward(&target, Method::POST, api.path(), headers, body).await {
-                Ok(resp) => resp,
-                Err(e) => e.into_response(),
-            };
+    let hops = crate::api::forward::Forwarder::hops(headers);
+    // a request that waited here while its persona migrated away finds it hibernated and not
+    // ours to wake: it is routed again, to where the persona went
+    let mut rerouted = false;
+    let (record, permit) = loop {
+        let gate = match where_to(gw, model, arrived, hops).await {
+            Ok(Where::Local) => gw.gate(model).await,
+            Ok(Where::Remote(target)) => {
+                let Some(r) = &gw.inner.remote else { return GatewayError::unknown_model(model).into_response() };
+                // measured and held to its budget by the node that runs it
+                return match r.forward.forward(&target, Method::POST, api.path(), headers, body).await {
+                    Ok(resp) => resp,
+                    Err(e) => e.into_response(),
+                };
+            }
+            Err(e) => return e.into_response(),
+        };
+        let Some(gate) = gate else { return GatewayError::unknown_model(model).into_response() };
+        let record = Record::begin(gate, gw.inner.clock.clone(), arrived);
+        match gw.admit(record.gate(), arrived).await {
+            Ok(permit) => break (record, permit),
+            Err(Refusal::WakeFailed(_)) if !rerouted && gw.moved_away(model) => {
+                rerouted = true;
+                drop(record);
+            }
+            Err(refusal) => {
+                let persona = std::sync::Arc::clone(&record.gate().name);
+                return fail(record, GatewayError::refused(&persona, refusal));
+            }
         }
-        Err(e) => return e.into_response(),
     };
-    let Some(gate) = gate else { return GatewayError::unknown_model(model).into_response() };
-    let record = Record::begin(gate, gw.inner.clock.clone(), arrived);
     let persona = std::sync::Arc::clone(&record.gate().name);
-
-    let permit = match gw.admit(record.gate(), arrived).await {
-        Ok(p) => p,
-        Err(refusal) => return fail(record, GatewayError::refused(&persona, refusal)),
-    };
     let limit_ms = permit.budget.max_response_time_ms;
     let deadline = tokio::time::Instant::from_std(arrived) + Duration::from_millis(limit_ms);
     let upstream_body = match clamp_tokens(&body, &p, api, permit.budget.tokens_per_response) {

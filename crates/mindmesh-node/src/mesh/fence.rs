@@ -15,7 +15,7 @@ use std::time::Duration;
 use mindmesh_core::Phase;
 use mindmesh_core::clock::Clock;
 use mindmesh_net::MeshHandle;
-use mindmesh_supervisor::{Act, SupervisorHandle};
+use mindmesh_supervisor::{Act, SpawnGate, SupervisorHandle};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -31,19 +31,21 @@ pub struct Fence {
     pub clock: Arc<dyn Clock>,
     /// True while this node may run personas.
     pub may_run: watch::Sender<bool>,
+    /// The supervisor's spawn gate: the same limit, checked at every spawn.
+    pub gate: Arc<SpawnGate>,
     /// The lease's length, for the expiry written while the node runs unfenced without one
     /// (alone in its mesh, or fencing off).
     pub lease_ms: u64,
 }
 
 impl Fence {
-    /// The expiry a previous run of this node left (Unix ms), if any.
+    /// The expiry a previous run of this node left (Unix ms), if any: the spawn gate's first
+    /// limit, so what a restarted node adopts or restores runs only within its old lease.
     pub fn boot_grace_until_ms(data_dir: &std::path::Path) -> u64 {
         std::fs::read_to_string(data_dir.join(LEASE_FILE)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
 
     pub async fn run(self, stop: CancellationToken) {
-        let grace_until_ms = Self::boot_grace_until_ms(&self.data_dir);
         let mut lease_rx = self.mesh.watch_lease();
         let mut written_ms = 0u64;
         let mut fenced_once = false;
@@ -52,21 +54,23 @@ impl Fence {
             let now_ms = self.clock.now_ms();
             // alone in the registry, no other node could be running our personas
             let alone = self.mesh.registry().nodes.keys().all(|id| *id == self.mesh.node_id());
-            let may_run = !lease.enforced || lease.held || alone || now_ms < grace_until_ms;
-            // the expiry the fence guard enforces if this node dies or freezes
+            // the expiry the spawn gate and the fence guard enforce, even if this task is late
             let until_ms = match lease.until {
-                Some(until) if lease.held => {
+                Some(until) if lease.enforced => {
                     Some(now_ms + until.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64)
                 }
                 _ if alone || !lease.enforced => Some(now_ms + self.lease_ms),
-                _ => None, // fenced, or living on a boot grace: nothing new to promise
+                _ => None,
             };
-            if let Some(until_ms) = until_ms
-                && until_ms > written_ms
-            {
+            if let Some(u) = until_ms {
+                self.gate.extend(u);
+            }
+            let until_ms = self.gate.until_ms();
+            if until_ms > written_ms {
                 self.persist(until_ms);
                 written_ms = until_ms;
             }
+            let may_run = now_ms < until_ms;
             let was = *self.may_run.borrow();
             if was != may_run || (!may_run && !fenced_once) {
                 self.may_run.send_replace(may_run);
@@ -78,10 +82,15 @@ impl Fence {
                     fenced_once = true;
                 }
             }
+            // wake at the next tick, or at the expiry if it comes first
+            let pause = match until_ms.checked_sub(now_ms) {
+                Some(left) if left > 0 => TICK.min(Duration::from_millis(left)),
+                _ => TICK,
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 changed = lease_rx.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
