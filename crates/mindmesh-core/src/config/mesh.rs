@@ -108,7 +108,7 @@ impl Default for MeshConfig {
             max_invalid_messages: 5,
             ban_ms: 60_000,
             // 1.2 s outlasts a leader election (0.91 s median, see docs/benchmarks.md), so a
-            // leader's crash fences nobody; failover 2 s = lease + quorum age + margin.
+            // leader's crash fences nobody; failover 2 s ≥ lease + quorum age (0.5 s) + margin.
             lease_ms: 1200,
             lease_renew_ms: 200,
             failover_after_ms: 2000,
@@ -132,9 +132,10 @@ impl MeshConfig {
         }
     }
 
-    /// The oldest quorum acknowledgement a leader may renew a lease on.
+    /// The oldest quorum acknowledgement a leader may renew a lease on: five heartbeats, so a
+    /// loaded host's late heartbeats do not fence a healthy mesh.
     pub fn max_quorum_age_ms(&self) -> u64 {
-        self.heartbeat_ms * 3
+        self.heartbeat_ms * 5
     }
 
     /// The shortest safe failover delay for this lease: see [`MeshConfig::validate`].
