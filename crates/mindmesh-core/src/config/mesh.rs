@@ -107,11 +107,12 @@ impl Default for MeshConfig {
             snapshot_logs_kept: 1000,
             max_invalid_messages: 5,
             ban_ms: 60_000,
-            // 1.2 s outlasts a leader election (0.91 s median, see docs/benchmarks.md), so a
-            // leader's crash fences nobody; failover 2 s ≥ lease + quorum age (0.5 s) + margin.
-            lease_ms: 1200,
+            // 1.8 s outlasts a leader election (0.91 s median on loopback, up to 1.6 s seen
+            // between containers), so a leader's crash fences nobody; failover 2.4 s ≥ lease +
+            // quorum age (0.3 s) + margin (docs/failover.md).
+            lease_ms: 1800,
             lease_renew_ms: 200,
-            failover_after_ms: 2000,
+            failover_after_ms: 2400,
             fencing: true,
             checkpoint_interval_ms: 10_000,
             max_checkpoint_bytes: 64 * 1024,
@@ -132,10 +133,9 @@ impl MeshConfig {
         }
     }
 
-    /// The oldest quorum acknowledgement a leader may renew a lease on: five heartbeats, so a
-    /// loaded host's late heartbeats do not fence a healthy mesh.
+    /// The oldest quorum acknowledgement a leader may renew a lease on.
     pub fn max_quorum_age_ms(&self) -> u64 {
-        self.heartbeat_ms * 5
+        self.heartbeat_ms * 3
     }
 
     /// The shortest safe failover delay for this lease: see [`MeshConfig::validate`].
@@ -206,7 +206,7 @@ mod tests {
         let c = MeshConfig { voters: 0, ..MeshConfig::default() };
         assert_eq!(c.validate().unwrap_err().field(), Some("voters"));
         // failing over before the lost node's lease must have run out would run personas twice
-        let c = MeshConfig { failover_after_ms: 1300, ..MeshConfig::default() };
+        let c = MeshConfig { failover_after_ms: 2000, ..MeshConfig::default() };
         assert_eq!(c.validate().unwrap_err().field(), Some("failover_after_ms"));
     }
 }
