@@ -419,3 +419,17 @@ fn compose_node_configs_are_valid_and_name_each_persona_once() {
     }
     assert_eq!(names.len(), 6);
 }
+
+#[test]
+fn the_example_for_machines_is_a_valid_mesh_node_config() {
+    let file = repo().join("deploy/examples/mesh-node.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut cfg: NodeConfig = mindmesh_core::spec::parse_toml(&text).unwrap_or_else(|e| panic!("{e}"));
+    // off loopback, so refused without the token the unit passes through MINDMESH_API_TOKEN
+    assert!(!cfg.api.listen.ip().is_loopback());
+    assert_eq!(cfg.validate().unwrap_err().field(), Some("api.token"));
+    cfg.api.token = Some("0123456789abcdef".into());
+    cfg.validate().unwrap();
+    assert!(cfg.mesh.bootstrap && cfg.mesh.join.len() == 3 && cfg.mesh.advertise.len() == 1, "{:?}", cfg.mesh);
+    assert!(cfg.api.advertise.is_some());
+}
