@@ -163,6 +163,15 @@ status() {
     timeout 10 docker exec "$c" /mindmesh status --json --api http://127.0.0.1:7070 2>/dev/null
 }
 
+# personas NODE: that node's `mindmesh persona list --json` (its own API's view of every
+# persona). Unlike `status`, it asks no other node: `status` also fetches the leader's analysis,
+# which hangs for seconds on a node cut off from a leader it still believes in.
+personas() {
+    local c
+    c=$(container_of "$1") && [[ -n $c ]] || return 1
+    timeout 10 docker exec "$c" /mindmesh persona list --json --api http://127.0.0.1:7070 2>/dev/null
+}
+
 # running_here NODE: the personas whose process runs in that node's container, one a line
 # (each persona's command line carries `--persona-id NAME`, see deploy/compose/node1.toml)
 running_here() {
