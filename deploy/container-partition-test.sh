@@ -68,12 +68,12 @@ while true; do
     done
 
     if [[ -z $fenced_ms ]]; then
-        vs=$(status "$victim") || vs=""
+        vs=$(personas "$victim") || vs=""
         still=0
         for p in "${moved[@]}"; do
             grep -qx "$p" <<<"$victim_procs" && still=1
             if [[ -n $vs ]]; then
-                phase=$(jq -r --arg p "$p" '.personas[] | select(.name == $p) | .phase' <<<"$vs")
+                phase=$(jq -r --arg p "$p" '.[] | select(.name == $p) | .phase' <<<"$vs")
                 [[ $phase != running && $phase != starting ]] || still=1
             else
                 still=1
@@ -83,7 +83,7 @@ while true; do
             fenced_ms=$(($(now_ms) - t_cut))
             say "$victim fenced itself after $(secs "$fenced_ms") s: no process of ${moved[*]} left in its container; its own API shows:"
             jq -r --argjson ps "$(printf '%s\n' "${moved[@]}" | jq -R . | jq -s .)" \
-                '.personas[] | select(.name as $n | $ps | index($n)) | "    \(.name): \(.phase)\(if .reason then " (\(.reason))" else "" end)"' <<<"$vs"
+                '.[] | select(.name as $n | $ps | index($n)) | "    \(.name): \(.phase)\(if .reason then " (\(.reason))" else "" end)"' <<<"$vs"
         fi
     fi
 
