@@ -69,12 +69,12 @@ compose() { "${COMPOSE[@]}" -f "$here/compose.yaml" -p "$PROJECT" "$@"; }
 # remove_project NAME: every container, network and volume of a compose project, and its image
 remove_project() {
     local p=$1 ids
-    ids=$(docker ps -aq --filter "label=com.docker.compose.project=$p")
-    [[ -z $ids ]] || docker rm -f -v $ids >/dev/null 2>&1 || true
-    ids=$(docker network ls -q --filter "label=com.docker.compose.project=$p")
-    [[ -z $ids ]] || docker network rm $ids >/dev/null 2>&1 || true
-    ids=$(docker volume ls -q --filter "label=com.docker.compose.project=$p")
-    [[ -z $ids ]] || docker volume rm -f $ids >/dev/null 2>&1 || true
+    mapfile -t ids < <(docker ps -aq --filter "label=com.docker.compose.project=$p")
+    ((${#ids[@]} == 0)) || docker rm -f -v "${ids[@]}" >/dev/null 2>&1 || true
+    mapfile -t ids < <(docker network ls -q --filter "label=com.docker.compose.project=$p")
+    ((${#ids[@]} == 0)) || docker network rm "${ids[@]}" >/dev/null 2>&1 || true
+    mapfile -t ids < <(docker volume ls -q --filter "label=com.docker.compose.project=$p")
+    ((${#ids[@]} == 0)) || docker volume rm -f "${ids[@]}" >/dev/null 2>&1 || true
     docker image rm -f "$PROJECT_PREFIX:$p" >/dev/null 2>&1 || true
 }
 
