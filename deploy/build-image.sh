@@ -41,13 +41,21 @@ chmod 0755 "$root/mindmesh"
 
 # Every library at the path the loader will look for it: `ldd` prints `name => /path (addr)`
 # for libraries and `/path (addr)` for the loader itself; the vDSO has no file.
-libs=$(ldd "$binary" | awk '
-    $2 == "=>" && $3 ~ /^\// { print $3; next }
-    $1 ~ /^\// { print $1 }
-')
-if grep -q "not found" < <(ldd "$binary"); then
-    echo "$binary links a library that is not installed:" >&2
-    ldd "$binary" >&2
+# A static binary (a musl build) has none: ldd says so and fails.
+if linked=$(ldd "$binary" 2>&1); then
+    if grep -q "not found" <<<"$linked"; then
+        echo "$binary links a library that is not installed:" >&2
+        echo "$linked" >&2
+        exit 1
+    fi
+    libs=$(awk '
+        $2 == "=>" && $3 ~ /^\// { print $3; next }
+        $1 ~ /^\// { print $1 }
+    ' <<<"$linked")
+elif grep -q -e "not a dynamic executable" -e "statically linked" <<<"$linked"; then
+    libs=""
+else
+    echo "ldd cannot read $binary: $linked" >&2
     exit 1
 fi
 for lib in $libs; do
