@@ -24,7 +24,8 @@ use crate::NodeId;
 use crate::rpc::{LeaderError, MeshRequest};
 use crate::transport::Transport;
 
-/// When the leader last heard from each node, in the term it leads.
+/// When the leader last heard from each node, in the term it leads; and the nodes it has
+/// declared lost and is moving the personas of.
 #[derive(Debug, Default)]
 pub struct Heard {
     inner: Mutex<HeardInner>,
@@ -35,28 +36,65 @@ struct HeardInner {
     term: u64,
     since_ms: u64,
     last: HashMap<NodeId, u64>,
+    /// Declared lost, their moves not yet committed: their renewals are refused meanwhile.
+    lost: BTreeSet<NodeId>,
+}
+
+impl HeardInner {
+    fn silent_ms(&self, node: NodeId, now_ms: u64) -> u64 {
+        let last = self.last.get(&node).copied().unwrap_or(0).max(self.since_ms);
+        now_ms.saturating_sub(last)
+    }
 }
 
 impl Heard {
+    /// This leader renewing its own lease.
     pub fn heard(&self, node: NodeId, at_ms: u64) {
+        self.renewal(node, at_ms);
+    }
+
+    /// A renewal from `node` at `at_ms`: noted, unless this leader has declared the node lost
+    /// and not yet committed the moves of its personas — then false, and the renewal must be
+    /// refused. (Answered in between, it would name a log index before the moves: the node
+    /// would run its personas again while their new nodes start them.)
+    pub fn renewal(&self, node: NodeId, at_ms: u64) -> bool {
         let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if h.lost.contains(&node) {
+            return false;
+        }
         let t = h.last.entry(node).or_insert(at_ms);
         *t = (*t).max(at_ms);
+        true
     }
 
     /// Start counting afresh when this node begins to lead `term`.
     fn lead(&self, term: u64, now_ms: u64) {
         let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if h.term != term {
-            *h = HeardInner { term, since_ms: now_ms, last: HashMap::new() };
+            *h = HeardInner { term, since_ms: now_ms, last: HashMap::new(), lost: BTreeSet::new() };
         }
+    }
+
+    /// Declare lost the `nodes` silent for more than `after_ms`, in one step with the
+    /// renewals: a node is either heard first (and not lost) or refused until [`Heard::release`].
+    fn declare_lost(&self, nodes: impl Iterator<Item = NodeId>, now_ms: u64, after_ms: u64) -> BTreeSet<NodeId> {
+        let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let lost: BTreeSet<NodeId> = nodes.filter(|n| h.silent_ms(*n, now_ms) > after_ms).collect();
+        h.lost.clone_from(&lost);
+        lost
+    }
+
+    /// The moves are committed (or will never be, by this leader): renew the lost nodes again,
+    /// now naming a log index that holds their moves.
+    fn release(&self) {
+        let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        h.lost.clear();
     }
 
     /// How long `node` has been silent, as far as this leader can tell.
     fn silent_ms(&self, node: NodeId, now_ms: u64) -> u64 {
         let h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let last = h.last.get(&node).copied().unwrap_or(0).max(h.since_ms);
-        now_ms.saturating_sub(last)
+        h.silent_ms(node, now_ms)
     }
 }
 
@@ -76,17 +114,14 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
         ctx.failover.lead(term, now);
         let registry = ctx.registry.borrow().clone();
         let lost: BTreeSet<NodeId> = if ctx.cfg.fencing {
-            registry
-                .nodes
-                .keys()
-                .copied()
-                .filter(|n| *n != ctx.me && ctx.failover.silent_ms(*n, now) > ctx.cfg.failover_after_ms)
-                .collect()
+            let others = registry.nodes.keys().copied().filter(|n| *n != ctx.me);
+            ctx.failover.declare_lost(others, now, ctx.cfg.failover_after_ms)
         } else {
             BTreeSet::new()
         };
         let plan = failover::plan(&registry, &lost, |n| ctx.failover.silent_ms(n, now));
         if plan.is_empty() {
+            ctx.failover.release();
             continue;
         }
         info!(lost = ?lost, term, moves = plan.moves.len(), migrations = plan.migrations.len(), "failover plan");
@@ -97,6 +132,7 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
                 break;
             }
         }
+        ctx.failover.release();
     }
 }
 
@@ -113,5 +149,30 @@ async fn commit_here<T: Transport>(ctx: &Ctx<T>, term: u64, command: Command) ->
         Ok(_) => Ok(()),
         Err(LeaderError::NotLeader { leader, .. }) => Err(format!("no longer the leader (now {leader:?})")),
         Err(LeaderError::Failed(reason)) => Err(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_declared_lost_is_refused_renewal_until_its_moves_are_committed() {
+        let heard = Heard::default();
+        heard.lead(2, 1000);
+        assert!(heard.renewal(7, 1500));
+        // 7 heard in time: not lost; 8 silent since the term began
+        assert_eq!(heard.declare_lost([7, 8].into_iter(), 3400, 2000), BTreeSet::from([8]));
+        // declared lost: refused, and its silence goes on
+        assert!(!heard.renewal(8, 3401));
+        assert_eq!(heard.silent_ms(8, 3500), 2500);
+        heard.release();
+        assert!(heard.renewal(8, 3600));
+        assert_eq!(heard.silent_ms(8, 3600), 0);
+        // a new term forgets everything: silence counts from its start
+        heard.declare_lost([7, 8].into_iter(), 9000, 2000);
+        heard.lead(3, 9000);
+        assert!(heard.renewal(8, 9001));
+        assert_eq!(heard.silent_ms(7, 9500), 500);
     }
 }

@@ -63,7 +63,9 @@ pub(crate) async fn execute<T: Transport>(
             if age.is_none_or(|a| a > ctx.cfg.max_quorum_age_ms()) {
                 return Err(LeaderError::Failed(format!("no recent quorum (last ack {age:?} ms ago)")));
             }
-            ctx.failover.heard(from, ctx.now_ms());
+            if !ctx.failover.renewal(from, ctx.now_ms()) {
+                return Err(LeaderError::Failed(format!("node {from} was declared lost; its personas are moving")));
+            }
             Ok(LeaderReply::Renewed { applied_index: ctx.registry.borrow().applied_index })
         }
         other => Err(LeaderError::Failed(format!("{} is not a leader operation", other.kind()))),
