@@ -140,15 +140,23 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
 /// proposal from any node is forwarded to the leader, and retried with the next one after an
 /// election: a deposed leader's plan, forwarded so, moved personas off nodes that had renewed
 /// their leases with the new leader all along — found by the chaos simulator.)
+///
+/// Within `propose_timeout_ms`: openraft 0.9 answers a write only once its entry is applied
+/// here or cut by a conflicting append, so a deposed leader caught up by a snapshot waits
+/// forever — and its failover loop with it (the simulator found that too). A step that timed
+/// out may still be committed later; renewals name the leader's last log index, so a lost
+/// node renewed meanwhile applies those moves before its lease counts.
 async fn commit_here<T: Transport>(ctx: &Ctx<T>, term: u64, command: Command) -> Result<(), String> {
     if !is_leader(ctx) || ctx.raft.metrics().borrow().current_term != term {
         return Err(format!("no longer the leader of term {term}"));
     }
     let p = Proposal { id: ctx.next_proposal_id(), command };
-    match leader::execute(ctx, ctx.me, MeshRequest::Propose(p)).await {
-        Ok(_) => Ok(()),
-        Err(LeaderError::NotLeader { leader, .. }) => Err(format!("no longer the leader (now {leader:?})")),
-        Err(LeaderError::Failed(reason)) => Err(reason),
+    let deadline = Duration::from_millis(ctx.cfg.propose_timeout_ms);
+    match tokio::time::timeout(deadline, leader::execute(ctx, ctx.me, MeshRequest::Propose(p))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(LeaderError::NotLeader { leader, .. })) => Err(format!("no longer the leader (now {leader:?})")),
+        Ok(Err(LeaderError::Failed(reason))) => Err(reason),
+        Err(_) => Err(format!("not committed within {} ms", deadline.as_millis())),
     }
 }
 

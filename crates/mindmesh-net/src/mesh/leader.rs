@@ -66,7 +66,9 @@ pub(crate) async fn execute<T: Transport>(
             if !ctx.failover.renewal(from, ctx.now_ms()) {
                 return Err(LeaderError::Failed(format!("node {from} was declared lost; its personas are moving")));
             }
-            Ok(LeaderReply::Renewed { applied_index: ctx.registry.borrow().applied_index })
+            // not what it has applied: a failover it is still committing must be covered too
+            let log_index = ctx.raft.metrics().borrow().last_log_index.unwrap_or(0);
+            Ok(LeaderReply::Renewed { log_index })
         }
         other => Err(LeaderError::Failed(format!("{} is not a leader operation", other.kind()))),
     }

@@ -149,13 +149,13 @@ async fn renew_once<T: Transport>(ctx: &Ctx<T>, sent_ms: u64) -> Option<u64> {
     let leader = ctx.raft.metrics().borrow().current_leader.filter(|l| *l != ctx.me)?;
     let wait = Duration::from_millis(cfg.lease_renew_ms * 2);
     match remote(ctx, leader, &MeshRequest::Renew, wait).await {
-        Ok(Ok(LeaderReply::Renewed { applied_index })) => {
+        Ok(Ok(LeaderReply::Renewed { log_index })) => {
             // held only once this node's registry is as new as the leader's was: a node back
             // from a partition would otherwise start personas the mesh has moved away
             let mut registry = ctx.registry.clone();
-            let caught_up = tokio::time::timeout(wait, registry.wait_for(|r| r.applied_index >= applied_index)).await;
+            let caught_up = tokio::time::timeout(wait, registry.wait_for(|r| r.applied_index >= log_index)).await;
             if !matches!(caught_up, Ok(Ok(_))) {
-                debug!(leader, applied_index, "lease renewed but the registry lags; not held yet");
+                debug!(leader, log_index, "lease renewed but the registry lags; not held yet");
                 return None;
             }
             Some(sent_ms + cfg.lease_ms)
