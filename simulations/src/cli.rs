@@ -1,35 +1,72 @@
 //! The simulator's command line, shared by the `mindmesh-sim` binary and `mindmesh sim`.
 //!
-//! `--seed 17` replays seed 17; `--seeds 0..100 --threads 2` runs a batch and prints each
-//! failing seed.
+//! `--seed 17` replays seed 17 and prints its timeline (faults, heal, failovers) and, if it
+//! fails, the invariant that broke; `--seeds 0..100` (or `--seeds 5000`, the long mode: seeds
+//! 0 to 4999) runs a batch on `--threads` threads and prints each failing seed with the command
+//! that replays it.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::{SimConfig, run_seed, run_seeds};
+use crate::{SimConfig, SimReport, run_seed_traced, run_seeds};
 
 /// The simulator's options, shared by `mindmesh-sim` and `mindmesh sim`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
-    /// Replay one seed and print its report.
+    /// Replay one seed: print its timeline, and the invariant that broke if one did.
     #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
-    /// A range of seeds, `START..END`.
-    #[arg(long, default_value = "0..50")]
+    /// Seeds to run: `START..END`, or `N` for `0..N` (the long mode: `--seeds 5000`).
+    #[arg(long, default_value = "0..100")]
     pub seeds: String,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     #[arg(long, default_value_t = 5)]
     pub nodes: u64,
+    /// Personas placed on each node before the faults.
+    #[arg(long, default_value_t = 4)]
+    pub personas_per_node: u64,
     /// Virtual milliseconds of the fault phase.
     #[arg(long, default_value_t = 20_000)]
     pub fault_ms: u64,
     /// Deliberately break the mesh (crashed nodes lose their Raft store) to see the checker fail.
     #[arg(long)]
     pub amnesia: bool,
+    /// Deliberately break fencing (processes ignore the lease, a crashed node's run on) to see
+    /// the checker fail.
+    #[arg(long)]
+    pub broken_fencing: bool,
     /// Log (RUST_LOG syntax, e.g. `info` or `mindmesh_net=debug`).
     #[arg(long)]
     pub log: Option<String>,
+}
+
+/// `START..END` or `N` (= `0..N`).
+pub fn parse_seeds(s: &str) -> Option<std::ops::Range<u64>> {
+    match s.split_once("..") {
+        Some((a, b)) => Some(a.trim().parse().ok()?..b.trim().parse().ok()?),
+        None => Some(0..s.trim().parse().ok()?),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
+fn print_report(r: &SimReport) {
+    println!(
+        "  {} personas desired running, {} moved by failover, {} persona crashes; writes {}/{} acknowledged; \
+         {} leader terms",
+        r.personas, r.failovers, r.persona_crashes, r.writes_acked, r.writes_started, r.leader_terms
+    );
+    println!(
+        "  longest double run {} ({} overlaps), longest fence lag {}, all running {} ms after healing",
+        ms(r.max_overlap_us),
+        r.overlaps,
+        ms(r.max_fence_lag_us),
+        r.recovered_ms.map_or_else(|| "-".into(), |m| m.to_string())
+    );
+    println!("  network {:?}, trace {:016x}", r.network, r.trace_hash);
 }
 
 /// Run the simulator as its command line asks, printing what happened; fails if any seed
@@ -38,19 +75,25 @@ pub fn run(args: &SimArgs) -> ExitCode {
     if let Some(filter) = &args.log {
         let _ = tracing_subscriber::fmt().with_env_filter(filter.as_str()).with_target(false).try_init();
     }
-    let cfg = SimConfig { nodes: args.nodes, fault_ms: args.fault_ms, amnesia: args.amnesia, ..SimConfig::default() };
+    let cfg = SimConfig {
+        nodes: args.nodes,
+        personas_per_node: args.personas_per_node,
+        fault_ms: args.fault_ms,
+        amnesia: args.amnesia,
+        broken_fencing: args.broken_fencing,
+        ..SimConfig::default()
+    };
     let started = Instant::now();
     if let Some(seed) = args.seed {
-        return match run_seed(seed, &cfg) {
+        let (result, timeline) = run_seed_traced(seed, &cfg);
+        println!("seed {seed}: timeline (virtual ms)");
+        for (at, what) in &timeline {
+            println!("  {at:>6}  {what}");
+        }
+        return match result {
             Ok(r) => {
                 println!("seed {seed}: ok in {} virtual ms ({} ms wall)", r.virtual_ms, started.elapsed().as_millis());
-                for (at, f) in &r.faults {
-                    println!("  {at:>6} ms  {f}");
-                }
-                println!(
-                    "  writes {}/{} acknowledged, {} leader terms, network {:?}, trace {:016x}",
-                    r.writes_acked, r.writes_started, r.leader_terms, r.network, r.trace_hash
-                );
+                print_report(&r);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -59,19 +102,49 @@ pub fn run(args: &SimArgs) -> ExitCode {
             }
         };
     }
-    let Some((a, b)) = args.seeds.split_once("..") else {
-        eprintln!("--seeds takes START..END");
+    let Some(range) = parse_seeds(&args.seeds) else {
+        eprintln!("--seeds takes START..END or N");
         return ExitCode::FAILURE;
     };
-    let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) else {
-        eprintln!("--seeds takes START..END");
-        return ExitCode::FAILURE;
-    };
-    let results = run_seeds(a..b, &cfg, args.threads);
+    let results = run_seeds(range, &cfg, args.threads);
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     for e in &failed {
-        eprintln!("FAILED {e}  (replay: mindmesh sim --seed {})", e.seed());
+        let flags = match (args.amnesia, args.broken_fencing) {
+            (true, true) => " --amnesia --broken-fencing",
+            (true, false) => " --amnesia",
+            (false, true) => " --broken-fencing",
+            (false, false) => "",
+        };
+        eprintln!("FAILED {e}  (replay: mindmesh sim --seed {}{flags})", e.seed());
     }
+    let ok: Vec<&SimReport> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     println!("{} seeds, {} failed, {} ms wall", results.len(), failed.len(), started.elapsed().as_millis());
+    if !ok.is_empty() {
+        let max_overlap = ok.iter().map(|r| r.max_overlap_us).max().unwrap_or(0);
+        let max_lag = ok.iter().map(|r| r.max_fence_lag_us).max().unwrap_or(0);
+        let max_recovery = ok.iter().filter_map(|r| r.recovered_ms).max().unwrap_or(0);
+        println!(
+            "passing seeds: {} failovers, {} persona crashes, longest double run {}, longest fence lag {}, \
+             slowest recovery after healing {max_recovery} ms (bound {} ms)",
+            ok.iter().map(|r| r.failovers).sum::<u64>(),
+            ok.iter().map(|r| r.persona_crashes).sum::<u64>(),
+            ms(max_overlap),
+            ms(max_lag),
+            cfg.failover_bound_ms()
+        );
+    }
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_a_range_or_a_count() {
+        assert_eq!(parse_seeds("3..7"), Some(3..7));
+        assert_eq!(parse_seeds("5000"), Some(0..5000));
+        assert_eq!(parse_seeds("x"), None);
+        assert_eq!(parse_seeds("1..y"), None);
+    }
 }

@@ -1,22 +1,22 @@
 //! N mesh nodes in one process on the in-memory network. A node is its Raft store (which
-//! outlives crashes), its mesh, a watcher recording every status it publishes, and simulated
-//! processes: the personas the registry places on it, reported in its gossip.
+//! outlives crashes), its mesh, a watcher recording every status it publishes, and its
+//! simulated persona processes ([`crate::processes`]), which report to the run's process table.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 
-use mindmesh_core::config::mesh::MeshConfig;
-use mindmesh_core::metrics::HostSample;
-use mindmesh_core::phase::{Health, Phase};
 use mindmesh_core::registry::Registry;
-use mindmesh_core::snapshot::{NodeSnapshot, PersonaFigures};
+use mindmesh_net::mesh::Lease;
 use mindmesh_net::raft::store::MemRaftStore;
 use mindmesh_net::transport::mem::{MemConfig, MemNetwork, mem_addr};
 use mindmesh_net::{MeshHandle, MeshParams, MeshRole, NetError, NodeId, NodeProfile, start_with};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::SimConfig;
+use crate::processes::{self, NodeProcs, ProcCmd, ProcEvent};
 
 /// A status a node published, as the watcher saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,42 +35,68 @@ pub(crate) struct SimNode {
     pub store: MemRaftStore,
     pub handle: Option<MeshHandle>,
     tasks: Vec<JoinHandle<()>>,
-    boots: u64,
+    procs: Option<mpsc::Sender<ProcCmd>>,
+    pub boots: u64,
 }
 
 pub(crate) struct Cluster {
     pub net: MemNetwork,
     pub nodes: BTreeMap<NodeId, SimNode>,
     seed: u64,
+    cfg: SimConfig,
     cancel: CancellationToken,
     status_tx: mpsc::Sender<StatusEvent>,
     pub status_rx: mpsc::Receiver<StatusEvent>,
-    started: tokio::time::Instant,
+    proc_tx: mpsc::Sender<ProcEvent>,
+    pub proc_rx: mpsc::Receiver<ProcEvent>,
+    /// Process events that did not fit their queue.
+    pub proc_dropped: Arc<AtomicU64>,
+    pub started: tokio::time::Instant,
+}
+
+/// A crashed node's last lease, which bounds how long its processes outlive it.
+pub(crate) struct Crashed {
+    pub boots: u64,
+    pub lease: Lease,
 }
 
 impl Cluster {
-    pub fn new(seed: u64, n: u64, cancel: CancellationToken) -> Self {
+    pub fn new(seed: u64, cfg: &SimConfig, cancel: CancellationToken) -> Self {
         let net = MemNetwork::new(seed, MemConfig::default(), cancel.clone());
         let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
-        let nodes = (1..=n)
-            .map(|id| (id, SimNode { store: MemRaftStore::new(), handle: None, tasks: Vec::new(), boots: 0 }))
+        let (proc_tx, proc_rx) = mpsc::channel(processes::EVENT_QUEUE);
+        let nodes = (1..=cfg.nodes)
+            .map(|id| {
+                (id, SimNode { store: MemRaftStore::new(), handle: None, tasks: Vec::new(), procs: None, boots: 0 })
+            })
             .collect();
-        Cluster { net, nodes, seed, cancel, status_tx, status_rx, started: tokio::time::Instant::now() }
+        Cluster {
+            net,
+            nodes,
+            seed,
+            cfg: cfg.clone(),
+            cancel,
+            status_tx,
+            status_rx,
+            proc_tx,
+            proc_rx,
+            proc_dropped: Arc::new(AtomicU64::new(0)),
+            started: tokio::time::Instant::now(),
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
+    pub fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
     fn params(&self, id: NodeId, boots: u64) -> MeshParams {
-        let mut config = MeshConfig { bootstrap: id == 1, ..MeshConfig::default() };
+        let mut config = self.cfg.mesh();
+        config.bootstrap = id == 1;
         config.join = self.nodes.keys().filter(|n| **n != id).map(|n| mem_addr(*n)).collect();
-        config.join_backoff_initial_ms = 100;
-        config.join_backoff_max_ms = 1000;
-        // snapshot and purge often, so nodes back from a crash or a partition are caught up by
-        // snapshot installation as well as by the log
-        config.snapshot_after_logs = 20;
-        config.snapshot_logs_kept = 5;
         MeshParams {
             config,
             profile: NodeProfile { name: format!("sim-{id}"), ..Default::default() },
@@ -79,27 +105,42 @@ impl Cluster {
         }
     }
 
-    /// Start (or restart) a node on its store.
+    /// Start (or restart) a node on its store, with its processes.
     pub async fn boot(&mut self, id: NodeId) -> Result<(), NetError> {
         let boots = self.nodes[&id].boots + 1;
         let params = self.params(id, boots);
         let (transport, events) = self.net.attach(id).await?;
         let store = self.nodes[&id].store.clone();
         let handle = start_with(transport, events, store, params, self.cancel.child_token()).await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(processes::COMMAND_QUEUE);
+        let procs = NodeProcs {
+            mesh: handle.clone(),
+            me: id,
+            boots,
+            seed: self.seed,
+            started: self.started,
+            broken_fencing: self.cfg.broken_fencing,
+            restart_backoff_ms: self.cfg.restart_backoff_ms,
+            commands: cmd_rx,
+            events: self.proc_tx.clone(),
+            dropped: self.proc_dropped.clone(),
+        };
         let tasks = vec![
             tokio::spawn(watch_status(handle.clone(), self.status_tx.clone(), self.started)),
-            tokio::spawn(processes(handle.clone(), id)),
+            tokio::spawn(procs.run()),
         ];
         let node = self.nodes.get_mut(&id).expect("known node");
         node.handle = Some(handle);
         node.tasks = tasks;
+        node.procs = Some(cmd_tx);
         node.boots = boots;
         Ok(())
     }
 
     /// Crash a node: off the network at once, its tasks gone; its store stays (unless
-    /// `wipe`: the deliberate breakage that shows the checker can fail).
-    pub async fn crash(&mut self, id: NodeId, wipe: bool) -> Result<(), NetError> {
+    /// `wipe`: the deliberate breakage that shows the checker can fail). Its persona processes
+    /// are left to the caller: they outlive the node until its lease's expiry.
+    pub async fn crash(&mut self, id: NodeId, wipe: bool) -> Result<Option<Crashed>, NetError> {
         self.net.crash(id).await?;
         let node = self.nodes.get_mut(&id).expect("known node");
         if wipe {
@@ -108,10 +149,18 @@ impl Cluster {
         for t in node.tasks.drain(..) {
             t.abort();
         }
+        node.procs = None;
+        let crashed = node.handle.as_ref().map(|h| Crashed { boots: node.boots, lease: h.lease() });
         if let Some(h) = node.handle.take() {
             h.shutdown().await;
         }
-        Ok(())
+        Ok(crashed)
+    }
+
+    /// Crash a persona running on a live node (its node restarts it after a backoff).
+    pub fn crash_persona(&self, id: NodeId, persona: &str) -> bool {
+        let Some(tx) = self.nodes.get(&id).and_then(|n| n.procs.as_ref()) else { return false };
+        tx.try_send(ProcCmd::Crash { persona: persona.to_owned() }).is_ok()
     }
 
     pub fn live(&self) -> impl Iterator<Item = (NodeId, &MeshHandle)> {
@@ -155,42 +204,6 @@ async fn watch_status(h: MeshHandle, tx: mpsc::Sender<StatusEvent>, started: tok
             return;
         }
         if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The simulated supervisor: every gossip tick, the personas the registry places here are
-/// "running", with figures derived from their names, and gossiped as this node's snapshot.
-async fn processes(h: MeshHandle, me: NodeId) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1000));
-    loop {
-        tick.tick().await;
-        let registry = h.registry();
-        let personas = registry
-            .personas_on(me)
-            .map(|(name, p)| PersonaFigures {
-                name: name.clone(),
-                phase: Phase::Running,
-                health: Health::Healthy,
-                pid: Some(1000 + (p.created_index % 30_000) as u32),
-                generation: p.generation,
-                epoch: p.epoch,
-                rss_bytes: 64 << 20,
-                cpu_percent: 5.0,
-                ..Default::default()
-            })
-            .collect();
-        let snapshot = NodeSnapshot {
-            node_id: me,
-            node_name: format!("sim-{me}"),
-            incarnation: 0,
-            seq: 0,
-            ts_ms: 0,
-            host: HostSample { cpu_cores: 4, memory_total_bytes: 16 << 30, ..Default::default() },
-            personas,
-        };
-        if h.publish_snapshot(snapshot).await.is_err() {
             return;
         }
     }

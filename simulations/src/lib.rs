@@ -1,15 +1,18 @@
 //! # mindmesh-sim
 //!
-//! The deterministic simulation of a mesh: N nodes (openraft + registry + gossip, processes
-//! simulated) over the in-memory network, on virtual time, under a seeded schedule of crashes,
-//! partitions, loss and delay, with safety invariants checked after every step and liveness
-//! judged after healing. `--seed` replays a run.
+//! The deterministic simulation of a mesh: N nodes (openraft + registry + gossip + lease and
+//! failover, persona processes simulated and fenced as the real node fences them) over the
+//! in-memory network, on virtual time, under a seeded schedule of node and leader crashes,
+//! partitions (minority, majority, flapping), loss and delay, and persona crashes; invariants
+//! checked after every step, liveness judged after healing. `--seed` replays a run.
 //!
 //! # Layout
-//! - [`config`]: what a run does (nodes, phase lengths, fault rates)
+//! - [`config`]: what a run does (nodes, personas, phase lengths, fault rates) and the bounds
+//!   the invariants hold it to
 //! - [`schedule`]: the fault schedule, a pure function of the seed
-//! - [`cluster`]: the simulated nodes and their processes
-//! - [`invariants`]: one safety invariant per file
+//! - [`cluster`]: the simulated nodes
+//! - [`processes`]: their persona processes, and the table of who runs what
+//! - [`invariants`]: one invariant per file
 //! - `run`: one run, step by step
 //! - [`cli`]: the command line (`--seed`, `--seeds`), for `mindmesh-sim` and `mindmesh sim`
 
@@ -17,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod invariants;
+pub mod processes;
 mod run;
 pub mod schedule;
 
@@ -52,23 +56,33 @@ impl SimError {
 /// Run one seed on its own thread with its own current-thread runtime on paused time, so it
 /// can be called from anywhere (the CLI calls it from inside its own runtime).
 pub fn run_seed(seed: u64, cfg: &SimConfig) -> Result<SimReport, SimError> {
+    run_seed_traced(seed, cfg).0
+}
+
+/// [`run_seed`], with the run's timeline (faults, heal, failovers) whatever its outcome: what a
+/// replay of a failing seed prints.
+pub fn run_seed_traced(seed: u64, cfg: &SimConfig) -> (Result<SimReport, SimError>, Vec<(u64, String)>) {
     let cfg = cfg.clone();
     let harness = |detail: String| SimError::Harness { seed, detail };
-    std::thread::Builder::new()
+    let joined = std::thread::Builder::new()
         .name(format!("sim-{seed}"))
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .map_err(|e| SimError::Harness { seed, detail: format!("runtime: {e}") })?;
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
+                Ok(rt) => rt,
+                Err(e) => return (Err(SimError::Harness { seed, detail: format!("runtime: {e}") }), Vec::new()),
+            };
             // openraft's election timeouts come from this thread's generator
             mindmesh_net::runtime::seed_thread_rng(seed);
-            rt.block_on(run::run(seed, cfg))
+            let mut timeline = Vec::new();
+            let r = rt.block_on(run::run(seed, cfg, &mut timeline));
+            (r, timeline)
         })
-        .map_err(|e| harness(format!("thread: {e}")))?
-        .join()
-        .map_err(|_| harness("the run panicked".into()))?
+        .map_err(|e| harness(format!("thread: {e}")))
+        .and_then(|t| t.join().map_err(|_| harness("the run panicked".into())));
+    match joined {
+        Ok(out) => out,
+        Err(e) => (Err(e), Vec::new()),
+    }
 }
 
 /// Run seeds `seeds` on `threads` threads; every result, in seed order.

@@ -1,14 +1,17 @@
-//! One seeded run: boot and settle, a fault phase with writes, a heal phase, then liveness.
-//! Safety invariants are checked after every step; a broken one ends the run with its seed.
+//! One seeded run: boot and settle, place the personas, a fault phase with writes, a heal
+//! phase, then liveness. Every invariant is checked after every step; a broken one ends the
+//! run with its seed.
 //!
 //! Everything runs on one current-thread runtime with paused time, and one seed drives the
-//! network's losses and delays, openraft's election timeouts, the fault schedule and the
-//! writes: `--seed` replays a run.
+//! network's losses and delays, openraft's election timeouts, the fault schedule, the writes
+//! and the personas' restart backoffs: `--seed` replays a run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mindmesh_core::registry::{Command, Outcome};
+use mindmesh_core::action::{Action, AnalystKind};
+use mindmesh_core::registry::{Command, DesiredPhase, Outcome, Registry};
 use mindmesh_core::spec::PersonaSpec;
 use mindmesh_net::transport::mem::MemStats;
 use mindmesh_net::{MeshRole, NetError, NodeId};
@@ -21,7 +24,8 @@ use tracing::{debug, info};
 use crate::SimError;
 use crate::cluster::{Cluster, StatusEvent};
 use crate::config::SimConfig;
-use crate::invariants::{self, Acked, Invariant, Observation};
+use crate::invariants::{self, Acked, Invariant, Observation, desired_running};
+use crate::processes::{ProcEvent, ProcessTable, micros_since};
 use crate::schedule::{Fault, schedule};
 
 /// What a run did.
@@ -30,32 +34,65 @@ pub struct SimReport {
     pub seed: u64,
     /// Virtual time the run took.
     pub virtual_ms: u64,
-    /// Faults as they were applied: `(at_ms, what)`.
+    /// The timeline: faults as they were applied, the heal, and the leader's failovers, as
+    /// `(at_ms, what)`.
     pub faults: Vec<(u64, String)>,
     pub writes_started: u64,
     pub writes_acked: u64,
     /// Distinct terms that had a leader.
     pub leader_terms: usize,
+    /// Personas in the registry at the end (all desired running).
+    pub personas: usize,
+    /// Personas the leader moved off nodes it declared lost.
+    pub failovers: u64,
+    /// Persona processes that crashed (and were restarted by their node).
+    pub persona_crashes: u64,
+    /// The longest time any persona ran on two nodes at once (µs); fencing promises 0.
+    pub max_overlap_us: u64,
+    /// Overlaps longer than an instant.
+    pub overlaps: u64,
+    /// The longest a node ran a persona past its lease's expiry (µs).
+    pub max_fence_lag_us: u64,
+    /// From the heal until every persona desired running ran on exactly its node (ms).
+    pub recovered_ms: Option<u64>,
     pub network: MemStats,
-    /// A hash of everything observed (statuses, acknowledged writes, faults): equal for equal seeds.
+    /// A hash of everything observed (statuses, processes, acknowledged writes, faults): equal
+    /// for equal seeds.
     pub trace_hash: u64,
 }
 
 /// Outstanding writes at once; past it, no new write starts.
 const MAX_WRITES_IN_FLIGHT: usize = 64;
+/// Entries kept in a run's timeline.
+const MAX_TIMELINE: usize = 10_000;
 
-enum Undo {
+/// What the fault phase does later: undo a fault, or the next half-cycle of a flapping one.
+#[derive(Debug, Clone)]
+enum Later {
     Restart(NodeId),
+    /// Cut the network into these groups (a flapping partition, cut again).
+    Cut(Vec<Vec<NodeId>>),
+    /// Heal the cuts, the fault still going on (a flapping partition between cuts).
+    Mend,
+    /// Heal the cuts: the partition fault is over.
     Heal,
     ClearLoss,
 }
 
 struct Checker {
     seed: u64,
+    cfg: SimConfig,
     invariants: Vec<Box<dyn Invariant>>,
     acked: Vec<Acked>,
     trace: u64,
     leader_terms: BTreeSet<u64>,
+    procs: ProcessTable,
+    healed_at_ms: Option<u64>,
+    recovered_ms: Option<u64>,
+    /// The next decision sequence number to look at for failovers.
+    next_decision: u64,
+    failovers: u64,
+    timeline: Vec<(u64, String)>,
 }
 
 impl Checker {
@@ -66,21 +103,53 @@ impl Checker {
         }
     }
 
+    fn note(&mut self, at_ms: u64, what: String) {
+        debug!(seed = self.seed, at_ms, %what, "timeline");
+        self.mix(what.as_bytes());
+        if self.timeline.len() < MAX_TIMELINE {
+            self.timeline.push((at_ms, what));
+        }
+    }
+
+    /// Replay the processes' events up to now into the process table.
+    fn absorb(&mut self, cluster: &mut Cluster) -> Result<(), SimError> {
+        let mut events: Vec<ProcEvent> = Vec::new();
+        while let Ok(e) = cluster.proc_rx.try_recv() {
+            events.push(e);
+        }
+        let dropped = cluster.proc_dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            return Err(SimError::Harness { seed: self.seed, detail: format!("{dropped} process events dropped") });
+        }
+        self.procs.replay(&events, cluster.now_us());
+        Ok(())
+    }
+
     fn step(&mut self, cluster: &mut Cluster) -> Result<(), SimError> {
         let mut statuses: Vec<StatusEvent> = Vec::new();
         while let Ok(s) = cluster.status_rx.try_recv() {
             statuses.push(s);
         }
         for s in &statuses {
+            tracing::trace!(at_ms = s.at_ms, node = s.node, term = s.term, role = ?s.role, leader = ?s.leader, "status");
             let role = s.role as u8;
             self.mix(&[&s.at_ms.to_le_bytes()[..], &s.node.to_le_bytes(), &s.term.to_le_bytes(), &[role]].concat());
             if s.role == MeshRole::Leader {
                 self.leader_terms.insert(s.term);
             }
         }
+        self.absorb(cluster)?;
         let registries = cluster.registries();
-        let obs =
-            Observation { now_ms: cluster.now_ms(), statuses: &statuses, registries: &registries, acked: &self.acked };
+        self.note_failovers(cluster.now_ms(), &registries);
+        let obs = Observation {
+            now_ms: cluster.now_ms(),
+            now_us: cluster.now_us(),
+            statuses: &statuses,
+            registries: &registries,
+            acked: &self.acked,
+            procs: &self.procs,
+            healed_at_ms: self.healed_at_ms,
+        };
         for inv in &mut self.invariants {
             inv.check(&obs).map_err(|detail| SimError::Violation {
                 seed: self.seed,
@@ -89,38 +158,120 @@ impl Checker {
                 detail,
             })?;
         }
+        if let Some(healed) = self.healed_at_ms
+            && self.recovered_ms.is_none()
+            && desired_running::judge(&obs).is_ok()
+        {
+            self.recovered_ms = Some(obs.now_ms - healed);
+        }
+        Ok(())
+    }
+
+    /// Failover decisions the newest registry recorded since the last step, on the timeline:
+    /// one line per lost node, with where its personas went.
+    fn note_failovers(&mut self, now_ms: u64, registries: &[(NodeId, std::sync::Arc<Registry>)]) {
+        let Some((_, newest)) = registries.iter().max_by_key(|(_, r)| r.applied_index) else { return };
+        // "failover: node sim-4 silent for 2200 ms" → ["w-3 → sim-1", …]
+        let mut moves: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for d in newest.decisions_since(self.next_decision) {
+            self.next_decision = d.seq + 1;
+            let failover = d.decision.analyst == AnalystKind::Failover && d.decision.action == Action::Migrate;
+            if let Some((why, _)) =
+                d.decision.reason.split_once("; ").filter(|(why, _)| failover && why.starts_with("failover:"))
+            {
+                let to = d.decision.target.as_deref().unwrap_or("?");
+                moves.entry(why.to_owned()).or_default().push(format!("{} → {to}", d.decision.persona));
+            }
+        }
+        for (why, moved) in moves {
+            self.failovers += moved.len() as u64;
+            let shown: Vec<&str> = moved.iter().take(6).map(String::as_str).collect();
+            let more = if moved.len() > shown.len() {
+                format!(" and {} more", moved.len() - shown.len())
+            } else {
+                String::new()
+            };
+            self.note(now_ms, format!("leader: {why}; moved {}: {}{more}", moved.len(), shown.join(", ")));
+        }
+    }
+
+    /// Crash a node; its processes outlive it until its lease's expiry (with fencing broken,
+    /// until it is back).
+    async fn crash(&mut self, cluster: &mut Cluster, id: NodeId, wipe: bool) -> Result<(), SimError> {
+        let seed = self.seed;
+        let crashed = cluster.crash(id, wipe).await.map_err(|e| SimError::Mesh { seed, source: e })?;
+        self.absorb(cluster)?;
+        if let Some(c) = crashed {
+            let now_us = cluster.now_us();
+            let until_us = if self.cfg.broken_fencing {
+                None
+            } else {
+                Some(c.lease.until.filter(|_| c.lease.held).map_or(now_us, |u| micros_since(cluster.started, u)))
+            };
+            self.procs.crashed(id, c.boots, now_us, until_us);
+        }
+        Ok(())
+    }
+
+    async fn boot(&mut self, cluster: &mut Cluster, id: NodeId) -> Result<(), SimError> {
+        let seed = self.seed;
+        self.absorb(cluster)?;
+        cluster.boot(id).await.map_err(|e| SimError::Mesh { seed, source: e })?;
+        self.procs.rebooted(id, cluster.now_us());
         Ok(())
     }
 }
 
-pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError> {
+/// Run one seed; the timeline goes to `timeline` whatever the outcome.
+pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, String)>) -> Result<SimReport, SimError> {
     let cancel = CancellationToken::new();
-    let mesh = |e: NetError| SimError::Mesh { seed, source: e };
-    let mut cluster = Cluster::new(seed, cfg.nodes, cancel.clone());
-    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut cluster = Cluster::new(seed, &cfg, cancel.clone());
     let mut checker = Checker {
         seed,
-        invariants: invariants::all(),
+        cfg: cfg.clone(),
+        invariants: invariants::all(&cfg),
         acked: Vec::new(),
         trace: 0xcbf2_9ce4_8422_2325,
         leader_terms: BTreeSet::new(),
+        procs: ProcessTable::default(),
+        healed_at_ms: None,
+        recovered_ms: None,
+        next_decision: 0,
+        failovers: 0,
+        timeline: Vec::new(),
     };
+    let r = phases(seed, &cfg, &mut cluster, &mut checker).await;
+    *timeline = std::mem::take(&mut checker.timeline);
+    for id in cluster.live().map(|(id, _)| id).collect::<Vec<_>>() {
+        let _ = cluster.crash(id, false).await;
+    }
+    cancel.cancel();
+    r.map(|report| SimReport { faults: timeline.clone(), ..report })
+}
+
+async fn phases(
+    seed: u64,
+    cfg: &SimConfig,
+    cluster: &mut Cluster,
+    checker: &mut Checker,
+) -> Result<SimReport, SimError> {
+    let mesh = |e: NetError| SimError::Mesh { seed, source: e };
+    let mut rng = SmallRng::seed_from_u64(seed);
     let (ack_tx, mut ack_rx) = mpsc::channel::<(String, Result<Outcome, NetError>)>(MAX_WRITES_IN_FLIGHT * 2);
     let mut in_flight = 0usize;
     let mut writes_started = 0u64;
-    let mut faults: Vec<(u64, String)> = Vec::new();
     let step = Duration::from_millis(cfg.step_ms);
 
     // --- boot and settle: one leader, every node a registered member
     for id in 1..=cfg.nodes {
-        cluster.boot(id).await.map_err(mesh)?;
+        checker.boot(cluster, id).await?;
     }
     let settle_deadline = cluster.now_ms() + cfg.settle_ms;
     loop {
         tokio::time::sleep(step).await;
-        checker.step(&mut cluster)?;
+        checker.step(cluster)?;
         let regs = cluster.registries();
-        let agreed = agreed_leader(&cluster).is_some();
+        let agreed = agreed_leader(cluster).is_some();
         if agreed && regs.iter().all(|(_, r)| r.nodes.len() as u64 == cfg.nodes) {
             break;
         }
@@ -130,10 +281,30 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
     }
     info!(seed, at_ms = cluster.now_ms(), "mesh formed");
 
+    // --- the personas: several on every node, placed through the registry
+    let h = cluster
+        .live()
+        .map(|(_, h)| h.clone())
+        .next()
+        .ok_or_else(|| SimError::Liveness { seed, detail: "no live node to place personas through".into() })?;
+    for node in 1..=cfg.nodes {
+        for i in 0..cfg.personas_per_node {
+            let name = format!("p-{node}-{i}");
+            writes_started += 1;
+            match h.propose(Command::put_persona(PersonaSpec::new(&name, "sim"), Some(node))).await {
+                Ok(Outcome::Persona { epoch, .. }) => checker.acked.push(Acked { name, index: epoch }),
+                other => {
+                    return Err(SimError::Liveness { seed, detail: format!("placing {name} failed: {other:?}") });
+                }
+            }
+        }
+    }
+    checker.step(cluster)?;
+
     // --- faults, with writes going on
     let fault_start = cluster.now_ms();
-    let mut pending = schedule(seed, &cfg).into_iter().peekable();
-    let mut undo: Vec<(u64, Undo)> = Vec::new();
+    let mut pending = schedule(seed, cfg).into_iter().peekable();
+    let mut later: Vec<(u64, Later)> = Vec::new();
     let mut next_write = fault_start;
     let mut isolated: BTreeSet<NodeId> = BTreeSet::new();
     let minority = ((cfg.nodes as usize).saturating_sub(1) / 2).max(1);
@@ -141,57 +312,61 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
         let now = cluster.now_ms();
         while let Some(s) = pending.next_if(|s| fault_start + s.at_ms <= now) {
             let out = cluster.down().len() + isolated.len();
-            let applied =
-                apply_fault(&mut cluster, &s.fault, now, out, minority, &mut isolated, &mut undo, cfg.amnesia)
-                    .await
-                    .map_err(mesh)?;
-            if let Some(what) = applied {
-                debug!(seed, at_ms = now, %what, "fault");
-                checker.mix(what.as_bytes());
-                faults.push((now, what));
+            let mut ctx = FaultCtx { cluster, checker, now, out, minority, isolated: &mut isolated, later: &mut later };
+            if let Some(what) = apply_fault(&mut ctx, &s.fault, cfg).await? {
+                checker.note(now, what);
             }
         }
-        undo.sort_by_key(|(at, _)| *at);
-        while undo.first().is_some_and(|(at, _)| *at <= now) {
-            let (_, u) = undo.remove(0);
-            match u {
-                Undo::Restart(id) => cluster.boot(id).await.map_err(mesh)?,
-                Undo::Heal => {
+        later.sort_by_key(|(at, _)| *at);
+        while later.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, l) = later.remove(0);
+            match l {
+                Later::Restart(id) => {
+                    checker.boot(cluster, id).await?;
+                    checker.note(now, format!("restart node {id}"));
+                }
+                Later::Cut(groups) => cluster.net.partition(groups).await.map_err(mesh)?,
+                Later::Mend => cluster.net.heal().await.map_err(mesh)?,
+                Later::Heal => {
                     cluster.net.heal().await.map_err(mesh)?;
+                    checker.note(now, format!("heal the partition of {isolated:?}"));
                     isolated.clear();
                 }
-                Undo::ClearLoss => cluster.net.set_faults(0.0, 0, 0).await.map_err(mesh)?,
+                Later::ClearLoss => cluster.net.set_faults(0.0, 0, 0).await.map_err(mesh)?,
             }
         }
         if now >= next_write && in_flight < MAX_WRITES_IN_FLIGHT {
-            start_write(&cluster, &mut rng, writes_started, &ack_tx, cfg.nodes);
+            start_write(cluster, &mut rng, writes_started, &ack_tx, cfg.nodes);
             writes_started += 1;
             in_flight += 1;
             next_write = now + cfg.write_every_ms;
         }
         tokio::time::sleep(step).await;
-        collect_acks(&mut ack_rx, &mut checker, &mut in_flight);
-        checker.step(&mut cluster)?;
+        collect_acks(&mut ack_rx, checker, &mut in_flight);
+        checker.step(cluster)?;
     }
 
     // --- heal everything, restart every crashed node
     cluster.net.heal().await.map_err(mesh)?;
     cluster.net.set_faults(0.0, 0, 0).await.map_err(mesh)?;
     for id in cluster.down() {
-        cluster.boot(id).await.map_err(mesh)?;
+        checker.boot(cluster, id).await?;
     }
-    faults.push((cluster.now_ms(), "heal".into()));
-    info!(seed, at_ms = cluster.now_ms(), "healed");
-    let heal_end = cluster.now_ms() + cfg.heal_ms;
+    let healed_at = cluster.now_ms();
+    checker.healed_at_ms = Some(healed_at);
+    checker.note(healed_at, "heal: every link up, every node running".into());
+    info!(seed, at_ms = healed_at, "healed");
+    // long enough for the failover bound to pass, and the desired_running check to hold a while
+    let heal_end = healed_at + cfg.heal_ms.max(cfg.failover_bound_ms() + 1000);
     while cluster.now_ms() < heal_end {
         tokio::time::sleep(step).await;
-        collect_acks(&mut ack_rx, &mut checker, &mut in_flight);
-        checker.step(&mut cluster)?;
+        collect_acks(&mut ack_rx, checker, &mut in_flight);
+        checker.step(cluster)?;
     }
 
     // --- liveness: a leader, a new write commits, every replica caught up, gossip fresh
-    let leader = agreed_leader(&cluster)
-        .ok_or_else(|| SimError::Liveness { seed, detail: format!("no agreed leader: {:?}", statuses(&cluster)) })?;
+    let leader = agreed_leader(cluster)
+        .ok_or_else(|| SimError::Liveness { seed, detail: format!("no agreed leader: {:?}", statuses(cluster)) })?;
     let via = cluster.live().map(|(id, _)| id).find(|id| *id != leader).unwrap_or(leader);
     let h = cluster.handle(via).expect("live").clone();
     let spec = PersonaSpec::new("final-write", "sim");
@@ -204,9 +379,9 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
     let judge_end = cluster.now_ms() + 10_000;
     loop {
         tokio::time::sleep(step).await;
-        collect_acks(&mut ack_rx, &mut checker, &mut in_flight);
-        checker.step(&mut cluster)?;
-        match caught_up(&cluster, &checker.acked, cfg.nodes).await {
+        collect_acks(&mut ack_rx, checker, &mut in_flight);
+        checker.step(cluster)?;
+        match caught_up(cluster, &checker.acked, cfg.nodes).await {
             Ok(()) => {
                 info!(seed, at_ms = cluster.now_ms(), "caught up");
                 break;
@@ -215,87 +390,176 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, SimError
             Err(detail) => debug!(seed, %detail, "not caught up yet"),
         }
     }
+    let recovered_ms = checker.recovered_ms.ok_or_else(|| SimError::Liveness {
+        seed,
+        detail: "the personas desired running never all ran where placed after healing".into(),
+    })?;
     let acked_bytes: Vec<u8> =
         checker.acked.iter().flat_map(|a| [a.name.as_bytes(), &a.index.to_le_bytes()].concat()).collect();
     checker.mix(&acked_bytes);
-    let report = SimReport {
+    let procs_trace = checker.procs.trace;
+    checker.mix(&procs_trace.to_le_bytes());
+    let now_us = cluster.now_us();
+    let personas = cluster
+        .registries()
+        .iter()
+        .max_by_key(|(_, r)| r.applied_index)
+        .map_or(0, |(_, r)| r.personas.values().filter(|p| p.phase == DesiredPhase::Running).count());
+    Ok(SimReport {
         seed,
         virtual_ms: cluster.now_ms(),
-        faults,
+        faults: Vec::new(),
         writes_started,
         writes_acked: checker.acked.len() as u64,
         leader_terms: checker.leader_terms.len(),
+        personas,
+        failovers: checker.failovers,
+        persona_crashes: checker.procs.crashes,
+        max_overlap_us: checker.procs.worst_overlap(now_us).map_or(0, |o| o.length_us(now_us)),
+        overlaps: checker.procs.overlaps_ended,
+        max_fence_lag_us: checker.procs.max_fence_lag_us,
+        recovered_ms: Some(recovered_ms),
         network: cluster.net.stats().await.map_err(mesh)?,
         trace_hash: checker.trace,
-    };
-    for id in cluster.live().map(|(id, _)| id).collect::<Vec<_>>() {
-        cluster.crash(id, false).await.map_err(mesh)?;
-    }
-    cancel.cancel();
-    Ok(report)
+    })
+}
+
+/// The run's state a fault acts on.
+struct FaultCtx<'a> {
+    cluster: &'a mut Cluster,
+    checker: &'a mut Checker,
+    now: u64,
+    /// Nodes down or cut off now.
+    out: usize,
+    minority: usize,
+    isolated: &'a mut BTreeSet<NodeId>,
+    later: &'a mut Vec<(u64, Later)>,
 }
 
 /// Apply a fault if it keeps at most a minority out (down or cut off); what was done.
-#[allow(clippy::too_many_arguments)] // the run's state, passed apart so each stays plain
-async fn apply_fault(
-    cluster: &mut Cluster,
-    fault: &Fault,
-    now: u64,
-    out: usize,
-    minority: usize,
-    isolated: &mut BTreeSet<NodeId>,
-    undo: &mut Vec<(u64, Undo)>,
-    amnesia: bool,
-) -> Result<Option<String>, NetError> {
-    let live: Vec<NodeId> = cluster.live().map(|(id, _)| id).collect();
-    let leader = cluster.leader();
+async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> Result<Option<String>, SimError> {
+    let seed = ctx.checker.seed;
+    let mesh = |e: NetError| SimError::Mesh { seed, source: e };
+    let live: Vec<NodeId> = ctx.cluster.live().map(|(id, _)| id).collect();
+    let leader = ctx.cluster.leader();
+    let (now, out, minority) = (ctx.now, ctx.out, ctx.minority);
+    // `size` nodes starting at `pick`, the leader first if it must be among them
+    let side = |size: usize, pick: u64, with: Option<NodeId>| -> Vec<NodeId> {
+        let mut side: Vec<NodeId> = with.into_iter().collect();
+        let others: Vec<NodeId> = live.iter().copied().filter(|id| Some(*id) != with).collect();
+        let start = (pick % others.len().max(1) as u64) as usize;
+        side.extend((0..others.len()).map(|i| others[(start + i) % others.len()]).take(size - side.len()));
+        side
+    };
+    let rest = |cluster: &Cluster, side: &[NodeId]| -> Vec<NodeId> {
+        cluster.nodes.keys().copied().filter(|id| !side.contains(id)).collect()
+    };
     Ok(match fault {
         Fault::CrashLeader { down_ms } => match leader {
-            Some(l) if out < minority && !isolated.contains(&l) => {
-                cluster.crash(l, amnesia).await?;
-                undo.push((now + down_ms, Undo::Restart(l)));
+            Some(l) if out < minority && !ctx.isolated.contains(&l) => {
+                ctx.checker.crash(ctx.cluster, l, cfg.amnesia).await?;
+                ctx.later.push((now + down_ms, Later::Restart(l)));
                 Some(format!("crash leader {l} for {down_ms} ms"))
             }
             _ => None,
         },
         Fault::CrashOne { pick, down_ms } => {
-            let candidates: Vec<NodeId> = live.iter().copied().filter(|id| !isolated.contains(id)).collect();
+            let candidates: Vec<NodeId> = live.iter().copied().filter(|id| !ctx.isolated.contains(id)).collect();
             if out < minority && !candidates.is_empty() {
                 let id = candidates[(*pick % candidates.len() as u64) as usize];
-                cluster.crash(id, amnesia).await?;
-                undo.push((now + down_ms, Undo::Restart(id)));
+                ctx.checker.crash(ctx.cluster, id, cfg.amnesia).await?;
+                ctx.later.push((now + down_ms, Later::Restart(id)));
                 Some(format!("crash node {id} for {down_ms} ms"))
             } else {
                 None
             }
         }
         Fault::IsolateLeader { for_ms } => match leader {
-            Some(l) if isolated.is_empty() && out < minority => {
-                let rest: Vec<NodeId> = cluster.nodes.keys().copied().filter(|id| *id != l).collect();
-                cluster.net.partition(vec![vec![l], rest]).await?;
-                isolated.insert(l);
-                undo.push((now + for_ms, Undo::Heal));
+            Some(l) if ctx.isolated.is_empty() && out < minority => {
+                let groups = vec![vec![l], rest(ctx.cluster, &[l])];
+                ctx.cluster.net.partition(groups).await.map_err(mesh)?;
+                ctx.isolated.insert(l);
+                ctx.later.push((now + for_ms, Later::Heal));
                 Some(format!("isolate leader {l} for {for_ms} ms"))
             }
             _ => None,
         },
         Fault::PartitionMinority { size, pick, for_ms } => {
-            if !isolated.is_empty() || out + size > minority || live.len() <= *size {
+            if !ctx.isolated.is_empty() || out + size > minority || live.len() <= *size {
                 None
             } else {
-                let start = (*pick % live.len() as u64) as usize;
-                let side: Vec<NodeId> = (0..*size).map(|i| live[(start + i) % live.len()]).collect();
-                let rest: Vec<NodeId> = cluster.nodes.keys().copied().filter(|id| !side.contains(id)).collect();
-                cluster.net.partition(vec![side.clone(), rest]).await?;
-                isolated.extend(side.iter().copied());
-                undo.push((now + for_ms, Undo::Heal));
+                let side = side(*size, *pick, None);
+                let groups = vec![side.clone(), rest(ctx.cluster, &side)];
+                ctx.cluster.net.partition(groups).await.map_err(mesh)?;
+                ctx.isolated.extend(side.iter().copied());
+                ctx.later.push((now + for_ms, Later::Heal));
                 Some(format!("partition {side:?} away for {for_ms} ms"))
             }
         }
+        Fault::LeaderInMinority { size, pick, for_ms } => match leader {
+            Some(l) if ctx.isolated.is_empty() && out + size <= minority && live.len() > *size => {
+                let side = side(*size, *pick, Some(l));
+                let majority = rest(ctx.cluster, &side);
+                ctx.cluster.net.partition(vec![side.clone(), majority.clone()]).await.map_err(mesh)?;
+                ctx.isolated.extend(side.iter().copied());
+                ctx.later.push((now + for_ms, Later::Heal));
+                Some(format!("partition leader {l} with {side:?} from the majority {majority:?} for {for_ms} ms"))
+            }
+            _ => None,
+        },
+        Fault::Flapping { size, pick, with_leader, cycles, cut_ms, healed_ms } => {
+            let with = if *with_leader { leader } else { None };
+            if !ctx.isolated.is_empty()
+                || out + size > minority
+                || live.len() <= *size
+                || (*with_leader && with.is_none())
+            {
+                None
+            } else {
+                let side = side(*size, *pick, with);
+                let groups = vec![side.clone(), rest(ctx.cluster, &side)];
+                ctx.cluster.net.partition(groups.clone()).await.map_err(mesh)?;
+                ctx.isolated.extend(side.iter().copied());
+                let mut at = now;
+                for c in 0..*cycles {
+                    at += cut_ms;
+                    if c + 1 == *cycles {
+                        ctx.later.push((at, Later::Heal));
+                    } else {
+                        ctx.later.push((at, Later::Mend));
+                        at += healed_ms;
+                        ctx.later.push((at, Later::Cut(groups.clone())));
+                    }
+                }
+                Some(format!(
+                    "flap {side:?}{}: cut {cut_ms} ms, healed {healed_ms} ms, {cycles} times",
+                    if with.is_some() { " (with the leader)" } else { "" }
+                ))
+            }
+        }
         Fault::Lossy { loss, max_delay_ms, for_ms } => {
-            cluster.net.set_faults(*loss, 0, *max_delay_ms).await?;
-            undo.push((now + for_ms, Undo::ClearLoss));
+            ctx.cluster.net.set_faults(*loss, 0, *max_delay_ms).await.map_err(mesh)?;
+            ctx.later.push((now + for_ms, Later::ClearLoss));
             Some(format!("loss {:.0}% delay ≤{max_delay_ms} ms for {for_ms} ms", loss * 100.0))
+        }
+        Fault::PersonaCrashes { count, pick } => {
+            ctx.checker.absorb(ctx.cluster)?;
+            // the personas live nodes run (not a crashed node's orphans)
+            let running: Vec<(NodeId, String)> = ctx
+                .cluster
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.handle.is_some())
+                .flat_map(|(id, n)| ctx.checker.procs.run_by(*id, n.boots).into_iter().map(|p| (*id, p.clone())))
+                .collect();
+            let mut crashed = Vec::new();
+            for i in 0..(*count as usize).min(running.len()) {
+                let (node, persona) = &running[((*pick as usize).wrapping_add(i * 7919)) % running.len()];
+                if !crashed.contains(persona) && ctx.cluster.crash_persona(*node, persona) {
+                    crashed.push(persona.clone());
+                }
+            }
+            (!crashed.is_empty()).then(|| format!("crash persona(s) {crashed:?}"))
         }
     })
 }
@@ -349,7 +613,7 @@ fn statuses(cluster: &Cluster) -> Vec<(NodeId, MeshRole, u64, Option<NodeId>)> {
 }
 
 /// Every replica has every acknowledged write, and every node's gossip shows the personas the
-/// registry places on it.
+/// registry places on it running.
 async fn caught_up(cluster: &Cluster, acked: &[Acked], nodes: u64) -> Result<(), String> {
     let last = acked.iter().map(|a| a.index).max().unwrap_or(0);
     for (id, r) in cluster.registries() {
@@ -372,7 +636,11 @@ async fn caught_up(cluster: &Cluster, acked: &[Acked], nodes: u64) -> Result<(),
         }
         for v in &view {
             let gossiped: BTreeSet<&str> = v.snapshot.personas.iter().map(|p| p.name.as_str()).collect();
-            let placed: BTreeSet<&str> = registry.personas_on(v.node_id).map(|(n, _)| n.as_str()).collect();
+            let placed: BTreeSet<&str> = registry
+                .personas_on(v.node_id)
+                .filter(|(_, p)| p.phase == DesiredPhase::Running)
+                .map(|(n, _)| n.as_str())
+                .collect();
             if gossiped != placed {
                 let diff: BTreeMap<&str, bool> =
                     placed.symmetric_difference(&gossiped).map(|n| (*n, placed.contains(n))).collect();

@@ -1,6 +1,6 @@
 //! The fault schedule: a pure function of the seed, so a run can be printed before it starts
-//! and replayed. Faults name roles ("the leader", "some follower"), resolved against the
-//! cluster when they fire.
+//! and replayed. Faults name roles ("the leader", "some follower", "some running persona"),
+//! resolved against the cluster when they fire.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -17,8 +17,17 @@ pub enum Fault {
     IsolateLeader { for_ms: u64 },
     /// Cut `size` nodes (a minority; `pick` chooses) off from the rest for `for_ms`.
     PartitionMinority { size: usize, pick: u64, for_ms: u64 },
+    /// Cut the current leader and `size - 1` other nodes (a minority) off from the majority
+    /// for `for_ms`: the majority must elect a leader of its own and fail the minority over.
+    LeaderInMinority { size: usize, pick: u64, for_ms: u64 },
+    /// Cut `size` nodes (a minority, the leader among them if `with_leader`) off and heal the
+    /// cut again, `cycles` times: `cut_ms` cut, `healed_ms` healed.
+    Flapping { size: usize, pick: u64, with_leader: bool, cycles: u32, cut_ms: u64, healed_ms: u64 },
     /// Lose messages with probability `loss` and delay them up to `max_delay_ms`, for `for_ms`.
     Lossy { loss: f64, max_delay_ms: u64, for_ms: u64 },
+    /// `count` running personas crash (`pick` chooses); their nodes restart them after a
+    /// backoff, if they still hold their lease.
+    PersonaCrashes { count: u32, pick: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +37,9 @@ pub struct Scheduled {
     pub fault: Fault,
 }
 
+/// Most cut/heal cycles of one flapping partition.
+pub const MAX_FLAPS: u32 = 6;
+
 /// The faults of one run.
 pub fn schedule(seed: u64, cfg: &SimConfig) -> Vec<Scheduled> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_fa17);
@@ -35,12 +47,26 @@ pub fn schedule(seed: u64, cfg: &SimConfig) -> Vec<Scheduled> {
     let mut out = Vec::new();
     let mut at_ms = rng.random_range(0..=cfg.fault_every_ms);
     while at_ms < cfg.fault_ms {
-        let lasting = rng.random_range(500..=4000);
-        let fault = match rng.random_range(0..5u8) {
+        // long enough, often, for the leader to declare a node lost (failover_after_ms, 2 s)
+        let lasting = rng.random_range(500..=4500);
+        let fault = match rng.random_range(0..9u8) {
             0 => Fault::CrashLeader { down_ms: lasting },
             1 => Fault::CrashOne { pick: rng.random(), down_ms: lasting },
             2 => Fault::IsolateLeader { for_ms: lasting },
             3 => Fault::PartitionMinority { size: rng.random_range(1..=minority), pick: rng.random(), for_ms: lasting },
+            4 => Fault::LeaderInMinority { size: rng.random_range(1..=minority), pick: rng.random(), for_ms: lasting },
+            5 => Fault::Flapping {
+                size: rng.random_range(1..=minority),
+                pick: rng.random(),
+                with_leader: rng.random_bool(0.5),
+                cycles: rng.random_range(2..=MAX_FLAPS),
+                // around the lease (1.2 s) and the failover delay (2 s): renewals and
+                // failovers race the cuts
+                cut_ms: rng.random_range(100..=2500),
+                healed_ms: rng.random_range(50..=600),
+            },
+            6 => Fault::PersonaCrashes { count: rng.random_range(1..=3), pick: rng.random() },
+            7 => Fault::PersonaCrashes { count: rng.random_range(1..=2), pick: rng.random() },
             _ => Fault::Lossy {
                 loss: rng.random_range(0.0..=cfg.max_loss),
                 max_delay_ms: rng.random_range(0..=cfg.max_delay_ms),
@@ -64,5 +90,33 @@ mod tests {
         assert_ne!(schedule(3, &cfg), schedule(4, &cfg));
         assert!(schedule(3, &cfg).iter().all(|s| s.at_ms < cfg.fault_ms));
         assert!(!schedule(3, &cfg).is_empty());
+    }
+
+    #[test]
+    fn every_kind_of_fault_is_scheduled_across_seeds() {
+        let cfg = SimConfig::default();
+        let faults: Vec<Fault> = (0..20).flat_map(|s| schedule(s, &cfg)).map(|s| s.fault).collect();
+        let kinds = [
+            |f: &Fault| matches!(f, Fault::CrashLeader { .. }),
+            |f: &Fault| matches!(f, Fault::CrashOne { .. }),
+            |f: &Fault| matches!(f, Fault::IsolateLeader { .. }),
+            |f: &Fault| matches!(f, Fault::PartitionMinority { .. }),
+            |f: &Fault| matches!(f, Fault::LeaderInMinority { .. }),
+            |f: &Fault| matches!(f, Fault::Flapping { .. }),
+            |f: &Fault| matches!(f, Fault::Lossy { .. }),
+            |f: &Fault| matches!(f, Fault::PersonaCrashes { .. }),
+        ];
+        for (i, is) in kinds.iter().enumerate() {
+            assert!(faults.iter().any(is), "fault kind {i} never scheduled");
+        }
+        let minority = (cfg.nodes as usize - 1) / 2;
+        for f in &faults {
+            if let Fault::PartitionMinority { size, .. }
+            | Fault::LeaderInMinority { size, .. }
+            | Fault::Flapping { size, .. } = f
+            {
+                assert!((1..=minority).contains(size), "{f:?} is not a minority");
+            }
+        }
     }
 }

@@ -61,10 +61,11 @@ pub enum LeaderReply {
     Joined,
     Left,
     /// The lease is renewed, valid once the asker has applied the registry up to this index
-    /// (what the leader had applied when it answered): a node back from a partition must not
-    /// act on a registry older than its lease.
+    /// (the leader's last log index when it answered, entries not yet committed included —
+    /// such as the moves of a failover it is committing): a node back from a partition must
+    /// not act on a registry older than its lease.
     Renewed {
-        applied_index: u64,
+        log_index: u64,
     },
 }
 

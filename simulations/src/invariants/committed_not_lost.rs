@@ -34,6 +34,7 @@ mod tests {
 
     use super::*;
     use crate::invariants::Acked;
+    use crate::processes::ProcessTable;
 
     #[test]
     fn a_replica_past_a_commit_without_it_is_caught() {
@@ -41,12 +42,13 @@ mod tests {
         r.applied_index = 10;
         let acked = [Acked { name: "w-1".into(), index: 7 }];
         let regs = [(1, Arc::new(r))];
-        let obs = Observation { now_ms: 0, statuses: &[], registries: &regs, acked: &acked };
+        let procs = ProcessTable::default();
+        let obs = Observation::of(0, &[], &regs, &acked, &procs);
         assert!(CommittedNotLost.check(&obs).is_err());
         let mut behind = Registry::default();
         behind.applied_index = 5;
         let behind = [(1, Arc::new(behind))];
-        let obs = Observation { now_ms: 0, statuses: &[], registries: &behind, acked: &acked };
+        let obs = Observation::of(0, &[], &behind, &acked, &procs);
         assert!(CommittedNotLost.check(&obs).is_ok(), "a replica behind the commit is not judged yet");
     }
 }

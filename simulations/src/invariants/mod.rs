@@ -1,12 +1,17 @@
-//! Safety invariants, one per file, checked after every step of a run.
+//! Invariants, one per file, checked after every step of a run.
 //!
-//! - [`one_leader_per_term`]: at most one leader per term
+//! - [`one_leader_per_term`]: at most one leader per term (d)
 //! - [`committed_not_lost`]: a write once acknowledged is in every replica that has applied
-//!   past it
+//!   past it (c)
 //! - [`replicas_agree`]: replicas that applied the same number of entries hold the same
 //!   registry (same digest)
+//! - [`no_double_run`]: no persona runs on two nodes at once beyond the lease (a)
+//! - [`desired_running`]: once every fault is healed and the failover bound has passed, every
+//!   persona desired running runs on exactly the node the registry places it on (b)
 
 pub mod committed_not_lost;
+pub mod desired_running;
+pub mod no_double_run;
 pub mod one_leader_per_term;
 pub mod replicas_agree;
 
@@ -16,6 +21,8 @@ use mindmesh_core::registry::Registry;
 use mindmesh_net::NodeId;
 
 use crate::cluster::StatusEvent;
+use crate::config::SimConfig;
+use crate::processes::ProcessTable;
 
 /// A write the mesh acknowledged: the persona it created and the log index that created it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +34,30 @@ pub struct Acked {
 /// What the checker sees after a step.
 pub struct Observation<'a> {
     pub now_ms: u64,
+    pub now_us: u64,
     /// Statuses published since the last step.
     pub statuses: &'a [StatusEvent],
     /// Each live node's registry.
     pub registries: &'a [(NodeId, Arc<Registry>)],
     /// Every write acknowledged so far.
     pub acked: &'a [Acked],
+    /// Which persona runs where, and the overlaps so far.
+    pub procs: &'a ProcessTable,
+    /// When every fault was healed (links up, crashed nodes restarted), once it was.
+    pub healed_at_ms: Option<u64>,
+}
+
+impl<'a> Observation<'a> {
+    /// An observation of registries and statuses only, at `now_ms` (unit tests).
+    pub fn of(
+        now_ms: u64,
+        statuses: &'a [StatusEvent],
+        registries: &'a [(NodeId, Arc<Registry>)],
+        acked: &'a [Acked],
+        procs: &'a ProcessTable,
+    ) -> Self {
+        Observation { now_ms, now_us: now_ms * 1000, statuses, registries, acked, procs, healed_at_ms: None }
+    }
 }
 
 pub trait Invariant {
@@ -41,11 +66,13 @@ pub trait Invariant {
     fn check(&mut self, obs: &Observation<'_>) -> Result<(), String>;
 }
 
-/// Every invariant, fresh.
-pub fn all() -> Vec<Box<dyn Invariant>> {
+/// Every invariant, fresh, with the bounds of this configuration.
+pub fn all(cfg: &SimConfig) -> Vec<Box<dyn Invariant>> {
     vec![
         Box::new(one_leader_per_term::OneLeaderPerTerm::default()),
         Box::new(committed_not_lost::CommittedNotLost),
         Box::new(replicas_agree::ReplicasAgree::default()),
+        Box::new(no_double_run::NoDoubleRun::new(cfg.overlap_tolerance_ms())),
+        Box::new(desired_running::DesiredRunning::new(cfg.failover_bound_ms())),
     ]
 }

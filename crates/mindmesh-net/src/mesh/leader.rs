@@ -63,8 +63,12 @@ pub(crate) async fn execute<T: Transport>(
             if age.is_none_or(|a| a > ctx.cfg.max_quorum_age_ms()) {
                 return Err(LeaderError::Failed(format!("no recent quorum (last ack {age:?} ms ago)")));
             }
-            ctx.failover.heard(from, ctx.now_ms());
-            Ok(LeaderReply::Renewed { applied_index: ctx.registry.borrow().applied_index })
+            if !ctx.failover.renewal(from, ctx.now_ms()) {
+                return Err(LeaderError::Failed(format!("node {from} was declared lost; its personas are moving")));
+            }
+            // not what it has applied: a failover it is still committing must be covered too
+            let log_index = ctx.raft.metrics().borrow().last_log_index.unwrap_or(0);
+            Ok(LeaderReply::Renewed { log_index })
         }
         other => Err(LeaderError::Failed(format!("{} is not a leader operation", other.kind()))),
     }

@@ -71,17 +71,18 @@ pub(crate) fn quorum_age_ms<T: Transport>(ctx: &Ctx<T>) -> Option<u64> {
 }
 
 /// Renew the lease every `lease_renew_ms`, and publish it — also at the instant it runs out,
-/// so the node fences on time rather than at the next renewal.
+/// so the node fences on time rather than at the next renewal, even while a renewal is still
+/// waiting for its answer (up to two renewal periods, then for the registry to catch up).
 pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, tx: watch::Sender<Lease>, cancel: CancellationToken) {
     let cfg = ctx.cfg.clone();
-    let every = Duration::from_millis(cfg.lease_renew_ms);
     let mut held = false;
     loop {
         let sent_ms = ctx.now_ms();
-        if let Some(until) = renew_once(&ctx, sent_ms).await {
-            ctx.lease.extend(until);
-        }
-        // publish now, then wake at the next renewal or at expiry, whichever comes first
+        let next_renewal_ms = sent_ms + cfg.lease_renew_ms;
+        let renewal = renew_once(&ctx, sent_ms);
+        tokio::pin!(renewal);
+        let mut renewing = true;
+        // publish now and at every wake: the expiry, the renewal's answer, the next renewal
         loop {
             let now = ctx.now_ms();
             let until_ms = ctx.lease.until_ms();
@@ -89,9 +90,9 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, tx: watch::Sender<Lease>, can
             let lease = Lease { held: ctx.lease.held_at(now), until, enforced: true };
             if lease.held != held {
                 if lease.held {
-                    info!(?until_ms, "lease held");
+                    info!(node = ctx.me, ?until_ms, "lease held");
                 } else {
-                    warn!("lease lost: no leader backed by a quorum answered in time");
+                    warn!(node = ctx.me, "lease lost: no leader backed by a quorum answered in time");
                 }
                 held = lease.held;
             }
@@ -101,20 +102,36 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, tx: watch::Sender<Lease>, can
                 *l = lease;
                 changed
             });
-            let next_renewal = sent_ms + cfg.lease_renew_ms;
-            let wake = match until_ms {
-                Some(u) if u > now && u < next_renewal => u,
-                _ => next_renewal,
-            };
-            let pause = Duration::from_millis(wake.saturating_sub(now)).min(every);
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
-            }
-            if ctx.now_ms() >= next_renewal {
+            if !renewing && now >= next_renewal_ms {
                 break;
             }
+            // the expiry, and once this renewal is answered the next one, whichever is first
+            let expiry_ms = until_ms.filter(|u| *u > now);
+            let wake_ms = match (renewing, expiry_ms) {
+                (true, e) => e,
+                (false, Some(e)) => Some(e.min(next_renewal_ms)),
+                (false, None) => Some(next_renewal_ms),
+            };
+            let wake = wake_ms.map(|w| ctx.started + Duration::from_millis(w));
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                renewed = &mut renewal, if renewing => {
+                    renewing = false;
+                    if let Some(until) = renewed {
+                        ctx.lease.extend(until);
+                    }
+                }
+                _ = sleep_until(wake) => {}
+            }
         }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -132,13 +149,13 @@ async fn renew_once<T: Transport>(ctx: &Ctx<T>, sent_ms: u64) -> Option<u64> {
     let leader = ctx.raft.metrics().borrow().current_leader.filter(|l| *l != ctx.me)?;
     let wait = Duration::from_millis(cfg.lease_renew_ms * 2);
     match remote(ctx, leader, &MeshRequest::Renew, wait).await {
-        Ok(Ok(LeaderReply::Renewed { applied_index })) => {
+        Ok(Ok(LeaderReply::Renewed { log_index })) => {
             // held only once this node's registry is as new as the leader's was: a node back
             // from a partition would otherwise start personas the mesh has moved away
             let mut registry = ctx.registry.clone();
-            let caught_up = tokio::time::timeout(wait, registry.wait_for(|r| r.applied_index >= applied_index)).await;
+            let caught_up = tokio::time::timeout(wait, registry.wait_for(|r| r.applied_index >= log_index)).await;
             if !matches!(caught_up, Ok(Ok(_))) {
-                debug!(leader, applied_index, "lease renewed but the registry lags; not held yet");
+                debug!(leader, log_index, "lease renewed but the registry lags; not held yet");
                 return None;
             }
             Some(sent_ms + cfg.lease_ms)
