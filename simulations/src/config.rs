@@ -93,7 +93,7 @@ impl SimConfig {
     /// heal (openraft waits out a leader lease of `election_timeout_max_ms` before campaigning,
     /// then up to that long again: ≤ 1 s each), a rejoin (`join_backoff_max_ms`, 1 s), the
     /// failover loop's tick (200 ms) and the moves reaching the nodes (a heartbeat, 100 ms).
-    /// Defaults: 2000 + 1200 + 3000 = 6200 ms.
+    /// Defaults: 2400 + 1800 + 3000 = 7200 ms.
     pub fn failover_bound_ms(&self) -> u64 {
         let m = self.mesh();
         m.failover_after_ms + m.lease_ms + self.liveness_slack_ms
@@ -108,8 +108,8 @@ mod tests {
     fn the_simulated_mesh_config_is_valid_and_the_bounds_follow_it() {
         let cfg = SimConfig::default();
         cfg.mesh().validate().unwrap();
-        assert_eq!(cfg.overlap_tolerance_ms(), 1200);
-        assert_eq!(cfg.failover_bound_ms(), 6200);
+        assert_eq!(cfg.overlap_tolerance_ms(), 1800);
+        assert_eq!(cfg.failover_bound_ms(), 7200);
         // writes still in flight at the heal settle within a proposal's deadline, inside the bound
         assert!(cfg.mesh().propose_timeout_ms < cfg.failover_bound_ms());
     }
