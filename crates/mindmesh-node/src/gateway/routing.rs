@@ -47,6 +47,8 @@ pub fn route<'a>(local: &'a BTreeMap<String, PersonaStatus>, mesh: Option<MeshRo
         Some(_) if entry.migrating_to.is_some() => Route::Wait,
         Some(_) if !m.may_run => Route::Fenced,
         Some(_) => match local.get(model) {
+            // just added here, not started yet (a move arriving): wait for it
+            Some(s) if s.phase == mindmesh_core::Phase::Pending => Route::Wait,
             Some(s) => Route::Local(s),
             None => Route::Wait,
         },
