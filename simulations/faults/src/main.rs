@@ -94,7 +94,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let mut runs = Vec::new();
     for i in 0..args.runs {
-        let r = one_run(&mut nodes, i, &args).await.with_context(|| format!("run {i}"))?;
+        let r = match one_run(&mut nodes, i, &args).await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(nodes);
+                let kept = root.keep();
+                return Err(e.context(format!("run {i} (the nodes' logs are kept in {})", kept.display())));
+            }
+        };
         if args.json {
             println!(
                 "{}",
@@ -128,9 +135,12 @@ async fn start_mesh(exe: &std::path::Path, root: &std::path::Path, n: usize) -> 
         nodes.push(Node::start(exe, root, &format!("n{i}"), Some((&addr, &key)))?);
     }
     for node in &nodes {
-        wait(Duration::from_secs(60), "all members", || async {
+        // voters, not only members: a mesh whose third node is still a learner cannot lose one
+        wait(Duration::from_secs(60), "all members voters", || async {
             let s = node.get("/api/v1/status").await.ok()?;
-            Some(s["mesh"]["nodes"].as_array()?.len() == n && s["mesh"]["leader"].is_string())
+            let nodes = s["mesh"]["nodes"].as_array()?;
+            let voters = nodes.iter().filter(|m| m["role"] == "leader" || m["role"] == "follower").count();
+            Some(nodes.len() == n && voters == n.min(5) && s["mesh"]["leader"].is_string())
         })
         .await?;
     }

@@ -25,6 +25,9 @@ impl Node {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("node.toml");
+        // a fixed mesh port, kept across restarts as a deployed node's is: a node back on a new
+        // address makes the leader change the membership, a different fault from the one measured
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let join_lines = match join {
             Some((addr, key)) => format!("join = [\"{addr}\"]\nkey_file = \"{}\"\n", key.display()),
             None => String::new(),
@@ -32,7 +35,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[mesh]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\ngossip_interval_ms = 200\n{join_lines}",
+                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[mesh]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\ngossip_interval_ms = 200\n{join_lines}",
                 dir.join("data").display()
             ),
         )?;
