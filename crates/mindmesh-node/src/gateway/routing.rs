@@ -87,7 +87,7 @@ mod tests {
     }
 
     fn status() -> BTreeMap<String, PersonaStatus> {
-        let s = PersonaStatus { name: "p".into(), ..Default::default() };
+        let s = PersonaStatus { name: "p".into(), phase: mindmesh_core::Phase::Running, ..Default::default() };
         BTreeMap::from([("p".to_owned(), s)])
     }
 
