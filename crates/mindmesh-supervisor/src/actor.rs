@@ -12,6 +12,7 @@ use mindmesh_core::config::SupervisorConfig;
 use mindmesh_core::event::{Event, EventKind};
 use mindmesh_core::lifecycle::{Effect, ExitStatus, Input, Lifecycle, RestartConfig, StopGoal};
 use mindmesh_core::metrics::PersonaSample;
+use mindmesh_core::persona_env;
 use mindmesh_core::{Budget, BudgetPatch, Health, PersonaRecord, PersonaSpec, Phase, ProcessRecord};
 use nix::sys::signal::Signal;
 use rand::rngs::SmallRng;
@@ -118,6 +119,11 @@ pub struct Supervisor {
     /// Reports gathered while handling one message, sent once its process work is done so
     /// a slow consumer never delays a restart.
     outbox: Vec<Report>,
+    /// What every persona inherits from the node: its allowlisted variables, read once at
+    /// start (see `mindmesh_core::persona_env`).
+    inherited_env: BTreeMap<String, String>,
+    /// `MINDMESH_EXE`: the node's own executable.
+    node_exe: String,
 }
 
 impl Supervisor {
@@ -146,6 +152,12 @@ impl Supervisor {
             Some(CgroupVersion::V2) => "cgroup v2",
             None => "measured + signals",
         };
+        let inherited_env = persona_env::inherited(
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            &settings.config.env_passthrough,
+        );
+        tracing::debug!(vars = ?inherited_env.keys().collect::<Vec<_>>(), "personas inherit these variables");
+        let node_exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
         let sup = Supervisor {
             restart_cfg: settings.config.restart(),
             settings,
@@ -159,6 +171,8 @@ impl Supervisor {
             reports,
             status_tx,
             outbox: Vec::new(),
+            inherited_env,
+            node_exe,
         };
         let task = tokio::spawn(sup.run(rx, internal_rx, reading_rx, shutdown));
         Ok((SupervisorHandle { tx, status: status_rx, limits }, task))
@@ -641,13 +655,16 @@ impl Supervisor {
         };
         let slot = self.slots.get_mut(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
         let spec = &slot.record.spec;
-        let mut env = spec.env.clone();
-        env.insert(process::ENV_PORT.into(), port.to_string());
-        env.insert(process::ENV_PERSONA_ID.into(), spec.name.clone());
-        env.insert(process::ENV_NODE_INSTANCE.into(), self.settings.instance.clone());
+        let mut contract = vec![
+            (process::ENV_PORT, port.to_string()),
+            (process::ENV_PERSONA_ID, spec.name.clone()),
+            (process::ENV_NODE_INSTANCE, self.settings.instance.clone()),
+            (process::ENV_EXE, self.node_exe.clone()),
+        ];
         if state_file.exists() {
-            env.insert(process::ENV_STATE_FILE.into(), state_file.display().to_string());
+            contract.push((process::ENV_STATE_FILE, state_file.display().to_string()));
         }
+        let env = persona_env::compose(&self.inherited_env, &spec.env, contract);
         let plan = SpawnPlan {
             persona: spec.name.clone(),
             program: process::resolve_program(&spec.command),
