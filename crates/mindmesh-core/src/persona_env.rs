@@ -63,9 +63,7 @@ pub fn validate_passthrough(field: &str, patterns: &[String]) -> Result<()> {
     for (i, p) in patterns.iter().enumerate() {
         let f = format!("{field}[{i}]");
         let stem = p.strip_suffix('*').unwrap_or(p);
-        if stem.is_empty()
-            || p.len() > MAX_PATTERN_LEN
-            || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        if stem.is_empty() || p.len() > MAX_PATTERN_LEN || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(CoreError::invalid(
                 f,
