@@ -10,7 +10,7 @@ use std::time::Duration;
 use mindmesh_core::clock::{Clock, SystemClock};
 use mindmesh_core::config::NodeConfig;
 use mindmesh_store::{RedbStore, StoreHandle, StoreThread};
-use mindmesh_supervisor::{SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
+use mindmesh_supervisor::{OsHost, SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -107,6 +107,8 @@ impl Node {
             max_state_bytes: config.store.max_state_bytes,
             clock: clock.clone(),
             spawn_gate: Some(spawn_gate.clone()),
+            host: Arc::new(OsHost::new(config.supervisor.health_timeout_ms)?),
+            rng_seed: None,
         };
         let supervisor_stop = CancellationToken::new();
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
