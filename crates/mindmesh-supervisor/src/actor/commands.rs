@@ -1,6 +1,18 @@
 //! What the handle asks of the supervisor: add, remove, act, budgets, saved state.
 
-use super::*;
+use std::time::Duration;
+
+use mindmesh_core::event::{Event, EventKind};
+use mindmesh_core::lifecycle::{Input, Lifecycle, StopGoal};
+use mindmesh_core::metrics::PersonaSample;
+use mindmesh_core::{Budget, BudgetPatch, Health, PersonaRecord, PersonaSpec, Phase};
+use tokio::sync::oneshot;
+
+use super::{Internal, Slot, Supervisor};
+use crate::error::{Result, SupervisorError};
+use crate::handle::{Act, Command};
+use crate::host::Sig;
+use crate::status::Report;
 
 impl Supervisor {
     pub(super) fn on_command(&mut self, cmd: Command) {

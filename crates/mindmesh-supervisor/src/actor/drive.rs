@@ -1,6 +1,16 @@
 //! Feeding a persona's lifecycle and carrying out its effects: spawn, signal, timers.
 
-use super::*;
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use mindmesh_core::lifecycle::{Effect, Input};
+use mindmesh_core::{Health, ProcessRecord};
+use rand::Rng;
+
+use super::{Internal, STARTUP_PROBE_INTERVAL, Supervisor, join_in_background};
+use crate::error::{Result, SupervisorError};
+use crate::host::Sig;
+use crate::process::{self, SpawnPlan};
 
 impl Supervisor {
     /// Feed one input to a persona's lifecycle and carry out everything it asks for.

@@ -1,6 +1,13 @@
 //! What comes back from the processes: exits, timers, health answers, saved state.
 
-use super::*;
+use mindmesh_core::Health;
+use mindmesh_core::event::EventKind;
+use mindmesh_core::lifecycle::{Input, StopGoal};
+use mindmesh_core::metrics::PersonaSample;
+
+use super::{Internal, Supervisor};
+use crate::host::Sig;
+use crate::status::Report;
 
 impl Supervisor {
     pub(super) fn on_internal(&mut self, msg: Internal) {

@@ -1,6 +1,10 @@
 //! CPU limits: a cgroup quota where there is one, a SIGSTOP/SIGCONT duty cycle where not.
 
-use super::*;
+use mindmesh_core::PersonaSpec;
+use tokio_util::sync::CancellationToken;
+
+use super::{Supervisor, join_in_background};
+use crate::throttle;
 
 impl Supervisor {
     /// The CPU ceiling in percent of one core: the hard limit, scaled down by a throttle

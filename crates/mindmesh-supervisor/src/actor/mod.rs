@@ -22,32 +22,29 @@ mod publish;
 mod restore;
 mod shutdown;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mindmesh_core::clock::Clock;
 use mindmesh_core::config::SupervisorConfig;
-use mindmesh_core::event::{Event, EventKind};
-use mindmesh_core::lifecycle::{Effect, ExitStatus, Input, Lifecycle, RestartConfig, StopGoal};
+use mindmesh_core::lifecycle::{ExitStatus, Lifecycle, RestartConfig};
 use mindmesh_core::metrics::PersonaSample;
-use mindmesh_core::{Budget, BudgetPatch, Health, PersonaRecord, PersonaSpec, Phase, ProcessRecord};
+use mindmesh_core::{Health, PersonaRecord, Phase};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::{CgroupVersion, Cgroups, PersonaCgroup};
 use crate::error::{Result, SupervisorError};
-use crate::handle::{Act, Command, RestoreSummary, SupervisorHandle};
-use crate::host::{ProcessHost, SampleSource, Sig};
-use crate::process::{self, SpawnPlan};
+use crate::handle::{Command, SupervisorHandle};
+use crate::host::{ProcessHost, SampleSource};
+use crate::process;
 use crate::sampler::Reading;
 use crate::spawn_gate::SpawnGate;
-use crate::status::{PersonaStatus, Report, StatusTable};
-use crate::throttle;
-use futures::future::BoxFuture;
+use crate::status::{Report, StatusTable};
 
 /// Where the supervisor keeps its files and how it reaches the world.
 #[derive(Debug, Clone)]

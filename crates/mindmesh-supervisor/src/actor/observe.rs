@@ -1,6 +1,12 @@
 //! Sampling the processes and probing their health on the supervisor's ticks.
 
-use super::*;
+use mindmesh_core::lifecycle::Input;
+use mindmesh_core::metrics::PersonaSample;
+use mindmesh_core::{Health, Phase};
+
+use super::{Internal, Supervisor};
+use crate::sampler::Reading;
+use crate::status::Report;
 
 impl Supervisor {
     pub(super) fn request_sample(&mut self) {

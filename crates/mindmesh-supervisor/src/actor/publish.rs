@@ -1,6 +1,13 @@
 //! Bookkeeping: time, spawn ids, files, ports, and what goes out (records, events, status).
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mindmesh_core::event::{Event, EventKind};
+
+use super::Supervisor;
+use crate::status::{PersonaStatus, Report};
 
 impl Supervisor {
     pub(super) fn now(&self) -> u64 {

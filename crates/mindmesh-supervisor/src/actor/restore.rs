@@ -1,7 +1,17 @@
 //! Taking over after a restart: adopt the processes a previous run left that are still
 //! wanted, kill the rest, start what should run.
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+
+use futures::future::BoxFuture;
+use mindmesh_core::event::EventKind;
+use mindmesh_core::lifecycle::{ExitStatus, Input, Lifecycle};
+use mindmesh_core::{PersonaRecord, Phase, ProcessRecord};
+
+use super::{Internal, Supervisor, join_in_background};
+use crate::handle::RestoreSummary;
+use crate::host::Sig;
+use crate::process;
 
 impl Supervisor {
     pub(super) fn restore(&mut self, records: Vec<PersonaRecord>) -> RestoreSummary {

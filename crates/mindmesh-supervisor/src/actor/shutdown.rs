@@ -1,6 +1,13 @@
 //! The end of the supervisor: every process stopped within the grace period.
 
-use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Internal, Supervisor};
+use crate::host::Sig;
+use crate::status::Report;
 
 impl Supervisor {
     /// SIGTERM every process group, wait out the grace period for exits, SIGKILL the rest.
