@@ -93,7 +93,9 @@ async fn reads_suite<S: RaftStore>(s: S) -> Result<()> {
     ensure!(indexes(&mut log, 1..3).await? == vec![1, 2]);
     ensure!(indexes(&mut log, (std::ops::Bound::Excluded(4), std::ops::Bound::Included(6))).await? == vec![5, 6]);
     ensure!(indexes(&mut log, 6..6).await?.is_empty());
-    ensure!(indexes(&mut log, 7..5).await?.is_empty());
+    #[allow(clippy::reversed_empty_ranges)] // openraft may ask for one: it must read as empty
+    let backwards = 7..5;
+    ensure!(indexes(&mut log, backwards).await?.is_empty());
     ensure!(indexes(&mut log, 11..20).await?.is_empty(), "nothing past the end");
     ensure!(indexes(&mut log, u64::MAX..).await?.is_empty());
 
