@@ -12,6 +12,9 @@ pub enum NodeError {
     Supervisor(#[from] mindmesh_supervisor::SupervisorError),
     #[error("mesh: {0}")]
     Mesh(#[from] mindmesh_net::NetError),
+    /// Dependencies that do not fit together (a libp2p mesh needs the redb store).
+    #[error("{0}")]
+    Deps(&'static str),
     #[error("{context}: {source}")]
     Io {
         context: String,
