@@ -7,7 +7,6 @@
 //! and the personas' restart backoffs: `--seed` replays a run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mindmesh_core::action::{Action, AnalystKind};
@@ -22,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::SimError;
-use crate::cluster::{Cluster, StatusEvent};
+use crate::cluster::{Cluster, PERSONA_COMMAND, StatusEvent};
 use crate::config::SimConfig;
 use crate::invariants::{self, Acked, Invariant, Observation, desired_running};
-use crate::processes::{ProcEvent, ProcessTable, micros_since};
+use crate::processes::{ProcessTable, micros_since};
 use crate::schedule::{Fault, schedule};
 
 /// What a run did.
@@ -87,6 +86,11 @@ struct Checker {
     trace: u64,
     leader_terms: BTreeSet<u64>,
     procs: ProcessTable,
+    /// Fence guards of crashed nodes: when each kills its node's processes.
+    guards: Vec<(u64, NodeId)>,
+    /// How long past its lease's expiry a live node was seen still running personas (µs, at
+    /// the checker's step).
+    max_fence_lag_us: u64,
     healed_at_ms: Option<u64>,
     recovered_ms: Option<u64>,
     /// The next decision sequence number to look at for failovers.
@@ -111,17 +115,38 @@ impl Checker {
         }
     }
 
-    /// Replay the processes' events up to now into the process table.
+    /// Replay the hosts' process events up to now into the process table; play the fence
+    /// guards of crashed nodes whose lease ran out; measure how late live nodes fence.
     fn absorb(&mut self, cluster: &mut Cluster) -> Result<(), SimError> {
-        let mut events: Vec<ProcEvent> = Vec::new();
-        while let Ok(e) = cluster.proc_rx.try_recv() {
-            events.push(e);
+        let now_us = cluster.now_us();
+        let mut i = 0;
+        while i < self.guards.len() {
+            let (at_us, id) = self.guards[i];
+            if at_us > now_us {
+                i += 1;
+                continue;
+            }
+            self.guards.swap_remove(i);
+            // the guard kills unless the node is back and renewed its lease
+            let renewed = cluster.handle(id).is_some_and(|h| h.lease().held);
+            if !renewed {
+                let killed = cluster.guard_kills(id);
+                if killed > 0 {
+                    self.note(cluster.now_ms(), format!("fence guard of node {id}: {killed} process(es) killed"));
+                }
+            }
         }
-        let dropped = cluster.proc_dropped.load(Ordering::Relaxed);
-        if dropped > 0 {
-            return Err(SimError::Harness { seed: self.seed, detail: format!("{dropped} process events dropped") });
+        let events = cluster.drain_process_events().map_err(|detail| SimError::Harness { seed: self.seed, detail })?;
+        self.procs.replay(&events);
+        for (id, h) in cluster.live() {
+            let lease = h.lease();
+            if let Some(until) = lease.until.filter(|_| !lease.held) {
+                let until_us = micros_since(cluster.started, until);
+                if now_us > until_us && !self.procs.run_by(id).is_empty() {
+                    self.max_fence_lag_us = self.max_fence_lag_us.max(now_us - until_us);
+                }
+            }
         }
-        self.procs.replay(&events, cluster.now_us());
         Ok(())
     }
 
@@ -201,14 +226,13 @@ impl Checker {
         let seed = self.seed;
         let crashed = cluster.crash(id, wipe).await.map_err(|e| SimError::Mesh { seed, source: e })?;
         self.absorb(cluster)?;
-        if let Some(c) = crashed {
+        // with fencing broken there is no guard: the processes run on until the node is back
+        if let Some(c) = crashed
+            && !self.cfg.broken_fencing
+        {
             let now_us = cluster.now_us();
-            let until_us = if self.cfg.broken_fencing {
-                None
-            } else {
-                Some(c.lease.until.filter(|_| c.lease.held).map_or(now_us, |u| micros_since(cluster.started, u)))
-            };
-            self.procs.crashed(id, c.boots, now_us, until_us);
+            let until_us = c.lease.until.filter(|_| c.lease.held).map_or(now_us, |u| micros_since(cluster.started, u));
+            self.guards.push((until_us.max(now_us), id));
         }
         Ok(())
     }
@@ -217,7 +241,6 @@ impl Checker {
         let seed = self.seed;
         self.absorb(cluster)?;
         cluster.boot(id).await.map_err(|e| SimError::Mesh { seed, source: e })?;
-        self.procs.rebooted(id, cluster.now_us());
         Ok(())
     }
 }
@@ -225,7 +248,8 @@ impl Checker {
 /// Run one seed; the timeline goes to `timeline` whatever the outcome.
 pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, String)>) -> Result<SimReport, SimError> {
     let cancel = CancellationToken::new();
-    let mut cluster = Cluster::new(seed, &cfg, cancel.clone());
+    let mut cluster =
+        Cluster::new(seed, &cfg, cancel.clone()).map_err(|e| SimError::Harness { seed, detail: e.to_string() })?;
     let mut checker = Checker {
         seed,
         cfg: cfg.clone(),
@@ -234,6 +258,8 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
         trace: 0xcbf2_9ce4_8422_2325,
         leader_terms: BTreeSet::new(),
         procs: ProcessTable::default(),
+        guards: Vec::new(),
+        max_fence_lag_us: 0,
         healed_at_ms: None,
         recovered_ms: None,
         next_decision: 0,
@@ -242,9 +268,7 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
     };
     let r = phases(seed, &cfg, &mut cluster, &mut checker).await;
     *timeline = std::mem::take(&mut checker.timeline);
-    for id in cluster.live().map(|(id, _)| id).collect::<Vec<_>>() {
-        let _ = cluster.crash(id, false).await;
-    }
+    cluster.shutdown().await;
     cancel.cancel();
     r.map(|report| SimReport { faults: timeline.clone(), ..report })
 }
@@ -291,7 +315,7 @@ async fn phases(
         for i in 0..cfg.personas_per_node {
             let name = format!("p-{node}-{i}");
             writes_started += 1;
-            match h.propose(Command::put_persona(PersonaSpec::new(&name, "sim"), Some(node))).await {
+            match h.propose(Command::put_persona(PersonaSpec::new(&name, PERSONA_COMMAND), Some(node))).await {
                 Ok(Outcome::Persona { epoch, .. }) => checker.acked.push(Acked { name, index: epoch }),
                 other => {
                     return Err(SimError::Liveness { seed, detail: format!("placing {name} failed: {other:?}") });
@@ -369,7 +393,7 @@ async fn phases(
         .ok_or_else(|| SimError::Liveness { seed, detail: format!("no agreed leader: {:?}", statuses(cluster)) })?;
     let via = cluster.live().map(|(id, _)| id).find(|id| *id != leader).unwrap_or(leader);
     let h = cluster.handle(via).expect("live").clone();
-    let spec = PersonaSpec::new("final-write", "sim");
+    let spec = PersonaSpec::new("final-write", PERSONA_COMMAND);
     writes_started += 1;
     match h.propose(Command::put_persona(spec, None)).await {
         Ok(Outcome::Persona { epoch, .. }) => checker.acked.push(Acked { name: "final-write".into(), index: epoch }),
@@ -417,7 +441,7 @@ async fn phases(
         persona_crashes: checker.procs.crashes,
         max_overlap_us: checker.procs.worst_overlap(now_us).map_or(0, |o| o.length_us(now_us)),
         overlaps: checker.procs.overlaps_ended,
-        max_fence_lag_us: checker.procs.max_fence_lag_us,
+        max_fence_lag_us: checker.max_fence_lag_us,
         recovered_ms: Some(recovered_ms),
         network: cluster.net.stats().await.map_err(mesh)?,
         trace_hash: checker.trace,
@@ -549,8 +573,8 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
                 .cluster
                 .nodes
                 .iter()
-                .filter(|(_, n)| n.handle.is_some())
-                .flat_map(|(id, n)| ctx.checker.procs.run_by(*id, n.boots).into_iter().map(|p| (*id, p.clone())))
+                .filter(|(_, n)| n.node.is_some())
+                .flat_map(|(id, _)| ctx.checker.procs.run_by(*id).into_iter().map(|p| (*id, p.clone())))
                 .collect();
             let mut crashed = Vec::new();
             for i in 0..(*count as usize).min(running.len()) {
@@ -578,7 +602,7 @@ fn start_write(
     }
     let h = live[rng.random_range(0..live.len())].clone();
     let name = format!("w-{k}");
-    let spec = PersonaSpec::new(&name, "sim");
+    let spec = PersonaSpec::new(&name, PERSONA_COMMAND);
     let place = Some(rng.random_range(1..=nodes));
     let tx = acks.clone();
     tokio::spawn(async move {

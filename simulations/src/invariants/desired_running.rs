@@ -127,8 +127,8 @@ mod tests {
         r
     }
 
-    fn start(persona: &str, node: u64) -> ProcEvent {
-        ProcEvent { at_us: 0, node, boots: 1, persona: persona.into(), kind: ProcKind::Start }
+    fn start(name: &str, node: u64) -> ProcEvent {
+        ProcEvent { at_us: 0, node, pid: 1, persona: name.into(), kind: ProcKind::Start }
     }
 
     #[test]
@@ -152,12 +152,12 @@ mod tests {
         let regs =
             [(1, Arc::new(registry_with(&[("a", 1), ("b", 2)]))), (2, Arc::new(registry_with(&[("a", 1), ("b", 2)])))];
         let mut procs = ProcessTable::default();
-        procs.replay(&[start("a", 1), start("b", 2)], 0);
+        procs.replay(&[start("a", 1), start("b", 2)]);
         assert_eq!(judge(&Observation::of(0, &[], &regs, &[], &procs)), Ok(()));
-        procs.replay(&[start("b", 3)], 0);
+        procs.replay(&[start("b", 3)]);
         assert!(judge(&Observation::of(0, &[], &regs, &[], &procs)).unwrap_err().contains("runs on {2, 3}"));
         let mut procs = ProcessTable::default();
-        procs.replay(&[start("a", 1), start("b", 2), start("c", 2)], 0);
+        procs.replay(&[start("a", 1), start("b", 2), start("c", 2)]);
         assert!(judge(&Observation::of(0, &[], &regs, &[], &procs)).unwrap_err().contains("not in the registry"));
     }
 
@@ -167,7 +167,7 @@ mod tests {
         let ahead = registry_with(&[("a", 1), ("b", 2)]);
         let regs = [(1, Arc::new(ahead)), (2, Arc::new(behind))];
         let mut procs = ProcessTable::default();
-        procs.replay(&[start("a", 1)], 0);
+        procs.replay(&[start("a", 1)]);
         assert_eq!(judge(&Observation::of(0, &[], &regs, &[], &procs)), Ok(()));
     }
 }
