@@ -32,10 +32,14 @@ pub struct SimArgs {
     /// Deliberately break the mesh (crashed nodes lose their Raft store) to see the checker fail.
     #[arg(long)]
     pub amnesia: bool,
-    /// Deliberately break fencing (processes ignore the lease, a crashed node's run on) to see
-    /// the checker fail.
+    /// Deliberately break fencing (nodes ignore their lease, a crashed node's processes run
+    /// on) to see the checker fail.
     #[arg(long)]
     pub broken_fencing: bool,
+    /// Deliberately break desired state (reconcilers ignore every change after the first) to
+    /// see the checker fail.
+    #[arg(long)]
+    pub broken_desired: bool,
     /// Log (RUST_LOG syntax, e.g. `info` or `mindmesh_net=debug`).
     #[arg(long)]
     pub log: Option<String>,
@@ -81,6 +85,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
         fault_ms: args.fault_ms,
         amnesia: args.amnesia,
         broken_fencing: args.broken_fencing,
+        broken_desired: args.broken_desired,
         ..SimConfig::default()
     };
     let started = Instant::now();
@@ -109,12 +114,15 @@ pub fn run(args: &SimArgs) -> ExitCode {
     let results = run_seeds(range, &cfg, args.threads);
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     for e in &failed {
-        let flags = match (args.amnesia, args.broken_fencing) {
-            (true, true) => " --amnesia --broken-fencing",
-            (true, false) => " --amnesia",
-            (false, true) => " --broken-fencing",
-            (false, false) => "",
-        };
+        let flags: String = [
+            (args.amnesia, " --amnesia"),
+            (args.broken_fencing, " --broken-fencing"),
+            (args.broken_desired, " --broken-desired"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, flag)| *flag)
+        .collect();
         eprintln!("FAILED {e}  (replay: mindmesh sim --seed {}{flags})", e.seed());
     }
     let ok: Vec<&SimReport> = results.iter().filter_map(|r| r.as_ref().ok()).collect();

@@ -15,7 +15,7 @@ use mindmesh_net::mesh::Lease;
 use mindmesh_net::raft::store::MemRaftStore;
 use mindmesh_net::transport::mem::{MemConfig, MemNetwork, mem_addr};
 use mindmesh_net::{MeshHandle, MeshRole, NetError, NodeId};
-use mindmesh_node::daemon::{ApiDep, MeshDep, NodeDeps, StoreDep};
+use mindmesh_node::daemon::{ApiDep, MeshDep, NodeDeps, NodeFaults, StoreDep};
 use mindmesh_node::{Node, NodeError};
 use mindmesh_store::MemStore;
 use mindmesh_supervisor::host::{HostEventKind, MemHost, Program, TokioClock};
@@ -125,7 +125,6 @@ impl Cluster {
         config.mesh = self.cfg.mesh();
         config.mesh.bootstrap = id == 1;
         config.mesh.join = self.nodes.keys().filter(|n| **n != id).map(|n| mem_addr(*n)).collect();
-        config.mesh.fencing = !self.cfg.broken_fencing;
         config
     }
 
@@ -142,6 +141,7 @@ impl Cluster {
             rng_seed: Some(self.seed.wrapping_mul(31).wrapping_add(id).wrapping_add(boots << 32)),
             api: ApiDep::InProcess { advertise: SocketAddr::from(([10, 0, 0, id as u8], 7700)) },
             guard_exe: None,
+            faults: NodeFaults { ignore_lease: self.cfg.broken_fencing, plan_once: self.cfg.broken_desired },
         };
         let node = Node::start_with(config, deps, self.cancel.child_token()).await.map_err(|e| match e {
             NodeError::Mesh(e) => e,
@@ -218,8 +218,8 @@ impl Cluster {
         self.nodes.iter().filter_map(|(id, n)| n.node.as_ref().map(|node| (*id, &node.mesh)))
     }
 
-    pub fn live_nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
-        self.nodes.iter().filter_map(|(id, n)| n.node.as_ref().map(|node| (*id, node)))
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(&id).and_then(|n| n.node.as_ref())
     }
 
     pub fn down(&self) -> Vec<NodeId> {

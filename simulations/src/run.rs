@@ -23,9 +23,9 @@ use tracing::{debug, info};
 use crate::SimError;
 use crate::cluster::{Cluster, PERSONA_COMMAND, StatusEvent};
 use crate::config::SimConfig;
-use crate::invariants::{self, Acked, Invariant, Observation, desired_running};
+use crate::invariants::{self, Acked, Acted, Invariant, Observation, desired_running};
 use crate::processes::{ProcessTable, micros_since};
-use crate::schedule::{Fault, schedule};
+use crate::schedule::{Fault, Verb, schedule};
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +93,13 @@ struct Checker {
     max_fence_lag_us: u64,
     healed_at_ms: Option<u64>,
     recovered_ms: Option<u64>,
+    /// Operators' verbs acknowledged since the last step.
+    acted: Vec<Acted>,
+    /// A fault started since the last step.
+    disturbed: bool,
+    /// Operators' verbs carried out (acknowledged) and refused.
+    verbs_acked: u64,
+    verbs_refused: u64,
     /// The next decision sequence number to look at for failovers.
     next_decision: u64,
     failovers: u64,
@@ -166,6 +173,8 @@ impl Checker {
         self.absorb(cluster)?;
         let registries = cluster.registries();
         self.note_failovers(cluster.now_ms(), &registries);
+        let acted = std::mem::take(&mut self.acted);
+        let disturbed = std::mem::take(&mut self.disturbed);
         let obs = Observation {
             now_ms: cluster.now_ms(),
             now_us: cluster.now_us(),
@@ -174,6 +183,8 @@ impl Checker {
             acked: &self.acked,
             procs: &self.procs,
             healed_at_ms: self.healed_at_ms,
+            acted: &acted,
+            disturbed,
         };
         for inv in &mut self.invariants {
             inv.check(&obs).map_err(|detail| SimError::Violation {
@@ -260,6 +271,10 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
         procs: ProcessTable::default(),
         guards: Vec::new(),
         max_fence_lag_us: 0,
+        acted: Vec::new(),
+        disturbed: false,
+        verbs_acked: 0,
+        verbs_refused: 0,
         healed_at_ms: None,
         recovered_ms: None,
         next_decision: 0,
@@ -337,7 +352,11 @@ async fn phases(
         while let Some(s) = pending.next_if(|s| fault_start + s.at_ms <= now) {
             let out = cluster.down().len() + isolated.len();
             let mut ctx = FaultCtx { cluster, checker, now, out, minority, isolated: &mut isolated, later: &mut later };
-            if let Some(what) = apply_fault(&mut ctx, &s.fault, cfg).await? {
+            if let Fault::Operator { verb, pick } = s.fault {
+                let what = operate(ctx.cluster, ctx.checker, verb, pick, now).await;
+                checker.note(now, what);
+            } else if let Some(what) = apply_fault(&mut ctx, &s.fault, cfg).await? {
+                checker.disturbed = true;
                 checker.note(now, what);
             }
         }
@@ -364,6 +383,11 @@ async fn phases(
             writes_started += 1;
             in_flight += 1;
             next_write = now + cfg.write_every_ms;
+        }
+        // a fault going on (a node down or cut off, a heal or a restart to come) voids the
+        // judgement of operators' verbs
+        if !later.is_empty() || !isolated.is_empty() || !cluster.down().is_empty() {
+            checker.disturbed = true;
         }
         tokio::time::sleep(step).await;
         collect_acks(&mut ack_rx, checker, &mut in_flight);
@@ -566,6 +590,7 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
             ctx.later.push((now + for_ms, Later::ClearLoss));
             Some(format!("loss {:.0}% delay ≤{max_delay_ms} ms for {for_ms} ms", loss * 100.0))
         }
+        Fault::Operator { .. } => None,
         Fault::PersonaCrashes { count, pick } => {
             ctx.checker.absorb(ctx.cluster)?;
             // the personas live nodes run (not a crashed node's orphans)
@@ -586,6 +611,91 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
             (!crashed.is_empty()).then(|| format!("crash persona(s) {crashed:?}"))
         }
     })
+}
+
+/// Carry out an operator's verb on a persona picked by `pick` (among those placed on live
+/// nodes), through the API of the node that runs it, as the CLI would; what was done.
+async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64, now: u64) -> String {
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+
+    let Some((_, reg)) = cluster.registries().into_iter().max_by_key(|(_, r)| r.applied_index) else {
+        return format!("operator: {verb:?}: no live node");
+    };
+    let placed: Vec<(&String, NodeId)> = reg
+        .personas
+        .iter()
+        .filter_map(|(name, e)| e.node.map(|n| (name, n)))
+        .filter(|(_, n)| cluster.node(*n).is_some())
+        .collect();
+    if placed.is_empty() {
+        return format!("operator: {verb:?}: no persona on a live node");
+    }
+    let (persona, node) = placed[(pick % placed.len() as u64) as usize];
+    let persona = persona.clone();
+    let on = |n: NodeId| format!("sim-{n}");
+    let (method, path, body, what, personas) = match verb {
+        Verb::Hibernate | Verb::Start | Verb::Stop | Verb::Restart => {
+            let action = format!("{verb:?}").to_lowercase();
+            let path = format!("/api/v1/personas/{persona}/{action}");
+            (Method::POST, path, String::new(), format!("{action} {persona}"), vec![persona.clone()])
+        }
+        Verb::AllowedToRun(allowed) => (
+            Method::PATCH,
+            format!("/api/v1/personas/{persona}/budget"),
+            serde_json::json!({ "allowed_to_run": allowed }).to_string(),
+            format!("budget {persona} allowed_to_run={allowed}"),
+            vec![persona.clone()],
+        ),
+        Verb::Migrate { to_pick } => {
+            let targets: Vec<NodeId> = reg
+                .nodes
+                .iter()
+                .filter(|(id, e)| **id != node && !e.draining && cluster.node(**id).is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            let Some(to) = targets.get((to_pick % targets.len().max(1) as u64) as usize) else {
+                return format!("operator: migrate {persona}: no node to move it to");
+            };
+            (
+                Method::POST,
+                format!("/api/v1/personas/{persona}/migrate"),
+                serde_json::json!({ "to": on(*to) }).to_string(),
+                format!("migrate {persona} from {} to {}", on(node), on(*to)),
+                vec![persona.clone()],
+            )
+        }
+        Verb::Drain { undo } => {
+            let open = reg.nodes.values().filter(|e| !e.draining).count();
+            // keep a majority of nodes open: personas drained off must have somewhere to go
+            if !undo && open <= reg.nodes.len() / 2 + 1 {
+                return format!("operator: drain {}: too few nodes left open", on(node));
+            }
+            let moved: Vec<String> = reg.personas_on(node).map(|(n, _)| n.clone()).collect();
+            (
+                Method::POST,
+                format!("/api/v1/nodes/{}/drain", on(node)),
+                serde_json::json!({ "undo": undo }).to_string(),
+                format!("{} {}", if undo { "undrain" } else { "drain" }, on(node)),
+                moved,
+            )
+        }
+    };
+    let req = Request::builder()
+        .method(method)
+        .uri(&path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("a valid request");
+    let Some(n) = cluster.node(node) else { return format!("operator: {what}: node down") };
+    let status = n.call(req).await.status();
+    if status.is_success() {
+        checker.verbs_acked += 1;
+        checker.acted.push(Acted { what: format!("operator: {what}"), at_ms: now, personas });
+    } else {
+        checker.verbs_refused += 1;
+    }
+    format!("operator: {what} on {} → {}", on(node), status.as_u16())
 }
 
 /// A write of a new persona at a random live node, placed on a random node.
@@ -660,11 +770,9 @@ async fn caught_up(cluster: &Cluster, acked: &[Acked], nodes: u64) -> Result<(),
         }
         for v in &view {
             let gossiped: BTreeSet<&str> = v.snapshot.personas.iter().map(|p| p.name.as_str()).collect();
-            let placed: BTreeSet<&str> = registry
-                .personas_on(v.node_id)
-                .filter(|(_, p)| p.phase == DesiredPhase::Running)
-                .map(|(n, _)| n.as_str())
-                .collect();
+            // every persona placed there, whatever its desired phase: a hibernating or stopped
+            // persona is still its node's to keep
+            let placed: BTreeSet<&str> = registry.personas_on(v.node_id).map(|(n, _)| n.as_str()).collect();
             if gossiped != placed {
                 let diff: BTreeMap<&str, bool> =
                     placed.symmetric_difference(&gossiped).map(|n| (*n, placed.contains(n))).collect();

@@ -51,6 +51,20 @@ pub struct NodeDeps {
     /// The `mindmesh` executable, to run the fence guard beside the node (see
     /// [`crate::mesh::guard`]); None runs none (fencing then relies on the node alone).
     pub guard_exe: Option<PathBuf>,
+    /// Deliberately broken rules, for the simulator to prove its checks can fail; all off in
+    /// production.
+    pub faults: NodeFaults,
+}
+
+/// Rules a node can be told to break, so that the simulator shows its invariants catch each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeFaults {
+    /// The node ignores its lease: nothing fences its personas and its spawn gate stays open,
+    /// while the mesh still fails its personas over when it goes silent.
+    pub ignore_lease: bool,
+    /// The reconciler plans each persona once and ignores every later change of its desired
+    /// state (a hibernate, a start, a budget) while the persona stays on this node.
+    pub plan_once: bool,
 }
 
 /// Where the node keeps its records (and, with redb, Raft's log).
@@ -88,6 +102,7 @@ impl NodeDeps {
             rng_seed: None,
             api: ApiDep::Listen,
             guard_exe,
+            faults: NodeFaults::default(),
         })
     }
 }
@@ -127,7 +142,7 @@ impl Node {
     /// cancelled.
     pub async fn start_with(config: NodeConfig, deps: NodeDeps, shutdown: CancellationToken) -> Result<Node> {
         config.validate()?;
-        let NodeDeps { host, store: store_dep, mesh: mesh_dep, clock, rng_seed, api: api_dep, guard_exe } = deps;
+        let NodeDeps { host, store: store_dep, mesh: mesh_dep, clock, rng_seed, api: api_dep, guard_exe, faults } = deps;
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::io(format!("create {}", data_dir.display()), e))?;
         let node_name = node_name(&config);
@@ -164,7 +179,7 @@ impl Node {
         let instance = instance_id(&data_dir, rng_seed)?;
         // fencing: until the lease is known, a restarted node runs what it had only until the
         // expiry its previous run wrote; with fencing off, always
-        let spawn_gate = Arc::new(SpawnGate::new(if config.mesh.fencing {
+        let spawn_gate = Arc::new(SpawnGate::new(if config.mesh.fencing && !faults.ignore_lease {
             Fence::boot_grace_until_ms(&data_dir)
         } else {
             u64::MAX
@@ -234,18 +249,27 @@ impl Node {
 
         // fencing: whether this node may run personas now (its lease, or a boot grace)
         let (may_run_tx, may_run) = watch::channel(true);
-        let fence = tokio::spawn(
-            Fence {
-                mesh: mesh.clone(),
-                supervisor: supervisor.clone(),
-                data_dir: data_dir.clone(),
-                clock: clock.clone(),
-                may_run: may_run_tx,
-                gate: spawn_gate,
-                lease_ms: config.mesh.lease_ms,
-            }
-            .run(shutdown.clone()),
-        );
+        let fence = if faults.ignore_lease {
+            // broken on purpose: may run, always (the watch stays open for the node's life)
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                drop((may_run_tx, spawn_gate));
+            })
+        } else {
+            tokio::spawn(
+                Fence {
+                    mesh: mesh.clone(),
+                    supervisor: supervisor.clone(),
+                    data_dir: data_dir.clone(),
+                    clock: clock.clone(),
+                    may_run: may_run_tx,
+                    gate: spawn_gate,
+                    lease_ms: config.mesh.lease_ms,
+                }
+                .run(shutdown.clone()),
+            )
+        };
         let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
         let forward = crate::http::forward::Forwarder::new(config.api.token.clone())?;
         let remote = gateway::Remote {
@@ -301,6 +325,7 @@ impl Node {
                 store: store.clone(),
                 clock: clock.clone(),
                 may_run: may_run.clone(),
+                plan_once: faults.plan_once,
             }
             .run(loops.clone()),
         );

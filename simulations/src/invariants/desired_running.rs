@@ -76,6 +76,11 @@ pub fn judge(obs: &Observation<'_>) -> Result<(), String> {
         let on = obs.procs.nodes_running(name);
         match (p.phase, p.node) {
             (DesiredPhase::Running, None) => return Err(format!("persona {name} is pending, run by {on:?}")),
+            // an operator took away its right to run: it runs nowhere
+            (DesiredPhase::Running, _) if !p.budget.allowed_to_run && !on.is_empty() => {
+                return Err(format!("persona {name}, not allowed to run, runs on {on:?}"));
+            }
+            (DesiredPhase::Running, _) if !p.budget.allowed_to_run => {}
             (DesiredPhase::Running, Some(n)) if on != BTreeSet::from([n]) => {
                 return Err(format!("persona {name}, placed on node {n}, runs on {on:?}"));
             }
