@@ -132,10 +132,12 @@ pub fn run(args: &SimArgs) -> ExitCode {
         let max_lag = ok.iter().map(|r| r.max_fence_lag_us).max().unwrap_or(0);
         let max_recovery = ok.iter().filter_map(|r| r.recovered_ms).max().unwrap_or(0);
         println!(
-            "passing seeds: {} failovers, {} persona crashes, longest double run {}, longest fence lag {}, \
-             slowest recovery after healing {max_recovery} ms (bound {} ms)",
+            "passing seeds: {} failovers, {} persona crashes, {} operator verbs carried out ({} refused), longest \
+             double run {}, longest fence lag {}, slowest recovery after healing {max_recovery} ms (bound {} ms)",
             ok.iter().map(|r| r.failovers).sum::<u64>(),
             ok.iter().map(|r| r.persona_crashes).sum::<u64>(),
+            ok.iter().map(|r| r.verbs_acked).sum::<u64>(),
+            ok.iter().map(|r| r.verbs_refused).sum::<u64>(),
             ms(max_overlap),
             ms(max_lag),
             cfg.failover_bound_ms()

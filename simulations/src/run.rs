@@ -46,6 +46,9 @@ pub struct SimReport {
     pub failovers: u64,
     /// Persona processes that crashed (and were restarted by their node).
     pub persona_crashes: u64,
+    /// Operators' verbs the mesh acknowledged, and those it refused (e.g. 409).
+    pub verbs_acked: u64,
+    pub verbs_refused: u64,
     /// The longest time any persona ran on two nodes at once (µs); fencing promises 0.
     pub max_overlap_us: u64,
     /// Overlaps longer than an instant.
@@ -463,6 +466,8 @@ async fn phases(
         personas,
         failovers: checker.failovers,
         persona_crashes: checker.procs.crashes,
+        verbs_acked: checker.verbs_acked,
+        verbs_refused: checker.verbs_refused,
         max_overlap_us: checker.procs.worst_overlap(now_us).map_or(0, |o| o.length_us(now_us)),
         overlaps: checker.procs.overlaps_ended,
         max_fence_lag_us: checker.max_fence_lag_us,
