@@ -34,10 +34,14 @@ pub struct SimArgs {
     /// Deliberately break the mesh (crashed nodes lose their Raft store) to see the checker fail.
     #[arg(long)]
     pub amnesia: bool,
-    /// Deliberately break fencing (processes ignore the lease, a crashed node's run on) to see
-    /// the checker fail.
+    /// Deliberately break fencing (nodes ignore their lease, a crashed node's processes run
+    /// on) to see the checker fail.
     #[arg(long)]
     pub broken_fencing: bool,
+    /// Deliberately break desired state (reconcilers ignore every change after the first) to
+    /// see the checker fail.
+    #[arg(long)]
+    pub broken_desired: bool,
     /// Log (RUST_LOG syntax, e.g. `info` or `mindmesh_net=debug`).
     #[arg(long)]
     pub log: Option<String>,
@@ -83,6 +87,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
         fault_ms: args.fault_ms,
         amnesia: args.amnesia,
         broken_fencing: args.broken_fencing,
+        broken_desired: args.broken_desired,
         ..SimConfig::default()
     };
     let started = Instant::now();
@@ -111,12 +116,15 @@ pub fn run(args: &SimArgs) -> ExitCode {
     let results = run_seeds(range, &cfg, args.threads);
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     for e in &failed {
-        let flags = match (args.amnesia, args.broken_fencing) {
-            (true, true) => " --amnesia --broken-fencing",
-            (true, false) => " --amnesia",
-            (false, true) => " --broken-fencing",
-            (false, false) => "",
-        };
+        let flags: String = [
+            (args.amnesia, " --amnesia"),
+            (args.broken_fencing, " --broken-fencing"),
+            (args.broken_desired, " --broken-desired"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, flag)| *flag)
+        .collect();
         eprintln!("FAILED {e}  (replay: mindmesh sim --seed {}{flags})", e.seed());
     }
     let ok: Vec<&SimReport> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -126,10 +134,12 @@ pub fn run(args: &SimArgs) -> ExitCode {
         let max_lag = ok.iter().map(|r| r.max_fence_lag_us).max().unwrap_or(0);
         let max_recovery = ok.iter().filter_map(|r| r.recovered_ms).max().unwrap_or(0);
         println!(
-            "passing seeds: {} failovers, {} persona crashes, longest double run {}, longest fence lag {}, \
-             slowest recovery after healing {max_recovery} ms (bound {} ms)",
+            "passing seeds: {} failovers, {} persona crashes, {} operator verbs carried out ({} refused), longest \
+             double run {}, longest fence lag {}, slowest recovery after healing {max_recovery} ms (bound {} ms)",
             ok.iter().map(|r| r.failovers).sum::<u64>(),
             ok.iter().map(|r| r.persona_crashes).sum::<u64>(),
+            ok.iter().map(|r| r.verbs_acked).sum::<u64>(),
+            ok.iter().map(|r| r.verbs_refused).sum::<u64>(),
             ms(max_overlap),
             ms(max_lag),
             cfg.failover_bound_ms()

@@ -1,24 +1,36 @@
-//! N mesh nodes in one process on the in-memory network. A node is its Raft store (which
-//! outlives crashes), its mesh, a watcher recording every status it publishes, and its
-//! simulated persona processes ([`crate::processes`]), which report to the run's process table.
+//! The simulated nodes: each a real [`Node`] — supervisor, lifecycle, reconciler, fencing,
+//! checkpoints, gateway, API, the leader's brain loop — built from in-memory dependencies: its
+//! mesh on the in-memory network, Raft in a [`MemRaftStore`], its records in a `MemStore`, its
+//! processes in a [`MemHost`], time on tokio's paused clock and one seed for every random
+//! choice. A crash drops the node where it stands; its stores, data dir and host (with the
+//! processes it left running) outlive it, as disks and processes outlive a killed daemon.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
+use mindmesh_core::config::NodeConfig;
 use mindmesh_core::registry::Registry;
 use mindmesh_net::mesh::Lease;
 use mindmesh_net::raft::store::MemRaftStore;
 use mindmesh_net::transport::mem::{MemConfig, MemNetwork, mem_addr};
-use mindmesh_net::{MeshHandle, MeshParams, MeshRole, NetError, NodeId, NodeProfile, start_with};
+use mindmesh_net::{MeshHandle, MeshRole, NetError, NodeId};
+use mindmesh_node::daemon::{ApiDep, MeshDep, NodeDeps, NodeFaults, StoreDep};
+use mindmesh_node::{Node, NodeError};
+use mindmesh_store::MemStore;
+use mindmesh_supervisor::host::{HostEventKind, MemHost, Program, TokioClock};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::processes::{self, NodeProcs, ProcCmd, ProcEvent};
+use crate::processes::{CRASH_SIGNAL, ProcEvent, ProcKind, micros_since};
 
-/// A status a node published, as the watcher saw it.
+/// The command every simulated persona runs (a server that is up 20 ms after its start).
+pub const PERSONA_COMMAND: &str = "sim";
+/// Wall-clock time at the start of every run (2026-01-01), so a seed replays exactly.
+const EPOCH_MS: u64 = 1_767_225_600_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEvent {
     pub at_ms: u64,
@@ -28,14 +40,16 @@ pub struct StatusEvent {
     pub leader: Option<NodeId>,
 }
 
-/// Status events buffered between two steps.
+/// Statuses buffered between two steps of the checker.
 const STATUS_QUEUE: usize = 65_536;
 
 pub(crate) struct SimNode {
-    pub store: MemRaftStore,
-    pub handle: Option<MeshHandle>,
-    tasks: Vec<JoinHandle<()>>,
-    procs: Option<mpsc::Sender<ProcCmd>>,
+    pub raft: MemRaftStore,
+    store: Arc<MemStore>,
+    pub host: MemHost,
+    data_dir: tempfile::TempDir,
+    pub node: Option<Node>,
+    status_task: Option<JoinHandle<()>>,
     pub boots: u64,
 }
 
@@ -45,44 +59,54 @@ pub(crate) struct Cluster {
     seed: u64,
     cfg: SimConfig,
     cancel: CancellationToken,
+    clock: TokioClock,
     status_tx: mpsc::Sender<StatusEvent>,
     pub status_rx: mpsc::Receiver<StatusEvent>,
-    proc_tx: mpsc::Sender<ProcEvent>,
-    pub proc_rx: mpsc::Receiver<ProcEvent>,
-    /// Process events that did not fit their queue.
-    pub proc_dropped: Arc<AtomicU64>,
     pub started: tokio::time::Instant,
 }
 
-/// A crashed node's last lease, which bounds how long its processes outlive it.
 pub(crate) struct Crashed {
-    pub boots: u64,
     pub lease: Lease,
 }
 
+fn harness(e: impl std::fmt::Display) -> NetError {
+    NetError::Io(std::io::Error::other(e.to_string()))
+}
+
 impl Cluster {
-    pub fn new(seed: u64, cfg: &SimConfig, cancel: CancellationToken) -> Self {
+    pub fn new(seed: u64, cfg: &SimConfig, cancel: CancellationToken) -> Result<Self, NetError> {
         let net = MemNetwork::new(seed, MemConfig::default(), cancel.clone());
         let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
-        let (proc_tx, proc_rx) = mpsc::channel(processes::EVENT_QUEUE);
-        let nodes = (1..=cfg.nodes)
-            .map(|id| {
-                (id, SimNode { store: MemRaftStore::new(), handle: None, tasks: Vec::new(), procs: None, boots: 0 })
-            })
-            .collect();
-        Cluster {
+        let mut nodes = BTreeMap::new();
+        for id in 1..=cfg.nodes {
+            let host = MemHost::new(seed.wrapping_mul(0x9e37_79b9).wrapping_add(id))
+                .with_program(PERSONA_COMMAND, Program::server());
+            let store = MemStore::new(Default::default()).map_err(harness)?;
+            let data_dir = tempfile::Builder::new().prefix(&format!("mm-sim-{seed}-{id}-")).tempdir()?;
+            nodes.insert(
+                id,
+                SimNode {
+                    raft: MemRaftStore::new(),
+                    store: Arc::new(store),
+                    host,
+                    data_dir,
+                    node: None,
+                    status_task: None,
+                    boots: 0,
+                },
+            );
+        }
+        Ok(Cluster {
             net,
             nodes,
             seed,
             cfg: cfg.clone(),
             cancel,
+            clock: TokioClock::new(EPOCH_MS),
             status_tx,
             status_rx,
-            proc_tx,
-            proc_rx,
-            proc_dropped: Arc::new(AtomicU64::new(0)),
             started: tokio::time::Instant::now(),
-        }
+        })
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -93,86 +117,117 @@ impl Cluster {
         self.started.elapsed().as_micros() as u64
     }
 
-    fn params(&self, id: NodeId, boots: u64) -> MeshParams {
-        let mut config = self.cfg.mesh();
-        config.bootstrap = id == 1;
-        config.join = self.nodes.keys().filter(|n| **n != id).map(|n| mem_addr(*n)).collect();
-        MeshParams {
-            config,
-            profile: NodeProfile { name: format!("sim-{id}"), ..Default::default() },
-            incarnation: boots,
-            seed: Some(self.seed.wrapping_mul(31).wrapping_add(id).wrapping_add(boots << 32)),
-        }
+    /// Node `id`'s config: the simulator's mesh timings, the first node founding the mesh.
+    fn config(&self, id: NodeId) -> NodeConfig {
+        let mut config = NodeConfig::default();
+        config.node.name = format!("sim-{id}");
+        config.node.data_dir = self.nodes[&id].data_dir.path().to_path_buf();
+        config.mesh = self.cfg.mesh();
+        config.mesh.bootstrap = id == 1;
+        config.mesh.join = self.nodes.keys().filter(|n| **n != id).map(|n| mem_addr(*n)).collect();
+        config
     }
 
-    /// Start (or restart) a node on its store, with its processes.
     pub async fn boot(&mut self, id: NodeId) -> Result<(), NetError> {
         let boots = self.nodes[&id].boots + 1;
-        let params = self.params(id, boots);
+        let config = self.config(id);
         let (transport, events) = self.net.attach(id).await?;
-        let store = self.nodes[&id].store.clone();
-        let handle = start_with(transport, events, store, params, self.cancel.child_token()).await?;
-        let (cmd_tx, cmd_rx) = mpsc::channel(processes::COMMAND_QUEUE);
-        let procs = NodeProcs {
-            mesh: handle.clone(),
-            me: id,
-            boots,
-            seed: self.seed,
-            started: self.started,
-            broken_fencing: self.cfg.broken_fencing,
-            restart_backoff_ms: self.cfg.restart_backoff_ms,
-            commands: cmd_rx,
-            events: self.proc_tx.clone(),
-            dropped: self.proc_dropped.clone(),
+        let n = &self.nodes[&id];
+        let deps = NodeDeps {
+            host: Arc::new(n.host.clone()),
+            store: StoreDep::Memory(Box::new(n.store.clone())),
+            mesh: MeshDep::Memory { transport, events, raft: n.raft.clone(), incarnation: boots },
+            clock: Arc::new(self.clock.clone()),
+            rng_seed: Some(self.seed.wrapping_mul(31).wrapping_add(id).wrapping_add(boots << 32)),
+            api: ApiDep::InProcess { advertise: SocketAddr::from(([10, 0, 0, id as u8], 7700)) },
+            guard_exe: None,
+            faults: NodeFaults { ignore_lease: self.cfg.broken_fencing, plan_once: self.cfg.broken_desired },
         };
-        let tasks = vec![
-            tokio::spawn(watch_status(handle.clone(), self.status_tx.clone(), self.started)),
-            tokio::spawn(procs.run()),
-        ];
-        let node = self.nodes.get_mut(&id).expect("known node");
-        node.handle = Some(handle);
-        node.tasks = tasks;
-        node.procs = Some(cmd_tx);
-        node.boots = boots;
+        let node = Node::start_with(config, deps, self.cancel.child_token()).await.map_err(|e| match e {
+            NodeError::Mesh(e) => e,
+            other => harness(other),
+        })?;
+        let status = tokio::spawn(watch_status(node.mesh.clone(), self.status_tx.clone(), self.started));
+        let n = self.nodes.get_mut(&id).expect("known node");
+        n.node = Some(node);
+        n.status_task = Some(status);
+        n.boots = boots;
         Ok(())
     }
 
-    /// Crash a node: off the network at once, its tasks gone; its store stays (unless
-    /// `wipe`: the deliberate breakage that shows the checker can fail). Its persona processes
-    /// are left to the caller: they outlive the node until its lease's expiry.
+    /// Kill node `id` as kill -9 would; its processes run on. `wipe` forgets its Raft store.
     pub async fn crash(&mut self, id: NodeId, wipe: bool) -> Result<Option<Crashed>, NetError> {
         self.net.crash(id).await?;
-        let node = self.nodes.get_mut(&id).expect("known node");
+        let n = self.nodes.get_mut(&id).expect("known node");
         if wipe {
-            node.store = MemRaftStore::new();
+            n.raft = MemRaftStore::new();
         }
-        for t in node.tasks.drain(..) {
+        if let Some(t) = n.status_task.take() {
             t.abort();
         }
-        node.procs = None;
-        let crashed = node.handle.as_ref().map(|h| Crashed { boots: node.boots, lease: h.lease() });
-        if let Some(h) = node.handle.take() {
-            h.shutdown().await;
-        }
-        Ok(crashed)
+        let Some(node) = n.node.take() else { return Ok(None) };
+        let crashed = Crashed { lease: node.mesh.lease() };
+        node.crash().await;
+        Ok(Some(crashed))
     }
 
-    /// Crash a persona running on a live node (its node restarts it after a backoff).
+    /// Crash a persona's process on node `id`, if it runs one.
     pub fn crash_persona(&self, id: NodeId, persona: &str) -> bool {
-        let Some(tx) = self.nodes.get(&id).and_then(|n| n.procs.as_ref()) else { return false };
-        tx.try_send(ProcCmd::Crash { persona: persona.to_owned() }).is_ok()
+        let Some(n) = self.nodes.get(&id) else { return false };
+        n.host.processes().into_iter().any(|p| p.persona == persona && n.host.crash(p.pid, CRASH_SIGNAL))
+    }
+
+    /// What node `id`'s fence guard does at its lease's expiry when the node is dead: kill
+    /// every process the node started.
+    pub fn guard_kills(&self, id: NodeId) -> usize {
+        let n = &self.nodes[&id];
+        let mut killed = 0;
+        for p in n.host.processes() {
+            if n.host.crash(p.pid, 9) {
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    /// Every process start and exit on every host since the last call, in time order.
+    pub fn drain_process_events(&self) -> Result<Vec<ProcEvent>, String> {
+        let mut all = Vec::new();
+        for (id, n) in &self.nodes {
+            let (events, dropped) = n.host.drain_events();
+            if dropped > 0 {
+                return Err(format!("node {id}: {dropped} process events dropped"));
+            }
+            all.extend(events.into_iter().map(|e| ProcEvent {
+                at_us: micros_since(self.started, e.at),
+                node: *id,
+                pid: e.pid,
+                persona: e.persona,
+                kind: match e.kind {
+                    HostEventKind::Spawned => ProcKind::Start,
+                    HostEventKind::Exited(s) => ProcKind::Exit(s),
+                },
+            }));
+        }
+        // stable: events of one host keep their order
+        all.sort_by_key(|e| e.at_us);
+        Ok(all)
     }
 
     pub fn live(&self) -> impl Iterator<Item = (NodeId, &MeshHandle)> {
-        self.nodes.iter().filter_map(|(id, n)| n.handle.as_ref().map(|h| (*id, h)))
+        self.nodes.iter().filter_map(|(id, n)| n.node.as_ref().map(|node| (*id, &node.mesh)))
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(&id).and_then(|n| n.node.as_ref())
     }
 
     pub fn down(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|(_, n)| n.handle.is_none()).map(|(id, _)| *id).collect()
+        self.nodes.iter().filter(|(_, n)| n.node.is_none()).map(|(id, _)| *id).collect()
     }
 
     pub fn handle(&self, id: NodeId) -> Option<&MeshHandle> {
-        self.nodes.get(&id).and_then(|n| n.handle.as_ref())
+        self.nodes.get(&id).and_then(|n| n.node.as_ref()).map(|n| &n.mesh)
     }
 
     /// The leader most live nodes follow, if any.
@@ -182,6 +237,18 @@ impl Cluster {
 
     pub fn registries(&self) -> Vec<(NodeId, Arc<Registry>)> {
         self.live().map(|(id, h)| (id, h.registry())).collect()
+    }
+
+    /// Stop every live node in order (the end of a run).
+    pub async fn shutdown(&mut self) {
+        for n in self.nodes.values_mut() {
+            if let Some(t) = n.status_task.take() {
+                t.abort();
+            }
+            if let Some(node) = n.node.take() {
+                node.crash().await;
+            }
+        }
     }
 }
 

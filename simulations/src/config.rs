@@ -34,10 +34,14 @@ pub struct SimConfig {
     /// Test-only breakage: a crashed node comes back with its Raft store wiped (its vote and
     /// log forgotten). Raft's guarantees rest on that store, so the checker must catch this.
     pub amnesia: bool,
-    /// Test-only breakage: persona processes ignore the lease (a node cut off from the quorum
-    /// runs on), and a crashed node's processes run on until the node is back, as if it had no
-    /// fence guard. The checker must catch personas running twice.
+    /// Test-only breakage: nodes ignore their lease (a node cut off from the quorum runs on
+    /// while the mesh fails its personas over), and a crashed node's processes run on until
+    /// the node is back, as if it had no fence guard. The checker must catch personas running
+    /// twice.
     pub broken_fencing: bool,
+    /// Test-only breakage: each node's reconciler plans a persona once and ignores later
+    /// changes of its desired state. The checker must catch an operator's verb not carried out.
+    pub broken_desired: bool,
 }
 
 impl Default for SimConfig {
@@ -57,6 +61,7 @@ impl Default for SimConfig {
             liveness_slack_ms: 3_000,
             amnesia: false,
             broken_fencing: false,
+            broken_desired: false,
         }
     }
 }
@@ -80,6 +85,14 @@ impl SimConfig {
     /// personas when its lease runs out, and no failover comes before that).
     pub fn overlap_tolerance_ms(&self) -> u64 {
         self.mesh().lease_ms
+    }
+
+    /// How long after an operator's verb (acknowledged, with no fault in the way) the
+    /// persona's processes must match what the registry wants of it: the reconciler acts on
+    /// the change when its node applies it (a heartbeat), a stop drains and waits out the
+    /// persona's exit, a migration or a drain moves personas a few at a time with their state.
+    pub fn action_bound_ms(&self) -> u64 {
+        6_000
     }
 
     /// Invariant (b)'s bound: after every fault is healed (all links up, every crashed node

@@ -1,17 +1,18 @@
 //! # mindmesh-sim
 //!
-//! The deterministic simulation of a mesh: N nodes (openraft + registry + gossip + lease and
-//! failover, persona processes simulated and fenced as the real node fences them) over the
-//! in-memory network, on virtual time, under a seeded schedule of node and leader crashes,
-//! partitions (minority, majority, flapping), loss and delay, and persona crashes; invariants
-//! checked after every step, liveness judged after healing. `--seed` replays a run.
+//! The deterministic simulation of a mesh: N real [`mindmesh_node::Node`]s, each built from
+//! in-memory twins of its dependencies (network, Raft and record stores, process host, clock,
+//! seed), on virtual time, under a seeded schedule of node and leader crashes, partitions
+//! (minority, majority, flapping), loss and delay, persona crashes and operators' verbs;
+//! invariants checked after every step on what the processes actually did, liveness judged
+//! after healing. `--seed` replays a run.
 //!
 //! # Layout
 //! - [`config`]: what a run does (nodes, personas, phase lengths, fault rates) and the bounds
 //!   the invariants hold it to
-//! - [`schedule`]: the fault schedule, a pure function of the seed
-//! - [`cluster`]: the simulated nodes
-//! - [`processes`]: their persona processes, and the table of who runs what
+//! - [`schedule`]: the fault and verb schedule, a pure function of the seed
+//! - [`cluster`]: the real nodes and their in-memory dependencies
+//! - [`processes`]: the observer of their process hosts: the table of who runs what
 //! - [`invariants`]: one invariant per file
 //! - `run`: one run, step by step
 //! - [`cli`]: the command line (`--seed`, `--seeds`), for `mindmesh-sim` and `mindmesh sim`

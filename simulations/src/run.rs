@@ -7,7 +7,6 @@
 //! and the personas' restart backoffs: `--seed` replays a run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mindmesh_core::action::{Action, AnalystKind};
@@ -22,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::SimError;
-use crate::cluster::{Cluster, StatusEvent};
+use crate::cluster::{Cluster, PERSONA_COMMAND, StatusEvent};
 use crate::config::SimConfig;
-use crate::invariants::{self, Acked, Invariant, Observation, desired_running};
-use crate::processes::{ProcEvent, ProcessTable, micros_since};
-use crate::schedule::{Fault, schedule};
+use crate::invariants::{self, Acked, Acted, Invariant, Observation, desired_running};
+use crate::processes::{ProcessTable, micros_since};
+use crate::schedule::{Fault, Verb, schedule};
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +46,9 @@ pub struct SimReport {
     pub failovers: u64,
     /// Persona processes that crashed (and were restarted by their node).
     pub persona_crashes: u64,
+    /// Operators' verbs the mesh acknowledged, and those it refused (e.g. 409).
+    pub verbs_acked: u64,
+    pub verbs_refused: u64,
     /// The longest time any persona ran on two nodes at once (µs); fencing promises 0.
     pub max_overlap_us: u64,
     /// Overlaps longer than an instant.
@@ -87,8 +89,20 @@ struct Checker {
     trace: u64,
     leader_terms: BTreeSet<u64>,
     procs: ProcessTable,
+    /// Fence guards of crashed nodes: when each kills its node's processes.
+    guards: Vec<(u64, NodeId)>,
+    /// How long past its lease's expiry a live node was seen still running personas (µs, at
+    /// the checker's step).
+    max_fence_lag_us: u64,
     healed_at_ms: Option<u64>,
     recovered_ms: Option<u64>,
+    /// Operators' verbs acknowledged since the last step.
+    acted: Vec<Acted>,
+    /// A fault started since the last step.
+    disturbed: bool,
+    /// Operators' verbs carried out (acknowledged) and refused.
+    verbs_acked: u64,
+    verbs_refused: u64,
     /// The next decision sequence number to look at for failovers.
     next_decision: u64,
     failovers: u64,
@@ -111,17 +125,38 @@ impl Checker {
         }
     }
 
-    /// Replay the processes' events up to now into the process table.
+    /// Replay the hosts' process events up to now into the process table; play the fence
+    /// guards of crashed nodes whose lease ran out; measure how late live nodes fence.
     fn absorb(&mut self, cluster: &mut Cluster) -> Result<(), SimError> {
-        let mut events: Vec<ProcEvent> = Vec::new();
-        while let Ok(e) = cluster.proc_rx.try_recv() {
-            events.push(e);
+        let now_us = cluster.now_us();
+        let mut i = 0;
+        while i < self.guards.len() {
+            let (at_us, id) = self.guards[i];
+            if at_us > now_us {
+                i += 1;
+                continue;
+            }
+            self.guards.swap_remove(i);
+            // the guard kills unless the node is back and renewed its lease
+            let renewed = cluster.handle(id).is_some_and(|h| h.lease().held);
+            if !renewed {
+                let killed = cluster.guard_kills(id);
+                if killed > 0 {
+                    self.note(cluster.now_ms(), format!("fence guard of node {id}: {killed} process(es) killed"));
+                }
+            }
         }
-        let dropped = cluster.proc_dropped.load(Ordering::Relaxed);
-        if dropped > 0 {
-            return Err(SimError::Harness { seed: self.seed, detail: format!("{dropped} process events dropped") });
+        let events = cluster.drain_process_events().map_err(|detail| SimError::Harness { seed: self.seed, detail })?;
+        self.procs.replay(&events);
+        for (id, h) in cluster.live() {
+            let lease = h.lease();
+            if let Some(until) = lease.until.filter(|_| !lease.held) {
+                let until_us = micros_since(cluster.started, until);
+                if now_us > until_us && !self.procs.run_by(id).is_empty() {
+                    self.max_fence_lag_us = self.max_fence_lag_us.max(now_us - until_us);
+                }
+            }
         }
-        self.procs.replay(&events, cluster.now_us());
         Ok(())
     }
 
@@ -141,6 +176,8 @@ impl Checker {
         self.absorb(cluster)?;
         let registries = cluster.registries();
         self.note_failovers(cluster.now_ms(), &registries);
+        let acted = std::mem::take(&mut self.acted);
+        let disturbed = std::mem::take(&mut self.disturbed);
         let obs = Observation {
             now_ms: cluster.now_ms(),
             now_us: cluster.now_us(),
@@ -149,6 +186,8 @@ impl Checker {
             acked: &self.acked,
             procs: &self.procs,
             healed_at_ms: self.healed_at_ms,
+            acted: &acted,
+            disturbed,
         };
         for inv in &mut self.invariants {
             inv.check(&obs).map_err(|detail| SimError::Violation {
@@ -201,14 +240,13 @@ impl Checker {
         let seed = self.seed;
         let crashed = cluster.crash(id, wipe).await.map_err(|e| SimError::Mesh { seed, error: e })?;
         self.absorb(cluster)?;
-        if let Some(c) = crashed {
+        // with fencing broken there is no guard: the processes run on until the node is back
+        if let Some(c) = crashed
+            && !self.cfg.broken_fencing
+        {
             let now_us = cluster.now_us();
-            let until_us = if self.cfg.broken_fencing {
-                None
-            } else {
-                Some(c.lease.until.filter(|_| c.lease.held).map_or(now_us, |u| micros_since(cluster.started, u)))
-            };
-            self.procs.crashed(id, c.boots, now_us, until_us);
+            let until_us = c.lease.until.filter(|_| c.lease.held).map_or(now_us, |u| micros_since(cluster.started, u));
+            self.guards.push((until_us.max(now_us), id));
         }
         Ok(())
     }
@@ -217,7 +255,6 @@ impl Checker {
         let seed = self.seed;
         self.absorb(cluster)?;
         cluster.boot(id).await.map_err(|e| SimError::Mesh { seed, error: e })?;
-        self.procs.rebooted(id, cluster.now_us());
         Ok(())
     }
 }
@@ -225,7 +262,8 @@ impl Checker {
 /// Run one seed; the timeline goes to `timeline` whatever the outcome.
 pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, String)>) -> Result<SimReport, SimError> {
     let cancel = CancellationToken::new();
-    let mut cluster = Cluster::new(seed, &cfg, cancel.clone());
+    let mut cluster =
+        Cluster::new(seed, &cfg, cancel.clone()).map_err(|e| SimError::Harness { seed, detail: e.to_string() })?;
     let mut checker = Checker {
         seed,
         cfg: cfg.clone(),
@@ -234,6 +272,12 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
         trace: 0xcbf2_9ce4_8422_2325,
         leader_terms: BTreeSet::new(),
         procs: ProcessTable::default(),
+        guards: Vec::new(),
+        max_fence_lag_us: 0,
+        acted: Vec::new(),
+        disturbed: false,
+        verbs_acked: 0,
+        verbs_refused: 0,
         healed_at_ms: None,
         recovered_ms: None,
         next_decision: 0,
@@ -242,9 +286,7 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
     };
     let r = phases(seed, &cfg, &mut cluster, &mut checker).await;
     *timeline = std::mem::take(&mut checker.timeline);
-    for id in cluster.live().map(|(id, _)| id).collect::<Vec<_>>() {
-        let _ = cluster.crash(id, false).await;
-    }
+    cluster.shutdown().await;
     cancel.cancel();
     r.map(|report| SimReport { faults: timeline.clone(), ..report })
 }
@@ -291,7 +333,7 @@ async fn phases(
         for i in 0..cfg.personas_per_node {
             let name = format!("p-{node}-{i}");
             writes_started += 1;
-            match h.propose(Command::put_persona(PersonaSpec::new(&name, "sim"), Some(node))).await {
+            match h.propose(Command::put_persona(PersonaSpec::new(&name, PERSONA_COMMAND), Some(node))).await {
                 Ok(Outcome::Persona { epoch, .. }) => checker.acked.push(Acked { name, index: epoch }),
                 other => {
                     return Err(SimError::Liveness { seed, detail: format!("placing {name} failed: {other:?}") });
@@ -313,7 +355,11 @@ async fn phases(
         while let Some(s) = pending.next_if(|s| fault_start + s.at_ms <= now) {
             let out = cluster.down().len() + isolated.len();
             let mut ctx = FaultCtx { cluster, checker, now, out, minority, isolated: &mut isolated, later: &mut later };
-            if let Some(what) = apply_fault(&mut ctx, &s.fault, cfg).await? {
+            if let Fault::Operator { verb, pick } = s.fault {
+                let what = operate(ctx.cluster, ctx.checker, verb, pick, now).await;
+                checker.note(now, what);
+            } else if let Some(what) = apply_fault(&mut ctx, &s.fault, cfg).await? {
+                checker.disturbed = true;
                 checker.note(now, what);
             }
         }
@@ -340,6 +386,11 @@ async fn phases(
             writes_started += 1;
             in_flight += 1;
             next_write = now + cfg.write_every_ms;
+        }
+        // a fault going on (a node down or cut off, a heal or a restart to come) voids the
+        // judgement of operators' verbs
+        if !later.is_empty() || !isolated.is_empty() || !cluster.down().is_empty() {
+            checker.disturbed = true;
         }
         tokio::time::sleep(step).await;
         collect_acks(&mut ack_rx, checker, &mut in_flight);
@@ -369,7 +420,7 @@ async fn phases(
         .ok_or_else(|| SimError::Liveness { seed, detail: format!("no agreed leader: {:?}", statuses(cluster)) })?;
     let via = cluster.live().map(|(id, _)| id).find(|id| *id != leader).unwrap_or(leader);
     let h = cluster.handle(via).expect("live").clone();
-    let spec = PersonaSpec::new("final-write", "sim");
+    let spec = PersonaSpec::new("final-write", PERSONA_COMMAND);
     writes_started += 1;
     match h.propose(Command::put_persona(spec, None)).await {
         Ok(Outcome::Persona { epoch, .. }) => checker.acked.push(Acked { name: "final-write".into(), index: epoch }),
@@ -415,9 +466,11 @@ async fn phases(
         personas,
         failovers: checker.failovers,
         persona_crashes: checker.procs.crashes,
+        verbs_acked: checker.verbs_acked,
+        verbs_refused: checker.verbs_refused,
         max_overlap_us: checker.procs.worst_overlap(now_us).map_or(0, |o| o.length_us(now_us)),
         overlaps: checker.procs.overlaps_ended,
-        max_fence_lag_us: checker.procs.max_fence_lag_us,
+        max_fence_lag_us: checker.max_fence_lag_us,
         recovered_ms: Some(recovered_ms),
         network: cluster.net.stats().await.map_err(mesh)?,
         trace_hash: checker.trace,
@@ -542,6 +595,7 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
             ctx.later.push((now + for_ms, Later::ClearLoss));
             Some(format!("loss {:.0}% delay ≤{max_delay_ms} ms for {for_ms} ms", loss * 100.0))
         }
+        Fault::Operator { .. } => None,
         Fault::PersonaCrashes { count, pick } => {
             ctx.checker.absorb(ctx.cluster)?;
             // the personas live nodes run (not a crashed node's orphans)
@@ -549,8 +603,8 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
                 .cluster
                 .nodes
                 .iter()
-                .filter(|(_, n)| n.handle.is_some())
-                .flat_map(|(id, n)| ctx.checker.procs.run_by(*id, n.boots).into_iter().map(|p| (*id, p.clone())))
+                .filter(|(_, n)| n.node.is_some())
+                .flat_map(|(id, _)| ctx.checker.procs.run_by(*id).into_iter().map(|p| (*id, p.clone())))
                 .collect();
             let mut crashed = Vec::new();
             for i in 0..(*count as usize).min(running.len()) {
@@ -562,6 +616,91 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
             (!crashed.is_empty()).then(|| format!("crash persona(s) {crashed:?}"))
         }
     })
+}
+
+/// Carry out an operator's verb on a persona picked by `pick` (among those placed on live
+/// nodes), through the API of the node that runs it, as the CLI would; what was done.
+async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64, now: u64) -> String {
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+
+    let Some((_, reg)) = cluster.registries().into_iter().max_by_key(|(_, r)| r.applied_index) else {
+        return format!("operator: {verb:?}: no live node");
+    };
+    let placed: Vec<(&String, NodeId)> = reg
+        .personas
+        .iter()
+        .filter_map(|(name, e)| e.node.map(|n| (name, n)))
+        .filter(|(_, n)| cluster.node(*n).is_some())
+        .collect();
+    if placed.is_empty() {
+        return format!("operator: {verb:?}: no persona on a live node");
+    }
+    let (persona, node) = placed[(pick % placed.len() as u64) as usize];
+    let persona = persona.clone();
+    let on = |n: NodeId| format!("sim-{n}");
+    let (method, path, body, what, personas) = match verb {
+        Verb::Hibernate | Verb::Start | Verb::Stop | Verb::Restart => {
+            let action = format!("{verb:?}").to_lowercase();
+            let path = format!("/api/v1/personas/{persona}/{action}");
+            (Method::POST, path, String::new(), format!("{action} {persona}"), vec![persona.clone()])
+        }
+        Verb::AllowedToRun(allowed) => (
+            Method::PATCH,
+            format!("/api/v1/personas/{persona}/budget"),
+            serde_json::json!({ "allowed_to_run": allowed }).to_string(),
+            format!("budget {persona} allowed_to_run={allowed}"),
+            vec![persona.clone()],
+        ),
+        Verb::Migrate { to_pick } => {
+            let targets: Vec<NodeId> = reg
+                .nodes
+                .iter()
+                .filter(|(id, e)| **id != node && !e.draining && cluster.node(**id).is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            let Some(to) = targets.get((to_pick % targets.len().max(1) as u64) as usize) else {
+                return format!("operator: migrate {persona}: no node to move it to");
+            };
+            (
+                Method::POST,
+                format!("/api/v1/personas/{persona}/migrate"),
+                serde_json::json!({ "to": on(*to) }).to_string(),
+                format!("migrate {persona} from {} to {}", on(node), on(*to)),
+                vec![persona.clone()],
+            )
+        }
+        Verb::Drain { undo } => {
+            let open = reg.nodes.values().filter(|e| !e.draining).count();
+            // keep a majority of nodes open: personas drained off must have somewhere to go
+            if !undo && open <= reg.nodes.len() / 2 + 1 {
+                return format!("operator: drain {}: too few nodes left open", on(node));
+            }
+            let moved: Vec<String> = reg.personas_on(node).map(|(n, _)| n.clone()).collect();
+            (
+                Method::POST,
+                format!("/api/v1/nodes/{}/drain", on(node)),
+                serde_json::json!({ "undo": undo }).to_string(),
+                format!("{} {}", if undo { "undrain" } else { "drain" }, on(node)),
+                moved,
+            )
+        }
+    };
+    let req = Request::builder()
+        .method(method)
+        .uri(&path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("a valid request");
+    let Some(n) = cluster.node(node) else { return format!("operator: {what}: node down") };
+    let status = n.call(req).await.status();
+    if status.is_success() {
+        checker.verbs_acked += 1;
+        checker.acted.push(Acted { what: format!("operator: {what}"), at_ms: now, personas });
+    } else {
+        checker.verbs_refused += 1;
+    }
+    format!("operator: {what} on {} → {}", on(node), status.as_u16())
 }
 
 /// A write of a new persona at a random live node, placed on a random node.
@@ -578,7 +717,7 @@ fn start_write(
     }
     let h = live[rng.random_range(0..live.len())].clone();
     let name = format!("w-{k}");
-    let spec = PersonaSpec::new(&name, "sim");
+    let spec = PersonaSpec::new(&name, PERSONA_COMMAND);
     let place = Some(rng.random_range(1..=nodes));
     let tx = acks.clone();
     tokio::spawn(async move {
@@ -636,11 +775,9 @@ async fn caught_up(cluster: &Cluster, acked: &[Acked], nodes: u64) -> Result<(),
         }
         for v in &view {
             let gossiped: BTreeSet<&str> = v.snapshot.personas.iter().map(|p| p.name.as_str()).collect();
-            let placed: BTreeSet<&str> = registry
-                .personas_on(v.node_id)
-                .filter(|(_, p)| p.phase == DesiredPhase::Running)
-                .map(|(n, _)| n.as_str())
-                .collect();
+            // every persona placed there, whatever its desired phase: a hibernating or stopped
+            // persona is still its node's to keep
+            let placed: BTreeSet<&str> = registry.personas_on(v.node_id).map(|(n, _)| n.as_str()).collect();
             if gossiped != placed {
                 let diff: BTreeMap<&str, bool> =
                     placed.symmetric_difference(&gossiped).map(|n| (*n, placed.contains(n))).collect();

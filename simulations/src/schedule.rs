@@ -1,4 +1,4 @@
-//! The fault schedule: a pure function of the seed, so a run can be printed before it starts
+//! The fault schedule, operators' verbs interleaved: a pure function of the seed, so a run can be printed before it starts
 //! and replayed. Faults name roles ("the leader", "some follower", "some running persona"),
 //! resolved against the cluster when they fire.
 
@@ -28,6 +28,28 @@ pub enum Fault {
     /// `count` running personas crash (`pick` chooses); their nodes restart them after a
     /// backoff, if they still hold their lease.
     PersonaCrashes { count: u32, pick: u64 },
+    /// Not a fault: an operator's verb, through the API of the node that runs the persona.
+    Operator { verb: Verb, pick: u64 },
+}
+
+/// What an operator does (the CLI's verbs, as API calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Hibernate,
+    /// `persona start` (a wake of a hibernating persona).
+    Start,
+    Stop,
+    Restart,
+    /// `persona budget --allowed-to-run <bool>`.
+    AllowedToRun(bool),
+    /// `persona migrate --to <picked node>`.
+    Migrate {
+        to_pick: u64,
+    },
+    /// `node drain` of the picked persona's node; `undo` ends a drain.
+    Drain {
+        undo: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +71,7 @@ pub fn schedule(seed: u64, cfg: &SimConfig) -> Vec<Scheduled> {
     while at_ms < cfg.fault_ms {
         // long enough, often, for the leader to declare a node lost (failover_after_ms, 2 s)
         let lasting = rng.random_range(500..=4500);
-        let fault = match rng.random_range(0..9u8) {
+        let fault = match rng.random_range(0..14u8) {
             0 => Fault::CrashLeader { down_ms: lasting },
             1 => Fault::CrashOne { pick: rng.random(), down_ms: lasting },
             2 => Fault::IsolateLeader { for_ms: lasting },
@@ -67,6 +89,18 @@ pub fn schedule(seed: u64, cfg: &SimConfig) -> Vec<Scheduled> {
             },
             6 => Fault::PersonaCrashes { count: rng.random_range(1..=3), pick: rng.random() },
             7 => Fault::PersonaCrashes { count: rng.random_range(1..=2), pick: rng.random() },
+            9..=13 => {
+                let verb = match rng.random_range(0..10u8) {
+                    0 | 1 => Verb::Hibernate,
+                    2 | 3 => Verb::Start,
+                    4 => Verb::Stop,
+                    5 => Verb::Restart,
+                    6 => Verb::AllowedToRun(rng.random_bool(0.5)),
+                    7 | 8 => Verb::Migrate { to_pick: rng.random() },
+                    _ => Verb::Drain { undo: rng.random_bool(0.5) },
+                };
+                Fault::Operator { verb, pick: rng.random() }
+            }
             _ => Fault::Lossy {
                 loss: rng.random_range(0.0..=cfg.max_loss),
                 max_delay_ms: rng.random_range(0..=cfg.max_delay_ms),
@@ -105,6 +139,11 @@ mod tests {
             |f: &Fault| matches!(f, Fault::Flapping { .. }),
             |f: &Fault| matches!(f, Fault::Lossy { .. }),
             |f: &Fault| matches!(f, Fault::PersonaCrashes { .. }),
+            |f: &Fault| matches!(f, Fault::Operator { verb: Verb::Hibernate, .. }),
+            |f: &Fault| matches!(f, Fault::Operator { verb: Verb::Start, .. }),
+            |f: &Fault| matches!(f, Fault::Operator { verb: Verb::AllowedToRun(false), .. }),
+            |f: &Fault| matches!(f, Fault::Operator { verb: Verb::Migrate { .. }, .. }),
+            |f: &Fault| matches!(f, Fault::Operator { verb: Verb::Drain { undo: false }, .. }),
         ];
         for (i, is) in kinds.iter().enumerate() {
             assert!(faults.iter().any(is), "fault kind {i} never scheduled");

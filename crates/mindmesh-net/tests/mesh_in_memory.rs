@@ -333,3 +333,18 @@ async fn a_deposed_leaders_failover_plan_is_not_committed_by_its_successor() -> 
     c.cancel.cancel();
     Ok(())
 }
+
+/// With fencing off the lease is always held and never changes, but its watch stays open for
+/// the mesh's life: a node's fencing task ends when it closes, and the reconciler waiting on
+/// its permission with it, so a node with `fencing = false` never started a persona. (Found by
+/// the simulator once it ran real nodes.)
+#[tokio::test(start_paused = true)]
+async fn with_fencing_off_the_lease_watch_stays_open() -> Result<()> {
+    let c = Cluster::with(1, |m| m.fencing = false).await?;
+    let mut lease = c.node(1).watch_lease();
+    assert!(lease.borrow().held, "with fencing off the lease is always held");
+    let closed = tokio::time::timeout(Duration::from_secs(60), lease.changed()).await;
+    assert!(closed.is_err(), "the lease watch closed (or changed) with fencing off: {closed:?}");
+    c.cancel.cancel();
+    Ok(())
+}

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use mindmesh_core::clock::{Clock, SystemClock};
 use mindmesh_core::config::NodeConfig;
-use mindmesh_store::{RedbStore, StoreHandle, StoreThread};
-use mindmesh_supervisor::{OsHost, SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
+use mindmesh_net::MeshHandle;
+use mindmesh_net::raft::store::MemRaftStore;
+use mindmesh_net::transport::TransportEvent;
+use mindmesh_net::transport::mem::MemTransport;
+use mindmesh_store::{RedbStore, Store, StoreHandle, StoreThread};
+use mindmesh_supervisor::{OsHost, ProcessHost, SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -33,11 +37,84 @@ const REPORT_QUEUE: usize = 4096;
 /// File in the data dir holding the address the API is bound to (tests and scripts read it).
 pub const API_ADDR_FILE: &str = "api.addr";
 
+/// What a node is built from: where its processes run, where it keeps its records, how it
+/// reaches its peers, what time it is, where its randomness comes from and how its API is
+/// reached. [`NodeDeps::os`] is production; the simulator gives in-memory twins of each.
+pub struct NodeDeps {
+    pub host: Arc<dyn ProcessHost>,
+    pub store: StoreDep,
+    pub mesh: MeshDep,
+    pub clock: Arc<dyn Clock>,
+    /// Seeds the supervisor's jitter and the node's instance id; None: from the OS.
+    pub rng_seed: Option<u64>,
+    pub api: ApiDep,
+    /// The `mindmesh` executable, to run the fence guard beside the node (see
+    /// [`crate::mesh::guard`]); None runs none (fencing then relies on the node alone).
+    pub guard_exe: Option<PathBuf>,
+    /// Deliberately broken rules, for the simulator to prove its checks can fail; all off in
+    /// production.
+    pub faults: NodeFaults,
+}
+
+/// Rules a node can be told to break, so that the simulator shows its invariants catch each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeFaults {
+    /// The node ignores its lease: nothing fences its personas and its spawn gate stays open,
+    /// while the mesh still fails its personas over when it goes silent.
+    pub ignore_lease: bool,
+    /// The reconciler plans each persona once and ignores every later change of its desired
+    /// state (a hibernate, a start, a budget) while the persona stays on this node.
+    pub plan_once: bool,
+}
+
+/// Where the node keeps its records (and, with redb, Raft's log).
+pub enum StoreDep {
+    /// `<data_dir>/mindmesh.redb`, on its own thread.
+    Redb,
+    /// A store in memory, run as a task of the node's runtime (the simulator).
+    Memory(Box<dyn Store>),
+}
+
+/// How the node reaches its peers.
+pub enum MeshDep {
+    /// libp2p, as configured (Raft in the redb store).
+    P2p,
+    /// An in-memory transport with Raft in memory; `incarnation` tells this run from the last.
+    Memory { transport: MemTransport, events: mpsc::Receiver<TransportEvent>, raft: MemRaftStore, incarnation: u64 },
+}
+
+/// How the API is reached.
+pub enum ApiDep {
+    /// Bound on `config.api.listen`.
+    Listen,
+    /// Not bound: requests come through [`Node::call`]; peers are told `advertise`.
+    InProcess { advertise: SocketAddr },
+}
+
+impl NodeDeps {
+    /// The real world: OS processes, redb, libp2p, the API on its socket.
+    pub fn os(config: &NodeConfig, clock: Arc<dyn Clock>, guard_exe: Option<PathBuf>) -> Result<NodeDeps> {
+        Ok(NodeDeps {
+            host: Arc::new(OsHost::new(config.supervisor.health_timeout_ms)?),
+            store: StoreDep::Redb,
+            mesh: MeshDep::P2p,
+            clock,
+            rng_seed: None,
+            api: ApiDep::Listen,
+            guard_exe,
+            faults: NodeFaults::default(),
+        })
+    }
+}
+
 /// A started node. Dropping it does not stop it: call [`Node::shutdown`] or cancel the token.
 pub struct Node {
     pub api_addr: SocketAddr,
     pub supervisor: SupervisorHandle,
     pub store: StoreHandle,
+    pub mesh: MeshHandle,
+    /// The API as a service, for requests that do not come over a socket.
+    router: axum::Router,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
     store_thread: StoreThread,
@@ -57,18 +134,35 @@ impl Node {
         clock: Arc<dyn Clock>,
         guard_exe: Option<PathBuf>,
     ) -> Result<Node> {
+        let deps = NodeDeps::os(&config, clock, guard_exe)?;
+        Self::start_with(config, deps, shutdown).await
+    }
+
+    /// Start a node from its config and its dependencies; it runs until `shutdown` is
+    /// cancelled.
+    pub async fn start_with(config: NodeConfig, deps: NodeDeps, shutdown: CancellationToken) -> Result<Node> {
         config.validate()?;
+        let NodeDeps { host, store: store_dep, mesh: mesh_dep, clock, rng_seed, api: api_dep, guard_exe, faults } = deps;
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::io(format!("create {}", data_dir.display()), e))?;
         let node_name = node_name(&config);
         tracing::info!(node = %node_name, data_dir = %data_dir.display(), "starting node");
 
-        let store_path = data_dir.join("mindmesh.redb");
-        let redb = RedbStore::open(&store_path, config.store.clone())?;
-        // Raft's log and state machine live in the same file, in tables of their own
-        let db = redb.database();
-        let (store, store_thread) = StoreHandle::spawn(Box::new(redb), REPORT_QUEUE)?;
-        tracing::info!(path = %store_path.display(), "store open");
+        let (store, store_thread, db) = match store_dep {
+            StoreDep::Redb => {
+                let store_path = data_dir.join("mindmesh.redb");
+                let redb = RedbStore::open(&store_path, config.store.clone())?;
+                // Raft's log and state machine live in the same file, in tables of their own
+                let db = redb.database();
+                let (store, thread) = StoreHandle::spawn(Box::new(redb), REPORT_QUEUE)?;
+                tracing::info!(path = %store_path.display(), "store open");
+                (store, thread, Some(db))
+            }
+            StoreDep::Memory(mem) => {
+                let (store, thread) = StoreHandle::spawn_in_task(mem, REPORT_QUEUE);
+                (store, thread, None)
+            }
+        };
 
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
         let (seq_tx, seq_rx) = watch::channel(store.last_event_seq().await?);
@@ -82,10 +176,10 @@ impl Node {
                 .run(),
         );
 
-        let instance = instance_id(&data_dir)?;
+        let instance = instance_id(&data_dir, rng_seed)?;
         // fencing: until the lease is known, a restarted node runs what it had only until the
         // expiry its previous run wrote; with fencing off, always
-        let spawn_gate = Arc::new(SpawnGate::new(if config.mesh.fencing {
+        let spawn_gate = Arc::new(SpawnGate::new(if config.mesh.fencing && !faults.ignore_lease {
             Fence::boot_grace_until_ms(&data_dir)
         } else {
             u64::MAX
@@ -107,8 +201,8 @@ impl Node {
             max_state_bytes: config.store.max_state_bytes,
             clock: clock.clone(),
             spawn_gate: Some(spawn_gate.clone()),
-            host: Arc::new(OsHost::new(config.supervisor.health_timeout_ms)?),
-            rng_seed: None,
+            host,
+            rng_seed,
         };
         let supervisor_stop = CancellationToken::new();
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
@@ -125,29 +219,57 @@ impl Node {
             "took over the personas of the previous run"
         );
 
-        let listener = tokio::net::TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
-        let api_addr = listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
+        let (listener, api_addr) = match api_dep {
+            ApiDep::Listen => {
+                let listener = tokio::net::TcpListener::bind(config.api.listen)
+                    .await
+                    .map_err(|e| NodeError::io(format!("bind the API on {}", config.api.listen), e))?;
+                let addr = listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
+                (Some(listener), addr)
+            }
+            ApiDep::InProcess { advertise } => (None, advertise),
+        };
 
         // the mesh stops after the supervisor (its personas' last states are still reported)
         let mesh_stop = CancellationToken::new();
-        let mesh = mesh::start(&config, &node_name, &data_dir, db, api_addr, mesh_stop.clone()).await?;
+        let mesh = match (mesh_dep, db) {
+            (MeshDep::P2p, Some(db)) => {
+                mesh::start(&config, &node_name, &data_dir, db, api_addr, mesh_stop.clone()).await?
+            }
+            (MeshDep::P2p, None) => {
+                return Err(NodeError::Deps("a mesh over libp2p keeps Raft in the redb store"));
+            }
+            (MeshDep::Memory { transport, events, raft, incarnation }, _) => {
+                let params = mesh::params(&config, &node_name, api_addr, incarnation, rng_seed);
+                let handle = mindmesh_net::start_with(transport, events, raft, params, mesh_stop.clone()).await?;
+                tracing::info!(node_id = handle.node_id(), "mesh started in memory");
+                handle
+            }
+        };
 
         // fencing: whether this node may run personas now (its lease, or a boot grace)
         let (may_run_tx, may_run) = watch::channel(true);
-        let fence = tokio::spawn(
-            Fence {
-                mesh: mesh.clone(),
-                supervisor: supervisor.clone(),
-                data_dir: data_dir.clone(),
-                clock: clock.clone(),
-                may_run: may_run_tx,
-                gate: spawn_gate,
-                lease_ms: config.mesh.lease_ms,
-            }
-            .run(shutdown.clone()),
-        );
+        let fence = if faults.ignore_lease {
+            // broken on purpose: may run, always (the watch stays open for the node's life)
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                drop((may_run_tx, spawn_gate));
+            })
+        } else {
+            tokio::spawn(
+                Fence {
+                    mesh: mesh.clone(),
+                    supervisor: supervisor.clone(),
+                    data_dir: data_dir.clone(),
+                    clock: clock.clone(),
+                    may_run: may_run_tx,
+                    gate: spawn_gate,
+                    lease_ms: config.mesh.lease_ms,
+                }
+                .run(shutdown.clone()),
+            )
+        };
         let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
         let forward = crate::http::forward::Forwarder::new(config.api.token.clone())?;
         let remote = gateway::Remote {
@@ -203,6 +325,7 @@ impl Node {
                 store: store.clone(),
                 clock: clock.clone(),
                 may_run: may_run.clone(),
+                plan_once: faults.plan_once,
             }
             .run(loops.clone()),
         );
@@ -252,14 +375,21 @@ impl Node {
         };
         let app = api::router(state, config.api.max_body_bytes);
         let api_stop = shutdown.clone();
-        let api_task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(api_stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server failed");
+        let router = app.clone();
+        let api_task = match listener {
+            Some(listener) => {
+                let task = tokio::spawn(async move {
+                    let served = axum::serve(listener, app).with_graceful_shutdown(api_stop.cancelled_owned()).await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "API server failed");
+                    }
+                });
+                write_api_addr(&data_dir, api_addr)?;
+                tracing::info!(%api_addr, "API listening");
+                task
             }
-        });
-        write_api_addr(&data_dir, api_addr)?;
-        tracing::info!(%api_addr, "API listening");
+            None => tokio::spawn(async move { api_stop.cancelled().await }),
+        };
 
         let compactor =
             tokio::spawn(compact_loop(store.clone(), clock, config.store.rollup_interval_s, shutdown.clone()));
@@ -270,6 +400,7 @@ impl Node {
         let stop_chain = shutdown.clone();
         let drain_timeout = Duration::from_millis(config.gateway.drain_timeout_ms);
         let mesh_for_stop = mesh.clone();
+        let mesh_handle = mesh.clone();
         let stopper = tokio::spawn(async move {
             stop_chain.cancelled().await;
             // answers in flight finish before their personas stop
@@ -288,6 +419,8 @@ impl Node {
             api_addr,
             supervisor,
             store,
+            mesh: mesh_handle,
+            router,
             shutdown,
             tasks: vec![
                 ("api", api_task),
@@ -328,6 +461,32 @@ impl Node {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.wait().await;
+    }
+
+    /// Serve one API request in process, as if it had come over the socket (the simulator's
+    /// operator and its clients).
+    pub async fn call(&self, req: axum::extract::Request) -> axum::response::Response {
+        use tower::ServiceExt;
+        match self.router.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Die at once, as under kill -9: every task stops where it is, nothing is stopped in
+    /// order, the personas' processes are left running and the mesh goes silent (the
+    /// simulator's crash; its host and stores outlive it).
+    pub async fn crash(self) {
+        let Node { tasks, mesh, store_thread, store, supervisor, .. } = self;
+        for (_, task) in &tasks {
+            task.abort();
+        }
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+        drop((store, supervisor));
+        mesh.shutdown().await;
+        store_thread.abandon();
     }
 }
 
@@ -375,7 +534,7 @@ fn brain_config(config: &NodeConfig) -> mindmesh_core::config::BrainConfig {
 }
 
 /// A random id kept in the data dir: it marks this node's processes across its restarts.
-fn instance_id(data_dir: &Path) -> Result<String> {
+fn instance_id(data_dir: &Path, seed: Option<u64>) -> Result<String> {
     let path = data_dir.join("instance");
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim();
@@ -383,7 +542,7 @@ fn instance_id(data_dir: &Path) -> Result<String> {
             return Ok(id.to_owned());
         }
     }
-    let id = format!("{:016x}", rand::rng().random::<u64>());
+    let id = format!("{:016x}", seed.unwrap_or_else(|| rand::rng().random::<u64>()));
     write_atomically(&path, id.as_bytes())?;
     Ok(id)
 }

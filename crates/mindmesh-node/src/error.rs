@@ -14,6 +14,9 @@ pub enum NodeError {
     Supervisor(#[from] mindmesh_supervisor::SupervisorError),
     #[error("mesh: {0}")]
     Mesh(mindmesh_net::NetError),
+    /// Dependencies that do not fit together (a libp2p mesh needs the redb store).
+    #[error("{0}")]
+    Deps(&'static str),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
 }

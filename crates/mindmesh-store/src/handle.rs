@@ -46,19 +46,37 @@ pub struct StoreHandle {
     tx: mpsc::Sender<Command>,
 }
 
-/// The store thread, to wait for after shutdown.
+/// The store thread (or task), to wait for after shutdown.
 #[derive(Debug)]
 pub struct StoreThread {
-    thread: thread::JoinHandle<()>,
+    runner: Runner,
     stopped: oneshot::Receiver<()>,
 }
 
+#[derive(Debug)]
+enum Runner {
+    Thread(thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
 impl StoreThread {
+    /// Leave the store without waiting for it (a crash): a task is stopped where it is, a
+    /// thread finishes what is queued on its own.
+    pub fn abandon(self) {
+        if let Runner::Task(t) = self.runner {
+            t.abort();
+        }
+    }
+
     /// Wait until the thread has run every queued command and dropped the store.
     pub async fn join(self) {
         // an Err means the thread ended without saying so (it panicked): it is over either way
         let _ = self.stopped.await;
-        if self.thread.join().is_err() {
+        let panicked = match self.runner {
+            Runner::Thread(t) => t.join().is_err(),
+            Runner::Task(t) => t.await.is_err(),
+        };
+        if panicked {
             tracing::error!("store thread panicked");
         }
     }
@@ -76,7 +94,32 @@ impl StoreHandle {
                 let _ = stopped_tx.send(());
             })
             .map_err(StoreError::Spawn)?;
-        Ok((StoreHandle { tx }, StoreThread { thread, stopped }))
+        Ok((StoreHandle { tx }, StoreThread { runner: Runner::Thread(thread), stopped }))
+    }
+
+    /// Run `store` as a task of the caller's runtime instead of a thread: for an in-memory
+    /// store in the simulator, where a call must not leave the runtime idle (paused time would
+    /// jump ahead while a thread worked) and the order of calls must follow the seed. Never for
+    /// a store on disk: its calls block.
+    pub fn spawn_in_task(store: Box<dyn Store>, queue_len: usize) -> (StoreHandle, StoreThread) {
+        let (tx, mut rx) = mpsc::channel(queue_len.max(1));
+        let (stopped_tx, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut closed_by = None;
+            while let Some(cmd) = rx.recv().await {
+                if let Some(done) = execute(store.as_ref(), cmd) {
+                    closed_by = Some(done);
+                    break;
+                }
+            }
+            drop(rx);
+            drop(store);
+            if let Some(done) = closed_by {
+                let _ = done.send(());
+            }
+            let _ = stopped_tx.send(());
+        });
+        (StoreHandle { tx }, StoreThread { runner: Runner::Task(task), stopped })
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
@@ -168,41 +211,47 @@ impl StoreHandle {
 }
 
 /// The store thread's loop: one command at a time, in arrival order.
+/// Carry out one command; a close hands back whom to tell once the store is dropped.
+fn execute(store: &dyn Store, cmd: Command) -> Option<oneshot::Sender<()>> {
+    // A send fails only when the caller stopped waiting (its future dropped); what was
+    // asked is done all the same, so the failure is nothing to report.
+    match cmd {
+        Command::PutPersona(rec, r) => drop(r.send(store.put_persona(&rec))),
+        Command::GetPersona(name, r) => drop(r.send(store.get_persona(&name))),
+        Command::ListPersonas(r) => drop(r.send(store.list_personas())),
+        Command::RemovePersona(name, r) => drop(r.send(store.remove_persona(&name))),
+        Command::PutState(name, state, r) => drop(r.send(store.put_state(&name, &state))),
+        Command::GetState(name, r) => drop(r.send(store.get_state(&name))),
+        Command::DeleteState(name, r) => drop(r.send(store.delete_state(&name))),
+        Command::AppendEvents(mut events, r) => {
+            drop(r.send(store.append_events(&mut events).map(|()| events)));
+        }
+        Command::Events { after_seq, limit, persona, reply } => {
+            drop(reply.send(store.events(after_seq, limit, persona.as_deref())));
+        }
+        Command::LastEventSeq(r) => drop(r.send(store.last_event_seq())),
+        Command::AppendSamples { ts_ms, samples, host, reply } => {
+            drop(reply.send(store.append_samples(ts_ms, &samples, host.as_ref())));
+        }
+        Command::PersonaSeries { name, from_ms, to_ms, max_points, reply } => {
+            drop(reply.send(store.persona_series(&name, from_ms, to_ms, max_points)));
+        }
+        Command::HostSeries { from_ms, to_ms, max_points, reply } => {
+            drop(reply.send(store.host_series(from_ms, to_ms, max_points)));
+        }
+        Command::Compact(now_ms, r) => drop(r.send(store.compact(now_ms))),
+        Command::Close(done) => return Some(done),
+    }
+    None
+}
+
 fn run(store: Box<dyn Store>, mut rx: mpsc::Receiver<Command>) {
     tracing::debug!("store thread started");
     let mut closed_by = None;
     while let Some(cmd) = rx.blocking_recv() {
-        // A send fails only when the caller stopped waiting (its future dropped); what was
-        // asked is done all the same, so the failure is nothing to report.
-        match cmd {
-            Command::PutPersona(rec, r) => drop(r.send(store.put_persona(&rec))),
-            Command::GetPersona(name, r) => drop(r.send(store.get_persona(&name))),
-            Command::ListPersonas(r) => drop(r.send(store.list_personas())),
-            Command::RemovePersona(name, r) => drop(r.send(store.remove_persona(&name))),
-            Command::PutState(name, state, r) => drop(r.send(store.put_state(&name, &state))),
-            Command::GetState(name, r) => drop(r.send(store.get_state(&name))),
-            Command::DeleteState(name, r) => drop(r.send(store.delete_state(&name))),
-            Command::AppendEvents(mut events, r) => {
-                drop(r.send(store.append_events(&mut events).map(|()| events)));
-            }
-            Command::Events { after_seq, limit, persona, reply } => {
-                drop(reply.send(store.events(after_seq, limit, persona.as_deref())));
-            }
-            Command::LastEventSeq(r) => drop(r.send(store.last_event_seq())),
-            Command::AppendSamples { ts_ms, samples, host, reply } => {
-                drop(reply.send(store.append_samples(ts_ms, &samples, host.as_ref())));
-            }
-            Command::PersonaSeries { name, from_ms, to_ms, max_points, reply } => {
-                drop(reply.send(store.persona_series(&name, from_ms, to_ms, max_points)));
-            }
-            Command::HostSeries { from_ms, to_ms, max_points, reply } => {
-                drop(reply.send(store.host_series(from_ms, to_ms, max_points)));
-            }
-            Command::Compact(now_ms, r) => drop(r.send(store.compact(now_ms))),
-            Command::Close(done) => {
-                closed_by = Some(done);
-                break;
-            }
+        if let Some(done) = execute(store.as_ref(), cmd) {
+            closed_by = Some(done);
+            break;
         }
     }
     // Commands queued behind a close are dropped with the channel: their callers see Closed.

@@ -95,6 +95,70 @@ pub trait Store: Send + Sync + 'static {
     fn compact(&self, now_ms: u64) -> Result<CompactReport>;
 }
 
+/// A store shared with its owner: the simulator keeps a node's in-memory store across the
+/// node's crash and restart, as a file outlives the process that wrote it.
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    fn config(&self) -> &StoreConfig {
+        (**self).config()
+    }
+
+    fn put_persona(&self, record: &PersonaRecord) -> Result<()> {
+        (**self).put_persona(record)
+    }
+
+    fn get_persona(&self, name: &str) -> Result<Option<PersonaRecord>> {
+        (**self).get_persona(name)
+    }
+
+    fn list_personas(&self) -> Result<Vec<PersonaRecord>> {
+        (**self).list_personas()
+    }
+
+    fn remove_persona(&self, name: &str) -> Result<bool> {
+        (**self).remove_persona(name)
+    }
+
+    fn put_state(&self, name: &str, state: &[u8]) -> Result<()> {
+        (**self).put_state(name, state)
+    }
+
+    fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        (**self).get_state(name)
+    }
+
+    fn delete_state(&self, name: &str) -> Result<bool> {
+        (**self).delete_state(name)
+    }
+
+    fn append_events(&self, events: &mut [Event]) -> Result<()> {
+        (**self).append_events(events)
+    }
+
+    fn events(&self, after_seq: u64, limit: usize, persona: Option<&str>) -> Result<Vec<Event>> {
+        (**self).events(after_seq, limit, persona)
+    }
+
+    fn last_event_seq(&self) -> Result<u64> {
+        (**self).last_event_seq()
+    }
+
+    fn append_samples(&self, ts_ms: u64, samples: &[(String, PersonaSample)], host: Option<&HostSample>) -> Result<()> {
+        (**self).append_samples(ts_ms, samples, host)
+    }
+
+    fn persona_series(&self, name: &str, from_ms: u64, to_ms: u64, max_points: usize) -> Result<Vec<PersonaSample>> {
+        (**self).persona_series(name, from_ms, to_ms, max_points)
+    }
+
+    fn host_series(&self, from_ms: u64, to_ms: u64, max_points: usize) -> Result<Vec<HostSample>> {
+        (**self).host_series(from_ms, to_ms, max_points)
+    }
+
+    fn compact(&self, now_ms: u64) -> Result<CompactReport> {
+        (**self).compact(now_ms)
+    }
+}
+
 /// Names become keys: bounded, non-empty (as [`mindmesh_core::PersonaSpec`] validates them).
 pub(crate) fn check_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {

@@ -76,6 +76,11 @@ pub fn judge(obs: &Observation<'_>) -> Result<(), String> {
         let on = obs.procs.nodes_running(name);
         match (p.phase, p.node) {
             (DesiredPhase::Running, None) => return Err(format!("persona {name} is pending, run by {on:?}")),
+            // an operator took away its right to run: it runs nowhere
+            (DesiredPhase::Running, _) if !p.budget.allowed_to_run && !on.is_empty() => {
+                return Err(format!("persona {name}, not allowed to run, runs on {on:?}"));
+            }
+            (DesiredPhase::Running, _) if !p.budget.allowed_to_run => {}
             (DesiredPhase::Running, Some(n)) if on != BTreeSet::from([n]) => {
                 return Err(format!("persona {name}, placed on node {n}, runs on {on:?}"));
             }
@@ -127,8 +132,8 @@ mod tests {
         r
     }
 
-    fn start(persona: &str, node: u64) -> ProcEvent {
-        ProcEvent { at_us: 0, node, boots: 1, persona: persona.into(), kind: ProcKind::Start }
+    fn start(name: &str, node: u64) -> ProcEvent {
+        ProcEvent { at_us: 0, node, pid: 1, persona: name.into(), kind: ProcKind::Start }
     }
 
     #[test]
@@ -152,12 +157,12 @@ mod tests {
         let regs =
             [(1, Arc::new(registry_with(&[("a", 1), ("b", 2)]))), (2, Arc::new(registry_with(&[("a", 1), ("b", 2)])))];
         let mut procs = ProcessTable::default();
-        procs.replay(&[start("a", 1), start("b", 2)], 0);
+        procs.replay(&[start("a", 1), start("b", 2)]);
         assert_eq!(judge(&Observation::of(0, &[], &regs, &[], &procs)), Ok(()));
-        procs.replay(&[start("b", 3)], 0);
+        procs.replay(&[start("b", 3)]);
         assert!(judge(&Observation::of(0, &[], &regs, &[], &procs)).unwrap_err().contains("runs on {2, 3}"));
         let mut procs = ProcessTable::default();
-        procs.replay(&[start("a", 1), start("b", 2), start("c", 2)], 0);
+        procs.replay(&[start("a", 1), start("b", 2), start("c", 2)]);
         assert!(judge(&Observation::of(0, &[], &regs, &[], &procs)).unwrap_err().contains("not in the registry"));
     }
 
@@ -167,7 +172,7 @@ mod tests {
         let ahead = registry_with(&[("a", 1), ("b", 2)]);
         let regs = [(1, Arc::new(ahead)), (2, Arc::new(behind))];
         let mut procs = ProcessTable::default();
-        procs.replay(&[start("a", 1)], 0);
+        procs.replay(&[start("a", 1)]);
         assert_eq!(judge(&Observation::of(0, &[], &regs, &[], &procs)), Ok(()));
     }
 }

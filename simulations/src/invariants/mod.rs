@@ -8,7 +8,10 @@
 //! - [`no_double_run`]: no persona runs on two nodes at once beyond the lease (a)
 //! - [`desired_running`]: once every fault is healed and the failover bound has passed, every
 //!   persona desired running runs on exactly the node the registry places it on (b)
+//! - [`action_converges`]: an operator's verb is carried out within a bound: the processes
+//!   match the persona's desired state (unless a fault came in the way)
 
+pub mod action_converges;
 pub mod committed_not_lost;
 pub mod desired_running;
 pub mod no_double_run;
@@ -31,6 +34,14 @@ pub struct Acked {
     pub index: u64,
 }
 
+/// An operator's verb the mesh acknowledged, and the personas it touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acted {
+    pub what: String,
+    pub at_ms: u64,
+    pub personas: Vec<String>,
+}
+
 /// What the checker sees after a step.
 pub struct Observation<'a> {
     pub now_ms: u64,
@@ -45,6 +56,10 @@ pub struct Observation<'a> {
     pub procs: &'a ProcessTable,
     /// When every fault was healed (links up, crashed nodes restarted), once it was.
     pub healed_at_ms: Option<u64>,
+    /// Operators' verbs acknowledged since the last step.
+    pub acted: &'a [Acted],
+    /// A fault started since the last step, or one is going on.
+    pub disturbed: bool,
 }
 
 impl<'a> Observation<'a> {
@@ -56,7 +71,17 @@ impl<'a> Observation<'a> {
         acked: &'a [Acked],
         procs: &'a ProcessTable,
     ) -> Self {
-        Observation { now_ms, now_us: now_ms * 1000, statuses, registries, acked, procs, healed_at_ms: None }
+        Observation {
+            now_ms,
+            now_us: now_ms * 1000,
+            statuses,
+            registries,
+            acked,
+            procs,
+            healed_at_ms: None,
+            acted: &[],
+            disturbed: false,
+        }
     }
 }
 
@@ -74,5 +99,6 @@ pub fn all(cfg: &SimConfig) -> Vec<Box<dyn Invariant>> {
         Box::new(replicas_agree::ReplicasAgree::default()),
         Box::new(no_double_run::NoDoubleRun::new(cfg.overlap_tolerance_ms())),
         Box::new(desired_running::DesiredRunning::new(cfg.failover_bound_ms())),
+        Box::new(action_converges::ActionConverges::new(cfg.action_bound_ms())),
     ]
 }

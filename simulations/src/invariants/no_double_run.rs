@@ -41,32 +41,32 @@ impl Invariant for NoDoubleRun {
 
 #[cfg(test)]
 mod tests {
+    use mindmesh_core::lifecycle::ExitStatus;
+
     use super::*;
-    use crate::processes::{ProcEvent, ProcKind, ProcessTable, StopWhy};
+    use crate::processes::{ProcEvent, ProcKind, ProcessTable};
 
     fn ev(at_ms: u64, node: u64, kind: ProcKind) -> ProcEvent {
-        ProcEvent { at_us: at_ms * 1000, node, boots: 1, persona: "p".into(), kind }
+        ProcEvent { at_us: at_ms * 1000, node, pid: 7, persona: "p".into(), kind }
     }
+    const KILLED: ProcKind = ProcKind::Exit(ExitStatus::Signal(9));
 
     #[test]
     fn running_twice_past_the_tolerance_is_caught_while_it_lasts() {
         let mut procs = ProcessTable::default();
-        procs.replay(&[ev(0, 1, ProcKind::Start), ev(1000, 2, ProcKind::Start)], 2000);
+        procs.replay(&[ev(0, 1, ProcKind::Start), ev(1000, 2, ProcKind::Start)]);
         let mut inv = NoDoubleRun::new(1200);
         assert!(inv.check(&Observation::of(2000, &[], &[], &[], &procs)).is_ok(), "1 s: within the lease");
         let err = inv.check(&Observation::of(2300, &[], &[], &[], &procs)).unwrap_err();
         assert!(err.contains("nodes [1, 2]") && err.contains("still"), "{err}");
-        procs.replay(&[ev(2250, 1, ProcKind::Stop(StopWhy::NotPlaced))], 2300);
+        procs.replay(&[ev(2250, 1, KILLED)]);
         assert!(inv.check(&Observation::of(2300, &[], &[], &[], &procs)).is_err(), "an ended overlap still counts");
     }
 
     #[test]
     fn a_hand_over_is_not_an_overlap() {
         let mut procs = ProcessTable::default();
-        procs.replay(
-            &[ev(0, 1, ProcKind::Start), ev(500, 1, ProcKind::Stop(StopWhy::Guard)), ev(500, 2, ProcKind::Start)],
-            9000,
-        );
+        procs.replay(&[ev(0, 1, ProcKind::Start), ev(500, 1, KILLED), ev(500, 2, ProcKind::Start)]);
         assert!(NoDoubleRun::new(0).check(&Observation::of(9000, &[], &[], &[], &procs)).is_ok());
     }
 }

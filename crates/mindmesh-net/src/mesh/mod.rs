@@ -202,6 +202,16 @@ pub async fn start_with<T: Transport, S: RaftStore>(
     let (lease_tx, lease_rx) = watch::channel(Lease { held: !enforced, until: None, enforced });
     if enforced {
         tokio::spawn(lease::run(ctx.clone(), lease_tx, cancel.clone()));
+    } else {
+        // With fencing off the lease never changes, but its watch must stay open for the
+        // mesh's life: the node's fencing task ends when it closes, and with it the permission
+        // its reconciler waits on — a node with `fencing = false` then never started a persona
+        // (found by the simulator once it ran real nodes).
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            drop(lease_tx);
+        });
     }
     tokio::spawn(failover::run(ctx.clone(), cancel.clone()));
     tokio::spawn(maintain::run(ctx, params.config.bootstrap, rng, maintain_cancel));

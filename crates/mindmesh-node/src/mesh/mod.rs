@@ -20,7 +20,7 @@ use mindmesh_core::PersonaSpec;
 use mindmesh_core::config::NodeConfig;
 use mindmesh_core::registry::{Capacity, Command};
 use mindmesh_net::keys::{MESH_KEY_FILE, init_mesh_key};
-use mindmesh_net::{MeshHandle, MeshStart, NetError, NodeProfile};
+use mindmesh_net::{MeshHandle, MeshParams, MeshStart, NetError, NodeProfile};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{NodeError, Result};
@@ -71,6 +71,24 @@ pub async fn start(
     .await?;
     tracing::info!(node_id = handle.node_id(), addrs = ?handle.listen_addrs(), "mesh started");
     Ok(handle)
+}
+
+/// What a mesh on an in-memory transport starts from (the simulator): the config's mesh
+/// section and this node's profile, as [`start`] would publish it.
+pub fn params(
+    config: &NodeConfig,
+    node_name: &str,
+    api_addr: SocketAddr,
+    incarnation: u64,
+    seed: Option<u64>,
+) -> MeshParams {
+    let profile = NodeProfile {
+        name: node_name.to_owned(),
+        capacity: host_capacity(),
+        labels: config.node.labels.clone(),
+        api: advertised_api(config, api_addr),
+    };
+    MeshParams { config: config.mesh.clone(), profile, incarnation, seed }
 }
 
 /// The host's memory and CPU, for placement.

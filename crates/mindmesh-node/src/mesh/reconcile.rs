@@ -38,6 +38,9 @@ pub struct Reconciler {
     pub clock: Arc<dyn Clock>,
     /// False while this node is fenced (no lease): nothing starts.
     pub may_run: watch::Receiver<bool>,
+    /// Broken on purpose (the simulator's check of its checks): plan a persona once, then
+    /// ignore its changes. See [`crate::daemon::NodeFaults::plan_once`].
+    pub plan_once: bool,
 }
 
 struct Done {
@@ -113,6 +116,9 @@ impl Reconciler {
                     continue;
                 }
                 if seen.get(name) == Some(&entry.updated_index) && local.contains_key(name) {
+                    continue;
+                }
+                if self.plan_once && seen.contains_key(name) && local.contains_key(name) {
                     continue;
                 }
                 let status = local.get(name);
