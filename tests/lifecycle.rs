@@ -152,7 +152,8 @@ async fn node_leave_makes_the_process_exit_zero() {
         .unwrap_or_else(|| panic!("b did not exit after leaving; log:\n{}", b.log()));
     assert!(status.success(), "exit status {status}; log:\n{}", b.log());
     b.child = None;
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd/mindmesh.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd/mindmesh.service")).unwrap();
     assert!(unit.lines().any(|l| l.trim() == "Restart=on-failure"), "a clean exit must not be restarted");
     // the mesh goes on without it
     a.wait_status(T, "one member left", |s| common::mesh_members(s) == 1).await;
@@ -195,6 +196,26 @@ async fn adding_a_persona_whose_command_does_not_resolve_fails_clearly() {
     std::fs::write(&spec, "name = \"sleeper\"\ncommand = \"sleep\"\nargs = [\"600\"]\n").unwrap();
     let out = node.cli(&["persona", "add", spec.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Finding 6, across nodes: a persona added through one node for another is checked where it
+/// will run (the request goes to the owner), and refused there with the owner named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persona_added_through_another_node_is_checked_on_its_own_node() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let a = TestNode::start_in_mesh("a", "", "", None);
+    a.wait_status(T, "a leads its new mesh", |s| common::mesh_leader(s).as_deref() == Some("a")).await;
+    let b = TestNode::start_in_mesh("b", "", "", Some(&a.join_info().await));
+    b.wait_status(T, "b is a member", |s| common::mesh_members(s) == 2 && common::mesh_leader(s).is_some()).await;
+    let missing = json!({"name": "far-typo", "command": "/nonexistent/mindmesh-far"});
+    let (code, v) = a.post("/api/v1/personas?node=b", missing).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (422, Some("command_not_runnable")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("node b"), "{v}");
+    assert_eq!(a.get("/api/v1/personas/far-typo").await.0, 404);
+    let good = json!({"name": "far", "command": DEMO, "health_path": "/health"});
+    let (code, v) = a.post("/api/v1/personas?node=b", good).await;
+    assert_eq!(code, 201, "{v}");
+    b.wait_persona("far", T, |v| phase(v) == "running" && v["node"] == "b").await;
 }
 
 /// Finding 7: draining a node whose personas have nowhere to go says so at once — which

@@ -96,7 +96,9 @@ pub async fn drain(
         .as_array()
         .map(|s| {
             s.iter()
-                .map(|p| (p["persona"].as_str().unwrap_or("?").to_owned(), p["reason"].as_str().unwrap_or("").to_owned()))
+                .map(|p| {
+                    (p["persona"].as_str().unwrap_or("?").to_owned(), p["reason"].as_str().unwrap_or("").to_owned())
+                })
                 .collect()
         })
         .unwrap_or_default();

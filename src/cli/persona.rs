@@ -39,9 +39,7 @@ pub enum PersonaCommand {
         json: bool,
     },
     /// Stop and forget a persona. Desired state: the entry is removed from the mesh.
-    Remove {
-        name: String,
-    },
+    Remove { name: String },
     /// Restart its process (drained first). Desired state: `running`, at a new epoch.
     Restart(ActionArgs),
     /// Stop it (drained first) and keep it stopped. Desired state: `stopped`. A no-op, said

@@ -46,7 +46,8 @@ impl Waker {
                 match e.phase {
                     DesiredPhase::Running => {}
                     DesiredPhase::Hibernating => {
-                        let wake = Command::SetPhase { name: name.to_owned(), phase: DesiredPhase::Running, reason: None };
+                        let wake =
+                            Command::SetPhase { name: name.to_owned(), phase: DesiredPhase::Running, reason: None };
                         mesh.propose(wake).await.map_err(|e| format!("the mesh cannot commit its wake: {e}"))?;
                         return Ok(Phase::Hibernating);
                     }

@@ -69,7 +69,7 @@ pub(crate) enum Command {
     WaitFor { name: String, phases: Vec<Phase>, reply: oneshot::Sender<Result<Phase>> },
     SaveState { name: String, reply: oneshot::Sender<Result<Option<Vec<u8>>>> },
     SavedState { name: String, reply: oneshot::Sender<Result<Option<Vec<u8>>>> },
-    CheckCommand { spec: Box<PersonaSpec>, reply: oneshot::Sender<Result<()>> },
+    CheckProgram { spec: Box<PersonaSpec>, reply: oneshot::Sender<Result<()>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -100,7 +100,7 @@ impl SupervisorHandle {
     /// Would this node find the program `spec` names, runnable? [`SupervisorError::Command`]
     /// says why not; nothing is added either way.
     pub async fn check_command(&self, spec: &PersonaSpec) -> Result<()> {
-        self.call(|reply| Command::CheckCommand { spec: Box::new(spec.clone()), reply }).await?
+        self.call(|reply| Command::CheckProgram { spec: Box::new(spec.clone()), reply }).await?
     }
 
     /// Take over the personas a previous run of this node recorded: adopt their processes

@@ -226,7 +226,9 @@ mod tests {
         std::fs::write(&plain, "#!/bin/sh\n").unwrap();
         assert!(check(plain.to_str().unwrap()).unwrap_err().contains("not executable"));
         // a relative path is looked up in the persona's working directory
-        assert!(check_program("./plain", Path::new("./plain"), Some(dir.path())).unwrap_err().contains("not executable"));
+        assert!(
+            check_program("./plain", Path::new("./plain"), Some(dir.path())).unwrap_err().contains("not executable")
+        );
     }
 
     #[test]

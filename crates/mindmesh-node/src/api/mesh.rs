@@ -194,8 +194,10 @@ pub async fn drain(
     if !stuck.is_empty() {
         tracing::warn!(node = %name, stuck = stuck.len(), "drain: some personas have nowhere to go");
     }
-    let stuck: Vec<serde_json::Value> =
-        stuck.into_iter().map(|(persona, reason)| serde_json::json!({ "persona": persona, "reason": reason })).collect();
+    let stuck: Vec<serde_json::Value> = stuck
+        .into_iter()
+        .map(|(persona, reason)| serde_json::json!({ "persona": persona, "reason": reason }))
+        .collect();
     Ok(Json(serde_json::json!({ "node": name, "draining": !req.undo, "personas": personas, "stuck": stuck })))
 }
 

@@ -373,7 +373,9 @@ pub async fn action(
     if let Some(phase) = already(&action, entry.phase, local) {
         // as `systemctl start` of an active unit: nothing to do, and nothing recorded
         let note = format!("{name} is already {phase}: nothing done");
-        return Ok(Json(ActionResponse { persona: name, action, phase, changed: false, note: Some(note) }).into_response());
+        return Ok(
+            Json(ActionResponse { persona: name, action, phase, changed: false, note: Some(note) }).into_response()
+        );
     }
     let reason = req.reason.clone();
     let set = |phase| Command::SetPhase { name: name.clone(), phase, reason: None };

@@ -12,8 +12,8 @@ use super::{Internal, Slot, Supervisor};
 use crate::error::{Result, SupervisorError};
 use crate::handle::{Act, Command};
 use crate::host::Sig;
-use crate::status::Report;
 use crate::process;
+use crate::status::Report;
 
 impl Supervisor {
     pub(super) fn on_command(&mut self, cmd: Command) {
@@ -44,7 +44,7 @@ impl Supervisor {
                 Some(slot) => slot.waiters.push((phases, reply)),
             },
             Command::SaveState { name, reply } => self.save_state(&name, reply),
-            Command::CheckCommand { spec, reply } => {
+            Command::CheckProgram { spec, reply } => {
                 let resolved = process::resolve_program(&spec.command);
                 let checked = self
                     .host
