@@ -290,7 +290,7 @@ async fn concurrency_throttle_clamp_and_budget_changes_hold_without_restart() {
     let (code, _) = node.patch("/api/v1/personas/slower/budget", json!({"allowed_to_run": false})).await;
     assert_eq!(code, 200);
     let a = chat(&client, &node, ask("slower")).await;
-    assert_eq!((a.status, a.code()), (403, "not_allowed_to_run"), "{a:?}");
+    assert_eq!((a.status, a.code()), (503, "not_allowed_to_run"), "{a:?}");
 
     // every one of them is in the metrics, by kind
     wait_series_requests(&node, "slower", 11).await;

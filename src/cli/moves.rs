@@ -91,9 +91,37 @@ pub async fn drain(
         report(json, node, "no longer draining: it takes new personas again", started);
         return Ok(());
     }
-    report(json, node, &format!("draining: {} personas to move", r["personas"].as_u64().unwrap_or(0)), started);
+    let personas = r["personas"].as_u64().unwrap_or(0);
+    let stuck: Vec<(String, String)> = r["stuck"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|p| {
+                    (p["persona"].as_str().unwrap_or("?").to_owned(), p["reason"].as_str().unwrap_or("").to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if json {
+        let stuck_json: Vec<serde_json::Value> =
+            stuck.iter().map(|(p, why)| serde_json::json!({ "persona": p, "reason": why })).collect();
+        let step = format!("draining: {personas} personas to move");
+        let ms = started.elapsed().as_millis();
+        println!("{}", serde_json::json!({ "subject": node, "step": step, "elapsed_ms": ms, "stuck": stuck_json }));
+    } else {
+        report(json, node, &format!("draining: {personas} personas to move"), started);
+        for (p, why) in &stuck {
+            report(json, node, &format!("cannot move {p}: {why}"), started);
+        }
+    }
     if !wait {
         return Ok(());
+    }
+    let stuck_names: std::collections::BTreeSet<&str> = stuck.iter().map(|(p, _)| p.as_str()).collect();
+    let undo_hint = format!("it stays draining; `mindmesh node drain {node} --undo` takes new personas there again");
+    if personas > 0 && stuck.len() as u64 >= personas {
+        let names: Vec<&str> = stuck_names.iter().copied().collect();
+        bail!("the drain of {node} cannot finish: nowhere to move {} ({undo_hint})", names.join(", "));
     }
     let mut last_left = usize::MAX;
     let mut moved: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -111,6 +139,11 @@ pub async fn drain(
         if left.is_empty() && unsettled == 0 {
             report(json, node, "drained", started);
             return Ok(());
+        }
+        // what could move has moved: the rest has nowhere to go (said at the start)
+        if moving == 0 && !left.is_empty() && left.iter().all(|p| stuck_names.contains(p.name.as_str())) {
+            let names: Vec<&str> = left.iter().map(|p| p.name.as_str()).collect();
+            bail!("the drain of {node} cannot finish: nowhere to move {} ({undo_hint})", names.join(", "));
         }
         if started.elapsed() > timeout {
             bail!("{node} still has {} personas after {} s", left.len(), timeout.as_secs());

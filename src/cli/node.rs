@@ -21,13 +21,16 @@ pub enum NodeCommand {
     /// Start a node in the foreground; it stops cleanly on SIGTERM or SIGINT.
     Start(Box<StartArgs>),
     /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it: its
-    /// personas move to the other nodes first.
+    /// personas move to the other nodes first, and its process exits with status 0. Desired
+    /// state: the node leaves the registry; the leader places its personas elsewhere.
     Leave {
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Migrate every persona off a node, a few at a time, each with its state (like `nomad
-    /// node drain`); nothing new is placed on it until `--undo`. Shows the progress.
+    /// node drain`); nothing new is placed on it until `--undo`. Shows the progress, and says
+    /// at once which personas have nowhere to go (failing if none can move). Desired state:
+    /// the node is marked draining; each persona's placement changes as it migrates.
     Drain {
         #[command(flatten)]
         api: ApiArgs,
@@ -218,8 +221,16 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let node = Node::start_with_clock(config, shutdown.clone(), Arc::new(SystemClock), exe).await?;
     // not eprintln!: a node whose stderr reader went away must keep running, not panic
     let _ = writeln!(std::io::stderr(), "mindmesh node listening on http://{}", node.api_addr);
-    wait_for_signal().await?;
-    tracing::info!("signal received; stopping");
+    // A signal, or the node stopping itself (`node leave`): either way the process ends once
+    // the node has stopped — exit 0, so a service manager that restarts on failure leaves a
+    // node that left the mesh stopped instead of showing it active with its ports closed.
+    tokio::select! {
+        signalled = wait_for_signal() => {
+            signalled?;
+            tracing::info!("signal received; stopping");
+        }
+        _ = shutdown.cancelled() => tracing::info!("the node stopped itself; exiting"),
+    }
     shutdown.cancel();
     node.wait().await;
     Ok(ExitCode::SUCCESS)

@@ -26,7 +26,9 @@ pub struct PersonaArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PersonaCommand {
-    /// Add a persona from a spec file (TOML, or JSON by its .json extension).
+    /// Add a persona from a spec file (TOML, or JSON by its .json extension). Desired state:
+    /// a new entry, `running` (`stopped` with --no-start), placed on a node. Its command must
+    /// resolve on that node, or nothing is added and the command fails with the reason.
     Add {
         /// The spec file.
         file: PathBuf,
@@ -54,24 +56,28 @@ pub enum PersonaCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Stop and forget a persona.
+    /// Stop and forget a persona. Desired state: the entry is removed from the mesh.
     Remove {
         /// The persona's name.
         name: String,
     },
-    /// Restart its process (a new epoch), saving nothing; it stays wanted running.
+    /// Restart its process (drained first), saving nothing. Desired state: `running`, at a
+    /// new epoch.
     Restart(ActionArgs),
-    /// Stop its process gracefully (SIGTERM, then SIGKILL after the grace); it stays down
-    /// until `start`.
+    /// Stop its process gracefully (drained, SIGTERM, then SIGKILL after the grace). Desired
+    /// state: `stopped` until `start`. A no-op, said so, if it is stopped already.
     Stop(ActionArgs),
-    /// Start it (again): wanted running from now on.
+    /// Start it (again). Desired state: `running` (a new epoch if it was down: this also lifts
+    /// a crash loop the node stopped it for). A no-op, said so, if it runs already.
     Start(ActionArgs),
-    /// Save its state (if it offers the hook) and stop it; `wake` brings it back.
+    /// Save its state (if it offers the hook) and stop it; `wake`, or a request for it through
+    /// the gateway, brings it back. Desired state: `hibernating`.
     Hibernate(ActionArgs),
     /// Bring a hibernating persona back with the state it saved (a request through the
-    /// gateway wakes it too).
+    /// gateway wakes it too). Desired state: `running`. A no-op, said so, if it runs already.
     Wake(ActionArgs),
-    /// Stop it and keep it down until an operator starts it.
+    /// Stop it now (no drain) and keep it down until an operator starts it. Desired state:
+    /// `killed`, with the reason.
     Kill {
         #[command(flatten)]
         args: ActionArgs,
@@ -79,7 +85,8 @@ pub enum PersonaCommand {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Scale its CPU and gateway service rate (0.5 = half speed).
+    /// Scale its CPU and gateway service rate (0.5 = half speed). Desired state: the budget's
+    /// `throttle_multiplier`; the phase is left as it is.
     Throttle {
         /// The persona's name.
         name: String,
@@ -91,7 +98,8 @@ pub enum PersonaCommand {
         json: bool,
     },
     /// Move it to another node with its state: drained, saved, stopped and released here,
-    /// started there with that state; never running on both. Shows the progress.
+    /// started there with that state; never running on both. Shows the progress. Desired
+    /// state: placed on the target node (a new epoch); the phase is left as it is.
     Migrate {
         /// The persona's name.
         name: String,
@@ -111,7 +119,9 @@ pub enum PersonaCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change its budget at run time, without a restart.
+    /// Change its budget at run time, without a restart. Desired state: the budget. The phase
+    /// is left as it is: `--allowed-to-run false` stops the process while the mesh still
+    /// wants it `running`, and `--allowed-to-run true` starts it again.
     Budget(BudgetArgs),
 }
 
@@ -318,6 +328,8 @@ async fn act(client: &Client, action: &str, a: ActionArgs, reason: Option<String
     let r: ActionResponse = client.post(&format!("/api/v1/personas/{}/{action}", seg(&a.name)), &req).await?;
     if a.json {
         table::json(&r)?;
+    } else if let Some(note) = r.note.as_deref().filter(|_| !r.changed) {
+        println!("{} {}: {note}", r.persona, r.action);
     } else {
         println!("{} {}: {}", r.persona, r.action, r.phase);
     }

@@ -34,13 +34,18 @@ impl TestNode {
     /// Write a config (`[node]` and `[api]` are added; `extra` holds anything else, e.g.
     /// `[[persona]]` tables) and start a node on it.
     pub fn start(extra: &str) -> TestNode {
+        Self::start_with_mesh(extra, "")
+    }
+
+    /// [`TestNode::start`] with more lines (`mesh_extra`) in its `[mesh]` section.
+    pub fn start_with_mesh(extra: &str, mesh_extra: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("node.toml");
         let data = dir.path().join("data");
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}",
+                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}{mesh_extra}\n",
                 data.display()
             ),
         )

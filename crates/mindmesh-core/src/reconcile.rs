@@ -57,6 +57,9 @@ pub fn plan(entry: &PersonaEntry, local: Option<&Local<'_>>) -> Vec<Step> {
         DesiredPhase::Running => {
             if entry.epoch > local.epoch {
                 steps.push(if down { Step::Start } else { Step::Restart });
+            } else if regains_the_right_to_run(entry, local) {
+                // the budget stopped it, not the mesh: giving the right back restores the phase
+                steps.push(Step::Start);
             }
         }
         DesiredPhase::Stopped => {
@@ -76,6 +79,12 @@ pub fn plan(entry: &PersonaEntry, local: Option<&Local<'_>>) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// Stopped here because its budget took away the right to run (`allowed_to_run = false`
+/// stops the process), and the entry gives it back.
+fn regains_the_right_to_run(entry: &PersonaEntry, local: &Local<'_>) -> bool {
+    entry.budget.allowed_to_run && !local.budget.allowed_to_run && local.phase == Phase::Stopped
 }
 
 fn from_nothing(entry: &PersonaEntry) -> Vec<Step> {
@@ -168,6 +177,25 @@ mod tests {
         );
         let e = entry(DesiredPhase::Hibernating, 5);
         assert!(plan(&e, Some(&local(Phase::Hibernating, 5, &e))).is_empty());
+    }
+
+    #[test]
+    fn the_right_to_run_given_back_restores_the_wanted_phase() {
+        let e = entry(DesiredPhase::Running, 5);
+        let mut barred = e.budget.clone();
+        barred.allowed_to_run = false;
+        let l = Local { phase: Phase::Stopped, epoch: 5, budget: &barred, spec: Some(&e.spec) };
+        assert_eq!(plan(&e, Some(&l)), vec![Step::SetBudget(full_patch(&e.budget)), Step::Start]);
+        // what the mesh wants down stays down
+        let stopped = entry(DesiredPhase::Stopped, 5);
+        let l = Local { phase: Phase::Stopped, epoch: 5, budget: &barred, spec: Some(&stopped.spec) };
+        assert_eq!(plan(&stopped, Some(&l)), vec![Step::SetBudget(full_patch(&stopped.budget))]);
+        let hib = entry(DesiredPhase::Hibernating, 5);
+        let l = Local { phase: Phase::Hibernating, epoch: 5, budget: &barred, spec: Some(&hib.spec) };
+        assert_eq!(plan(&hib, Some(&l)), vec![Step::SetBudget(full_patch(&hib.budget))]);
+        // a crash loop the node killed is not lifted by a budget change
+        let l = Local { phase: Phase::Killed, epoch: 5, budget: &barred, spec: Some(&e.spec) };
+        assert_eq!(plan(&e, Some(&l)), vec![Step::SetBudget(full_patch(&e.budget))]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! control facade on an operator's word, so it sits below both.
 
 use mindmesh_core::Phase;
+use mindmesh_core::registry::{Command, DesiredPhase};
 use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::{Act, SupervisorHandle};
 
@@ -26,16 +27,32 @@ impl Waker {
         self
     }
 
+    /// Wake `name` for a request that waits for it. A persona the mesh wants hibernating (an
+    /// operator's or the brain's word) is woken through the registry: the request's wake is
+    /// committed as `desired = running`, and this node's reconciler starts it at the new epoch —
+    /// otherwise the next replan would hibernate it again and every request would pay a cold
+    /// start. One the node hibernated by itself (idle) the mesh still wants running: it wakes
+    /// here at once.
     pub async fn wake(&self, name: &str) -> Result<Phase, String> {
         if let Some((mesh, may_run)) = &self.mesh {
             if !*may_run.borrow() {
                 return Err("this node is fenced (no lease): it wakes nothing".into());
             }
             let reg = mesh.registry();
-            if let Some(e) = reg.personas.get(name)
-                && (e.node != Some(mesh.node_id()) || e.migrating_to.is_some())
-            {
-                return Err(format!("{name} is placed on another node or moving there"));
+            if let Some(e) = reg.personas.get(name) {
+                if e.node != Some(mesh.node_id()) || e.migrating_to.is_some() {
+                    return Err(format!("{name} is placed on another node or moving there"));
+                }
+                match e.phase {
+                    DesiredPhase::Running => {}
+                    DesiredPhase::Hibernating => {
+                        let wake =
+                            Command::SetPhase { name: name.to_owned(), phase: DesiredPhase::Running, reason: None };
+                        mesh.propose(wake).await.map_err(|e| format!("the mesh cannot commit its wake: {e}"))?;
+                        return Ok(Phase::Hibernating);
+                    }
+                    other => return Err(format!("the mesh wants {name} {} (an operator's word)", other.as_str())),
+                }
             }
         }
         let state = self.store.get_state(name).await.map_err(|e| format!("cannot read its saved state: {e}"))?;

@@ -24,6 +24,9 @@ pub enum SupervisorError {
     /// The persona's own endpoint (health, state hook) failed.
     #[error("persona endpoint: {0}")]
     Probe(String),
+    /// The persona's command cannot be run on this node.
+    #[error("command {command:?} cannot be run on this node: {reason}")]
+    Command { command: String, reason: String },
     /// The supervisor task is gone (shutting down).
     #[error("the supervisor has stopped")]
     Stopped,

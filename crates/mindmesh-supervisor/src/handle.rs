@@ -69,6 +69,7 @@ pub(crate) enum Command {
     WaitFor { name: String, phases: Vec<Phase>, reply: oneshot::Sender<Result<Phase>> },
     SaveState { name: String, reply: oneshot::Sender<Result<Option<Vec<u8>>>> },
     SavedState { name: String, reply: oneshot::Sender<Result<Option<Vec<u8>>>> },
+    CheckProgram { spec: Box<PersonaSpec>, reply: oneshot::Sender<Result<()>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -94,6 +95,12 @@ impl SupervisorHandle {
     /// [`SupervisorHandle::add`] for a persona the mesh placed here at registry `epoch`.
     pub async fn add_at(&self, spec: PersonaSpec, start: bool, epoch: u64) -> Result<()> {
         self.call(|reply| Command::Add { spec: Box::new(spec), start, epoch, reply }).await?
+    }
+
+    /// Would this node find the program `spec` names, runnable? [`SupervisorError::Command`]
+    /// says why not; nothing is added either way.
+    pub async fn check_command(&self, spec: &PersonaSpec) -> Result<()> {
+        self.call(|reply| Command::CheckProgram { spec: Box::new(spec.clone()), reply }).await?
     }
 
     /// Take over the personas a previous run of this node recorded: adopt their processes

@@ -184,9 +184,52 @@ pub fn resolve_program(command: &str) -> PathBuf {
     PathBuf::from(command)
 }
 
+/// Would a spawn of `command` (resolved to `resolved` by [`resolve_program`]) find a program to
+/// run? The reason it would not, in the words of the spawn's own error: checked before a
+/// persona is committed, so a typo is refused at once instead of crash-looping on its node.
+pub fn check_program(command: &str, resolved: &Path, working_dir: Option<&Path>) -> std::result::Result<(), String> {
+    let path = match working_dir {
+        Some(dir) if resolved.is_relative() && command.contains('/') => dir.join(resolved),
+        _ => resolved.to_path_buf(),
+    };
+    if !command.contains('/') && resolved == Path::new(command) {
+        let on = std::env::var("PATH").unwrap_or_default();
+        return Err(format!("not found on PATH ({on}) nor beside the node's executable"));
+    }
+    let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{}: no such file", path.display()),
+        _ => format!("{}: {e}", path.display()),
+    })?;
+    if meta.is_dir() {
+        return Err(format!("{} is a directory", path.display()));
+    }
+    if nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(format!("{} is not executable by the node's user", path.display()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_program_names_what_a_spawn_would_trip_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |c: &str| check_program(c, &resolve_program(c), None);
+        assert_eq!(check("sh"), Ok(()));
+        assert_eq!(check("/bin/sh"), Ok(()));
+        assert!(check("/nonexistent/x").unwrap_err().contains("no such file"));
+        assert!(check("mindmesh-surely-not-on-path").unwrap_err().contains("not found on PATH"));
+        assert!(check(dir.path().to_str().unwrap()).unwrap_err().contains("is a directory"));
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        assert!(check(plain.to_str().unwrap()).unwrap_err().contains("not executable"));
+        // a relative path is looked up in the persona's working directory
+        assert!(
+            check_program("./plain", Path::new("./plain"), Some(dir.path())).unwrap_err().contains("not executable")
+        );
+    }
 
     #[test]
     fn start_ticks_identifies_this_process() {

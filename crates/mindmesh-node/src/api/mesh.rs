@@ -201,6 +201,33 @@ pub async fn drain(
     let node = reg.node_by_name(&name).ok_or_else(|| ApiError::not_found(format!("no node {name:?} in the mesh")))?;
     let id = node.info.id;
     super::personas::propose(&st, mindmesh_core::registry::Command::SetDraining { id, draining: !req.undo }).await?;
-    let personas = st.mesh.registry().personas_on(id).count();
-    Ok(Json(serde_json::json!({ "node": name, "draining": !req.undo, "personas": personas })))
+    let reg = st.mesh.registry();
+    let personas = reg.personas_on(id).count();
+    let stuck = if req.undo { Vec::new() } else { nowhere_to_go(&st, &reg, id).await };
+    if !stuck.is_empty() {
+        tracing::warn!(node = %name, stuck = stuck.len(), "drain: some personas have nowhere to go");
+    }
+    let stuck: Vec<serde_json::Value> = stuck
+        .into_iter()
+        .map(|(persona, reason)| serde_json::json!({ "persona": persona, "reason": reason }))
+        .collect();
+    Ok(Json(serde_json::json!({ "node": name, "draining": !req.undo, "personas": personas, "stuck": stuck })))
+}
+
+/// The personas of a draining node that no other node can take now, with the reason — placed
+/// one after another, as the leader's planner would, so room one takes is gone for the next.
+async fn nowhere_to_go(st: &ApiState, reg: &Registry, node: u64) -> Vec<(String, String)> {
+    let rows = st.mesh.mesh_view().await.unwrap_or_default();
+    let me = st.mesh.node_id();
+    // gossip does not list this node itself: it is live
+    let live = |id| id == me || rows.iter().any(|r| r.node_id == id && !r.stale);
+    let mut loads = mindmesh_core::placement::loads(reg, live);
+    let mut stuck = Vec::new();
+    for (name, p) in reg.personas_on(node) {
+        match mindmesh_core::placement::place_index(&p.spec, &loads) {
+            Ok(i) => loads[i].add(&p.spec),
+            Err(e) => stuck.push((name.clone(), format!("no other node can take it: {e}"))),
+        }
+    }
+    stuck
 }

@@ -219,7 +219,7 @@ pub async fn add(
     Query(q): Query<AddQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<PersonaView>), ApiError> {
+) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     let is_toml = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("toml"));
     let spec = if is_toml { PersonaSpec::from_toml_str(text)? } else { PersonaSpec::from_json_str(text)? };
@@ -243,6 +243,21 @@ pub async fn add(
                 .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_room", e.to_string()))?
         }
     };
+    // The command must resolve where the persona will run: checked there before anything is
+    // committed, so a typo is refused with the spawn's own reason instead of being added and
+    // killed as a crash loop a second later. (It can still vanish later: then the node reports
+    // the failed spawn and the crash loop as before.)
+    if node != st.mesh.node_id() {
+        let target = reg.nodes.get(&node).map(|n| (n.info.name.clone(), n.info.api.clone()));
+        let (target_name, api) = target.ok_or_else(|| ApiError::internal("the chosen node left the mesh"))?;
+        let path = format!("/api/v1/personas?start={}&node={target_name}", q.start);
+        return st.forward.forward(&api, Method::POST, &path, &headers, body).await;
+    }
+    st.supervisor.check_command(&spec).await.map_err(|e| {
+        let mut e = ApiError::from(e);
+        e.message = format!("persona {name:?} not added: {} (node {})", e.message, st.node_name);
+        e
+    })?;
     propose(&st, Command::put_persona(spec, Some(node))).await?;
     if !q.start {
         propose(&st, Command::SetPhase { name: name.clone(), phase: DesiredPhase::Stopped, reason: None }).await?;
@@ -257,11 +272,11 @@ pub async fn add(
             let mut v = view(&s, st.clock.now_ms(), &st.gateway);
             v.node = Some(st.node_name.to_string());
             v.desired = entry.as_ref().map(|e| e.phase.as_str().to_owned());
-            return Ok((StatusCode::CREATED, Json(v)));
+            return Ok((StatusCode::CREATED, Json(v)).into_response());
         }
     }
     let entry = entry.ok_or_else(|| ApiError::internal("the added persona is not in the registry"))?;
-    Ok((StatusCode::CREATED, Json(remote_view(&entry, node_name(&reg, Some(node)).as_deref(), None))))
+    Ok((StatusCode::CREATED, Json(remote_view(&entry, node_name(&reg, Some(node)).as_deref(), None))).into_response())
 }
 
 pub async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
@@ -352,6 +367,14 @@ pub async fn action(
             format!("{name} is not allowed to run (budget.allowed_to_run = false)"),
         ));
     }
+    let local = st.supervisor.status().borrow().get(&name).map(|s| s.phase);
+    if let Some(phase) = already(&action, entry.phase, local) {
+        // as `systemctl start` of an active unit: nothing to do, and nothing recorded
+        let note = format!("{name} is already {phase}: nothing done");
+        return Ok(
+            Json(ActionResponse { persona: name, action, phase, changed: false, note: Some(note) }).into_response()
+        );
+    }
     let reason = req.reason.clone();
     let set = |phase| Command::SetPhase { name: name.clone(), phase, reason: None };
     let bump = Command::BumpGeneration { name: name.clone(), expected: entry.generation };
@@ -412,7 +435,22 @@ pub async fn action(
             }
         }
     }
-    Ok(Json(ActionResponse { persona: name, action, phase }).into_response())
+    Ok(Json(ActionResponse { persona: name, action, phase, changed: true, note: None }).into_response())
+}
+
+/// The phase that makes `action` a no-op: the mesh already wants what it asks, and this node
+/// (which runs the persona) already has it so. A persona wanted running but down here (a crash
+/// loop the node stopped, a failed start) does start again.
+fn already(action: &str, desired: DesiredPhase, local: Option<Phase>) -> Option<Phase> {
+    let local = local?;
+    let holds = match action {
+        "start" | "wake" => desired == DesiredPhase::Running && matches!(local, Phase::Running | Phase::Starting),
+        "stop" => desired == DesiredPhase::Stopped && matches!(local, Phase::Stopped | Phase::Pending),
+        "hibernate" => desired == DesiredPhase::Hibernating && local == Phase::Hibernating,
+        "kill" => desired == DesiredPhase::Killed && local == Phase::Killed,
+        _ => false,
+    };
+    holds.then_some(local)
 }
 
 pub async fn throttle(

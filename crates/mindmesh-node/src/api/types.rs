@@ -193,6 +193,17 @@ pub struct ActionResponse {
     pub persona: String,
     pub action: String,
     pub phase: Phase,
+    /// False when the persona already was what the action asks (a `start` of a running
+    /// persona): nothing was changed or recorded.
+    #[serde(default = "changed_default")]
+    pub changed: bool,
+    /// Why nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn changed_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

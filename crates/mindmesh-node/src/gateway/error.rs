@@ -96,10 +96,15 @@ impl GatewayError {
                 e.retry_after_s = Some(retry_after_s);
                 e
             }
+            // 503, not 403: nothing is wrong with the caller, the persona is down by its
+            // operator's word until `allowed_to_run` is given back
             Refusal::NotAllowed => Self::new(
-                StatusCode::FORBIDDEN,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "not_allowed_to_run",
-                format!("persona {persona:?} is not allowed to run (budget.allowed_to_run = false)"),
+                format!(
+                    "persona {persona:?} is not allowed to run (budget.allowed_to_run = false); \
+                     `mindmesh persona budget {persona} --allowed-to-run true` lets it run again"
+                ),
                 rejected,
             ),
             Refusal::Unavailable { phase, reason } => Self::new(

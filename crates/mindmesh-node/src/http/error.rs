@@ -75,6 +75,10 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string()),
             SupervisorError::Io { .. } => ApiError::internal(e.to_string()),
             SupervisorError::Probe(_) => ApiError::new(StatusCode::BAD_GATEWAY, "persona_error", e.to_string()),
+            SupervisorError::Command { .. } => ApiError {
+                param: Some("command".into()),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "command_not_runnable", e.to_string())
+            },
         }
     }
 }

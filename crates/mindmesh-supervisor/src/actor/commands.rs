@@ -12,6 +12,7 @@ use super::{Internal, Slot, Supervisor};
 use crate::error::{Result, SupervisorError};
 use crate::handle::{Act, Command};
 use crate::host::Sig;
+use crate::process;
 use crate::status::Report;
 
 impl Supervisor {
@@ -43,6 +44,14 @@ impl Supervisor {
                 Some(slot) => slot.waiters.push((phases, reply)),
             },
             Command::SaveState { name, reply } => self.save_state(&name, reply),
+            Command::CheckProgram { spec, reply } => {
+                let resolved = process::resolve_program(&spec.command);
+                let checked = self
+                    .host
+                    .check_program(&spec.command, &resolved, spec.working_dir.as_deref())
+                    .map_err(|reason| SupervisorError::Command { command: spec.command.clone(), reason });
+                let _ = reply.send(checked);
+            }
             Command::SavedState { name, reply } => {
                 let r = if self.slots.contains_key(&name) {
                     match std::fs::read(self.state_file(&name)) {

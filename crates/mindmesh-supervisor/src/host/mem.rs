@@ -365,6 +365,21 @@ impl SampleSource for MemSampler {
 }
 
 impl ProcessHost for MemHost {
+    /// Only the programs this host was given exist, as for [`ProcessHost::spawn`].
+    fn check_program(
+        &self,
+        _command: &str,
+        resolved: &std::path::Path,
+        _working_dir: Option<&std::path::Path>,
+    ) -> std::result::Result<(), String> {
+        let name = resolved.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if self.lock().programs.contains_key(name) {
+            Ok(())
+        } else {
+            Err(format!("{}: no such file", resolved.display()))
+        }
+    }
+
     fn spawn(&self, plan: &SpawnPlan) -> Result<Spawned> {
         let name = plan.program.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let mut inner = self.lock();

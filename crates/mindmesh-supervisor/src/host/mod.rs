@@ -62,6 +62,14 @@ pub trait SampleSource: Send {
 pub trait ProcessHost: std::fmt::Debug + Send + Sync + 'static {
     /// Start `plan` as the leader of a new process group.
     fn spawn(&self, plan: &SpawnPlan) -> Result<Spawned>;
+    /// Would [`ProcessHost::spawn`] find `resolved` (what `command` resolved to) runnable, in
+    /// `working_dir`? If not, why — asked before a persona is committed to this node.
+    fn check_program(
+        &self,
+        command: &str,
+        resolved: &std::path::Path,
+        working_dir: Option<&std::path::Path>,
+    ) -> std::result::Result<(), String>;
     /// Signal the process group led by `pgid`; a group already gone is not an error.
     fn signal_group(&self, pgid: u32, sig: Sig);
     /// Does any process of the group still exist?

@@ -67,6 +67,15 @@ impl SampleSource for Sampler {
 }
 
 impl ProcessHost for OsHost {
+    fn check_program(
+        &self,
+        command: &str,
+        resolved: &std::path::Path,
+        working_dir: Option<&std::path::Path>,
+    ) -> std::result::Result<(), String> {
+        process::check_program(command, resolved, working_dir)
+    }
+
     fn spawn(&self, plan: &SpawnPlan) -> Result<Spawned> {
         let mut child = process::spawn(plan)?;
         let pid = child.id().ok_or_else(|| SupervisorError::Conflict("spawned child has no pid".into()))?;
