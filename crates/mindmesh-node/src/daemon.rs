@@ -108,6 +108,8 @@ impl Node {
             spawn_gate: Some(spawn_gate.clone()),
         };
         let supervisor_stop = CancellationToken::new();
+        // operator actions are written to the event log by the recorder, in order with the rest
+        let audit = reports_tx.clone();
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
         tracing::info!(limits = supervisor.limits_enforcement(), "supervisor started");
 
@@ -131,13 +133,17 @@ impl Node {
         let mesh_stop = CancellationToken::new();
         let mesh = mesh::start(&config, &node_name, &data_dir, db, api_addr, mesh_stop.clone()).await?;
 
+        // opened now and held: renewing it must never need a descriptor the node may lack
+        let lease_file = crate::mesh::fence::LeaseFile::open(&data_dir).map_err(|e| {
+            NodeError::io(format!("open {}", data_dir.join(crate::mesh::fence::LEASE_FILE).display()), e)
+        })?;
         // fencing: whether this node may run personas now (its lease, or a boot grace)
         let (may_run_tx, may_run) = watch::channel(true);
         let fence = tokio::spawn(
             Fence {
                 mesh: mesh.clone(),
                 supervisor: supervisor.clone(),
-                data_dir: data_dir.clone(),
+                lease_file,
                 clock: clock.clone(),
                 may_run: may_run_tx,
                 gate: spawn_gate,
@@ -146,7 +152,16 @@ impl Node {
             .run(shutdown.clone()),
         );
         let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
-        let forward = api::forward::Forwarder::new(config.api.token.clone())?;
+        // nodes vouch for the callers whose requests they forward, with a key only members hold
+        let key_path = mesh::key_path(&config, &data_dir);
+        let mesh_key = mindmesh_net::keys::MeshKey::read(&key_path).map_err(NodeError::Mesh)?;
+        let forward_key = api::forward::ForwardKey::derive(mesh_key.to_file_string().as_bytes());
+        let forward = api::forward::Forwarder::new(
+            forward_key.clone(),
+            &node_name,
+            Duration::from_millis(config.api.forward_timeout_ms),
+            clock.clone(),
+        )?;
         let remote = gateway::Remote {
             me: mesh.node_id(),
             registry: mesh.watch_registry(),
@@ -238,7 +253,6 @@ impl Node {
             store: store.clone(),
             last_event_seq: seq_rx,
             host: host_rx,
-            token: config.api.token.clone().map(Into::into),
             clock: clock.clone(),
             gateway: gateway.clone(),
             control,
@@ -247,15 +261,52 @@ impl Node {
             forward,
             shutdown: shutdown.clone(),
         };
-        let app = api::router(state, config.api.max_body_bytes);
+        // the local operator's credential: a token file and a socket of the node's user
+        let (local_token, local_listener) = if config.api.local_token {
+            let token = crate::local::ensure_token(&data_dir).map_err(|e| {
+                NodeError::io(format!("write {}", data_dir.join(crate::local::LOCAL_TOKEN_FILE).display()), e)
+            })?;
+            let socket = data_dir.join(crate::local::LOCAL_SOCKET_FILE);
+            let listener = match api::server::bind_local(&socket) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(path = %socket.display(), error = %e, "no local socket: the CLI uses TCP and the token file");
+                    None
+                }
+            };
+            (Some(token), listener)
+        } else {
+            (None, None)
+        };
+        let advertised = mesh::advertised_api(&config, api_addr);
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let door = api::policy::Door {
+            hosts: Arc::new(api::policy::HostAllow::new(
+                [node_name.as_str(), advertised.as_str(), host_name.trim()],
+                &config.api.allowed_hosts,
+            )),
+            credentials: api::auth::Credentials::new(&config.api, local_token),
+            forward_key,
+            max_body_bytes: config.api.max_body_bytes,
+            clock: clock.clone(),
+            audit,
+            local_token_hint: config.api.local_token.then(|| api::policy::token_hint(&data_dir)),
+        };
+        let app = api::router(state, door);
+        let limits = api::server::Limits::from_config(&config.api).fitted_to_fd_limit();
+        tracing::info!(max_tcp = limits.max_tcp, max_local = limits.max_local, "API connection caps");
         let api_stop = shutdown.clone();
+        let api_dir = data_dir.clone();
+        let with_socket = local_listener.is_some();
         let api_task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(api_stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server failed");
+            api::server::serve(listener, local_listener, app, limits, api_stop).await;
+            crate::local::unregister(&api_dir, api_addr);
+            if with_socket {
+                let _ = std::fs::remove_file(api_dir.join(crate::local::LOCAL_SOCKET_FILE));
             }
         });
         write_api_addr(&data_dir, api_addr)?;
+        crate::local::register(&data_dir, api_addr);
         tracing::info!(%api_addr, "API listening");
 
         let compactor =

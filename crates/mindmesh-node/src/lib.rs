@@ -11,6 +11,8 @@
 //! - [`gateway`]: the OpenAI-compatible gateway in front of the personas (budgets, queue,
 //!   wake, drain, measurements)
 //! - [`control`]: the one door for acting on a persona (drains before it stops a process)
+//! - [`local`]: the local operator's credential (token file, Unix socket) and how the CLI
+//!   finds it
 //! - [`error`]: the crate's one error type
 
 pub mod api;
@@ -18,6 +20,7 @@ pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod gateway;
+pub mod local;
 pub mod mesh;
 pub mod recorder;
 
