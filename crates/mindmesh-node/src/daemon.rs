@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::control::{Control, Waker};
+use crate::control::Control;
 use crate::error::{NodeError, Result};
 use crate::gateway::{self, GateTable, Gateway};
 use crate::mesh::checkpoint::Checkpointer;
@@ -26,11 +26,11 @@ use crate::mesh::leader::Leader;
 use crate::mesh::reconcile::Reconciler;
 use crate::mesh::{self};
 use crate::recorder::{Latest, Recorder};
+use crate::waker::Waker;
 
 /// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
 const REPORT_QUEUE: usize = 4096;
-/// File in the data dir holding the address the API is bound to (tests and scripts read it).
-pub const API_ADDR_FILE: &str = "api.addr";
+pub use crate::local::API_ADDR_FILE;
 
 /// A started node. Dropping it does not stop it: call [`Node::shutdown`] or cancel the token.
 pub struct Node {
@@ -155,8 +155,8 @@ impl Node {
         // nodes vouch for the callers whose requests they forward, with a key only members hold
         let key_path = mesh::key_path(&config, &data_dir);
         let mesh_key = mindmesh_net::keys::MeshKey::read(&key_path).map_err(NodeError::Mesh)?;
-        let forward_key = api::forward::ForwardKey::derive(mesh_key.to_file_string().as_bytes());
-        let forward = api::forward::Forwarder::new(
+        let forward_key = crate::http::forward::ForwardKey::derive(mesh_key.to_file_string().as_bytes());
+        let forward = crate::http::forward::Forwarder::new(
             forward_key.clone(),
             &node_name,
             Duration::from_millis(config.api.forward_timeout_ms),
@@ -184,7 +184,7 @@ impl Node {
             Duration::from_millis(config.gateway.drain_timeout_ms),
             Duration::from_millis(config.supervisor.stop_grace_ms + 1000),
         );
-        let idle = tokio::spawn(gateway::idle::run(
+        let idle = tokio::spawn(crate::idle::run(
             control.clone(),
             gateway.clone(),
             supervisor.status(),

@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::daemon::API_ADDR_FILE;
-
+/// File in the data dir holding the address the API is bound to (tests and scripts read it).
+pub const API_ADDR_FILE: &str = "api.addr";
 /// The local admin token, in the data dir.
 pub const LOCAL_TOKEN_FILE: &str = "api.token";
 /// The local Unix socket, in the data dir.

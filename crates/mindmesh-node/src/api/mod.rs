@@ -4,10 +4,7 @@
 //! socket) and must come from this node's own origin; see [`policy`]. The server itself
 //! bounds connections, time and bodies; see [`server`].
 
-pub mod auth;
-mod error;
 mod events;
-pub mod forward;
 mod mesh;
 mod metrics;
 mod personas;
@@ -28,7 +25,7 @@ use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::SupervisorHandle;
 use tokio::sync::watch;
 
-pub use error::ApiError;
+pub use crate::http::{ApiError, auth, forward};
 
 use crate::control::Control;
 use crate::gateway::Gateway;

@@ -18,7 +18,7 @@ use super::measure::{MeteredBody, Record};
 use super::request::{Api, PeekError, clamp_tokens, peek};
 use super::routing::{MeshRoute, Route, route};
 use super::upstream::{self, UpstreamError, read_to_end};
-use crate::api::auth::Caller;
+use crate::http::auth::Caller;
 
 pub async fn chat(
     State(gw): State<Gateway>,
@@ -132,7 +132,7 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes, caller:
         }
     };
     let model = p.model.as_deref().unwrap_or_default();
-    let hops = crate::api::forward::Forwarder::hops(headers);
+    let hops = crate::http::forward::Forwarder::hops(headers);
     // a request that waited here while its persona migrated away finds it hibernated and not
     // ours to wake: it is routed again, to where the persona went
     let mut rerouted = false;

@@ -24,8 +24,8 @@ use hmac::{KeyInit, Mac};
 use mindmesh_core::config::Scope;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
-use super::auth::Caller;
+use crate::http::ApiError;
+use crate::http::auth::Caller;
 
 /// Marks a request already forwarded once.
 pub const FORWARDED: &str = "x-mindmesh-forwarded";
