@@ -45,6 +45,9 @@ async fn send(
     http_raw(method, url, &h, body).await
 }
 
+/// One request: a name, method, path, headers and body.
+type Case = (&'static str, &'static str, &'static str, Vec<(&'static str, String)>, Option<(&'static str, String)>);
+
 /// Every attack a page can mount, with `auth` added to each (none, or a token the page could
 /// not know but which we add to prove each defence holds on its own).
 async fn attacks(node: &TestNode, marker: &std::path::Path, auth: Option<&str>) -> Vec<(String, u16, Value)> {
@@ -63,7 +66,7 @@ async fn attacks(node: &TestNode, marker: &std::path::Path, auth: Option<&str>) 
         ("sec-fetch-site", "same-origin".to_owned()),
     ];
     let mut out = Vec::new();
-    let cases: Vec<(&str, &str, &str, Vec<(&'static str, String)>, Option<(&str, String)>)> = vec![
+    let cases: Vec<Case> = vec![
         // fetch(url, {method: "POST", mode: "no-cors", body: JSON.stringify(spec)})
         (
             "text/plain add",

@@ -140,7 +140,7 @@ pub fn discover(host: &str, port: u16) -> Option<LocalAccess> {
     if let Some(d) = std::env::var_os("MINDMESH_DATA_DIR").filter(|d| !d.is_empty()) {
         candidates.push(PathBuf::from(d));
     }
-    candidates.push(PathBuf::from(mindmesh_core::config::NodeSection::default().data_dir));
+    candidates.push(mindmesh_core::config::NodeSection::default().data_dir);
     if let Some(index) = index_dir()
         && let Some(p) = read_small(&index.join(port.to_string()))
     {

@@ -9,7 +9,7 @@
 //!    is meant for a web page, and reads show specs and the mesh);
 //! 3. a body larger than `api.max_body_bytes` is refused by its declared length;
 //! 4. the caller is authenticated — the Unix socket's peer, a mesh member's signed forward,
-//!   or a bearer token — and put on the request as a [`Caller`].
+//!    or a bearer token — and put on the request as a [`Caller`].
 //!
 //! [`authorize`] runs on matched routes: the caller's scope must grant the route's (see
 //! [`policy`]), a body must come with one of the route's content types (a browser can send

@@ -46,21 +46,21 @@ impl LeaseFile {
     /// may be reading the previous run's expiry right now.
     pub fn open(data_dir: &Path) -> std::io::Result<LeaseFile> {
         let path = data_dir.join(LEASE_FILE);
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).mode(0o644).open(&path)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path)?;
         Ok(LeaseFile { file, path, complained: None })
     }
 
     /// Write the expiry in place: no new descriptor, the same bytes every time.
     pub fn write(&mut self, until_ms: u64) {
-        if let Err(e) = self.file.write_all_at(encode_lease(until_ms).as_bytes(), 0) {
-            if self.complained.is_none_or(|t| t.elapsed() >= COMPLAIN_EVERY) {
-                self.complained = Some(Instant::now());
-                tracing::error!(
-                    path = %self.path.display(),
-                    error = %e,
-                    "cannot renew the lease file: the fence guard will kill this node's personas when the last written lease runs out"
-                );
-            }
+        if let Err(e) = self.file.write_all_at(encode_lease(until_ms).as_bytes(), 0)
+            && self.complained.is_none_or(|t| t.elapsed() >= COMPLAIN_EVERY)
+        {
+            self.complained = Some(Instant::now());
+            tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot renew the lease file: the fence guard will kill this node's personas when the last written lease runs out"
+            );
         }
     }
 }
