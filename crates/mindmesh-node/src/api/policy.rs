@@ -14,7 +14,8 @@
 //! [`authorize`] runs on matched routes: the caller's scope must grant the route's (see
 //! [`policy`]), a body must come with one of the route's content types (a browser can send
 //! `text/plain` or a form to any origin without asking; never `application/json`), and every
-//! state-changing request leaves an `operator` event naming the token that acted.
+//! state-changing request that was not refused leaves an `operator` event naming the token
+//! that acted.
 
 use std::sync::Arc;
 
@@ -283,6 +284,11 @@ pub async fn authorize(State(door): State<Door>, req: Request, next: Next) -> Re
     };
     let what = format!("{method} {}", parts.uri.path());
     let resp = next.run(Request::from_parts(parts, body)).await;
+    // a refusal (bad input, a conflict, not found) changed nothing: no action to record; an
+    // error past the door (5xx) may have acted halfway, so it is recorded
+    if resp.status().is_client_error() {
+        return resp;
+    }
     let detail = format!("{what} by {} → {}", caller.describe(), resp.status());
     tracing::info!(token = %caller.token_name, scope = %caller.scope, via = caller.via.as_deref(), %persona, action = %what, status = resp.status().as_u16(), "operator action");
     let event = Event::new(door.clock.now_ms(), &persona, EventKind::Operator, detail);
