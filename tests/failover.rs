@@ -47,7 +47,7 @@ async fn add_keeper(via: &TestNode, name: &str, node: &str) {
 async fn chat(node: &TestNode, model: &str, text: &str) -> (u16, Option<String>) {
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
     let body = json!({"model": model, "messages": [{"role": "user", "content": text}]});
-    match client.post(node.url("/v1/chat/completions")).json(&body).send().await {
+    match client.post(node.url("/v1/chat/completions")).bearer_auth(node.token()).json(&body).send().await {
         Ok(r) => {
             let restored =
                 r.headers().get("x-mindmesh-state-restored").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -179,6 +179,7 @@ async fn a_frozen_node_stops_its_personas_by_its_lease_and_does_not_resurrect_th
 /// Requests in a loop through one gateway until stopped: how many were sent and how many failed.
 fn load(node: &TestNode, model: &'static str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
     let url = node.url("/v1/chat/completions");
+    let token = node.token();
     tokio::spawn(async move {
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
         let sent = AtomicU64::new(0);
@@ -186,7 +187,7 @@ fn load(node: &TestNode, model: &'static str, stop: Arc<AtomicBool>) -> tokio::t
         while !stop.load(Ordering::Relaxed) {
             let body = json!({"model": model, "messages": [{"role": "user", "content": "keep going"}]});
             sent.fetch_add(1, Ordering::Relaxed);
-            match client.post(&url).json(&body).send().await {
+            match client.post(&url).bearer_auth(&token).json(&body).send().await {
                 Ok(r) if r.status() == 200 => {
                     let _ = r.bytes().await;
                 }

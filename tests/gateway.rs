@@ -17,8 +17,11 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(30);
 const TOKEN: &str = "gateway-test-token-0123456789";
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
+/// A client that sends the node's local admin token unless a request names another.
+fn http(node: &TestNode) -> reqwest::Client {
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", node.token()).parse().unwrap());
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).default_headers(auth).build().unwrap()
 }
 
 /// One answer as a caller sees it.
@@ -115,7 +118,7 @@ async fn an_openai_client_works_through_the_gateway_streaming_included() {
         "token = \"{TOKEN}\"\n[supervisor]\nmetrics_interval_ms = 200\n{}",
         demo_persona("chat", &["--tokens", "6", "--token-delay-ms", "60"], "")
     ));
-    let client = http();
+    let client = http(&node);
     // the API needs the token too: wait for the persona through it
     let deadline = Instant::now() + T;
     loop {
@@ -227,7 +230,7 @@ async fn concurrency_throttle_clamp_and_budget_changes_hold_without_restart() {
     ));
     let before = node.wait_persona("slow", T, |v| v["phase"] == "running").await;
     node.wait_persona("slower", T, |v| v["phase"] == "running").await;
-    let client = http();
+    let client = http(&node);
 
     // throttle 0.5 halves 4 slots to 2: 8 requests take 4 rounds, never more than 2 at once
     let t0 = Instant::now();
@@ -313,7 +316,7 @@ async fn priority_order_holds_under_saturation() {
     for p in ["hog", "hi", "lo"] {
         node.wait_persona(p, T, |v| v["phase"] == "running").await;
     }
-    let client = http();
+    let client = http(&node);
     let send = |model: &'static str| {
         let client = client.clone();
         let url = node.url("/v1/chat/completions");
@@ -349,7 +352,7 @@ async fn a_hibernating_persona_wakes_once_for_concurrent_requests_and_idle_ones_
     node.wait_persona("sleepy", T, |v| v["phase"] == "running").await;
     let (code, v) = node.post("/api/v1/personas/sleepy/hibernate", json!({"wait_ms": 20000})).await;
     assert_eq!((code, v["phase"].as_str()), (200, Some("hibernating")), "{v}");
-    let client = http();
+    let client = http(&node);
     let answers = burst(&client, &node, 4, ask("sleepy")).await;
     assert!(answers.iter().all(|a| a.status == 200), "all served once awake: {answers:?}");
     let events = node.events("sleepy").await;
@@ -373,7 +376,7 @@ async fn restart_and_stop_under_load_drop_no_request_silently() {
         "[persona.budget]\nmax_concurrent_inferences = 4",
     ));
     let before = node.wait_persona("busy", T, |v| v["phase"] == "running").await;
-    let client = http();
+    let client = http(&node);
     let stop_at = Instant::now() + Duration::from_millis(2500);
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -434,7 +437,7 @@ async fn measured_errors_match_what_the_persona_answered() {
     ));
     node.wait_persona("fine", T, |v| v["phase"] == "running").await;
     node.wait_persona("flaky", T, |v| v["phase"] == "running").await;
-    let client = http();
+    let client = http(&node);
     for _ in 0..5 {
         assert_eq!(chat(&client, &node, ask("fine")).await.status, 200);
     }

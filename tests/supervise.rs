@@ -343,7 +343,9 @@ async fn cli_reads_take_json_and_actions_work() {
     let out = node.cli(&["persona", "show", "cli"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
-    let metrics = reqwest::get(node.url("/metrics")).await.unwrap().text().await.unwrap();
+    let client = reqwest::Client::new();
+    let metrics =
+        client.get(node.url("/metrics")).bearer_auth(node.token()).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("# TYPE mindmesh_host_cpu_percent gauge"), "{metrics}");
 }
 
@@ -372,7 +374,7 @@ async fn a_non_loopback_api_needs_a_token_and_then_requires_it() {
     node.spawn();
     let port = node.api.rsplit(':').next().unwrap().to_owned();
     node.api = format!("http://127.0.0.1:{port}");
-    let (code, _) = node.get("/api/v1/status").await;
+    let (code, _) = common::http_raw("GET", &node.url("/api/v1/status"), &[], None).await;
     assert_eq!(code, 401);
     let client = reqwest::Client::new();
     let r = client.get(node.url("/api/v1/status")).bearer_auth("0123456789abcdef0123").send().await.unwrap();

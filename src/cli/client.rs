@@ -13,7 +13,8 @@ pub struct ApiArgs {
     /// The node's API, e.g. http://127.0.0.1:7070
     #[arg(long, global = true, env = "MINDMESH_API", default_value = "http://127.0.0.1:7070")]
     pub api: String,
-    /// Bearer token, when the node requires one.
+    /// Bearer token. Not needed for a node of this host: its local credential (the Unix
+    /// socket or the token file in its data dir) is found by itself.
     #[arg(long, global = true, env = "MINDMESH_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -22,18 +23,31 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// How the node was reached, for error messages.
+    via: String,
 }
 
 impl Client {
     pub fn new(args: &ApiArgs) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .context("cannot build the HTTP client")?;
         let base = args.api.trim_end_matches('/').to_owned();
         let base = if base.contains("://") { base } else { format!("http://{base}") };
-        Ok(Client { http, base, token: args.token.clone() })
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).no_proxy();
+        let url = reqwest::Url::parse(&base).with_context(|| format!("--api {base:?} is not a URL"))?;
+        let local = match (&args.token, url.host_str(), url.port_or_known_default()) {
+            (None, Some(host), Some(port)) => mindmesh_node::local::discover(host, port),
+            _ => None,
+        };
+        let (builder, token, via) = match local {
+            // the node's own socket: its file permissions are the credential, and no TCP
+            // client can take its connections
+            Some(mindmesh_node::local::LocalAccess { socket: Some(socket), .. }) => {
+                let via = format!("{base} (through {})", socket.display());
+                (builder.unix_socket(socket), None, via)
+            }
+            _ => (builder, args.token.clone(), base.clone()),
+        };
+        let http = builder.build().context("cannot build the HTTP client")?;
+        Ok(Client { http, base, token, via })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -88,7 +102,7 @@ impl Client {
     }
 
     fn unreachable(&self) -> String {
-        format!("cannot reach the node at {} (is `mindmesh node start` running? --api sets the address)", self.base)
+        format!("cannot reach the node at {} (is `mindmesh node start` running? --api sets the address)", self.via)
     }
 }
 

@@ -173,6 +173,11 @@ impl TestNode {
         }
     }
 
+    /// The node's local admin token (`<data_dir>/api.token`).
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("api.token")).expect("the node's local token").trim().to_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api)
     }
@@ -280,10 +285,29 @@ pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-/// An HTTP request: status and JSON body (Null if none).
+/// An HTTP request with the local credential of the node at `url` (found as the CLI finds it,
+/// for a node of this host): status and JSON body (Null if none).
 pub async fn http(method: &str, url: &str, body: Option<(&str, String)>) -> (u16, Value) {
+    let token = local_token(url);
+    let headers: Vec<(&str, String)> = token.map(|t| ("authorization", format!("Bearer {t}"))).into_iter().collect();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    http_raw(method, url, &headers, body).await
+}
+
+/// The local admin token of the node serving `url`, if it is a node of this host.
+pub fn local_token(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    mindmesh_node::local::discover(u.host_str()?, u.port_or_known_default()?)?.token
+}
+
+/// An HTTP request exactly as given (headers included, no credential added): status and
+/// JSON body (Null if none).
+pub async fn http_raw(method: &str, url: &str, headers: &[(&str, &str)], body: Option<(&str, String)>) -> (u16, Value) {
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
     let mut rb = client.request(method.parse().unwrap(), url);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
     if let Some((ct, b)) = body {
         rb = rb.header("content-type", ct).body(b);
     }

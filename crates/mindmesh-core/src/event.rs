@@ -35,6 +35,8 @@ pub enum EventKind {
     StateSaved,
     Decision,
     Error,
+    /// An operator's request changed something (detail: what, which token, the answer).
+    Operator,
 }
 
 impl EventKind {
@@ -61,6 +63,7 @@ impl EventKind {
             EventKind::StateSaved => "state_saved",
             EventKind::Decision => "decision",
             EventKind::Error => "error",
+            EventKind::Operator => "operator",
         }
     }
 }

@@ -34,8 +34,7 @@ use crate::waker::Waker;
 
 /// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
 const REPORT_QUEUE: usize = 4096;
-/// File in the data dir holding the address the API is bound to (tests and scripts read it).
-pub const API_ADDR_FILE: &str = "api.addr";
+pub use crate::local::API_ADDR_FILE;
 
 /// What a node is built from: where its processes run, where it keeps its records, how it
 /// reaches its peers, what time it is, where its randomness comes from and how its API is
@@ -205,6 +204,8 @@ impl Node {
             rng_seed,
         };
         let supervisor_stop = CancellationToken::new();
+        // operator actions are written to the event log by the recorder, in order with the rest
+        let audit = reports_tx.clone();
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
         tracing::info!(limits = supervisor.limits_enforcement(), "supervisor started");
 
@@ -232,6 +233,7 @@ impl Node {
 
         // the mesh stops after the supervisor (its personas' last states are still reported)
         let mesh_stop = CancellationToken::new();
+        let mesh_in_memory = matches!(mesh_dep, MeshDep::Memory { .. });
         let mesh = match (mesh_dep, db) {
             (MeshDep::P2p, Some(db)) => {
                 mesh::start(&config, &node_name, &data_dir, db, api_addr, mesh_stop.clone()).await?
@@ -247,6 +249,10 @@ impl Node {
             }
         };
 
+        // opened now and held: renewing it must never need a descriptor the node may lack
+        let lease_file = crate::mesh::fence::LeaseFile::open(&data_dir).map_err(|e| {
+            NodeError::io(format!("open {}", data_dir.join(crate::mesh::fence::LEASE_FILE).display()), e)
+        })?;
         // fencing: whether this node may run personas now (its lease, or a boot grace)
         let (may_run_tx, may_run) = watch::channel(true);
         let fence = if faults.ignore_lease {
@@ -254,14 +260,14 @@ impl Node {
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 stop.cancelled().await;
-                drop((may_run_tx, spawn_gate));
+                drop((may_run_tx, spawn_gate, lease_file));
             })
         } else {
             tokio::spawn(
                 Fence {
                     mesh: mesh.clone(),
                     supervisor: supervisor.clone(),
-                    data_dir: data_dir.clone(),
+                    lease_file,
                     clock: clock.clone(),
                     may_run: may_run_tx,
                     gate: spawn_gate,
@@ -271,7 +277,21 @@ impl Node {
             )
         };
         let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
-        let forward = crate::http::forward::Forwarder::new(config.api.token.clone())?;
+        // nodes vouch for the callers whose requests they forward, with a key only members hold
+        let key_path = mesh::key_path(&config, &data_dir);
+        let mesh_key = match mindmesh_net::keys::MeshKey::read(&key_path) {
+            Ok(key) => key,
+            // a mesh in memory has no key file: its members share nothing but the process
+            Err(_) if mesh_in_memory => mindmesh_net::keys::MeshKey::generate()?,
+            Err(e) => return Err(NodeError::Mesh(e)),
+        };
+        let forward_key = crate::http::forward::ForwardKey::derive(mesh_key.to_file_string().as_bytes());
+        let forward = crate::http::forward::Forwarder::new(
+            forward_key.clone(),
+            &node_name,
+            Duration::from_millis(config.api.forward_timeout_ms),
+            clock.clone(),
+        )?;
         let remote = gateway::Remote {
             me: mesh.node_id(),
             registry: mesh.watch_registry(),
@@ -364,7 +384,6 @@ impl Node {
             store: store.clone(),
             last_event_seq: seq_rx,
             host: host_rx,
-            token: config.api.token.clone().map(Into::into),
             clock: clock.clone(),
             gateway: gateway.clone(),
             control,
@@ -373,21 +392,59 @@ impl Node {
             forward,
             shutdown: shutdown.clone(),
         };
-        let app = api::router(state, config.api.max_body_bytes);
+        // the local operator's credential: a token file and a socket of the node's user
+        let (local_token, local_listener) = if config.api.local_token && listener.is_some() {
+            let token = crate::local::ensure_token(&data_dir).map_err(|e| {
+                NodeError::io(format!("write {}", data_dir.join(crate::local::LOCAL_TOKEN_FILE).display()), e)
+            })?;
+            let socket = data_dir.join(crate::local::LOCAL_SOCKET_FILE);
+            let listener = match api::server::bind_local(&socket) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(path = %socket.display(), error = %e, "no local socket: the CLI uses TCP and the token file");
+                    None
+                }
+            };
+            (Some(token), listener)
+        } else {
+            (None, None)
+        };
+        let advertised = mesh::advertised_api(&config, api_addr);
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let door = api::policy::Door {
+            hosts: Arc::new(api::policy::HostAllow::new(
+                [node_name.as_str(), advertised.as_str(), host_name.trim()],
+                &config.api.allowed_hosts,
+            )),
+            credentials: api::auth::Credentials::new(&config.api, local_token),
+            forward_key,
+            max_body_bytes: config.api.max_body_bytes,
+            clock: clock.clone(),
+            audit,
+            local_token_hint: config.api.local_token.then(|| api::policy::token_hint(&data_dir)),
+        };
+        let app = api::router(state, door);
+        let limits = api::server::Limits::from_config(&config.api).fitted_to_fd_limit();
+        tracing::info!(max_tcp = limits.max_tcp, max_local = limits.max_local, "API connection caps");
         let api_stop = shutdown.clone();
         let router = app.clone();
         let api_task = match listener {
             Some(listener) => {
+                let api_dir = data_dir.clone();
+                let with_socket = local_listener.is_some();
                 let task = tokio::spawn(async move {
-                    let served = axum::serve(listener, app).with_graceful_shutdown(api_stop.cancelled_owned()).await;
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "API server failed");
+                    api::server::serve(listener, local_listener, app, limits, api_stop).await;
+                    crate::local::unregister(&api_dir, api_addr);
+                    if with_socket {
+                        let _ = std::fs::remove_file(api_dir.join(crate::local::LOCAL_SOCKET_FILE));
                     }
                 });
                 write_api_addr(&data_dir, api_addr)?;
+                crate::local::register(&data_dir, api_addr);
                 tracing::info!(%api_addr, "API listening");
                 task
             }
+            // in process: requests come through Node::call
             None => tokio::spawn(async move { api_stop.cancelled().await }),
         };
 
@@ -465,8 +522,10 @@ impl Node {
 
     /// Serve one API request in process, as if it had come over the socket (the simulator's
     /// operator and its clients).
-    pub async fn call(&self, req: axum::extract::Request) -> axum::response::Response {
+    /// The caller is this host's operator, as through the local socket.
+    pub async fn call(&self, mut req: axum::extract::Request) -> axum::response::Response {
         use tower::ServiceExt;
+        req.extensions_mut().insert(api::server::Peer::Local { uid: 0 });
         match self.router.clone().oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},

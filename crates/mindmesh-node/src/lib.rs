@@ -14,7 +14,10 @@
 //! - [`gateway`]: the OpenAI-compatible gateway in front of the personas (budgets, queue,
 //!   wake, drain, measurements)
 //! - [`waker`]: wakes a hibernating persona with its saved state (gateway and control use it)
-//! - [`http`]: the HTTP error type and the forwarder, shared by the API and the gateway
+//! - [`http`]: the HTTP error type, the caller a request acts for, and the forwarder, shared by
+//!   the API and the gateway
+//! - [`local`]: the local operator's credential (token file, Unix socket) and how the CLI
+//!   finds it
 //! - [`error`]: the crate's one error type
 //!
 //! # Layers
@@ -29,6 +32,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod idle;
+pub mod local;
 pub mod mesh;
 pub mod recorder;
 pub mod waker;
@@ -39,8 +43,8 @@ pub use error::NodeError;
 /// The crate's modules from the top down, each with the modules it may use (all of them
 /// further down). Kept as data so the layering test and a reader see the same thing.
 pub const LAYERS: &[(&str, &[&str])] = &[
-    ("daemon", &["api", "idle", "mesh", "control", "recorder", "gateway", "waker", "http", "error"]),
-    ("api", &["mesh", "control", "gateway", "http", "error"]),
+    ("daemon", &["api", "idle", "mesh", "control", "recorder", "gateway", "waker", "http", "local", "error"]),
+    ("api", &["mesh", "control", "gateway", "http", "local", "error"]),
     ("idle", &["control", "gateway"]),
     ("mesh", &["control", "recorder", "error"]),
     ("control", &["gateway", "waker"]),
@@ -48,5 +52,6 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("gateway", &["waker", "http", "error"]),
     ("waker", &[]),
     ("http", &["error"]),
+    ("local", &[]),
     ("error", &[]),
 ];

@@ -93,16 +93,21 @@ impl Node {
         Ok(())
     }
 
+    /// The node's local admin token (every request needs a credential, on loopback too).
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data").join("api.token")).unwrap_or_default().trim().to_owned()
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        request(reqwest::Method::GET, &format!("{}{path}", self.api), None).await
+        request(reqwest::Method::GET, &format!("{}{path}", self.api), &self.token(), None).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        request(reqwest::Method::POST, &format!("{}{path}", self.api), Some(body)).await
+        request(reqwest::Method::POST, &format!("{}{path}", self.api), &self.token(), Some(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        request(reqwest::Method::DELETE, &format!("{}{path}", self.api), None).await
+        request(reqwest::Method::DELETE, &format!("{}{path}", self.api), &self.token(), None).await
     }
 }
 
@@ -125,9 +130,9 @@ impl Drop for Node {
     }
 }
 
-async fn request(method: reqwest::Method, url: &str, body: Option<Value>) -> anyhow::Result<Value> {
+async fn request(method: reqwest::Method, url: &str, token: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
-    let mut rb = client.request(method.clone(), url);
+    let mut rb = client.request(method.clone(), url).bearer_auth(token);
     if let Some(b) = body {
         rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.to_string());
     }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, LEGACY_TOKEN_NAME, LOCAL_TOKEN_NAME, NamedToken, Scope};
 pub use brain::{AnalystChoice, BrainConfig, GuardrailConfig, LlmConfig, LlmResponseFormat};
 pub use gateway::GatewayConfig;
 pub use store::StoreConfig;

@@ -32,7 +32,11 @@ pub async fn events(State(st): State<ApiState>, Query(q): Query<EventsQuery>) ->
     if let Some(wait_ms) = q.wait_ms {
         let mut seq = st.last_event_seq.clone();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
-        let _ = tokio::time::timeout(wait, seq.wait_for(|&s| s > q.after)).await;
+        // a long poll ends when the node stops: it never holds up a shutdown
+        tokio::select! {
+            _ = tokio::time::timeout(wait, seq.wait_for(|&s| s > q.after)) => {}
+            _ = st.shutdown.cancelled() => {}
+        }
     }
     let events = st.store.events(q.after, limit, q.persona.as_deref()).await?;
     let last_seq = events.last().map_or(q.after, |e| e.seq);

@@ -112,7 +112,10 @@ pub async fn decisions(
     if let Some(wait_ms) = q.wait_ms {
         let mut reg = st.mesh.watch_registry();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
-        let _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after + 1)).await;
+        tokio::select! {
+            _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after + 1)) => {}
+            _ = st.shutdown.cancelled() => {}
+        }
     }
     let reg = st.mesh.registry();
     let decisions: Vec<DecisionView> = reg
@@ -145,14 +148,23 @@ fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) ->
 }
 
 /// `GET /api/v1/brain`: the leader's last analysis (asked of the leader by any node).
-pub async fn brain(State(st): State<ApiState>, uri: OriginalUri, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn brain(
+    State(st): State<ApiState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let status = st.mesh.status();
     if status.role != MeshRole::Leader {
         let reg = st.mesh.registry();
         let Some(api) = status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.api.clone()) else {
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known: no analysis"));
         };
-        return st.forward.forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new()).await;
+        let deadline = st.forward.default_deadline();
+        return st
+            .forward
+            .forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new(), &caller, deadline)
+            .await;
     }
     let report = st.brain.borrow().clone();
     match report {

@@ -1,22 +1,22 @@
 //! The node's HTTP API (axum): personas and their actions, status, events, metric history
-//! and `/metrics` for Prometheus, and the OpenAI-compatible gateway under `/v1/`. Loopback by
-//! default; with a token configured every request must carry it as a bearer token (OpenAI
-//! clients send it as their API key).
+//! and `/metrics` for Prometheus, and the OpenAI-compatible gateway under `/v1/`. Every
+//! request needs a credential (a scoped bearer token, the node's local one, or the local Unix
+//! socket) and must come from this node's own origin; see [`policy`]. The server itself
+//! bounds connections, time and bodies; see [`server`].
 
 mod events;
 mod mesh;
 mod metrics;
 mod personas;
+pub mod policy;
+pub mod server;
 mod status;
 pub mod types;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::AUTHORIZATION;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use mindmesh_core::clock::Clock;
 use mindmesh_core::metrics::HostSample;
@@ -25,7 +25,7 @@ use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::SupervisorHandle;
 use tokio::sync::watch;
 
-pub use crate::http::{ApiError, forward};
+pub use crate::http::{ApiError, auth, forward};
 
 use crate::control::Control;
 use crate::gateway::Gateway;
@@ -43,7 +43,6 @@ pub struct ApiState {
     /// The `seq` of the last event the store holds; moves when events are written.
     pub last_event_seq: watch::Receiver<u64>,
     pub host: watch::Receiver<Option<HostSample>>,
-    pub token: Option<Arc<str>>,
     pub clock: Arc<dyn Clock>,
     pub gateway: Gateway,
     pub mesh: MeshHandle,
@@ -56,7 +55,10 @@ pub struct ApiState {
     pub control: Control,
 }
 
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+/// The API's routes behind its door: every request passes [`policy::guard`] (host, origin,
+/// credential), every routed one [`policy::authorize`] (scope, content type, audit).
+pub fn router(state: ApiState, door: policy::Door) -> Router {
+    let max_body_bytes = door.max_body_bytes;
     let api = Router::new()
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/personas", get(personas::list).post(personas::add))
@@ -73,33 +75,9 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/node/leave", post(mesh::leave))
         .route("/metrics", get(metrics::prometheus))
         .merge(state.gateway.router())
+        .route_layer(axum::middleware::from_fn_with_state(door.clone(), policy::authorize))
         .fallback(|| async { ApiError::not_found("no such route") });
-    // the check gets the token alone: cloning the whole state for every request costs the gateway
-    api.layer(axum::middleware::from_fn_with_state(state.token.clone(), require_token))
+    api.layer(axum::middleware::from_fn_with_state(door, policy::guard))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
-}
-
-async fn require_token(State(token): State<Option<Arc<str>>>, req: Request, next: Next) -> Response {
-    if let Some(token) = &token {
-        let presented =
-            req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
-            return ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// Compare without leaking, through timing, how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{Extension, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use mindmesh_core::placement::{loads, place};
@@ -18,12 +18,16 @@ use mindmesh_net::NetError;
 use mindmesh_supervisor::PersonaStatus;
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::types::{ActionRequest, ActionResponse, MAX_ACTION_WAIT_MS, PersonaView, ThrottleRequest};
 use super::{ApiError, ApiState};
 use crate::gateway::Gateway;
 
 /// How long a change waits to show on this node after it is committed.
 const LOCAL_EFFECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What a non-admin caller sees of an env value.
+pub const REDACTED: &str = "<redacted>";
 
 /// A persona this node supervises, as it is here.
 pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
@@ -171,11 +175,16 @@ fn elsewhere(st: &ApiState, name: &str) -> Option<String> {
 pub async fn show(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     uri: OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(api) = elsewhere(&st, &name) {
-        return st.forward.forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new()).await;
+        let deadline = st.forward.default_deadline();
+        return st
+            .forward
+            .forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new(), &caller, deadline)
+            .await;
     }
     let now = st.clock.now_ms();
     let reg = st.mesh.registry();
@@ -197,6 +206,12 @@ pub async fn show(
         Some(r) => Some(r.spec),
         None => reg.personas.get(&name).map(|e| e.spec.clone()),
     };
+    // a spec's env is where a persona's own secrets (API keys) live: only admins read them
+    if !caller.scope.grants(mindmesh_core::config::Scope::Admin)
+        && let Some(spec) = v.spec.as_mut()
+    {
+        spec.env.values_mut().for_each(|v| *v = REDACTED.to_owned());
+    }
     Ok(Json(v).into_response())
 }
 
@@ -335,6 +350,7 @@ pub async fn migrate(
 pub async fn action(
     State(st): State<ApiState>,
     Path((name, action)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
@@ -356,7 +372,10 @@ pub async fn action(
         }
     };
     if let Some(api) = elsewhere(&st, &name) {
-        return st.forward.forward(&api, Method::POST, &uri.0.to_string(), &headers, body).await;
+        // the other node waits as long as asked, and answers after
+        let waits = Duration::from_millis(req.wait_ms.unwrap_or(0).min(MAX_WAIT_MS)) + Duration::from_secs(5);
+        let deadline = st.forward.default_deadline().max(waits);
+        return st.forward.forward(&api, Method::POST, &uri.0.to_string(), &headers, body, &caller, deadline).await;
     }
     let reg = st.mesh.registry();
     let entry = reg.personas.get(&name).ok_or_else(|| ApiError::not_found(format!("persona {name:?} not found")))?;
@@ -456,6 +475,7 @@ fn already(action: &str, desired: DesiredPhase, local: Option<Phase>) -> Option<
 pub async fn throttle(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     method: Method,
     uri: OriginalUri,
     headers: HeaderMap,
@@ -464,13 +484,14 @@ pub async fn throttle(
     let req: ThrottleRequest =
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?;
     let patch = BudgetPatch { throttle_multiplier: Some(req.multiplier), ..BudgetPatch::default() };
-    change_budget(st, name, patch, (method, uri), headers, body, Some(("budget.throttle_multiplier", "multiplier")))
-        .await
+    let rename = Some(("budget.throttle_multiplier", "multiplier"));
+    change_budget(st, name, patch, (method, uri), (headers, caller), body, rename).await
 }
 
 pub async fn budget(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     method: Method,
     uri: OriginalUri,
     headers: HeaderMap,
@@ -481,7 +502,7 @@ pub async fn budget(
     if patch.is_empty() {
         return Err(ApiError::bad_request("the budget change is empty"));
     }
-    change_budget(st, name, patch, (method, uri), headers, body, None).await
+    change_budget(st, name, patch, (method, uri), (headers, caller), body, None).await
 }
 
 async fn change_budget(
@@ -489,7 +510,7 @@ async fn change_budget(
     name: String,
     patch: BudgetPatch,
     (method, uri): (Method, OriginalUri),
-    headers: HeaderMap,
+    (headers, caller): (HeaderMap, Caller),
     body: Bytes,
     rename: Option<(&str, &str)>,
 ) -> Result<Response, ApiError> {
@@ -506,7 +527,8 @@ async fn change_budget(
         e
     })?;
     if let Some(api) = elsewhere(&st, &name) {
-        return st.forward.forward(&api, method, &uri.0.to_string(), &headers, body).await;
+        let deadline = st.forward.default_deadline();
+        return st.forward.forward(&api, method, &uri.0.to_string(), &headers, body, &caller, deadline).await;
     }
     propose(&st, Command::SetBudget { name: name.clone(), patch }).await?;
     if entry.node == Some(st.mesh.node_id()) {
@@ -517,7 +539,7 @@ async fn change_budget(
         )
         .await;
     }
-    show(State(st), Path(name), uri, headers).await
+    show(State(st), Path(name), Extension(caller), uri, headers).await
 }
 
 /// Commit a change to the registry; the errors an operator can act on are told apart.

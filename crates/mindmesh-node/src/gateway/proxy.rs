@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use mindmesh_core::metrics::ErrorKind;
@@ -18,13 +18,24 @@ use super::measure::{MeteredBody, Record};
 use super::request::{Api, PeekError, clamp_tokens, peek};
 use super::routing::{MeshRoute, Route, route};
 use super::upstream::{self, UpstreamError, read_to_end};
+use crate::http::auth::Caller;
 
-pub async fn chat(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    serve(&gw, Api::Chat, &headers, body).await
+pub async fn chat(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(&gw, Api::Chat, &headers, body, &caller).await
 }
 
-pub async fn completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    serve(&gw, Api::Completions, &headers, body).await
+pub async fn completions(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(&gw, Api::Completions, &headers, body, &caller).await
 }
 
 /// `GET /v1/models`: the personas of the mesh (this node's, and those the registry places on
@@ -46,12 +57,16 @@ pub async fn models(State(gw): State<Gateway>) -> Response {
     axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
 }
 
+/// The response-time budget of a persona the registry does not know (yet).
+const DEFAULT_BUDGET_MS: u64 = 30_000;
+
 /// Longest wait for this node's registry to catch up before forwarding a forwarded request.
 const CATCH_UP: Duration = Duration::from_secs(1);
 
 enum Where {
     Local,
-    Remote(String),
+    /// Another node's API, and the persona's response-time budget.
+    Remote(String, u64),
 }
 
 /// Route the request, waiting (within the persona's response-time budget) while it is being
@@ -77,13 +92,16 @@ async fn where_to(gw: &Gateway, model: &str, arrived: Instant, hops: u32) -> Res
         // owned, so no watch borrow is held across an await
         let decided = match route(&status.borrow_and_update(), Some(m), model) {
             Route::Local(_) => Some(Ok(Where::Local)),
-            Route::Remote { api } => Some(Ok(Where::Remote(api))),
+            Route::Remote { api } => {
+                let budget_ms = reg.personas.get(model).map_or(DEFAULT_BUDGET_MS, |e| e.budget.max_response_time_ms);
+                Some(Ok(Where::Remote(api, budget_ms)))
+            }
             Route::Unknown => Some(Err(GatewayError::unknown_model(model))),
             Route::Fenced => Some(Err(GatewayError::fenced(model))),
             Route::Wait => None,
         };
         match decided {
-            Some(Ok(Where::Remote(_))) if catch_up => {
+            Some(Ok(Where::Remote(..))) if catch_up => {
                 catch_up = false;
                 let _ = tokio::time::timeout(CATCH_UP, registry.changed()).await;
                 continue;
@@ -91,8 +109,9 @@ async fn where_to(gw: &Gateway, model: &str, arrived: Instant, hops: u32) -> Res
             Some(done) => return done,
             None => {}
         }
-        let limit =
-            *limit_ms.get_or_insert_with(|| reg.personas.get(model).map_or(30_000, |e| e.budget.max_response_time_ms));
+        let limit = *limit_ms.get_or_insert_with(|| {
+            reg.personas.get(model).map_or(DEFAULT_BUDGET_MS, |e| e.budget.max_response_time_ms)
+        });
         let deadline = tokio::time::Instant::from_std(arrived) + Duration::from_millis(limit);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return Err(GatewayError::moving(model, limit)),
@@ -103,7 +122,7 @@ async fn where_to(gw: &Gateway, model: &str, arrived: Instant, hops: u32) -> Res
     }
 }
 
-async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Response {
+async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes, caller: &Caller) -> Response {
     let arrived = Instant::now();
     let p = match peek(&body) {
         Ok(p) => p,
@@ -120,10 +139,13 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Resp
     let (record, permit) = loop {
         let gate = match where_to(gw, model, arrived, hops).await {
             Ok(Where::Local) => gw.gate(model).await,
-            Ok(Where::Remote(target)) => {
+            Ok(Where::Remote(target, budget_ms)) => {
                 let Some(r) = &gw.inner.remote else { return GatewayError::unknown_model(model).into_response() };
-                // measured and held to its budget by the node that runs it
-                return match r.forward.forward(&target, Method::POST, api.path(), headers, body).await {
+                // measured and held to its budget by the node that runs it; held to what is
+                // left of it here too, should that node freeze
+                let left = Duration::from_millis(budget_ms).saturating_sub(arrived.elapsed());
+                let sent = r.forward.forward(&target, Method::POST, api.path(), headers, body, caller, left);
+                return match sent.await {
                     Ok(resp) => resp,
                     Err(e) => e.into_response(),
                 };

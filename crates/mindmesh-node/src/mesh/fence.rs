@@ -7,10 +7,18 @@
 //! The lease's expiry is also written to `<data_dir>/lease` (wall clock), so a node restarted
 //! quickly keeps what it adopted until that expiry, while one that was away long enough to be
 //! replaced fences what it adopted at once. A lost write only shortens the lease: safe.
+//!
+//! The file is opened once at start and rewritten in place (`pwrite`), never re-created: a
+//! node out of file descriptors (slow clients, a leak) still renews it, so the fence guard
+//! never kills healthy personas for want of a descriptor. Each write carries the expiry and
+//! its bitwise complement, so a reader that catches a write halfway sees the mismatch and
+//! reads again instead of taking a torn number for an expiry.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mindmesh_core::Phase;
 use mindmesh_core::clock::Clock;
@@ -23,11 +31,80 @@ use tokio_util::sync::CancellationToken;
 pub const LEASE_FILE: &str = "lease";
 /// How often the expiry is written, and a boot grace checked.
 const TICK: Duration = Duration::from_millis(200);
+/// Time between complaints about a lease file that cannot be written.
+const COMPLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The lease file, held open for the node's life.
+pub struct LeaseFile {
+    file: File,
+    path: PathBuf,
+    complained: Option<Instant>,
+}
+
+impl LeaseFile {
+    /// Open (or create) `<data_dir>/lease` without touching what it holds: the fence guard
+    /// may be reading the previous run's expiry right now.
+    pub fn open(data_dir: &Path) -> std::io::Result<LeaseFile> {
+        let path = data_dir.join(LEASE_FILE);
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path)?;
+        Ok(LeaseFile { file, path, complained: None })
+    }
+
+    /// Write the expiry in place: no new descriptor, the same bytes every time.
+    pub fn write(&mut self, until_ms: u64) {
+        if let Err(e) = self.file.write_all_at(encode_lease(until_ms).as_bytes(), 0)
+            && self.complained.is_none_or(|t| t.elapsed() >= COMPLAIN_EVERY)
+        {
+            self.complained = Some(Instant::now());
+            tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot renew the lease file: the fence guard will kill this node's personas when the last written lease runs out"
+            );
+        }
+    }
+}
+
+/// `<expiry> <!expiry>\n`, both 20 digits: one length for every value, so an in-place write
+/// always covers the last one.
+pub fn encode_lease(until_ms: u64) -> String {
+    format!("{until_ms:020} {:020}\n", !until_ms)
+}
+
+/// The expiry in a lease file's text, if it is whole: the current form with its check, or a
+/// bare number (written by older nodes).
+pub fn parse_lease(text: &str) -> Option<u64> {
+    let line = text.lines().next()?.trim();
+    match line.split_once(' ') {
+        Some((v, check)) => {
+            let v: u64 = v.parse().ok()?;
+            (check.parse::<u64>().ok()? == !v).then_some(v)
+        }
+        None => line.parse().ok(),
+    }
+}
+
+/// Read a lease file, again if a write was caught halfway: `Ok(None)` when there is none.
+pub fn read_lease(path: &Path) -> std::io::Result<Option<u64>> {
+    for _ in 0..5 {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Some(v) = parse_lease(&text) {
+                    return Ok(Some(v));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the lease file holds no whole expiry"))
+}
 
 pub struct Fence {
     pub mesh: MeshHandle,
     pub supervisor: SupervisorHandle,
-    pub data_dir: PathBuf,
+    pub lease_file: LeaseFile,
     pub clock: Arc<dyn Clock>,
     /// True while this node may run personas.
     pub may_run: watch::Sender<bool>,
@@ -42,10 +119,10 @@ impl Fence {
     /// The expiry a previous run of this node left (Unix ms), if any: the spawn gate's first
     /// limit, so what a restarted node adopts or restores runs only within its old lease.
     pub fn boot_grace_until_ms(data_dir: &std::path::Path) -> u64 {
-        std::fs::read_to_string(data_dir.join(LEASE_FILE)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+        read_lease(&data_dir.join(LEASE_FILE)).ok().flatten().unwrap_or(0)
     }
 
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut lease_rx = self.mesh.watch_lease();
         let mut written_ms = 0u64;
         let mut fenced_once = false;
@@ -67,7 +144,7 @@ impl Fence {
             }
             let until_ms = self.gate.until_ms();
             if until_ms > written_ms {
-                self.persist(until_ms);
+                self.lease_file.write(until_ms);
                 written_ms = until_ms;
             }
             let may_run = now_ms < until_ms;
@@ -112,13 +189,27 @@ impl Fence {
             }
         }
     }
+}
 
-    fn persist(&self, until_ms: u64) {
-        let path = self.data_dir.join(LEASE_FILE);
-        let tmp = path.with_extension("tmp");
-        let r = std::fs::write(&tmp, until_ms.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "cannot write the lease file");
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_is_rewritten_in_place_and_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LEASE_FILE), "1700000000000").unwrap();
+        assert_eq!(Fence::boot_grace_until_ms(dir.path()), 1_700_000_000_000, "an older node's bare number");
+        let mut f = LeaseFile::open(dir.path()).unwrap();
+        assert_eq!(Fence::boot_grace_until_ms(dir.path()), 1_700_000_000_000, "opening changes nothing");
+        f.write(1_700_000_001_000);
+        assert_eq!(Fence::boot_grace_until_ms(dir.path()), 1_700_000_001_000);
+        f.write(u64::MAX);
+        f.write(5);
+        assert_eq!(read_lease(&dir.path().join(LEASE_FILE)).unwrap(), Some(5));
+        // a torn read: digits of two writes mixed
+        let torn = format!("{}{}", &encode_lease(1_700_000_009_999)[..10], &encode_lease(1_600_000_000_000)[10..]);
+        assert_eq!(parse_lease(&torn), None);
+        assert_eq!(read_lease(&dir.path().join("none")).unwrap(), None);
     }
 }

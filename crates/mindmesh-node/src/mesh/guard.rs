@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mindmesh_supervisor::process::{scan_instance, signal_group, start_ticks};
 use nix::sys::signal::Signal;
 
-use super::fence::LEASE_FILE;
+use super::fence::{LEASE_FILE, read_lease};
 
 /// How often the lease file is read.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -71,13 +71,22 @@ pub fn run(args: &GuardArgs) {
         tracing::error!(error = %e, "fence guard cannot write its pid file");
     }
     tracing::info!(instance = %args.instance, node_pid = args.node_pid, "fence guard watching the node's lease");
+    let mut last_until_ms = 0;
     loop {
         std::thread::sleep(POLL);
         if read_u64(&pid_file) != Some(u64::from(me)) {
             return; // a newer guard watches now
         }
         let node_alive = start_ticks(args.node_pid) == Some(args.node_start_ticks);
-        let until_ms = read_u64(&args.data_dir.join(LEASE_FILE)).unwrap_or(0);
+        // no file: no lease; a file that cannot be read whole: the last expiry read stands
+        let until_ms = match read_lease(&args.data_dir.join(LEASE_FILE)) {
+            Ok(v) => v.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "fence guard cannot read the lease file");
+                last_until_ms
+            }
+        };
+        last_until_ms = until_ms;
         if now_ms() < until_ms {
             continue;
         }

@@ -70,11 +70,19 @@ impl Leader {
                         leading = true;
                         tracing::info!("leading: the brain analyses the mesh every {} s", self.config.cycle_s);
                     }
-                    let report = brain.analyse(history.view(), now).await;
+                    // an LLM call can take its whole timeout (a stuck model server): a
+                    // stopping node drops it rather than wait
+                    let report = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        report = brain.analyse(history.view(), now) => report,
+                    };
                     if let Some(f) = &report.fallback {
                         tracing::warn!(reason = %f.reason, "the LLM analyst fell back to the built-in one this cycle");
                     }
-                    self.commit(&report, &registry, now).await;
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        () = self.commit(&report, &registry, now) => {}
+                    }
                     self.report.send_replace(Some(Arc::new(report)));
                 }
             }

@@ -40,11 +40,7 @@ pub async fn start(
         // bootstrapping initialises only a node that belongs to no mesh yet: safe on restarts
         mesh.bootstrap = true;
     }
-    let key_path = match &mesh.key_file {
-        Some(p) if p.is_absolute() => p.clone(),
-        Some(p) => data_dir.join(p),
-        None => data_dir.join(MESH_KEY_FILE),
-    };
+    let key_path = key_path(config, data_dir);
     if !key_path.exists() {
         if !mesh.bootstrap {
             return Err(NodeError::Mesh(NetError::Key {
@@ -105,7 +101,17 @@ fn host_capacity() -> Capacity {
 
 /// Where other nodes reach this node's API: the configured advertise address, the bound
 /// address when it is a specific one, else the host's primary address with the bound port.
-fn advertised_api(config: &NodeConfig, bound: SocketAddr) -> String {
+/// Where this node's mesh key is (made at the first start of a founding node).
+pub fn key_path(config: &NodeConfig, data_dir: &Path) -> std::path::PathBuf {
+    match &config.mesh.key_file {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => data_dir.join(p),
+        None => data_dir.join(MESH_KEY_FILE),
+    }
+}
+
+/// The API address other nodes are told to use.
+pub fn advertised_api(config: &NodeConfig, bound: SocketAddr) -> String {
     if let Some(a) = &config.api.advertise {
         return a.clone();
     }
