@@ -5,6 +5,7 @@ mod brain;
 mod client;
 mod decisions;
 mod events;
+mod files;
 mod mesh;
 mod moves;
 mod node;

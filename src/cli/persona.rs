@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 use mindmesh_core::BudgetPatch;
 use mindmesh_node::api::types::{ActionRequest, ActionResponse, PersonaView, SeriesPage, ThrottleRequest};
@@ -115,7 +114,7 @@ pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode>
     let client = Client::new(api)?;
     match cmd {
         PersonaCommand::Add { file, no_start, node, json } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = super::files::read_text(&file, super::files::MAX_SPEC_FILE_BYTES, "persona spec")?;
             let content_type =
                 if file.extension().is_some_and(|e| e == "json") { "application/json" } else { "application/toml" };
             let on = node.as_deref().map(|n| format!("&node={}", seg(n))).unwrap_or_default();

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
+/// Largest `max_body_bytes`: every body up to it is held in memory while it is parsed.
+pub const MAX_BODY_BYTES: usize = 256 << 20;
+
 /// Shortest bearer token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -45,9 +48,7 @@ impl ApiConfig {
                 format!("listening on {} (not loopback) requires a token", self.listen),
             ));
         }
-        if self.max_body_bytes < 1024 {
-            return Err(CoreError::invalid("max_body_bytes", "must be at least 1024"));
-        }
+        crate::bounds::within("max_body_bytes", self.max_body_bytes as u64, 1024, MAX_BODY_BYTES as u64)?;
         Ok(())
     }
 }

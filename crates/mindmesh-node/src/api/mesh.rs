@@ -99,11 +99,11 @@ pub async fn decisions(State(st): State<ApiState>, Query(q): Query<DecisionsQuer
     if let Some(wait_ms) = q.wait_ms {
         let mut reg = st.mesh.watch_registry();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
-        let _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after + 1)).await;
+        let _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after.saturating_add(1))).await;
     }
     let reg = st.mesh.registry();
     let decisions: Vec<DecisionView> = reg
-        .decisions_since(q.after + 1)
+        .decisions_since(q.after.saturating_add(1))
         .filter(|d| q.persona.as_deref().is_none_or(|p| d.decision.persona == p))
         .take(limit)
         .map(|d| decision_view(d, &reg))
