@@ -97,7 +97,7 @@ pub async fn run(cmd: BrainCommand) -> anyhow::Result<ExitCode> {
 fn brain_config(path: Option<&Path>) -> anyhow::Result<BrainConfig> {
     let mut cfg = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = super::files::read_text(p, super::files::MAX_CONFIG_FILE_BYTES, "config")?;
             NodeConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?.brain
         }
         None => BrainConfig::default(),

@@ -12,6 +12,7 @@ pub mod client;
 mod decisions;
 pub mod duration;
 mod events;
+mod files;
 mod mesh;
 mod moves;
 mod node;

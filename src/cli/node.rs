@@ -164,7 +164,7 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
 pub fn load_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = super::files::read_text(path, super::files::MAX_CONFIG_FILE_BYTES, "config")?;
             let mut cfg = NodeConfig::from_toml_str(&text).with_context(|| format!("{}", path.display()))?;
             // a data dir the config names is relative to the config file; the default one is
             // relative to where the node is started

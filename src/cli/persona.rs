@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Subcommand;
 use mindmesh_core::BudgetPatch;
 use mindmesh_core::budget::{check_queue_priority, check_throttle_multiplier};
@@ -241,7 +240,7 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.api)?;
     match args.command {
         PersonaCommand::Add { file, no_start, node, json } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = super::files::read_text(&file, super::files::MAX_SPEC_FILE_BYTES, "persona spec")?;
             let content_type =
                 if file.extension().is_some_and(|e| e == "json") { "application/json" } else { "application/toml" };
             let on = node.as_deref().map(|n| format!("&node={}", seg(n))).unwrap_or_default();

@@ -162,7 +162,7 @@ impl Brain {
     }
 
     fn stale_after_ms(&self) -> u64 {
-        self.config.guardrails.stale_after_s * 1000
+        mindmesh_core::bounds::s_to_ms(self.config.guardrails.stale_after_s)
     }
 
     fn features(&mut self, view: &MeshView, now_ms: u64) -> (FeatureSet, Vec<Condition>) {

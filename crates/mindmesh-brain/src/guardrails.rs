@@ -226,7 +226,7 @@ pub fn apply(
             continue;
         }
         // --- cooldown
-        let cooldown_ms = cfg.cooldown_s * 1000;
+        let cooldown_ms = mindmesh_core::bounds::s_to_ms(cfg.cooldown_s);
         let own = state.last_disruptive_ms.get(&f.id).copied();
         let committed = p.recent_actions.iter().filter(|(_, a)| a.is_disruptive()).max_by_key(|(t, _)| *t).copied();
         let last = match (own, committed) {

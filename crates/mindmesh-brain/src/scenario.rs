@@ -289,11 +289,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
 }
 
 pub fn load_file(path: &Path) -> Result<Scenario, BrainError> {
-    let meta = std::fs::metadata(path).map_err(|e| BrainError::scenario(path, e.to_string()))?;
-    if meta.len() > MAX_FILE_BYTES {
+    use std::io::Read;
+    // the read stops past the limit: a device or a FIFO has no size to check beforehand
+    let file = std::fs::File::open(path).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(BrainError::scenario(path, format!("larger than {MAX_FILE_BYTES} bytes")));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| BrainError::scenario(path, e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| BrainError::scenario(path, "not UTF-8 text".to_owned()))?;
     parse(path, &text)
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::error::{CoreError, Result};
 
 /// What a persona may consume. Enforced by the gateway (time, tokens, priority, concurrency,
@@ -46,10 +47,15 @@ pub const MAX_QUEUE_PRIORITY: u8 = 100;
 
 impl Budget {
     pub fn validate(&self) -> Result<()> {
-        positive("max_response_time_ms", self.max_response_time_ms)?;
-        positive("tokens_per_response", u64::from(self.tokens_per_response))?;
-        positive("max_memory_mb", self.max_memory_mb)?;
-        positive("max_concurrent_inferences", u64::from(self.max_concurrent_inferences))?;
+        bounds::within("max_response_time_ms", self.max_response_time_ms, 1, bounds::MAX_RESPONSE_TIME_MS)?;
+        bounds::within("tokens_per_response", u64::from(self.tokens_per_response), 1, u64::from(bounds::MAX_TOKENS))?;
+        bounds::within("max_memory_mb", self.max_memory_mb, 1, bounds::MAX_MEMORY_MB)?;
+        bounds::within(
+            "max_concurrent_inferences",
+            u64::from(self.max_concurrent_inferences),
+            1,
+            u64::from(bounds::MAX_CONCURRENT_INFERENCES),
+        )?;
         check_queue_priority(i64::from(self.inference_queue_priority))?;
         check_throttle_multiplier(self.throttle_multiplier)?;
         Ok(())
@@ -133,13 +139,6 @@ pub fn check_throttle_multiplier(m: f64) -> Result<f64> {
     Ok(m)
 }
 
-fn positive(field: &str, v: u64) -> Result<()> {
-    if v == 0 {
-        return Err(CoreError::invalid(field, "must be greater than zero"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +164,11 @@ mod tests {
         let bad =
             BudgetPatch { inference_queue_priority: Some(90), throttle_multiplier: Some(0.0), ..Default::default() };
         assert!(b.patched(&bad).is_err());
+        // past a bound: refused (u64::MAX ms overflowed the gateway's deadline)
+        let huge = BudgetPatch { max_response_time_ms: Some(u64::MAX), ..Default::default() };
+        assert_eq!(b.patched(&huge).unwrap_err().field(), Some("max_response_time_ms"));
+        let huge = BudgetPatch { max_memory_mb: Some(crate::bounds::MAX_MEMORY_MB + 1), ..Default::default() };
+        assert_eq!(b.patched(&huge).unwrap_err().field(), Some("max_memory_mb"));
         let good = BudgetPatch { inference_queue_priority: Some(90), ..Default::default() };
         assert_eq!(b.patched(&good).unwrap().inference_queue_priority, 90);
     }

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`spec`]: the persona spec (TOML/JSON), importance, restart policy, limits
+//! - [`bounds`]: the upper bound of every number a user, a client or a config gives
 //! - [`budget`]: the compute budget and run-time patches to it
 //! - [`config`]: the node's config file, one section per subsystem
 //! - [`phase`]: a persona's observed phase and health
@@ -26,6 +27,7 @@
 //! - [`error`]: the crate's one error type
 
 pub mod action;
+pub mod bounds;
 pub mod budget;
 pub mod clock;
 pub mod config;

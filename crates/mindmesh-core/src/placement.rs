@@ -26,7 +26,7 @@ pub struct NodeLoad {
 impl NodeLoad {
     /// Count a persona placed on it (a planner placing many in one pass).
     pub fn add(&mut self, spec: &PersonaSpec) {
-        self.requested_memory_mb += spec.requests.memory_mb;
+        self.requested_memory_mb = self.requested_memory_mb.saturating_add(spec.requests.memory_mb);
         self.requested_cpu_percent += spec.requests.cpu_percent;
         self.personas += 1;
     }
@@ -39,7 +39,7 @@ pub fn loads(registry: &Registry, live: impl Fn(NodeId) -> bool) -> Vec<NodeLoad
     for p in registry.personas.values() {
         if let Some(n) = p.node {
             let e = by_id.entry(n).or_default();
-            e.0 += p.spec.requests.memory_mb;
+            e.0 = e.0.saturating_add(p.spec.requests.memory_mb);
             e.1 += p.spec.requests.cpu_percent;
             e.2 += 1;
         }
@@ -109,11 +109,11 @@ pub fn place_index(spec: &PersonaSpec, nodes: &[NodeLoad]) -> Result<usize, Plac
     let share = |used: f64, cap: f64| if cap > 0.0 { used / cap } else { 0.0 };
     live.into_iter()
         .filter(|(_, n)| {
-            fits(n.requested_memory_mb + mem, n.capacity.memory_mb as f64)
+            fits(n.requested_memory_mb.saturating_add(mem), n.capacity.memory_mb as f64)
                 && fits_f(n.requested_cpu_percent + cpu, n.capacity.cpu_percent)
         })
         .map(|(i, n)| {
-            let load = share((n.requested_memory_mb + mem) as f64, n.capacity.memory_mb as f64)
+            let load = share(n.requested_memory_mb.saturating_add(mem) as f64, n.capacity.memory_mb as f64)
                 .max(share(n.requested_cpu_percent + cpu, n.capacity.cpu_percent));
             (i, n, spec.placement.preference_score(&n.labels), load)
         })

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::budget::Budget;
 use crate::error::{CoreError, Result};
 
@@ -225,19 +226,20 @@ impl PersonaSpec {
         if let Some(m) = &self.model {
             bounded("model", m)?;
         }
-        if let Some(v) = self.limits.memory_max_mb
-            && v == 0
-        {
-            return Err(CoreError::invalid("limits.memory_max_mb", "must be greater than zero"));
+        if let Some(v) = self.limits.memory_max_mb {
+            bounds::within("limits.memory_max_mb", v, 1, bounds::MAX_MEMORY_MB)?;
         }
-        if let Some(v) = self.limits.cpu_max_percent
-            && (!v.is_finite() || v <= 0.0)
-        {
-            return Err(CoreError::invalid("limits.cpu_max_percent", "must be greater than zero"));
+        if let Some(v) = self.limits.cpu_max_percent {
+            if v.is_finite() && v <= 0.0 {
+                return Err(CoreError::invalid("limits.cpu_max_percent", "must be greater than zero"));
+            }
+            bounds::within_f("limits.cpu_max_percent", v, 0.0, bounds::MAX_CPU_PERCENT)?;
         }
-        if !self.requests.cpu_percent.is_finite() || self.requests.cpu_percent < 0.0 {
+        bounds::at_most("requests.memory_mb", self.requests.memory_mb, bounds::MAX_MEMORY_MB)?;
+        if self.requests.cpu_percent.is_finite() && self.requests.cpu_percent < 0.0 {
             return Err(CoreError::invalid("requests.cpu_percent", "must not be negative"));
         }
+        bounds::within_f("requests.cpu_percent", self.requests.cpu_percent, 0.0, bounds::MAX_CPU_PERCENT)?;
         if self.labels.len() > MAX_LABELS {
             return Err(CoreError::invalid("labels", format!("at most {MAX_LABELS} labels")));
         }
@@ -256,8 +258,8 @@ impl PersonaSpec {
             bounded(&format!("labels.{k}"), k)?;
             bounded(&format!("labels.{k}"), v)?;
         }
-        if self.hibernate_after_idle_s == Some(0) {
-            return Err(CoreError::invalid("hibernate_after_idle_s", "must be greater than zero"));
+        if let Some(s) = self.hibernate_after_idle_s {
+            bounds::within("hibernate_after_idle_s", s, 1, bounds::MAX_IDLE_S)?;
         }
         self.budget.validate().map_err(|e| e.within("budget"))
     }
@@ -376,6 +378,36 @@ mod tests {
         assert_eq!(field_of("name = \"a\"\ncommand = \"x\"\nenv = { MINDMESH_PORT = \"1\" }"), "env.MINDMESH_PORT");
         let j = PersonaSpec::from_json_str(r#"{"name":"a","command":"x","budget":{"throttle_multiplier":-1}}"#);
         assert_eq!(j.unwrap_err().field(), Some("budget.throttle_multiplier"));
+    }
+
+    #[test]
+    fn numbers_past_their_bound_are_refused_not_wrapped() {
+        let base = "name = \"a\"\ncommand = \"x\"\n";
+        // issue 10: each of these was accepted, then wrapped or misplaced
+        for (extra, field) in [
+            ("[limits]\nmemory_max_mb = 17592186044416", "limits.memory_max_mb"), // 2^44
+            ("hibernate_after_idle_s = 18446744073709552", "hibernate_after_idle_s"),
+            ("[requests]\nmemory_mb = 18446744073709551615", "requests.memory_mb"),
+            ("[limits]\ncpu_max_percent = 1e300", "limits.cpu_max_percent"),
+            ("[requests]\ncpu_percent = 1e12", "requests.cpu_percent"),
+            ("[budget]\nmax_response_time_ms = 18446744073709551615", "budget.max_response_time_ms"),
+            ("[budget]\ntokens_per_response = 4294967295", "budget.tokens_per_response"),
+            ("[budget]\nmax_memory_mb = 18446744073709551615", "budget.max_memory_mb"),
+            ("[budget]\nmax_concurrent_inferences = 4294967295", "budget.max_concurrent_inferences"),
+        ] {
+            assert_eq!(field_of(&format!("{base}{extra}")), field, "{extra}");
+        }
+        // a value past u64 is a parse error naming the field too
+        assert_eq!(field_of(&format!("{base}[limits]\nmemory_max_mb = -1")), "limits.memory_max_mb");
+        // the bounds themselves are accepted
+        let at_bounds = format!(
+            "{base}hibernate_after_idle_s = {}\n[limits]\nmemory_max_mb = {}\n[requests]\nmemory_mb = {}\n[budget]\nmax_response_time_ms = {}",
+            bounds::MAX_IDLE_S,
+            bounds::MAX_MEMORY_MB,
+            bounds::MAX_MEMORY_MB,
+            bounds::MAX_RESPONSE_TIME_MS
+        );
+        PersonaSpec::from_toml_str(&at_bounds).unwrap();
     }
 
     #[test]

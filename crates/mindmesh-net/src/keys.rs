@@ -101,7 +101,7 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Keypair, NetError> {
     let err = |reason: String| NetError::Identity { path: path.display().to_string(), reason };
     match fs::metadata(&path) {
         Ok(_) => {
-            let bytes = fs::read(&path).map_err(|e| err(e.to_string()))?;
+            let bytes = read_bounded(&path).map_err(|e| err(e.to_string()))?;
             Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(format!("unreadable: {e}")))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -128,12 +128,23 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn read_small(path: &Path) -> std::io::Result<String> {
-    let len = fs::metadata(path)?.len();
-    if len > MAX_KEY_FILE_BYTES {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{len} bytes: not a key file")));
-    }
-    let bytes = fs::read(path)?;
+    let bytes = read_bounded(path)?;
     String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"))
+}
+
+/// A key file's bytes, refused past [`MAX_KEY_FILE_BYTES`]. The read itself stops there: a
+/// device or a FIFO (`--mesh-key /dev/zero`) has no size to check beforehand.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)?.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {MAX_KEY_FILE_BYTES} bytes: not a key file"),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

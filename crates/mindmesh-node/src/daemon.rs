@@ -312,7 +312,7 @@ impl Node {
             gateway.clone(),
             waker,
             Duration::from_millis(config.gateway.drain_timeout_ms),
-            Duration::from_millis(config.supervisor.stop_grace_ms + 1000),
+            Duration::from_millis(config.supervisor.stop_grace_ms.saturating_add(1000)),
         );
         let idle = tokio::spawn(crate::idle::run(
             control.clone(),

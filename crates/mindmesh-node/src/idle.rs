@@ -23,7 +23,7 @@ pub fn due(table: &StatusTable, gateway: &Gateway, now_ms: u64) -> Vec<String> {
         .values()
         .filter(|s| s.phase == Phase::Running && s.budget.allowed_to_run)
         .filter_map(|s| {
-            let limit_ms = s.hibernate_after_idle_s? * 1000;
+            let limit_ms = mindmesh_core::bounds::s_to_ms(s.hibernate_after_idle_s?);
             let t = gateway.traffic(&s.name, now_ms).unwrap_or_default();
             if t.live.active > 0 || t.in_flight > 0 || t.queue_depth > 0 {
                 return None;

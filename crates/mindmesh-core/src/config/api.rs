@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
+/// Largest `max_body_bytes`: every body up to it is held in memory while it is parsed.
+pub const MAX_BODY_BYTES: usize = 256 << 20;
+
 /// Shortest bearer token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
 /// Longest bearer token accepted (a header line, not a document).
@@ -192,12 +195,7 @@ impl ApiConfig {
                 return Err(CoreError::invalid(format!("allowed_hosts[{i}]"), "a host name, without a port"));
             }
         }
-        if self.max_body_bytes < 1024 {
-            return Err(CoreError::invalid("max_body_bytes", "must be at least 1024"));
-        }
-        if self.max_body_bytes > 1 << 30 {
-            return Err(CoreError::invalid("max_body_bytes", "must be at most 1 GiB"));
-        }
+        crate::bounds::within("max_body_bytes", self.max_body_bytes as u64, 1024, MAX_BODY_BYTES as u64)?;
         for (field, v) in
             [("max_connections", self.max_connections), ("max_local_connections", self.max_local_connections)]
         {

@@ -175,6 +175,10 @@ impl Default for GuardrailConfig {
     }
 }
 
+/// Most points of history the leader keeps per persona (`history_window_s /
+/// history_resolution_s`).
+pub const MAX_HISTORY_POINTS: u64 = 20_000;
+
 pub const ENV_LLM_BASE_URL: &str = "MINDMESH_LLM_BASE_URL";
 pub const ENV_LLM_MODEL: &str = "MINDMESH_LLM_MODEL";
 pub const ENV_LLM_API_KEY: &str = "MINDMESH_LLM_API_KEY";
@@ -207,7 +211,15 @@ impl BrainConfig {
         if self.cycle_s > 3600 {
             return Err(CoreError::invalid("cycle_s", "must be at most 3600"));
         }
-        at_least("history_resolution_s", self.history_resolution_s, 1)?;
+        crate::bounds::within("history_resolution_s", self.history_resolution_s, 1, 3600)?;
+        crate::bounds::at_most("history_window_s", self.history_window_s, crate::bounds::MAX_WINDOW_S)?;
+        // the leader keeps this many points of every persona in memory
+        if self.history_window_s / self.history_resolution_s > MAX_HISTORY_POINTS {
+            return Err(CoreError::invalid(
+                "history_window_s",
+                format!("at most {MAX_HISTORY_POINTS} points of history_resolution_s"),
+            ));
+        }
         if !self.time_speed.is_finite() || !(1.0..=3600.0).contains(&self.time_speed) {
             return Err(CoreError::invalid("time_speed", "must be within 1..=3600"));
         }
@@ -228,12 +240,17 @@ impl LlmConfig {
         if self.model.trim().is_empty() {
             return Err(CoreError::invalid("model", "must not be empty"));
         }
-        at_least("timeout_ms", self.timeout_ms, 100)?;
-        at_least("max_completion_tokens", u64::from(self.max_completion_tokens), 64)?;
+        crate::bounds::within("timeout_ms", self.timeout_ms, 100, crate::bounds::MAX_TIMER_MS)?;
+        crate::bounds::within(
+            "max_completion_tokens",
+            u64::from(self.max_completion_tokens),
+            64,
+            u64::from(crate::bounds::MAX_TOKENS),
+        )?;
         if !self.temperature.is_finite() || !(0.0..=2.0).contains(&self.temperature) {
             return Err(CoreError::invalid("temperature", "must be within 0..=2"));
         }
-        at_least("max_prompt_personas", self.max_prompt_personas as u64, 1)?;
+        crate::bounds::within("max_prompt_personas", self.max_prompt_personas as u64, 1, crate::bounds::MAX_COUNT)?;
         Ok(())
     }
 }
@@ -244,12 +261,18 @@ impl GuardrailConfig {
         if self.hysteresis_cycles > 100 {
             return Err(CoreError::invalid("hysteresis_cycles", "must be at most 100"));
         }
-        at_least("max_disruptive_per_cycle", self.max_disruptive_per_cycle as u64, 1)?;
+        crate::bounds::at_most("cooldown_s", self.cooldown_s, crate::bounds::MAX_WINDOW_S)?;
+        crate::bounds::within(
+            "max_disruptive_per_cycle",
+            self.max_disruptive_per_cycle as u64,
+            1,
+            crate::bounds::MAX_COUNT,
+        )?;
         let s = self.max_disrupted_share;
         if !s.is_finite() || s <= 0.0 || s > 1.0 {
             return Err(CoreError::invalid("max_disrupted_share", "must be > 0 and <= 1"));
         }
-        at_least("stale_after_s", self.stale_after_s, 1)?;
+        crate::bounds::within("stale_after_s", self.stale_after_s, 1, crate::bounds::MAX_WINDOW_S)?;
         Ok(())
     }
 }

@@ -65,9 +65,12 @@ impl GatewayConfig {
         at_least("max_in_flight", u64::from(self.max_in_flight), 1)?;
         at_least("max_queued", u64::from(self.max_queued), 1)?;
         at_least("max_queued_per_persona", u64::from(self.max_queued_per_persona), 1)?;
-        at_least("aging_ms_per_point", self.aging_ms_per_point, 1)?;
-        at_least("connect_timeout_ms", self.connect_timeout_ms, 10)?;
-        at_least("idle_check_interval_ms", self.idle_check_interval_ms, 50)?;
+        use crate::bounds::{MAX_TIMER_MS, at_most, within};
+        within("aging_ms_per_point", self.aging_ms_per_point, 1, MAX_TIMER_MS)?;
+        at_most("drain_timeout_ms", self.drain_timeout_ms, MAX_TIMER_MS)?;
+        at_most("retry_after_s", u64::from(self.retry_after_s), 24 * 3600)?;
+        within("connect_timeout_ms", self.connect_timeout_ms, 10, MAX_TIMER_MS)?;
+        within("idle_check_interval_ms", self.idle_check_interval_ms, 50, MAX_TIMER_MS)?;
         if self.max_in_flight > MAX_IN_FLIGHT {
             return Err(CoreError::invalid("max_in_flight", format!("must be at most {MAX_IN_FLIGHT}")));
         }

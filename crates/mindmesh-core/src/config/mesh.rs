@@ -11,6 +11,12 @@ use crate::error::{CoreError, Result};
 
 /// Most join addresses accepted: each one is dialled in turn by the retry loop.
 pub const MAX_JOIN_ADDRS: usize = 64;
+/// Most voters: every commit waits for a majority of them.
+pub const MAX_VOTERS: u64 = 15;
+/// Largest gossip message allowed by config (a node snapshot is bounded far below it).
+pub const MAX_GOSSIP_BYTES: u64 = 64 << 20;
+/// Largest RPC frame allowed by config: one frame is held in memory while it is read.
+pub const MAX_RPC_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,12 +141,12 @@ impl MeshConfig {
 
     /// The oldest quorum acknowledgement a leader may renew a lease on.
     pub fn max_quorum_age_ms(&self) -> u64 {
-        self.heartbeat_ms * 3
+        self.heartbeat_ms.saturating_mul(3)
     }
 
     /// The shortest safe failover delay for this lease: see [`MeshConfig::validate`].
     pub fn min_failover_after_ms(&self) -> u64 {
-        self.lease_ms + self.max_quorum_age_ms() + self.lease_ms / 10 + 100
+        self.lease_ms.saturating_add(self.max_quorum_age_ms()).saturating_add(self.lease_ms / 10 + 100)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -154,7 +160,33 @@ impl MeshConfig {
                 }
             }
         }
-        at_least("voters", self.voters as u64, 1)?;
+        use crate::bounds::{MAX_COUNT, MAX_TIMER_MS, at_most, within};
+        within("voters", self.voters as u64, 1, MAX_VOTERS)?;
+        // upper bounds first: the relations below multiply and add these
+        for (field, v) in [
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("election_timeout_min_ms", self.election_timeout_min_ms),
+            ("election_timeout_max_ms", self.election_timeout_max_ms),
+            ("gossip_interval_ms", self.gossip_interval_ms),
+            ("stale_after_ms", self.stale_after_ms),
+            ("rpc_timeout_ms", self.rpc_timeout_ms),
+            ("propose_timeout_ms", self.propose_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("join_backoff_initial_ms", self.join_backoff_initial_ms),
+            ("join_backoff_max_ms", self.join_backoff_max_ms),
+            ("ban_ms", self.ban_ms),
+            ("lease_ms", self.lease_ms),
+            ("lease_renew_ms", self.lease_renew_ms),
+            ("failover_after_ms", self.failover_after_ms),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+        ] {
+            at_most(field, v, MAX_TIMER_MS)?;
+        }
+        at_most("max_gossip_bytes", self.max_gossip_bytes as u64, MAX_GOSSIP_BYTES)?;
+        at_most("max_rpc_bytes", self.max_rpc_bytes as u64, MAX_RPC_BYTES)?;
+        at_most("snapshot_after_logs", self.snapshot_after_logs, MAX_COUNT)?;
+        at_most("snapshot_logs_kept", self.snapshot_logs_kept, MAX_COUNT)?;
+        at_most("max_invalid_messages", u64::from(self.max_invalid_messages), MAX_COUNT)?;
         at_least("heartbeat_ms", self.heartbeat_ms, 10)?;
         // Raft needs several heartbeats per election timeout, or followers start elections
         // against a healthy leader.

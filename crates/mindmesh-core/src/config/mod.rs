@@ -133,6 +133,36 @@ mod tests {
     }
 
     #[test]
+    fn config_numbers_past_their_bound_are_refused_before_any_arithmetic() {
+        const MAX: &str = "18446744073709551615";
+        for (section, key, field) in [
+            ("supervisor", "max_personas", "supervisor.max_personas"),
+            ("supervisor", "backoff_reset_after_s", "supervisor.backoff_reset_after_s"),
+            ("supervisor", "crash_loop_window_s", "supervisor.crash_loop_window_s"),
+            ("supervisor", "stop_grace_ms", "supervisor.stop_grace_ms"),
+            ("store", "raw_retention_s", "store.raw_retention_s"),
+            ("store", "max_state_bytes", "store.max_state_bytes"),
+            ("gateway", "drain_timeout_ms", "gateway.drain_timeout_ms"),
+            ("brain", "history_window_s", "brain.history_window_s"),
+            ("brain.llm", "timeout_ms", "brain.llm.timeout_ms"),
+            ("brain.guardrails", "cooldown_s", "brain.guardrails.cooldown_s"),
+            // these were multiplied inside validation itself (`heartbeat_ms * 2`, `lease_renew_ms * 3`)
+            ("mesh", "heartbeat_ms", "mesh.heartbeat_ms"),
+            ("mesh", "lease_renew_ms", "mesh.lease_renew_ms"),
+            ("mesh", "lease_ms", "mesh.lease_ms"),
+            ("mesh", "voters", "mesh.voters"),
+            ("api", "max_body_bytes", "api.max_body_bytes"),
+        ] {
+            let e = NodeConfig::from_toml_str(&format!("[{section}]\n{key} = {MAX}")).unwrap_err();
+            assert_eq!(e.field(), Some(field), "{section}.{key}: {e}");
+        }
+        // too many points of history for the leader to hold
+        let e = NodeConfig::from_toml_str("[brain]\nhistory_resolution_s = 1\nhistory_window_s = 604800").unwrap_err();
+        assert_eq!(e.field(), Some("brain.history_window_s"));
+        NodeConfig::default().validate().unwrap();
+    }
+
+    #[test]
     fn non_loopback_api_needs_a_token() {
         let e = NodeConfig::from_toml_str("[api]\nlisten = \"0.0.0.0:7070\"").unwrap_err();
         assert_eq!(e.field(), Some("api.token"));

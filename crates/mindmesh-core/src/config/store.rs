@@ -1,6 +1,5 @@
 use serde::{Deserialize, Serialize};
 
-use super::at_least;
 use crate::error::{CoreError, Result};
 
 /// Retention of the metric series: raw samples for a while, then per-minute rollups.
@@ -30,11 +29,12 @@ impl Default for StoreConfig {
 
 impl StoreConfig {
     pub fn validate(&self) -> Result<()> {
-        at_least("raw_retention_s", self.raw_retention_s, 1)?;
-        at_least("rollup_interval_s", self.rollup_interval_s, 1)?;
-        at_least("rollup_retention_s", self.rollup_retention_s, 1)?;
-        at_least("event_retention_s", self.event_retention_s, 1)?;
-        at_least("max_state_bytes", self.max_state_bytes, 1)?;
+        use crate::bounds::{MAX_BYTES, MAX_RETENTION_S, within};
+        within("raw_retention_s", self.raw_retention_s, 1, MAX_RETENTION_S)?;
+        within("rollup_interval_s", self.rollup_interval_s, 1, 24 * 3600)?;
+        within("rollup_retention_s", self.rollup_retention_s, 1, MAX_RETENTION_S)?;
+        within("event_retention_s", self.event_retention_s, 1, MAX_RETENTION_S)?;
+        within("max_state_bytes", self.max_state_bytes, 1, MAX_BYTES)?;
         if self.rollup_retention_s < self.raw_retention_s {
             return Err(CoreError::invalid("rollup_retention_s", "must not be shorter than raw_retention_s"));
         }

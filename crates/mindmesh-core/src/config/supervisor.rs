@@ -1,6 +1,5 @@
 use serde::{Deserialize, Serialize};
 
-use super::at_least;
 use crate::error::{CoreError, Result};
 use crate::lifecycle::RestartConfig;
 
@@ -14,6 +13,11 @@ pub enum CgroupMode {
     /// Never: limits are measured and enforced by the node, throttle by SIGSTOP/SIGCONT.
     Off,
 }
+
+/// Most personas one node may be configured for: queues are sized from it.
+pub const MAX_PERSONAS_PER_NODE: u64 = 100_000;
+/// Most restarts counted in a crash-loop window (each one is remembered).
+pub const MAX_RESTARTS_IN_WINDOW: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -69,15 +73,19 @@ impl Default for SupervisorConfig {
 
 impl SupervisorConfig {
     pub fn validate(&self) -> Result<()> {
-        at_least("metrics_interval_ms", self.metrics_interval_ms, 100)?;
-        at_least("full_sample_every_ticks", u64::from(self.full_sample_every_ticks), 1)?;
-        at_least("health_interval_ms", self.health_interval_ms, 100)?;
-        at_least("health_timeout_ms", self.health_timeout_ms, 10)?;
-        at_least("start_timeout_ms", self.start_timeout_ms, 100)?;
-        at_least("backoff_initial_ms", self.backoff_initial_ms, 1)?;
-        at_least("backoff_max_ms", self.backoff_max_ms, self.backoff_initial_ms)?;
-        at_least("crash_loop_window_s", self.crash_loop_window_s, 1)?;
-        at_least("max_personas", self.max_personas as u64, 1)?;
+        use crate::bounds::{MAX_TIMER_MS, MAX_WINDOW_S, at_most, within};
+        within("metrics_interval_ms", self.metrics_interval_ms, 100, MAX_TIMER_MS)?;
+        within("full_sample_every_ticks", u64::from(self.full_sample_every_ticks), 1, 3600)?;
+        within("health_interval_ms", self.health_interval_ms, 100, MAX_TIMER_MS)?;
+        within("health_timeout_ms", self.health_timeout_ms, 10, MAX_TIMER_MS)?;
+        within("start_timeout_ms", self.start_timeout_ms, 100, MAX_TIMER_MS)?;
+        at_most("stop_grace_ms", self.stop_grace_ms, MAX_TIMER_MS)?;
+        within("backoff_initial_ms", self.backoff_initial_ms, 1, MAX_TIMER_MS)?;
+        within("backoff_max_ms", self.backoff_max_ms, self.backoff_initial_ms, MAX_TIMER_MS)?;
+        at_most("backoff_reset_after_s", self.backoff_reset_after_s, MAX_WINDOW_S)?;
+        at_most("crash_loop_max_restarts", u64::from(self.crash_loop_max_restarts), MAX_RESTARTS_IN_WINDOW)?;
+        within("crash_loop_window_s", self.crash_loop_window_s, 1, MAX_WINDOW_S)?;
+        within("max_personas", self.max_personas as u64, 1, MAX_PERSONAS_PER_NODE)?;
         if !(0.0..=1.0).contains(&self.backoff_jitter) {
             return Err(CoreError::invalid("backoff_jitter", "must be within 0..=1"));
         }
@@ -89,10 +97,10 @@ impl SupervisorConfig {
         RestartConfig {
             backoff_initial_ms: self.backoff_initial_ms,
             backoff_max_ms: self.backoff_max_ms,
-            backoff_reset_after_ms: self.backoff_reset_after_s * 1000,
+            backoff_reset_after_ms: crate::bounds::s_to_ms(self.backoff_reset_after_s),
             jitter_fraction: self.backoff_jitter,
             crash_loop_max_restarts: self.crash_loop_max_restarts,
-            crash_loop_window_ms: self.crash_loop_window_s * 1000,
+            crash_loop_window_ms: crate::bounds::s_to_ms(self.crash_loop_window_s),
             stop_grace_ms: self.stop_grace_ms,
         }
     }

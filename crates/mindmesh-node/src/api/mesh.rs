@@ -113,13 +113,13 @@ pub async fn decisions(
         let mut reg = st.mesh.watch_registry();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         tokio::select! {
-            _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after + 1)) => {}
+            _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after.saturating_add(1))) => {}
             _ = st.shutdown.cancelled() => {}
         }
     }
     let reg = st.mesh.registry();
     let decisions: Vec<DecisionView> = reg
-        .decisions_since(q.after + 1)
+        .decisions_since(q.after.saturating_add(1))
         .filter(|d| q.persona.as_deref().is_none_or(|p| d.decision.persona == p))
         .take(limit)
         .map(|d| decision_view(d, &reg))

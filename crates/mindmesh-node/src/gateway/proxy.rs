@@ -112,7 +112,7 @@ async fn where_to(gw: &Gateway, model: &str, arrived: Instant, hops: u32) -> Res
         let limit = *limit_ms.get_or_insert_with(|| {
             reg.personas.get(model).map_or(DEFAULT_BUDGET_MS, |e| e.budget.max_response_time_ms)
         });
-        let deadline = tokio::time::Instant::from_std(arrived) + Duration::from_millis(limit);
+        let deadline = deadline_after(arrived, limit);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return Err(GatewayError::moving(model, limit)),
             _ = registry.changed() => {}
@@ -168,7 +168,7 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes, caller:
     };
     let persona = std::sync::Arc::clone(&record.gate().name);
     let limit_ms = permit.budget.max_response_time_ms;
-    let deadline = tokio::time::Instant::from_std(arrived) + Duration::from_millis(limit_ms);
+    let deadline = deadline_after(arrived, limit_ms);
     let upstream_body = match clamp_tokens(&body, &p, api, permit.budget.tokens_per_response) {
         Ok(Some(clamped)) => Bytes::from(clamped),
         Ok(None) => body.clone(),
@@ -226,4 +226,13 @@ fn fail(record: Record, e: GatewayError) -> Response {
         None => drop(record),
     }
     e.into_response()
+}
+
+/// `arrived` plus a budget's time. Budgets are bounded at validation (an hour at most); the
+/// check keeps a budget from an older store from panicking on an `Instant` overflow.
+fn deadline_after(arrived: std::time::Instant, limit_ms: u64) -> tokio::time::Instant {
+    let arrived = tokio::time::Instant::from_std(arrived);
+    arrived
+        .checked_add(Duration::from_millis(limit_ms))
+        .unwrap_or_else(|| arrived + Duration::from_millis(mindmesh_core::bounds::MAX_RESPONSE_TIME_MS))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use mindmesh_brain::{Brain, CycleReport};
 use mindmesh_core::BudgetPatch;
+use mindmesh_core::bounds::s_to_ms;
 use mindmesh_core::clock::{Clock, ScaledClock};
 use mindmesh_core::config::BrainConfig;
 use mindmesh_core::registry::{Command, DesiredPhase, Registry};
@@ -40,7 +41,8 @@ impl Leader {
             );
             self.clock = Arc::new(ScaledClock::new(self.clock.clone(), self.config.time_speed));
         }
-        let mut history = History::new(self.config.history_resolution_s * 1000, self.config.history_window_s * 1000);
+        let mut history =
+            History::new(s_to_ms(self.config.history_resolution_s), s_to_ms(self.config.history_window_s));
         let mut brain = Brain::from_config(self.config.clone());
         let mut observe = tokio::time::interval(self.gossip_interval);
         observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -75,7 +75,7 @@ impl Supervisor {
         let state_file = self.state_file(name);
         let now = self.now();
         let slot = self.slots.get(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        let memory_limit = slot.record.spec.limits.memory_max_mb.map(|mb| mb * 1024 * 1024);
+        let memory_limit = slot.record.spec.limits.memory_max_mb.map(mindmesh_core::bounds::mb_to_bytes);
         let cgroup = match (&self.cgroups, memory_limit) {
             (Some(c), Some(limit)) => {
                 let cg = c.create(name).map_err(|e| SupervisorError::io("create cgroup", e))?;

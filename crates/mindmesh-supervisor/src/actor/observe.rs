@@ -42,7 +42,7 @@ impl Supervisor {
             // without a memory cgroup the node is the limit's enforcer
             if !slot.cg_memory
                 && let Some(limit_mb) = slot.record.spec.limits.memory_max_mb
-                && r.rss_bytes > limit_mb * 1024 * 1024
+                && r.rss_bytes > mindmesh_core::bounds::mb_to_bytes(limit_mb)
             {
                 over_limit.push((
                     name.clone(),
