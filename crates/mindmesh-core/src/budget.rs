@@ -45,14 +45,24 @@ pub const MAX_THROTTLE_MULTIPLIER: f64 = 10.0;
 pub const MAX_QUEUE_PRIORITY: u8 = 100;
 
 impl Budget {
+    /// The first of [`Budget::problems`], if any.
     pub fn validate(&self) -> Result<()> {
-        positive("max_response_time_ms", self.max_response_time_ms)?;
-        positive("tokens_per_response", u64::from(self.tokens_per_response))?;
-        positive("max_memory_mb", self.max_memory_mb)?;
-        positive("max_concurrent_inferences", u64::from(self.max_concurrent_inferences))?;
-        check_queue_priority(i64::from(self.inference_queue_priority))?;
-        check_throttle_multiplier(self.throttle_multiplier)?;
-        Ok(())
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every value that breaks its rule, each naming its field.
+    pub fn problems(&self) -> Vec<CoreError> {
+        [
+            positive("max_response_time_ms", self.max_response_time_ms),
+            positive("tokens_per_response", u64::from(self.tokens_per_response)),
+            positive("max_memory_mb", self.max_memory_mb),
+            positive("max_concurrent_inferences", u64::from(self.max_concurrent_inferences)),
+            check_queue_priority(i64::from(self.inference_queue_priority)).map(|_| ()),
+            check_throttle_multiplier(self.throttle_multiplier).map(|_| ()),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
     }
 
     /// Apply a partial change; the result is validated as a whole so a bad patch changes nothing.
