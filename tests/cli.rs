@@ -207,3 +207,116 @@ async fn a_quiet_node_logs_little_at_info() {
     assert!(foreign.is_empty(), "openraft and libp2p internals at INFO:\n{}", log);
     assert!(lines.iter().any(|l| l.contains("INFO mindmesh_node")), "the node's own INFO stays:\n{log}");
 }
+
+#[test]
+fn config_check_lists_every_problem_and_exits_by_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let good_node = write("node.toml", &format!("[node]\nname = \"a\"\n{}", demo_persona("chat", &[], "")));
+    let good_spec = write("chat.toml", &format!("name = \"chat\"\ncommand = \"{DEMO}\"\n"));
+    let good_json = write("chat.json", &format!("{{\"name\": \"chat\", \"command\": \"{DEMO}\"}}"));
+    let bad_spec = write(
+        "bad.toml",
+        "name = \"Bad Name\"\ncommand = \"\"\n[budget]\ninference_queue_priority = 200\nthrottle_multiplier = -1\n",
+    );
+    let bad_node = write(
+        "bad-node.toml",
+        "[supervisor]\nbackoff_initial_ms = 0\n[[persona]]\nname = \"a\"\ncommand = \"x\"\n[persona.budget]\nmax_memory_mb = 0\n",
+    );
+    let syntax = write("syntax.toml", "[node\nname = 1\n");
+    let check = |files: &[&str]| Command::new(MINDMESH).args(["config", "check"]).args(files).output().unwrap();
+
+    let out = check(&[&good_node, &good_spec, &good_json]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("{good_node}: ok (node config, 1 persona)")), "{stdout}");
+    assert!(stdout.contains(&format!("{good_json}: ok (persona spec)")), "{stdout}");
+
+    let out = check(&[&good_node, &bad_spec, &bad_node, &syntax, "/nonexistent/x.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    for line in [
+        format!("{bad_spec}: name: "),
+        format!("{bad_spec}: command: must not be empty"),
+        format!("{bad_spec}: budget.inference_queue_priority: must be within 0..=100, got 200"),
+        format!("{bad_spec}: budget.throttle_multiplier: must be > 0 and <= 10, got -1"),
+        format!("{bad_node}: supervisor.backoff_initial_ms: must be at least 1"),
+        format!("{bad_node}: persona[0].budget.max_memory_mb: must be greater than zero"),
+        format!("{syntax}: TOML parse error at line 1"),
+        "/nonexistent/x.toml: cannot read".to_owned(),
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(&line)), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(text(&out.stderr).contains("4 of 5 file(s) invalid (8 problem(s))"), "{}", text(&out.stderr));
+
+    let out = Command::new(MINDMESH).args(["config", "check", "--json", &good_spec, &bad_spec]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[1]["kind"], "persona");
+    assert_eq!(v[1]["problems"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v[1]["problems"][2]["field"], "budget.inference_queue_priority");
+
+    // no file is a usage error, as clap reports them
+    assert_eq!(check(&[]).status.code(), Some(2));
+}
+
+#[test]
+fn the_shipped_configs_pass_config_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<String> = Vec::new();
+    for dir in ["deploy/examples", "deploy/compose"] {
+        for e in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                files.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(files.len() >= 3, "{files:?}");
+    // the mesh example takes its token from the environment, as its systemd unit gives it
+    let out = Command::new(MINDMESH)
+        .args(["config", "check"])
+        .args(&files)
+        .env("MINDMESH_API_TOKEN", "0123456789abcdef0123456789abcdef")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source <({MINDMESH} completions bash) && complete -p mindmesh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("mindmesh"), "{}", text(&out.stdout));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(MINDMESH).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && text(&out.stdout).contains("persona"), "{shell}");
+    }
+    assert_eq!(Command::new(MINDMESH).args(["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(MINDMESH).args(["man", "--out"]).arg(dir.path().join("man1")).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = |name: &str| std::fs::read_to_string(dir.path().join("man1").join(format!("{name}.1")));
+    for name in
+        ["mindmesh", "mindmesh-persona", "mindmesh-persona-budget", "mindmesh-config-check", "mindmesh-node-leave"]
+    {
+        let p = page(name).unwrap_or_else(|e| panic!("{name}.1: {e}"));
+        assert!(p.contains(&format!(".TH {name} 1")), "{name}: {}", &p[..200.min(p.len())]);
+    }
+    assert!(page("mindmesh-persona-budget").unwrap().contains("Queue priority"));
+    assert!(page("mindmesh-fence-guard").is_err(), "hidden commands have no page");
+    // one page per line printed, every one present
+    for line in text(&out.stdout).lines() {
+        assert!(std::path::Path::new(line).is_file(), "{line}");
+    }
+}

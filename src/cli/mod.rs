@@ -9,7 +9,9 @@
 mod bench;
 mod brain;
 pub mod client;
+mod config;
 mod decisions;
+mod docs;
 pub mod duration;
 mod events;
 mod files;
@@ -53,6 +55,9 @@ enum Command {
     /// The mesh's decision log: what the brain (or an operator) decided, why, and whether the
     /// owning node carried it out.
     Decisions(decisions::DecisionsArgs),
+    /// Check node configs and persona specs without starting anything.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// The mesh itself: its key.
     #[command(subcommand)]
     Mesh(mesh::MeshCommand),
@@ -69,6 +74,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) for every command and flag.
+    Completions(docs::CompletionsArgs),
+    /// Write man pages for every command, generated from the same definition as `--help`.
+    Man(docs::ManArgs),
     /// Benchmarks (build with --release for numbers worth reporting).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -119,6 +128,9 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(cmd).await,
         Command::Decisions(args) => decisions::run(args).await,
         Command::Mesh(cmd) => mesh::run(cmd).await,
+        Command::Config(cmd) => config::run(cmd).await,
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::Sim(args) => Ok(tokio::task::spawn_blocking(move || mindmesh_sim::cli::run(&args)).await?),
         Command::Persona(args) => persona::run(args).await,
         Command::Status(args) => status::run(args).await,

@@ -46,19 +46,29 @@ pub const MAX_THROTTLE_MULTIPLIER: f64 = 10.0;
 pub const MAX_QUEUE_PRIORITY: u8 = 100;
 
 impl Budget {
+    /// The first of [`Budget::problems`], if any.
     pub fn validate(&self) -> Result<()> {
-        bounds::within("max_response_time_ms", self.max_response_time_ms, 1, bounds::MAX_RESPONSE_TIME_MS)?;
-        bounds::within("tokens_per_response", u64::from(self.tokens_per_response), 1, u64::from(bounds::MAX_TOKENS))?;
-        bounds::within("max_memory_mb", self.max_memory_mb, 1, bounds::MAX_MEMORY_MB)?;
-        bounds::within(
-            "max_concurrent_inferences",
-            u64::from(self.max_concurrent_inferences),
-            1,
-            u64::from(bounds::MAX_CONCURRENT_INFERENCES),
-        )?;
-        check_queue_priority(i64::from(self.inference_queue_priority))?;
-        check_throttle_multiplier(self.throttle_multiplier)?;
-        Ok(())
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every value that breaks its rule, each naming its field.
+    pub fn problems(&self) -> Vec<CoreError> {
+        [
+            bounds::within("max_response_time_ms", self.max_response_time_ms, 1, bounds::MAX_RESPONSE_TIME_MS),
+            bounds::within("tokens_per_response", u64::from(self.tokens_per_response), 1, u64::from(bounds::MAX_TOKENS)),
+            bounds::within("max_memory_mb", self.max_memory_mb, 1, bounds::MAX_MEMORY_MB),
+            bounds::within(
+                "max_concurrent_inferences",
+                u64::from(self.max_concurrent_inferences),
+                1,
+                u64::from(bounds::MAX_CONCURRENT_INFERENCES),
+            ),
+            check_queue_priority(i64::from(self.inference_queue_priority)).map(|_| ()),
+            check_throttle_multiplier(self.throttle_multiplier).map(|_| ()),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
     }
 
     /// Apply a partial change; the result is validated as a whole so a bad patch changes nothing.

@@ -188,19 +188,100 @@ impl PersonaSpec {
         if file_name.ends_with(".json") { Self::from_json_str(contents) } else { Self::from_toml_str(contents) }
     }
 
+    /// Parse by the file's extension and check, with every problem rather than the first.
+    pub fn check_file_contents(file_name: &str, contents: &str) -> std::result::Result<Self, Vec<CoreError>> {
+        let spec: PersonaSpec = if file_name.ends_with(".json") { parse_json(contents) } else { parse_toml(contents) }
+            .map_err(|e| vec![e])?;
+        let problems = spec.problems();
+        if problems.is_empty() { Ok(spec) } else { Err(problems) }
+    }
+
+    /// The first of [`PersonaSpec::problems`], if any.
     pub fn validate(&self) -> Result<()> {
-        validate_name(&self.name)?;
-        if self.command.trim().is_empty() {
-            return Err(CoreError::invalid("command", "must not be empty"));
-        }
-        bounded("command", &self.command)?;
-        if self.args.len() > MAX_ARGS {
-            return Err(CoreError::invalid("args", format!("at most {MAX_ARGS} arguments")));
-        }
-        for (i, a) in self.args.iter().enumerate() {
-            bounded(&format!("args[{i}]"), a)?;
-            no_nul(&format!("args[{i}]"), a)?;
-        }
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem of the spec, each naming its field (`mindmesh config check` lists them
+    /// all; within one field only the first is told).
+    pub fn problems(&self) -> Vec<CoreError> {
+        let checks: [&dyn Fn() -> Result<()>; 12] = [
+            &|| validate_name(&self.name),
+            &|| {
+                if self.command.trim().is_empty() {
+                    return Err(CoreError::invalid("command", "must not be empty"));
+                }
+                bounded("command", &self.command)
+            },
+            &|| {
+                if self.args.len() > MAX_ARGS {
+                    return Err(CoreError::invalid("args", format!("at most {MAX_ARGS} arguments")));
+                }
+                for (i, a) in self.args.iter().enumerate() {
+                    bounded(&format!("args[{i}]"), a)?;
+                    no_nul(&format!("args[{i}]"), a)?;
+                }
+                Ok(())
+            },
+            &|| self.env_problem(),
+            &|| match &self.health_path {
+                Some(p) if !p.starts_with('/') => Err(CoreError::invalid("health_path", "must start with '/'")),
+                Some(p) => bounded("health_path", p),
+                None => Ok(()),
+            },
+            &|| self.model.as_deref().map_or(Ok(()), |m| bounded("model", m)),
+            &|| match self.limits.memory_max_mb {
+                Some(v) => bounds::within("limits.memory_max_mb", v, 1, bounds::MAX_MEMORY_MB),
+                None => Ok(()),
+            },
+            &|| match self.limits.cpu_max_percent {
+                Some(v) if v.is_finite() && v <= 0.0 => {
+                    Err(CoreError::invalid("limits.cpu_max_percent", "must be greater than zero"))
+                }
+                Some(v) => bounds::within_f("limits.cpu_max_percent", v, 0.0, bounds::MAX_CPU_PERCENT),
+                None => Ok(()),
+            },
+            &|| {
+                bounds::at_most("requests.memory_mb", self.requests.memory_mb, bounds::MAX_MEMORY_MB)?;
+                if self.requests.cpu_percent.is_finite() && self.requests.cpu_percent < 0.0 {
+                    return Err(CoreError::invalid("requests.cpu_percent", "must not be negative"));
+                }
+                bounds::within_f("requests.cpu_percent", self.requests.cpu_percent, 0.0, bounds::MAX_CPU_PERCENT)
+            },
+            &|| {
+                if self.labels.len() > MAX_LABELS {
+                    return Err(CoreError::invalid("labels", format!("at most {MAX_LABELS} labels")));
+                }
+                for (k, v) in &self.labels {
+                    bounded(&format!("labels.{k}"), k)?;
+                    bounded(&format!("labels.{k}"), v)?;
+                }
+                Ok(())
+            },
+            &|| {
+                for (field, labels) in
+                    [("placement.require", &self.placement.require), ("placement.prefer", &self.placement.prefer)]
+                {
+                    if labels.len() > MAX_LABELS {
+                        return Err(CoreError::invalid(field, format!("at most {MAX_LABELS} labels")));
+                    }
+                    for (k, v) in labels {
+                        bounded(&format!("{field}.{k}"), k)?;
+                        bounded(&format!("{field}.{k}"), v)?;
+                    }
+                }
+                Ok(())
+            },
+            &|| match self.hibernate_after_idle_s {
+                Some(v) => bounds::within("hibernate_after_idle_s", v, 1, bounds::MAX_IDLE_S),
+                None => Ok(()),
+            },
+        ];
+        let mut out: Vec<CoreError> = checks.iter().filter_map(|check| check().err()).collect();
+        out.extend(self.budget.problems().into_iter().map(|e| e.within("budget")));
+        out
+    }
+
+    fn env_problem(&self) -> Result<()> {
         if self.env.len() > MAX_ENV {
             return Err(CoreError::invalid("env", format!("at most {MAX_ENV} variables")));
         }
@@ -217,51 +298,7 @@ impl PersonaSpec {
             bounded(&format!("env.{k}"), v)?;
             no_nul(&format!("env.{k}"), v)?;
         }
-        if let Some(p) = &self.health_path {
-            if !p.starts_with('/') {
-                return Err(CoreError::invalid("health_path", "must start with '/'"));
-            }
-            bounded("health_path", p)?;
-        }
-        if let Some(m) = &self.model {
-            bounded("model", m)?;
-        }
-        if let Some(v) = self.limits.memory_max_mb {
-            bounds::within("limits.memory_max_mb", v, 1, bounds::MAX_MEMORY_MB)?;
-        }
-        if let Some(v) = self.limits.cpu_max_percent {
-            if v.is_finite() && v <= 0.0 {
-                return Err(CoreError::invalid("limits.cpu_max_percent", "must be greater than zero"));
-            }
-            bounds::within_f("limits.cpu_max_percent", v, 0.0, bounds::MAX_CPU_PERCENT)?;
-        }
-        bounds::at_most("requests.memory_mb", self.requests.memory_mb, bounds::MAX_MEMORY_MB)?;
-        if self.requests.cpu_percent.is_finite() && self.requests.cpu_percent < 0.0 {
-            return Err(CoreError::invalid("requests.cpu_percent", "must not be negative"));
-        }
-        bounds::within_f("requests.cpu_percent", self.requests.cpu_percent, 0.0, bounds::MAX_CPU_PERCENT)?;
-        if self.labels.len() > MAX_LABELS {
-            return Err(CoreError::invalid("labels", format!("at most {MAX_LABELS} labels")));
-        }
-        for (field, labels) in
-            [("placement.require", &self.placement.require), ("placement.prefer", &self.placement.prefer)]
-        {
-            if labels.len() > MAX_LABELS {
-                return Err(CoreError::invalid(field, format!("at most {MAX_LABELS} labels")));
-            }
-            for (k, v) in labels {
-                bounded(&format!("{field}.{k}"), k)?;
-                bounded(&format!("{field}.{k}"), v)?;
-            }
-        }
-        for (k, v) in &self.labels {
-            bounded(&format!("labels.{k}"), k)?;
-            bounded(&format!("labels.{k}"), v)?;
-        }
-        if let Some(s) = self.hibernate_after_idle_s {
-            bounds::within("hibernate_after_idle_s", s, 1, bounds::MAX_IDLE_S)?;
-        }
-        self.budget.validate().map_err(|e| e.within("budget"))
+        Ok(())
     }
 
     /// `args` with `${MINDMESH_PORT}` and `${MINDMESH_PERSONA_ID}` expanded, so a server that

@@ -67,24 +67,35 @@ impl NodeConfig {
         cfg
     }
 
+    /// The first of [`NodeConfig::problems`], if any.
     pub fn validate(&self) -> Result<()> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem of the config, each naming its field: the first of each section, and
+    /// every problem of every `[[persona]]` (what `mindmesh config check` lists).
+    pub fn problems(&self) -> Vec<CoreError> {
+        let mut out = Vec::new();
         if self.node.name.len() > crate::spec::MAX_NAME_LEN {
-            return Err(CoreError::invalid("node.name", "too long"));
+            out.push(CoreError::invalid("node.name", "too long"));
         }
-        self.api.validate().map_err(|e| e.within("api"))?;
-        self.supervisor.validate().map_err(|e| e.within("supervisor"))?;
-        self.store.validate().map_err(|e| e.within("store"))?;
-        self.gateway.validate().map_err(|e| e.within("gateway"))?;
-        self.brain.validate().map_err(|e| e.within("brain"))?;
-        self.mesh.validate().map_err(|e| e.within("mesh"))?;
+        let sections = [
+            self.api.validate().map_err(|e| e.within("api")),
+            self.supervisor.validate().map_err(|e| e.within("supervisor")),
+            self.store.validate().map_err(|e| e.within("store")),
+            self.gateway.validate().map_err(|e| e.within("gateway")),
+            self.brain.validate().map_err(|e| e.within("brain")),
+            self.mesh.validate().map_err(|e| e.within("mesh")),
+        ];
+        out.extend(sections.into_iter().filter_map(Result::err));
         let mut seen = HashSet::new();
         for (i, p) in self.personas.iter().enumerate() {
-            p.validate().map_err(|e| e.within(&format!("persona[{i}]")))?;
+            out.extend(p.problems().into_iter().map(|e| e.within(&format!("persona[{i}]"))));
             if !seen.insert(p.name.as_str()) {
-                return Err(CoreError::invalid(format!("persona[{i}].name"), format!("duplicate name {:?}", p.name)));
+                out.push(CoreError::invalid(format!("persona[{i}].name"), format!("duplicate name {:?}", p.name)));
             }
         }
-        Ok(())
+        out
     }
 }
 
@@ -160,6 +171,28 @@ mod tests {
         let e = NodeConfig::from_toml_str("[brain]\nhistory_resolution_s = 1\nhistory_window_s = 604800").unwrap_err();
         assert_eq!(e.field(), Some("brain.history_window_s"));
         NodeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_path() {
+        let text = "[supervisor]\nbackoff_initial_ms = 0\n[[persona]]\nname = \"Bad Name\"\ncommand = \"\"\n\
+                    [persona.budget]\ninference_queue_priority = 200\nthrottle_multiplier = 0.0\n\
+                    [[persona]]\nname = \"ok\"\ncommand = \"x\"\n[[persona]]\nname = \"ok\"\ncommand = \"y\"\n";
+        let problems = parse_toml::<NodeConfig>(text).unwrap().problems();
+        let fields: Vec<&str> = problems.iter().filter_map(|e| e.field()).collect();
+        assert_eq!(
+            fields,
+            [
+                "supervisor.backoff_initial_ms",
+                "persona[0].name",
+                "persona[0].command",
+                "persona[0].budget.inference_queue_priority",
+                "persona[0].budget.throttle_multiplier",
+                "persona[2].name",
+            ]
+        );
+        // validate() still answers the first
+        assert_eq!(NodeConfig::from_toml_str(text).unwrap_err().field(), Some("supervisor.backoff_initial_ms"));
     }
 
     #[test]

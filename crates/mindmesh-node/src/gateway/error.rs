@@ -32,7 +32,12 @@ impl GatewayError {
         let mut e = Self::new(
             StatusCode::NOT_FOUND,
             "model_not_found",
-            format!("The model `{model}` does not exist: no persona of that name on this node"),
+            // the spec's own `model` field (the peer group, e.g. "qwen2.5-1.5b") is the usual
+            // mistake: say what `model` means here
+            format!(
+                "The model `{model}` does not exist: `model` names a persona of the mesh, and none is \
+                 called that (GET /v1/models lists them)"
+            ),
             None,
         );
         e.api.param = Some("model".into());
