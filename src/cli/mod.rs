@@ -5,6 +5,7 @@ mod brain;
 mod client;
 mod decisions;
 mod events;
+mod logs;
 mod mesh;
 mod moves;
 mod node;
@@ -40,6 +41,8 @@ enum Command {
     },
     /// The event log of the node.
     Events(events::EventsArgs),
+    /// A persona's output (stdout and stderr), from any node of the mesh.
+    Logs(logs::LogsArgs),
     /// The mesh's decision log: what the brain (or an operator) decided, why, and whether the
     /// owning node carried it out.
     Decisions(decisions::DecisionsArgs),
@@ -75,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Persona(cmd) => persona::run(cmd, &cli.api).await,
         Command::Status { json } => status::run(json, &cli.api).await,
         Command::Events(args) => events::run(args, &cli.api).await,
+        Command::Logs(args) => logs::run(args, &cli.api).await,
         Command::Brain(cmd) => brain::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::FenceGuard(args) => Ok(tokio::task::spawn_blocking(move || node::guard(args)).await?),

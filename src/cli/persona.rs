@@ -265,6 +265,12 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
     if let Some(spec) = &v.spec {
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }
+    if let Some(logs) = &v.log_files {
+        println!("logs:        on {} (`mindmesh logs {}`)", logs.node, v.name);
+        for f in &logs.files {
+            println!("             {}  {} MB", f.path, table::mb(f.bytes));
+        }
+    }
     println!(
         "gateway:     {} requests ({} failed)  in flight {}  queued {}  last activity {}  idle {}  burst {}",
         v.requests_total,

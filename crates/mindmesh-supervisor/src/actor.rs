@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mindmesh_core::clock::Clock;
-use mindmesh_core::config::SupervisorConfig;
+use mindmesh_core::config::{LogsConfig, SupervisorConfig};
 use mindmesh_core::event::{Event, EventKind};
 use mindmesh_core::lifecycle::{Effect, ExitStatus, Input, Lifecycle, RestartConfig, StopGoal};
 use mindmesh_core::metrics::PersonaSample;
@@ -23,6 +23,7 @@ use crate::cgroup::{CgroupVersion, Cgroups, PersonaCgroup};
 use crate::error::{Result, SupervisorError};
 use crate::handle::{Act, Command, RestoreSummary, SupervisorHandle};
 use crate::health::Prober;
+use crate::logs::LogBook;
 use crate::process::{self, SpawnPlan};
 use crate::sampler::{Reading, Sampler};
 use crate::status::{PersonaStatus, Report, StatusTable};
@@ -32,8 +33,10 @@ use crate::{pidfd, throttle};
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
     pub config: SupervisorConfig,
-    /// `logs/<persona>.log` and `state/<persona>.state` live here.
+    /// `logs/<persona>/` and `state/<persona>.state` live here.
     pub data_dir: PathBuf,
+    /// Rotation of the personas' output logs.
+    pub logs: LogsConfig,
     /// Marks this node's processes (persisted by the node, stable across its restarts).
     pub instance: String,
     pub max_state_bytes: u64,
@@ -115,6 +118,7 @@ pub struct Supervisor {
     internal_tx: mpsc::Sender<Internal>,
     reports: mpsc::Sender<Report>,
     status_tx: watch::Sender<StatusTable>,
+    logs: LogBook,
     /// Reports gathered while handling one message, sent once its process work is done so
     /// a slow consumer never delays a restart.
     outbox: Vec<Report>,
@@ -146,7 +150,9 @@ impl Supervisor {
             Some(CgroupVersion::V2) => "cgroup v2",
             None => "measured + signals",
         };
+        let logs = LogBook::new(settings.data_dir.join("logs"), settings.logs.clone(), settings.clock.clone());
         let sup = Supervisor {
+            logs,
             restart_cfg: settings.config.restart(),
             settings,
             slots: BTreeMap::new(),
@@ -205,6 +211,7 @@ impl Supervisor {
         if let Some(c) = &self.cgroups {
             c.remove_base();
         }
+        self.logs.shutdown().await;
         tracing::info!("supervisor stopped");
     }
 
@@ -412,6 +419,9 @@ impl Supervisor {
             pidfd::exited(fd).await;
             let _ = tx.send(Internal::Exited { name: persona, spawn_id, status: ExitStatus::Unknown }).await;
         });
+        if let Err(e) = self.logs.collect(name) {
+            tracing::warn!(persona = %name, error = %e, "cannot collect the output of an adopted persona");
+        }
         self.event(name, EventKind::Adopt, format!("pid {} on port {}", found.pid, found.port.unwrap_or(0)));
         self.apply_cpu_control(name);
         self.changed(name);
@@ -440,6 +450,9 @@ impl Supervisor {
             cg.remove();
         }
         let _ = std::fs::remove_file(self.state_file(name));
+        // its files stay: the node deletes them when the persona leaves the mesh, or keeps
+        // them readable for a while when it moved to another node
+        self.logs.release(name);
         for (_, w) in slot.waiters.drain(..) {
             let _ = w.send(Err(SupervisorError::NotFound(name.to_owned())));
         }
@@ -654,9 +667,10 @@ impl Supervisor {
             args: spec.expanded_args(port),
             env,
             working_dir: spec.working_dir.clone(),
-            log_file: self.settings.data_dir.join("logs").join(format!("{name}.log")),
         };
-        let mut child = process::spawn(&plan)?;
+        let outputs =
+            self.logs.outputs(name).map_err(|e| SupervisorError::io(format!("open the logs of {name}"), e))?;
+        let mut child = process::spawn(&plan, outputs)?;
         let pid = child.id().ok_or_else(|| SupervisorError::Conflict("spawned child has no pid".into()))?;
         if let Some(cg) = &cgroup {
             join_in_background(name, pid, cg.procs_files(true, false));

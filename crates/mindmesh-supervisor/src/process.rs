@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Result, SupervisorError};
+use crate::logs::ProcessOutputs;
 
 /// The environment variable that marks every process a node starts, so that a restarted node
 /// finds what it left behind even if it died before recording the PID.
@@ -19,32 +20,35 @@ pub const ENV_PORT: &str = "MINDMESH_PORT";
 pub const ENV_PERSONA_ID: &str = "MINDMESH_PERSONA_ID";
 pub const ENV_STATE_FILE: &str = "MINDMESH_STATE_FILE";
 
-/// Largest log file kept per persona before it is rotated to `.1` at the next spawn.
-const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
-
 /// Everything needed to start one persona process.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SpawnPlan {
     pub persona: String,
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
-    pub log_file: PathBuf,
 }
 
-/// Spawn the persona: own process group, stdin closed, stdout and stderr appended to its log
-/// file (a file, not a pipe, so the process outlives a node restart without SIGPIPE).
-pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
-    rotate_log(&plan.log_file);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&plan.log_file)
-        .map_err(|e| SupervisorError::io(format!("open log {}", plan.log_file.display()), e))?;
-    let log_err = log.try_clone().map_err(|e| SupervisorError::io("dup log", e))?;
+/// Spawn the persona: own process group, stdin closed, stdout and stderr into its log FIFOs
+/// (see [`crate::logs`]: named, so the process outlives a node restart without SIGPIPE).
+pub fn spawn(plan: &SpawnPlan, outputs: ProcessOutputs) -> Result<tokio::process::Child> {
+    let ProcessOutputs { stdout, stderr, keep_readers } = outputs;
     let mut cmd = std::process::Command::new(&plan.program);
-    cmd.args(&plan.args).stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log_err)).process_group(0);
+    cmd.args(&plan.args).stdin(Stdio::null()).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).process_group(0);
+    // SAFETY: between fork and exec only `open` runs (async-signal-safe) on paths prepared
+    // before the fork; nothing allocates. The descriptors are opened without O_CLOEXEC on
+    // purpose: the new program keeps them, so its FIFOs always have a reader.
+    unsafe {
+        cmd.pre_exec(move || {
+            for path in &keep_readers {
+                if libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
     for (k, v) in &plan.env {
         cmd.env(k, v);
     }
@@ -64,12 +68,6 @@ pub fn join_cgroup(pid: u32, procs_files: &[PathBuf]) -> std::io::Result<()> {
         std::fs::write(f, pid.to_string())?;
     }
     Ok(())
-}
-
-fn rotate_log(path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
-    }
 }
 
 /// Signal a whole process group; a group already gone is not an error.

@@ -60,6 +60,7 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         checkpoint_bytes: None,
         checkpoint_at_ms: None,
         spec: None,
+        log_files: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn remote_view(
         checkpoint_bytes: None,
         checkpoint_at_ms: None,
         spec: None,
+        log_files: None,
     }
 }
 
@@ -199,6 +201,7 @@ pub async fn show(
         Some(r) => Some(r.spec),
         None => reg.personas.get(&name).map(|e| e.spec.clone()),
     };
+    v.log_files = Some(super::logs::local_files(&st, &name));
     Ok(Json(v).into_response())
 }
 
