@@ -21,33 +21,45 @@ pub const ENV_PERSONA_ID: &str = "MINDMESH_PERSONA_ID";
 pub const ENV_STATE_FILE: &str = "MINDMESH_STATE_FILE";
 
 /// Everything needed to start one persona process.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SpawnPlan {
     pub persona: String,
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
+    /// The persona's log directory, whose FIFOs a collector reads (see [`crate::logs`]);
+    /// None: the output is discarded.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// Spawn the persona: own process group, stdin closed, stdout and stderr into its log FIFOs
-/// (see [`crate::logs`]: named, so the process outlives a node restart without SIGPIPE).
-pub fn spawn(plan: &SpawnPlan, outputs: ProcessOutputs) -> Result<tokio::process::Child> {
-    let ProcessOutputs { stdout, stderr, keep_readers } = outputs;
+/// (named, so the process outlives a node restart without SIGPIPE; see [`crate::logs`]).
+pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
     let mut cmd = std::process::Command::new(&plan.program);
-    cmd.args(&plan.args).stdin(Stdio::null()).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).process_group(0);
-    // SAFETY: between fork and exec only `open` runs (async-signal-safe) on paths prepared
-    // before the fork; nothing allocates. The descriptors are opened without O_CLOEXEC on
-    // purpose: the new program keeps them, so its FIFOs always have a reader.
-    unsafe {
-        cmd.pre_exec(move || {
-            for path in &keep_readers {
-                if libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+    cmd.args(&plan.args).stdin(Stdio::null()).process_group(0);
+    match &plan.log_dir {
+        Some(dir) => {
+            let ProcessOutputs { stdout, stderr, keep_readers } = crate::logs::outputs(dir)
+                .map_err(|e| SupervisorError::io(format!("open the log FIFOs in {}", dir.display()), e))?;
+            cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+            // SAFETY: between fork and exec only `open` runs (async-signal-safe) on paths
+            // prepared before the fork; nothing allocates. The descriptors are opened without
+            // O_CLOEXEC on purpose: the program keeps them, so its FIFOs always have a reader.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for path in &keep_readers {
+                        if libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
             }
-            Ok(())
-        });
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
     }
     for (k, v) in &plan.env {
         cmd.env(k, v);

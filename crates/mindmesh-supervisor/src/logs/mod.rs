@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -92,22 +93,6 @@ impl LogBook {
         Ok(())
     }
 
-    /// The outputs for a new process of the persona.
-    pub fn outputs(&mut self, name: &str) -> std::io::Result<ProcessOutputs> {
-        self.collect(name)?;
-        let dir = self.dir(name);
-        let open = |fifo: &str| -> std::io::Result<OwnedFd> {
-            // the collector holds the reading end, so this open does not wait for a reader
-            Ok(std::fs::OpenOptions::new().write(true).open(dir.join(fifo))?.into())
-        };
-        let keep = |fifo: &str| CString::new(dir.join(fifo).as_os_str().as_bytes()).map_err(std::io::Error::other);
-        Ok(ProcessOutputs {
-            stdout: open(STDOUT_FIFO)?,
-            stderr: open(STDERR_FIFO)?,
-            keep_readers: vec![keep(STDOUT_FIFO)?, keep(STDERR_FIFO)?],
-        })
-    }
-
     /// The persona left this node (its process is gone): stop collecting once what is left in
     /// its FIFOs is written. The files stay (the node's log janitor decides when they go).
     pub fn release(&mut self, name: &str) {
@@ -123,6 +108,26 @@ impl LogBook {
             let _ = r.task.await;
         }
     }
+}
+
+/// The outputs for a new process of the persona whose log directory is `dir`; its collector
+/// must be running ([`LogBook::collect`]), else there is no reader and this fails at once
+/// rather than wait for one.
+pub fn outputs(dir: &Path) -> std::io::Result<ProcessOutputs> {
+    let open = |fifo: &str| -> std::io::Result<OwnedFd> {
+        let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(dir.join(fifo))?;
+        // the persona writes with blocking writes: when the pipe is full it waits, never loses
+        let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+        Ok(file.into())
+    };
+    let keep = |fifo: &str| CString::new(dir.join(fifo).as_os_str().as_bytes()).map_err(std::io::Error::other);
+    Ok(ProcessOutputs {
+        stdout: open(STDOUT_FIFO)?,
+        stderr: open(STDERR_FIFO)?,
+        keep_readers: vec![keep(STDOUT_FIFO)?, keep(STDERR_FIFO)?],
+    })
 }
 
 /// Delete a persona's logs (FIFOs included). A persona running here must be released first.
