@@ -15,6 +15,8 @@ use super::client::{ApiArgs, Client, seg};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// The persona.
     pub name: String,
     /// Keep printing lines as the persona writes them (Ctrl-C stops).
@@ -24,7 +26,7 @@ pub struct LogsArgs {
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
     /// Only lines written in the last DURATION, e.g. 30s, 10m, 2h, 1d, 1h30m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration::parse)]
     pub since: Option<Duration>,
     /// Only what the persona wrote to stdout.
     #[arg(long, conflicts_with = "stderr")]
@@ -47,8 +49,8 @@ pub struct LogsArgs {
 /// moving) before it gives up.
 const RETRY_FOR: Duration = Duration::from_secs(60);
 
-pub async fn run(args: LogsArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(api)?;
+pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.api)?;
     let mut fixed = String::from("limit=1000");
     if let Some(n) = &args.node {
         fixed.push_str(&format!("&node={}", seg(n)));
@@ -125,53 +127,4 @@ pub async fn run(args: LogsArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `90s`, `10m`, `2h`, `1d`, `1h30m`, or a number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("an empty duration".into());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(format!("{s:?}: unknown unit {c:?} (use s, m, h or d, e.g. 10m or 1h30m)")),
-        };
-        let n: u64 = digits.parse().map_err(|_| format!("{s:?}: a number must come before {c:?}"))?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{s:?}: too long"))?;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(format!("{s:?}: a unit must follow {digits} (s, m, h or d)"));
-    }
-    Ok(Duration::from_secs(total))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        for bad in ["", "5x", "m", "10m5", "-5m", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

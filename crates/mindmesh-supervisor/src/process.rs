@@ -13,12 +13,7 @@ use nix::unistd::Pid;
 use crate::error::{Result, SupervisorError};
 use crate::logs::ProcessOutputs;
 
-/// The environment variable that marks every process a node starts, so that a restarted node
-/// finds what it left behind even if it died before recording the PID.
-pub const ENV_NODE_INSTANCE: &str = "MINDMESH_NODE_INSTANCE";
-pub const ENV_PORT: &str = "MINDMESH_PORT";
-pub const ENV_PERSONA_ID: &str = "MINDMESH_PERSONA_ID";
-pub const ENV_STATE_FILE: &str = "MINDMESH_STATE_FILE";
+pub use mindmesh_core::persona_env::{ENV_EXE, ENV_NODE_INSTANCE, ENV_PERSONA_ID, ENV_PORT, ENV_STATE_FILE};
 
 /// Everything needed to start one persona process.
 #[derive(Debug, Clone)]
@@ -26,6 +21,7 @@ pub struct SpawnPlan {
     pub persona: String,
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// The whole environment: nothing of the node's reaches the process but this.
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
     /// The persona's log directory, whose FIFOs a collector reads (see [`crate::logs`]);
@@ -34,10 +30,11 @@ pub struct SpawnPlan {
 }
 
 /// Spawn the persona: own process group, stdin closed, stdout and stderr into its log FIFOs
-/// (named, so the process outlives a node restart without SIGPIPE; see [`crate::logs`]).
+/// (named, so the process outlives a node restart without SIGPIPE; see [`crate::logs`]), and
+/// an environment of exactly `plan.env` (the node's own holds its token and keys).
 pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
     let mut cmd = std::process::Command::new(&plan.program);
-    cmd.args(&plan.args).stdin(Stdio::null()).process_group(0);
+    cmd.args(&plan.args).stdin(Stdio::null()).process_group(0).env_clear().envs(&plan.env);
     match &plan.log_dir {
         Some(dir) => {
             let ProcessOutputs { stdout, stderr, keep_readers } = crate::logs::outputs(dir)
@@ -60,9 +57,6 @@ pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
         None => {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
-    }
-    for (k, v) in &plan.env {
-        cmd.env(k, v);
     }
     if let Some(dir) = &plan.working_dir {
         cmd.current_dir(dir);

@@ -22,7 +22,11 @@ struct Rig {
 }
 
 fn rig(seed: u64) -> Rig {
-    let host = MemHost::new(seed)
+    rig_on(seed, MemHost::new(seed))
+}
+
+fn rig_on(seed: u64, host: MemHost) -> Rig {
+    let host = host
         .with_program("server", Program::server().with_state(b"remembered".to_vec()))
         .with_program("crasher", Program::silent().exits_after(30, ExitStatus::Signal(11)));
     let dir = tempfile::tempdir().unwrap();
@@ -103,4 +107,40 @@ async fn a_seed_replays_the_same_run() {
         events.into_iter().map(|e| ((e.at - origin).as_micros(), format!("{:?} {}", e.kind, e.pid))).collect()
     }
     assert_eq!(run(9).await, run(9).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persona_gets_the_allowlist_the_spec_and_the_contract_never_the_nodes_secrets() {
+    let node_env = [
+        ("PATH", "/usr/bin"),
+        ("LC_ALL", "C.UTF-8"),
+        ("MINDMESH_API_TOKEN", "node-admin-token-0123456789"),
+        ("MINDMESH_LLM_API_KEY", "sk-node"),
+        ("AWS_SECRET_ACCESS_KEY", "not-listed"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let r = rig_on(7, MemHost::new(7).with_node_environment(node_env));
+    let mut spec = server("s");
+    spec.env.insert("MODEL_DIR".into(), "/models".into());
+    r.sup.add(spec, true).await.unwrap();
+    r.sup.wait_for("s", &[Phase::Running], LONG).await.unwrap();
+    let procs = r.host.processes();
+    let env = &procs[0].env;
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "LC_ALL",
+            "MINDMESH_EXE",
+            "MINDMESH_NODE_INSTANCE",
+            "MINDMESH_PERSONA_ID",
+            "MINDMESH_PORT",
+            "MODEL_DIR",
+            "PATH"
+        ]
+    );
+    assert_eq!(env["MINDMESH_PERSONA_ID"], "s");
+    assert_eq!(env["MINDMESH_NODE_INSTANCE"], "twin");
 }

@@ -4,6 +4,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use mindmesh_core::lifecycle::{Effect, Input};
+use mindmesh_core::persona_env;
 use mindmesh_core::{Health, ProcessRecord};
 use rand::Rng;
 
@@ -91,13 +92,16 @@ impl Supervisor {
         };
         let slot = self.slots.get_mut(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
         let spec = &slot.record.spec;
-        let mut env = spec.env.clone();
-        env.insert(process::ENV_PORT.into(), port.to_string());
-        env.insert(process::ENV_PERSONA_ID.into(), spec.name.clone());
-        env.insert(process::ENV_NODE_INSTANCE.into(), self.settings.instance.clone());
+        let mut contract = vec![
+            (process::ENV_PORT, port.to_string()),
+            (process::ENV_PERSONA_ID, spec.name.clone()),
+            (process::ENV_NODE_INSTANCE, self.settings.instance.clone()),
+            (process::ENV_EXE, self.node_exe.clone()),
+        ];
         if state_file.exists() {
-            env.insert(process::ENV_STATE_FILE.into(), state_file.display().to_string());
+            contract.push((process::ENV_STATE_FILE, state_file.display().to_string()));
         }
+        let env = persona_env::compose(&self.inherited_env, &spec.env, contract);
         let plan = SpawnPlan {
             persona: spec.name.clone(),
             program: process::resolve_program(&spec.command),

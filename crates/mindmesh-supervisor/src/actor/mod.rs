@@ -31,6 +31,7 @@ use mindmesh_core::clock::Clock;
 use mindmesh_core::config::{LogsConfig, SupervisorConfig};
 use mindmesh_core::lifecycle::{ExitStatus, Lifecycle, RestartConfig};
 use mindmesh_core::metrics::PersonaSample;
+use mindmesh_core::persona_env;
 use mindmesh_core::{Health, PersonaRecord, Phase};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -118,6 +119,11 @@ pub struct Supervisor {
     /// Reports gathered while handling one message, sent once its process work is done so
     /// a slow consumer never delays a restart.
     outbox: Vec<Report>,
+    /// What every persona inherits from the node: its allowlisted variables, read once at
+    /// start (see `mindmesh_core::persona_env`).
+    inherited_env: BTreeMap<String, String>,
+    /// `MINDMESH_EXE`: the node's own executable.
+    node_exe: String,
 }
 
 impl Supervisor {
@@ -147,6 +153,9 @@ impl Supervisor {
             None => "measured + signals",
         };
         let host = settings.host.clone();
+        let inherited_env = persona_env::inherited(host.node_environment(), &settings.config.env_passthrough);
+        tracing::debug!(vars = ?inherited_env.keys().collect::<Vec<_>>(), "personas inherit these variables");
+        let node_exe = host.node_exe().unwrap_or_default();
         let rng = settings.rng_seed.map_or_else(SmallRng::from_os_rng, SmallRng::seed_from_u64);
         let logs =
             settings.logs.clone().map(|cfg| LogBook::new(settings.data_dir.join("logs"), cfg, settings.clock.clone()));
@@ -164,6 +173,8 @@ impl Supervisor {
             reports,
             status_tx,
             outbox: Vec::new(),
+            inherited_env,
+            node_exe,
         };
         let task = tokio::spawn(sup.run(rx, internal_rx, reading_rx, shutdown));
         Ok((SupervisorHandle { tx, status: status_rx, limits }, task))

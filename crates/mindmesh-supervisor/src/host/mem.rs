@@ -125,6 +125,8 @@ pub struct MemProcess {
     pub port: Option<u16>,
     pub frozen: bool,
     pub rss_bytes: u64,
+    /// The environment it was started with.
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +166,8 @@ struct Inner {
     procs: BTreeMap<u32, Proc>,
     events: Vec<HostEvent>,
     events_dropped: u64,
+    /// What [`ProcessHost::node_environment`] answers.
+    node_env: BTreeMap<String, String>,
 }
 
 /// The twin. Cheap to clone; clones share the processes.
@@ -190,6 +194,7 @@ impl MemHost {
                 procs: BTreeMap::new(),
                 events: Vec::new(),
                 events_dropped: 0,
+                node_env: BTreeMap::new(),
             })),
         }
     }
@@ -197,6 +202,12 @@ impl MemHost {
     /// Commands named `name` (the file name of the program) run `program`.
     pub fn with_program(self, name: &str, program: Program) -> MemHost {
         self.set_program(name, program);
+        self
+    }
+
+    /// The node's environment as this host reports it (what personas may inherit from).
+    pub fn with_node_environment(self, env: BTreeMap<String, String>) -> MemHost {
+        self.lock().node_env = env;
         self
     }
 
@@ -379,6 +390,7 @@ impl ProcessHost for MemHost {
             port,
             frozen: false,
             rss_bytes: program.rss_bytes,
+            env: plan.env.clone(),
         };
         inner.procs.insert(
             pid,
@@ -491,6 +503,14 @@ impl ProcessHost for MemHost {
     }
 
     fn cgroups(&self, _mode: CgroupMode, _instance: &str) -> Option<Cgroups> {
+        None
+    }
+
+    fn node_environment(&self) -> BTreeMap<String, String> {
+        self.lock().node_env.clone()
+    }
+
+    fn node_exe(&self) -> Option<String> {
         None
     }
 }

@@ -12,7 +12,7 @@
 pub mod mem;
 pub mod os;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -86,4 +86,9 @@ pub trait ProcessHost: std::fmt::Debug + Send + Sync + 'static {
     fn sampler(&self, out: mpsc::Sender<Reading>, full_every_ticks: u32) -> std::io::Result<Box<dyn SampleSource>>;
     /// The cgroups to enforce limits with, if this host has them and `mode` allows.
     fn cgroups(&self, mode: CgroupMode, instance: &str) -> Option<Cgroups>;
+    /// The node's own environment, of which a persona inherits only the allowlisted part
+    /// (`mindmesh_core::persona_env`); read once when the supervisor starts.
+    fn node_environment(&self) -> BTreeMap<String, String>;
+    /// The node's executable (`MINDMESH_EXE` of every persona), if known.
+    fn node_exe(&self) -> Option<String>;
 }

@@ -2,7 +2,7 @@
 //! (`pidfd`), `/proc` for finding and sampling (`process`, `sampler`), HTTP for health and
 //! state (`health`), and cgroups (`cgroup`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -135,5 +135,14 @@ impl ProcessHost for OsHost {
 
     fn cgroups(&self, mode: CgroupMode, instance: &str) -> Option<Cgroups> {
         Cgroups::detect(mode, instance)
+    }
+
+    /// Variables whose name or value is not UTF-8 are left out: no allowlisted one is.
+    fn node_environment(&self) -> BTreeMap<String, String> {
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+    }
+
+    fn node_exe(&self) -> Option<String> {
+        std::env::current_exe().ok().map(|p| p.display().to_string())
     }
 }
