@@ -15,6 +15,7 @@ mod docs;
 pub mod duration;
 mod events;
 mod files;
+mod logs;
 mod mesh;
 mod moves;
 mod node;
@@ -52,6 +53,8 @@ enum Command {
     Status(status::StatusArgs),
     /// The event log of the node.
     Events(events::EventsArgs),
+    /// A persona's output (stdout and stderr), from any node of the mesh.
+    Logs(logs::LogsArgs),
     /// The mesh's decision log: what the brain (or an operator) decided, why, and whether the
     /// owning node carried it out.
     Decisions(decisions::DecisionsArgs),
@@ -93,6 +96,7 @@ impl Command {
             Command::Persona(p) => Some(&mut p.api),
             Command::Status(s) => Some(&mut s.api),
             Command::Events(e) => Some(&mut e.api),
+            Command::Logs(l) => Some(&mut l.api),
             Command::Decisions(d) => Some(&mut d.api),
             Command::Node(n) => n.api_args(),
             _ => None,
@@ -135,6 +139,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Persona(args) => persona::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
         Command::Brain(cmd) => brain::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::FenceGuard(args) => Ok(tokio::task::spawn_blocking(move || node::guard(args)).await?),

@@ -399,6 +399,12 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
     if let Some(spec) = &v.spec {
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }
+    if let Some(logs) = &v.log_files {
+        println!("logs:        on {} (`mindmesh logs {}`)", logs.node, v.name);
+        for f in &logs.files {
+            println!("             {}  {} MB", f.path, table::mb(f.bytes));
+        }
+    }
     if let Some(bytes) = v.checkpoint_bytes {
         println!("checkpoint:  {bytes} bytes, {}", when::local_ago(v.checkpoint_at_ms, now));
     }

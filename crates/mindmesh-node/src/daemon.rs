@@ -27,6 +27,7 @@ use crate::mesh::checkpoint::Checkpointer;
 use crate::mesh::fence::Fence;
 use crate::mesh::gossip::Gossip;
 use crate::mesh::leader::Leader;
+use crate::mesh::log_retention::LogRetention;
 use crate::mesh::reconcile::Reconciler;
 use crate::mesh::{self};
 use crate::recorder::{Latest, Recorder};
@@ -196,6 +197,7 @@ impl Node {
         let settings = SupervisorSettings {
             config: config.supervisor.clone(),
             data_dir: data_dir.clone(),
+            logs: Some(config.logs.clone()),
             instance,
             max_state_bytes: config.store.max_state_bytes,
             clock: clock.clone(),
@@ -371,6 +373,16 @@ impl Node {
             }
             .run(loops.clone()),
         );
+        let log_retention = tokio::spawn(
+            LogRetention {
+                mesh: mesh.clone(),
+                supervisor: supervisor.clone(),
+                root: data_dir.join("logs"),
+                retention_ms: config.logs.retention_s.saturating_mul(1000),
+                clock: clock.clone(),
+            }
+            .run(loops.clone()),
+        );
         let register =
             tokio::spawn(mesh::register_config_personas(mesh.clone(), config.personas.clone(), loops.clone()));
 
@@ -489,6 +501,7 @@ impl Node {
                 ("checkpoints", checkpointer),
                 ("fencing", fence),
                 ("leader", leader),
+                ("log retention", log_retention),
                 ("registration", register),
                 ("stopper", stopper),
                 ("supervisor", supervisor_task),

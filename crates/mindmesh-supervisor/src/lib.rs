@@ -21,6 +21,7 @@
 //! - [`throttle`]: the SIGSTOP/SIGCONT duty cycle used without cgroups
 //! - [`pidfd`]: waiting for adopted (non-child) processes to exit
 //! - [`health`]: health probes and the state hook
+//! - [`logs`]: persona output: FIFOs, the collector, rotated timestamped files, paging
 //! - [`sampler`]: sysinfo on its own thread
 //! - [`error`]: the crate's one error type
 
@@ -30,6 +31,7 @@ pub mod error;
 pub mod handle;
 pub mod health;
 pub mod host;
+pub mod logs;
 pub mod pidfd;
 pub mod process;
 pub mod sampler;

@@ -4,18 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Result, SupervisorError};
+use crate::logs::ProcessOutputs;
 
 pub use mindmesh_core::persona_env::{ENV_EXE, ENV_NODE_INSTANCE, ENV_PERSONA_ID, ENV_PORT, ENV_STATE_FILE};
-
-/// Largest log file kept per persona before it is rotated to `.1` at the next spawn.
-const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Everything needed to start one persona process.
 #[derive(Debug, Clone)]
@@ -26,28 +24,40 @@ pub struct SpawnPlan {
     /// The whole environment: nothing of the node's reaches the process but this.
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
-    pub log_file: PathBuf,
+    /// The persona's log directory, whose FIFOs a collector reads (see [`crate::logs`]);
+    /// None: the output is discarded.
+    pub log_dir: Option<PathBuf>,
 }
 
-/// Spawn the persona: own process group, stdin closed, stdout and stderr appended to its log
-/// file (a file, not a pipe, so the process outlives a node restart without SIGPIPE), and an
-/// environment of exactly `plan.env` (the node's own holds its token and keys).
+/// Spawn the persona: own process group, stdin closed, stdout and stderr into its log FIFOs
+/// (named, so the process outlives a node restart without SIGPIPE; see [`crate::logs`]), and
+/// an environment of exactly `plan.env` (the node's own holds its token and keys).
 pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
-    rotate_log(&plan.log_file);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&plan.log_file)
-        .map_err(|e| SupervisorError::io(format!("open log {}", plan.log_file.display()), e))?;
-    let log_err = log.try_clone().map_err(|e| SupervisorError::io("dup log", e))?;
     let mut cmd = std::process::Command::new(&plan.program);
-    cmd.args(&plan.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .process_group(0)
-        .env_clear()
-        .envs(&plan.env);
+    cmd.args(&plan.args).stdin(Stdio::null()).process_group(0).env_clear().envs(&plan.env);
+    match &plan.log_dir {
+        Some(dir) => {
+            let ProcessOutputs { stdout, stderr, keep_readers } = crate::logs::outputs(dir)
+                .map_err(|e| SupervisorError::io(format!("open the log FIFOs in {}", dir.display()), e))?;
+            cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+            // SAFETY: between fork and exec only `open` runs (async-signal-safe) on paths
+            // prepared before the fork; nothing allocates. The descriptors are opened without
+            // O_CLOEXEC on purpose: the program keeps them, so its FIFOs always have a reader.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for path in &keep_readers {
+                        if libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
     if let Some(dir) = &plan.working_dir {
         cmd.current_dir(dir);
     }
@@ -64,12 +74,6 @@ pub fn join_cgroup(pid: u32, procs_files: &[PathBuf]) -> std::io::Result<()> {
         std::fs::write(f, pid.to_string())?;
     }
     Ok(())
-}
-
-fn rotate_log(path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
-    }
 }
 
 /// Signal a whole process group; a group already gone is not an error.

@@ -35,21 +35,14 @@ trait Fixture {
     fn instance(&self) -> String;
 }
 
-fn plan(f: &dyn Fixture, persona: &str, kind: Kind, port: u16, log_dir: &std::path::Path) -> SpawnPlan {
+fn plan(f: &dyn Fixture, persona: &str, kind: Kind, port: u16) -> SpawnPlan {
     let (program, args) = f.program(kind, port);
     let env = BTreeMap::from([
         (ENV_NODE_INSTANCE.to_owned(), f.instance()),
         (ENV_PERSONA_ID.to_owned(), persona.to_owned()),
         (ENV_PORT.to_owned(), port.to_string()),
     ]);
-    SpawnPlan {
-        persona: persona.to_owned(),
-        program,
-        args,
-        env,
-        working_dir: None,
-        log_file: log_dir.join(format!("{persona}.log")),
-    }
+    SpawnPlan { persona: persona.to_owned(), program, args, env, working_dir: None, log_dir: None }
 }
 
 async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
@@ -67,18 +60,17 @@ async fn probe_until(host: &Arc<dyn ProcessHost>, port: u16, want: bool) {
 }
 
 async fn suite(f: &dyn Fixture) {
-    let dir = tempfile::tempdir().unwrap();
     let host = f.host();
     let no_ports = HashSet::new();
 
     // a missing program does not spawn
-    let mut missing = plan(f, "missing", Kind::Sleeper, 1, dir.path());
+    let mut missing = plan(f, "missing", Kind::Sleeper, 1);
     missing.program = PathBuf::from("/nonexistent/mindmesh-no-such-program");
     assert!(host.spawn(&missing).is_err(), "a missing program spawned");
 
     // a process lives until SIGTERM and reports the signal
     let port = host.free_port(&no_ports).unwrap();
-    let sleeper = host.spawn(&plan(f, "sleeper", Kind::Sleeper, port, dir.path())).unwrap();
+    let sleeper = host.spawn(&plan(f, "sleeper", Kind::Sleeper, port)).unwrap();
     assert!(sleeper.pid > 0);
     assert!(host.group_alive(sleeper.pid));
     // it is found again by its instance marker, with its persona and port
@@ -98,12 +90,12 @@ async fn suite(f: &dyn Fixture) {
 
     // an exit of its own, with its code
     let port = host.free_port(&no_ports).unwrap();
-    let quitter = host.spawn(&plan(f, "quitter", Kind::ExitsWith3, port, dir.path())).unwrap();
+    let quitter = host.spawn(&plan(f, "quitter", Kind::ExitsWith3, port)).unwrap();
     assert_eq!(within("quitter exit", quitter.exited).await, ExitStatus::Code(3));
 
     // SIGTERM ignored, SIGKILL not
     let port = host.free_port(&no_ports).unwrap();
-    let stubborn = host.spawn(&plan(f, "stubborn", Kind::IgnoresTerm, port, dir.path())).unwrap();
+    let stubborn = host.spawn(&plan(f, "stubborn", Kind::IgnoresTerm, port)).unwrap();
     let mut exited = stubborn.exited;
     // give a shell time to set its trap before the signal
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -121,7 +113,7 @@ async fn suite(f: &dyn Fixture) {
     let taken: HashSet<u16> = HashSet::from([port]);
     let port = host.free_port(&taken).unwrap();
     assert!(!taken.contains(&port));
-    let server = host.spawn(&plan(f, "server", Kind::Server, port, dir.path())).unwrap();
+    let server = host.spawn(&plan(f, "server", Kind::Server, port)).unwrap();
     probe_until(&host, port, true).await;
     assert_eq!(within("save state", host.save_state(port, Duration::from_secs(5), 1024)).await, Ok(None));
     let (tx, mut rx) = mpsc::channel(2);
@@ -232,7 +224,7 @@ async fn the_in_memory_host_replays_from_its_seed() {
                 args: Vec::new(),
                 env,
                 working_dir: None,
-                log_file: PathBuf::from("/dev/null"),
+                log_dir: None,
             };
             let started = tokio::time::Instant::now();
             let p = host.spawn(&plan).unwrap();

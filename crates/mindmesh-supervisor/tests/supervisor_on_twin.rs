@@ -33,6 +33,8 @@ fn rig_on(seed: u64, host: MemHost) -> Rig {
     let settings = SupervisorSettings {
         config: SupervisorConfig::default(),
         data_dir: dir.path().to_path_buf(),
+        // the twin's processes write nothing
+        logs: None,
         instance: "twin".into(),
         max_state_bytes: 1024,
         clock: Arc::new(TokioClock::new(1_000_000)),

@@ -4,6 +4,7 @@
 mod api;
 mod brain;
 mod gateway;
+mod logs;
 pub mod mesh;
 mod store;
 mod supervisor;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use api::{ApiConfig, LEGACY_TOKEN_NAME, LOCAL_TOKEN_NAME, NamedToken, Scope};
 pub use brain::{AnalystChoice, BrainConfig, GuardrailConfig, LlmConfig, LlmResponseFormat};
 pub use gateway::GatewayConfig;
+pub use logs::LogsConfig;
 pub use store::StoreConfig;
 pub use supervisor::{CgroupMode, SupervisorConfig};
 
@@ -32,6 +34,7 @@ pub struct NodeConfig {
     pub gateway: GatewayConfig,
     pub brain: BrainConfig,
     pub mesh: mesh::MeshConfig,
+    pub logs: LogsConfig,
     #[serde(rename = "persona")]
     pub personas: Vec<PersonaSpec>,
 }
@@ -86,6 +89,7 @@ impl NodeConfig {
             self.gateway.validate().map_err(|e| e.within("gateway")),
             self.brain.validate().map_err(|e| e.within("brain")),
             self.mesh.validate().map_err(|e| e.within("mesh")),
+            self.logs.validate().map_err(|e| e.within("logs")),
         ];
         out.extend(sections.into_iter().filter_map(Result::err));
         let mut seen = HashSet::new();

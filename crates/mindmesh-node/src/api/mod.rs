@@ -5,6 +5,7 @@
 //! bounds connections, time and bodies; see [`server`].
 
 mod events;
+mod logs;
 mod mesh;
 mod metrics;
 mod personas;
@@ -68,6 +69,7 @@ pub fn router(state: ApiState, door: policy::Door) -> Router {
         .route("/api/v1/nodes/{name}/drain", post(mesh::drain))
         .route("/api/v1/personas/{name}/budget", patch(personas::budget))
         .route("/api/v1/personas/{name}/series", get(metrics::series))
+        .route("/api/v1/personas/{name}/logs", get(logs::logs))
         .route("/api/v1/personas/{name}/{action}", post(personas::action))
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/decisions", get(mesh::decisions))

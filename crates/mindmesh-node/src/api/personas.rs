@@ -62,6 +62,7 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         checkpoint_bytes: None,
         checkpoint_at_ms: None,
         spec: None,
+        log_files: None,
     }
 }
 
@@ -102,6 +103,7 @@ fn remote_view(
         checkpoint_bytes: None,
         checkpoint_at_ms: None,
         spec: None,
+        log_files: None,
     }
 }
 
@@ -206,6 +208,7 @@ pub async fn show(
         Some(r) => Some(r.spec),
         None => reg.personas.get(&name).map(|e| e.spec.clone()),
     };
+    v.log_files = Some(super::logs::local_files(&st, &name));
     // a spec's env is where a persona's own secrets (API keys) live: only admins read them
     if !caller.scope.grants(mindmesh_core::config::Scope::Admin)
         && let Some(spec) = v.spec.as_mut()

@@ -68,6 +68,9 @@ pub struct PersonaView {
     /// Only in `show`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<PersonaSpec>,
+    /// Only in `show`: its output's files on the node that answered (`mindmesh logs` reads them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_files: Option<LogFilesView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,3 +216,25 @@ pub struct ThrottleRequest {
 }
 
 pub use crate::http::{ErrorBody, ErrorDetail};
+
+/// A page of a persona's output (`GET /api/v1/personas/{name}/logs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsPage {
+    pub persona: String,
+    /// The node whose files these lines come from.
+    pub node: String,
+    pub lines: Vec<mindmesh_supervisor::logs::LogLine>,
+    /// Pass back as `cursor` to read on (opaque).
+    pub cursor: String,
+    /// Nothing more to read now; with `wait_ms` a page waits for new lines first.
+    pub at_end: bool,
+    /// Lines were rotated away before they were read.
+    pub skipped: bool,
+}
+
+/// The log files one node holds for a persona.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogFilesView {
+    pub node: String,
+    pub files: Vec<mindmesh_supervisor::logs::LogFileInfo>,
+}

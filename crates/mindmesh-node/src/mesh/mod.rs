@@ -9,6 +9,7 @@ pub mod gossip;
 pub mod guard;
 pub mod history;
 pub mod leader;
+pub mod log_retention;
 pub mod reconcile;
 
 use std::net::SocketAddr;

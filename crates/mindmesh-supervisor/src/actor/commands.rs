@@ -135,6 +135,11 @@ impl Supervisor {
             cg.remove();
         }
         let _ = std::fs::remove_file(self.state_file(name));
+        // its files stay: the node deletes them when the persona leaves the mesh, or keeps
+        // them readable for a while when it moved to another node
+        if let Some(logs) = &mut self.logs {
+            logs.release(name);
+        }
         for (_, w) in slot.waiters.drain(..) {
             let _ = w.send(Err(SupervisorError::NotFound(name.to_owned())));
         }

@@ -84,6 +84,12 @@ impl Supervisor {
             }
             _ => None,
         };
+        // the collector reads before the process writes (and across its restarts)
+        let log_dir = match self.logs.as_mut().map(|l| l.collect(name).map(|()| l.dir(name))) {
+            Some(Ok(dir)) => Some(dir),
+            Some(Err(e)) => return Err(SupervisorError::io(format!("open the logs of {name}"), e)),
+            None => None,
+        };
         let slot = self.slots.get_mut(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
         let spec = &slot.record.spec;
         let mut contract = vec![
@@ -102,7 +108,7 @@ impl Supervisor {
             args: spec.expanded_args(port),
             env,
             working_dir: spec.working_dir.clone(),
-            log_file: self.settings.data_dir.join("logs").join(format!("{name}.log")),
+            log_dir,
         };
         let spawned = self.host.spawn(&plan)?;
         let pid = spawned.pid;

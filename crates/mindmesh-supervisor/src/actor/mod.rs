@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mindmesh_core::clock::Clock;
-use mindmesh_core::config::SupervisorConfig;
+use mindmesh_core::config::{LogsConfig, SupervisorConfig};
 use mindmesh_core::lifecycle::{ExitStatus, Lifecycle, RestartConfig};
 use mindmesh_core::metrics::PersonaSample;
 use mindmesh_core::persona_env;
@@ -42,6 +42,7 @@ use crate::cgroup::{CgroupVersion, Cgroups, PersonaCgroup};
 use crate::error::{Result, SupervisorError};
 use crate::handle::{Command, SupervisorHandle};
 use crate::host::{ProcessHost, SampleSource};
+use crate::logs::LogBook;
 use crate::process;
 use crate::sampler::Reading;
 use crate::spawn_gate::SpawnGate;
@@ -51,8 +52,11 @@ use crate::status::{Report, StatusTable};
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
     pub config: SupervisorConfig,
-    /// `logs/<persona>.log` and `state/<persona>.state` live here.
+    /// `logs/<persona>/` and `state/<persona>.state` live here.
     pub data_dir: PathBuf,
+    /// Collect the personas' output into rotated logs (None: discard it, as the in-memory
+    /// host's processes have none).
+    pub logs: Option<LogsConfig>,
     /// Marks this node's processes (persisted by the node, stable across its restarts).
     pub instance: String,
     pub max_state_bytes: u64,
@@ -111,6 +115,7 @@ pub struct Supervisor {
     internal_tx: mpsc::Sender<Internal>,
     reports: mpsc::Sender<Report>,
     status_tx: watch::Sender<StatusTable>,
+    logs: Option<LogBook>,
     /// Reports gathered while handling one message, sent once its process work is done so
     /// a slow consumer never delays a restart.
     outbox: Vec<Report>,
@@ -152,7 +157,10 @@ impl Supervisor {
         tracing::debug!(vars = ?inherited_env.keys().collect::<Vec<_>>(), "personas inherit these variables");
         let node_exe = host.node_exe().unwrap_or_default();
         let rng = settings.rng_seed.map_or_else(SmallRng::from_os_rng, SmallRng::seed_from_u64);
+        let logs =
+            settings.logs.clone().map(|cfg| LogBook::new(settings.data_dir.join("logs"), cfg, settings.clock.clone()));
         let sup = Supervisor {
+            logs,
             restart_cfg: settings.config.restart(),
             settings,
             slots: BTreeMap::new(),
@@ -212,6 +220,9 @@ impl Supervisor {
         self.flush().await;
         if let Some(c) = &self.cgroups {
             c.remove_base();
+        }
+        if let Some(logs) = &mut self.logs {
+            logs.shutdown().await;
         }
         tracing::info!("supervisor stopped");
     }

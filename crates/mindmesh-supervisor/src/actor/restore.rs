@@ -119,6 +119,9 @@ impl Supervisor {
             exited.await;
             let _ = tx.send(Internal::Exited { name: persona, spawn_id, status: ExitStatus::Unknown }).await;
         });
+        if let Some(Err(e)) = self.logs.as_mut().map(|l| l.collect(name)) {
+            tracing::warn!(persona = %name, error = %e, "cannot collect the output of an adopted persona");
+        }
         self.event(name, EventKind::Adopt, format!("pid {} on port {}", found.pid, found.port.unwrap_or(0)));
         self.apply_cpu_control(name);
         self.changed(name);
