@@ -8,15 +8,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The name the demo persona's help and errors give it when run as `mindmesh demo-persona`.
+pub const DEMO_PERSONA_BIN_NAME: &str = "mindmesh demo-persona";
+
 fn main() -> ExitCode {
     // `mindmesh demo-persona …` is the demo persona itself, with its own flags and runtime
     let mut argv = std::env::args_os();
     if std::env::args_os().nth(1).is_some_and(|a| a == "demo-persona") {
-        let program = argv.next().unwrap_or_default();
         argv.next();
-        return demo_persona::main(std::iter::once(program).chain(argv));
+        argv.next();
+        return demo_persona::main(std::iter::once(DEMO_PERSONA_BIN_NAME.into()).chain(argv));
     }
     let args = cli::Cli::parse();
+    if !args.is_server() {
+        restore_default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -30,5 +36,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust starts every program with SIGPIPE ignored, so a write to a closed pipe fails with
+/// EPIPE and `println!` panics (`mindmesh persona list | head -1` exited 101). A command
+/// whose reader has gone should end quietly, as `ls | head` does: the default action ends the
+/// process by the signal, and the shell sees the usual 141. Servers keep it ignored (see
+/// [`cli::Cli::is_server`]).
+fn restore_default_sigpipe() {
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

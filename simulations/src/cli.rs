@@ -19,8 +19,10 @@ pub struct SimArgs {
     /// Seeds to run: `START..END`, or `N` for `0..N` (the long mode: `--seeds 5000`).
     #[arg(long, default_value = "0..100")]
     pub seeds: String,
+    /// OS threads running seeds side by side.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Nodes in each simulated mesh.
     #[arg(long, default_value_t = 5)]
     pub nodes: u64,
     /// Personas placed on each node before the faults.

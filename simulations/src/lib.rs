@@ -36,8 +36,9 @@ pub enum SimError {
     Violation { seed: u64, invariant: &'static str, at_ms: u64, detail: String },
     #[error("seed {seed}: not live after healing: {detail}")]
     Liveness { seed: u64, detail: String },
-    #[error("seed {seed}: mesh: {source}")]
-    Mesh { seed: u64, source: NetError },
+    /// `error` rather than `source`: the message carries it, so it is not also the cause.
+    #[error("seed {seed}: mesh: {error}")]
+    Mesh { seed: u64, error: NetError },
     #[error("seed {seed}: harness: {detail}")]
     Harness { seed: u64, detail: String },
 }

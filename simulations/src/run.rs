@@ -199,7 +199,7 @@ impl Checker {
     /// until it is back).
     async fn crash(&mut self, cluster: &mut Cluster, id: NodeId, wipe: bool) -> Result<(), SimError> {
         let seed = self.seed;
-        let crashed = cluster.crash(id, wipe).await.map_err(|e| SimError::Mesh { seed, source: e })?;
+        let crashed = cluster.crash(id, wipe).await.map_err(|e| SimError::Mesh { seed, error: e })?;
         self.absorb(cluster)?;
         if let Some(c) = crashed {
             let now_us = cluster.now_us();
@@ -216,7 +216,7 @@ impl Checker {
     async fn boot(&mut self, cluster: &mut Cluster, id: NodeId) -> Result<(), SimError> {
         let seed = self.seed;
         self.absorb(cluster)?;
-        cluster.boot(id).await.map_err(|e| SimError::Mesh { seed, source: e })?;
+        cluster.boot(id).await.map_err(|e| SimError::Mesh { seed, error: e })?;
         self.procs.rebooted(id, cluster.now_us());
         Ok(())
     }
@@ -255,7 +255,7 @@ async fn phases(
     cluster: &mut Cluster,
     checker: &mut Checker,
 ) -> Result<SimReport, SimError> {
-    let mesh = |e: NetError| SimError::Mesh { seed, source: e };
+    let mesh = |e: NetError| SimError::Mesh { seed, error: e };
     let mut rng = SmallRng::seed_from_u64(seed);
     let (ack_tx, mut ack_rx) = mpsc::channel::<(String, Result<Outcome, NetError>)>(MAX_WRITES_IN_FLIGHT * 2);
     let mut in_flight = 0usize;
@@ -439,7 +439,7 @@ struct FaultCtx<'a> {
 /// Apply a fault if it keeps at most a minority out (down or cut off); what was done.
 async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> Result<Option<String>, SimError> {
     let seed = ctx.checker.seed;
-    let mesh = |e: NetError| SimError::Mesh { seed, source: e };
+    let mesh = |e: NetError| SimError::Mesh { seed, error: e };
     let live: Vec<NodeId> = ctx.cluster.live().map(|(id, _)| id).collect();
     let leader = ctx.cluster.leader();
     let (now, out, minority) = (ctx.now, ctx.out, ctx.minority);

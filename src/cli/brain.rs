@@ -19,8 +19,11 @@ use mindmesh_core::{Action, Decision};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AnalystArg {
+    /// The built-in statistical analyst.
     Builtin,
+    /// The LLM analyst (its endpoint from `--config` or `MINDMESH_LLM_*`).
     Llm,
+    /// The naive fixed-threshold baseline.
     Naive,
 }
 
@@ -71,10 +74,12 @@ pub enum BrainCommand {
     /// Show what the built-in analyst sees and decides in one scenario: features, anomalies,
     /// health and the expected actions.
     Explain {
+        /// The scenario file (format mindmesh-scenario/1).
         file: PathBuf,
         /// Print the cycle report with all features as JSON.
         #[arg(long)]
         json: bool,
+        /// A node config file whose `[brain]` section applies (as for `eval`).
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -5,25 +5,28 @@ use std::process::ExitCode;
 use mindmesh_node::api::types::{DecisionView, DecisionsPage};
 
 use super::client::{ApiArgs, Client, seg};
-use super::table;
+use super::when;
 
 #[derive(Debug, clap::Args)]
 pub struct DecisionsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Keep printing decisions as the leader commits them.
     #[arg(long, short)]
     pub follow: bool,
+    /// Only the decisions about this persona (a name the mesh has never heard of is an error).
     #[arg(long)]
     pub persona: Option<String>,
     /// How many of the latest decisions to show first.
     #[arg(long, default_value_t = 50)]
     pub last: u64,
-    /// One JSON object per line.
+    /// One JSON object per line (times in epoch milliseconds).
     #[arg(long)]
     pub json: bool,
 }
 
-pub async fn run(args: DecisionsArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(api)?;
+pub async fn run(args: DecisionsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.api)?;
     let filter = args.persona.as_deref().map(|p| format!("&persona={}", seg(p))).unwrap_or_default();
     // the newest seq, then start `last` before it
     let mut newest = 0;
@@ -44,8 +47,8 @@ pub async fn run(args: DecisionsArgs, api: &ApiArgs) -> anyhow::Result<ExitCode>
             client.get(&format!("/api/v1/decisions?after={after}&limit=1000{filter}{wait}")).await?;
         if header && (!page.decisions.is_empty() || !args.follow) {
             println!(
-                "{:>6}  {:<12} {:<20} {:<11} {:<8} {:<5} {:<22} REASON",
-                "SEQ", "TIME", "PERSONA", "ACTION", "ANALYST", "CONF", "EXECUTED"
+                "{:>6}  {:<19}  {:<10} {:<20} {:<11} {:<8} {:<5} {:<22} REASON",
+                "SEQ", "TIME", "AGO", "PERSONA", "ACTION", "ANALYST", "CONF", "EXECUTED"
             );
             header = false;
         }
@@ -76,9 +79,10 @@ fn print_decision(d: &DecisionView, json: bool) -> anyhow::Result<()> {
         None => d.action.clone(),
     };
     println!(
-        "{:>6}  {:<12} {:<20} {:<11} {:<8} {:<5.2} {:<22} {}",
+        "{:>6}  {:<19}  {:<10} {:<20} {:<11} {:<8} {:<5.2} {:<22} {}",
         d.seq,
-        table::time_of_day(d.decided_at_ms),
+        when::local(d.decided_at_ms),
+        when::ago(d.decided_at_ms, when::now_ms()),
         d.persona,
         action,
         d.analyst,

@@ -6,29 +6,38 @@ use mindmesh_core::event::Event;
 use mindmesh_node::api::types::{EventsPage, NodeStatus};
 
 use super::client::{ApiArgs, Client, seg};
+use super::when;
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Keep printing events as they happen.
     #[arg(long, short)]
     pub follow: bool,
-    /// Only this persona's events.
+    /// Only this persona's events (a name the node has never heard of is an error).
     #[arg(long)]
     pub persona: Option<String>,
     /// How many of the latest events to show first.
     #[arg(long, default_value_t = 50)]
     pub last: u64,
-    /// One JSON object per line.
+    /// One JSON object per line (times in epoch milliseconds).
     #[arg(long)]
     pub json: bool,
 }
 
-pub async fn run(args: EventsArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(api)?;
+/// Column widths: a followed log prints line by line, so the table cannot measure its rows.
+const HEADER: [&str; 6] = ["SEQ", "TIME", "AGO", "PERSONA", "KIND", "DETAIL"];
+
+pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.api)?;
     let filter = args.persona.as_deref().map(|p| format!("&persona={}", seg(p))).unwrap_or_default();
     // find where the log ends, then start `last` events before it
     let status: NodeStatus = client.get("/api/v1/status").await?;
     let mut after = status.last_event_seq.saturating_sub(args.last);
+    if !args.json {
+        print_line(HEADER.map(String::from));
+    }
     loop {
         let wait = if args.follow { "&wait_ms=25000" } else { "" };
         let page: EventsPage = client.get(&format!("/api/v1/events?after={after}&limit=1000{filter}{wait}")).await?;
@@ -50,14 +59,20 @@ fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(e)?);
     } else {
-        println!(
-            "{:>6}  {}  {:<20} {:<14} {}",
-            e.seq,
-            super::table::time_of_day(e.ts_ms),
-            e.persona,
-            e.kind.as_str(),
-            e.detail
-        );
+        print_line([
+            e.seq.to_string(),
+            when::local_ms(e.ts_ms),
+            when::ago(e.ts_ms, when::now_ms()),
+            e.persona.clone(),
+            e.kind.as_str().to_owned(),
+            e.detail.clone(),
+        ]);
     }
     Ok(())
+}
+
+fn print_line(cells: [String; 6]) {
+    let [seq, time, ago, persona, kind, detail] = cells;
+    let line = format!("{seq:>6}  {time:<23}  {ago:<10}  {persona:<20} {kind:<14} {detail}");
+    println!("{}", line.trim_end());
 }

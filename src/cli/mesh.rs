@@ -12,6 +12,7 @@ pub enum MeshCommand {
     /// Write a new mesh key (never overwrites one): copy it to every node's data dir as
     /// `mesh.key`, or point `--mesh-key` at it.
     Init {
+        /// Where to write the key.
         #[arg(long, default_value = "mesh.key")]
         out: PathBuf,
     },

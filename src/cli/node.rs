@@ -1,5 +1,6 @@
 //! `mindmesh node start`: the daemon in the foreground until SIGTERM or SIGINT.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,26 +14,50 @@ use mindmesh_core::config::NodeConfig;
 use mindmesh_node::Node;
 use tokio_util::sync::CancellationToken;
 
+use super::client::ApiArgs;
+
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Start a node in the foreground; it stops cleanly on SIGTERM or SIGINT.
     Start(Box<StartArgs>),
-    /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it.
-    Leave,
+    /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it: its
+    /// personas move to the other nodes first.
+    Leave {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Migrate every persona off a node, a few at a time, each with its state (like `nomad
     /// node drain`); nothing new is placed on it until `--undo`. Shows the progress.
     Drain {
+        #[command(flatten)]
+        api: ApiArgs,
         /// The node's name.
         node: String,
+        /// Take the node back: new personas may be placed on it again.
         #[arg(long)]
         undo: bool,
+        /// Return once the drain is committed, without following it.
         #[arg(long)]
         no_wait: bool,
-        #[arg(long, default_value_t = 600)]
-        timeout_s: u64,
+        /// Longest wait for the node to empty, with a unit (`90s`, `10m`).
+        #[arg(long, default_value = "10m", value_parser = super::duration::parse_positive)]
+        timeout: std::time::Duration,
+        /// Old spelling of `--timeout`, in seconds (kept for scripts).
+        #[arg(long, hide = true, conflicts_with = "timeout")]
+        timeout_s: Option<u64>,
+        /// One JSON object per step.
         #[arg(long)]
         json: bool,
     },
+}
+
+impl NodeCommand {
+    pub fn api_args(&mut self) -> Option<&mut ApiArgs> {
+        match self {
+            NodeCommand::Leave { api } | NodeCommand::Drain { api, .. } => Some(api),
+            NodeCommand::Start(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,18 +97,24 @@ pub struct StartArgs {
     /// The mesh key file (default `<data_dir>/mesh.key`).
     #[arg(long)]
     pub mesh_key: Option<PathBuf>,
+    /// How the node writes its log on stderr (`RUST_LOG` sets what it logs).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
+/// What the node tells the fence guard it starts beside itself.
 #[derive(Debug, clap::Args)]
 pub struct GuardArgs {
+    /// The node's data dir (where its lease file is).
     #[arg(long)]
     data_dir: PathBuf,
+    /// The node run's instance id.
     #[arg(long)]
     instance: String,
+    /// The node's process id.
     #[arg(long)]
     node_pid: u32,
+    /// The node's start time in clock ticks (tells a reused pid apart).
     #[arg(long)]
     node_start_ticks: u64,
 }
@@ -103,22 +134,24 @@ pub fn guard(a: GuardArgs) -> ExitCode {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    /// One line of text per record.
     Text,
+    /// One JSON object per record.
     Json,
 }
 
-pub async fn run(cmd: NodeCommand, api: &super::client::ApiArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         NodeCommand::Start(args) => start(*args).await,
-        NodeCommand::Leave => {
-            let client = super::client::Client::new(api)?;
+        NodeCommand::Leave { api } => {
+            let client = super::client::Client::new(&api)?;
             let _: serde_json::Value = client.post("/api/v1/node/leave", &serde_json::json!({})).await?;
             println!("left the mesh; the node is stopping");
             Ok(ExitCode::SUCCESS)
         }
-        NodeCommand::Drain { node, undo, no_wait, timeout_s, json } => {
-            let client = super::client::Client::new(api)?;
-            let timeout = std::time::Duration::from_secs(timeout_s);
+        NodeCommand::Drain { api, node, undo, no_wait, timeout, timeout_s, json } => {
+            let client = super::client::Client::new(&api)?;
+            let timeout = timeout_s.map_or(timeout, std::time::Duration::from_secs);
             super::moves::drain(&client, &node, undo, !no_wait, timeout, json).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -183,7 +216,8 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let exe = std::env::current_exe().ok();
     let node = Node::start_with_clock(config, shutdown.clone(), Arc::new(SystemClock), exe).await?;
-    eprintln!("mindmesh node listening on http://{}", node.api_addr);
+    // not eprintln!: a node whose stderr reader went away must keep running, not panic
+    let _ = writeln!(std::io::stderr(), "mindmesh node listening on http://{}", node.api_addr);
     wait_for_signal().await?;
     tracing::info!("signal received; stopping");
     shutdown.cancel();
@@ -214,9 +248,14 @@ fn raise_fd_limit() {
     }
 }
 
+/// What a node logs when `RUST_LOG` says nothing: its own INFO, and only the warnings of
+/// openraft and libp2p, whose INFO records are their internals (votes, log ids, peer ids)
+/// and made a third of a quiet node's log. `RUST_LOG=info,openraft=info` brings them back.
+pub const DEFAULT_LOG_FILTER: &str = "info,openraft=warn,libp2p=warn";
+
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -2,19 +2,33 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
 use mindmesh_core::BudgetPatch;
-use mindmesh_node::api::types::{ActionRequest, ActionResponse, PersonaView, SeriesPage, ThrottleRequest};
+use mindmesh_core::budget::{check_queue_priority, check_throttle_multiplier};
+use mindmesh_node::api::types::{
+    ActionRequest, ActionResponse, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage, ThrottleRequest,
+};
 
 use super::client::{ApiArgs, Client, seg};
-use super::table;
+use super::{duration, table, when};
+
+/// `mindmesh persona …` with the node it talks to.
+#[derive(Debug, clap::Args)]
+pub struct PersonaArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: PersonaCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum PersonaCommand {
     /// Add a persona from a spec file (TOML, or JSON by its .json extension).
     Add {
+        /// The spec file.
         file: PathBuf,
         /// Register it without starting it.
         #[arg(long)]
@@ -22,48 +36,64 @@ pub enum PersonaCommand {
         /// Place it on this node (by name); default: the least loaded node of the mesh.
         #[arg(long)]
         node: Option<String>,
+        /// Print the added persona as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// List the personas of the node.
+    /// List the personas of the mesh.
     List {
+        /// Print the list as JSON (times in epoch milliseconds).
         #[arg(long)]
         json: bool,
     },
     /// Show one persona: status, budget, spec and recent metrics.
     Show {
+        /// The persona's name.
         name: String,
+        /// Print it as JSON (times in epoch milliseconds).
         #[arg(long)]
         json: bool,
     },
     /// Stop and forget a persona.
     Remove {
+        /// The persona's name.
         name: String,
     },
+    /// Restart its process (a new epoch), saving nothing; it stays wanted running.
     Restart(ActionArgs),
+    /// Stop its process gracefully (SIGTERM, then SIGKILL after the grace); it stays down
+    /// until `start`.
     Stop(ActionArgs),
+    /// Start it (again): wanted running from now on.
     Start(ActionArgs),
     /// Save its state (if it offers the hook) and stop it; `wake` brings it back.
     Hibernate(ActionArgs),
+    /// Bring a hibernating persona back with the state it saved (a request through the
+    /// gateway wakes it too).
     Wake(ActionArgs),
     /// Stop it and keep it down until an operator starts it.
     Kill {
         #[command(flatten)]
         args: ActionArgs,
+        /// Why, for the decision log (default: "operator").
         #[arg(long)]
         reason: Option<String>,
     },
     /// Scale its CPU and gateway service rate (0.5 = half speed).
     Throttle {
+        /// The persona's name.
         name: String,
-        #[arg(long)]
+        /// The factor, above 0 and at most 10 (1 = unthrottled).
+        #[arg(long, allow_negative_numbers = true, value_parser = multiplier)]
         multiplier: f64,
+        /// Print the persona as JSON afterwards.
         #[arg(long)]
         json: bool,
     },
     /// Move it to another node with its state: drained, saved, stopped and released here,
     /// started there with that state; never running on both. Shows the progress.
     Migrate {
+        /// The persona's name.
         name: String,
         /// The target node's name.
         #[arg(long)]
@@ -71,49 +101,135 @@ pub enum PersonaCommand {
         /// Return once the migration is committed.
         #[arg(long)]
         no_wait: bool,
-        #[arg(long, default_value_t = 120)]
-        timeout_s: u64,
+        /// Longest wait for it to arrive, with a unit (`90s`, `5m`).
+        #[arg(long, default_value = "2m", value_parser = duration::parse_positive)]
+        timeout: Duration,
+        /// Old spelling of `--timeout`, in seconds (kept for scripts).
+        #[arg(long, hide = true, conflicts_with = "timeout")]
+        timeout_s: Option<u64>,
+        /// One JSON object per step.
         #[arg(long)]
         json: bool,
     },
     /// Change its budget at run time, without a restart.
-    Budget {
-        name: String,
-        #[arg(long)]
-        priority: Option<u8>,
-        #[arg(long)]
-        timeout_ms: Option<u64>,
-        #[arg(long)]
-        max_tokens: Option<u32>,
-        #[arg(long)]
-        max_concurrent: Option<u32>,
-        #[arg(long)]
-        max_memory_mb: Option<u64>,
-        #[arg(long)]
-        multiplier: Option<f64>,
-        #[arg(long)]
-        allowed_to_run: Option<bool>,
-        #[arg(long)]
-        json: bool,
-    },
+    Budget(BudgetArgs),
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ActionArgs {
+/// The budget fields an operator changes; each value is checked by the node's own rules
+/// (`mindmesh_core::budget`) before anything is sent.
+#[derive(Debug, clap::Args)]
+pub struct BudgetArgs {
+    /// The persona's name.
     pub name: String,
-    /// Return at once instead of waiting for the action to settle.
+    /// Queue priority, 0–100: the gateway serves higher first.
+    #[arg(long, allow_negative_numbers = true, value_parser = priority)]
+    pub priority: Option<u8>,
+    /// Longest a request through the gateway may take, with a unit (`45s`, `500ms`).
+    #[arg(long, value_parser = response_timeout)]
+    pub timeout: Option<Duration>,
+    /// Old spelling of `--timeout`, in milliseconds (kept for scripts).
+    #[arg(long, hide = true, conflicts_with = "timeout", allow_negative_numbers = true,
+          value_parser = |s: &str| int_flag(s, |v| BudgetPatch { max_response_time_ms: Some(v), ..Default::default() }))]
+    pub timeout_ms: Option<u64>,
+    /// Most tokens per answer (a request's max_tokens is clamped to it).
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = |s: &str| int_flag(s, |v| BudgetPatch { tokens_per_response: Some(v), ..Default::default() }))]
+    pub max_tokens: Option<u32>,
+    /// Requests in flight at once; the excess queues.
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = |s: &str| int_flag(s, |v| BudgetPatch { max_concurrent_inferences: Some(v), ..Default::default() }))]
+    pub max_concurrent: Option<u32>,
+    /// The memory it is expected to stay within, in MiB (the brain judges against it).
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = |s: &str| int_flag(s, |v| BudgetPatch { max_memory_mb: Some(v), ..Default::default() }))]
+    pub max_memory_mb: Option<u64>,
+    /// Throttle multiplier, above 0 and at most 10 (0.5 = half speed).
+    #[arg(long, allow_negative_numbers = true, value_parser = multiplier)]
+    pub multiplier: Option<f64>,
+    /// false: every request is refused and the persona is not started.
     #[arg(long)]
-    pub no_wait: bool,
-    /// Longest wait for the action to settle.
-    #[arg(long, default_value_t = 60_000)]
-    pub timeout_ms: u64,
+    pub allowed_to_run: Option<bool>,
+    /// Print the persona as JSON afterwards.
     #[arg(long)]
     pub json: bool,
 }
 
-pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(api)?;
-    match cmd {
+#[derive(Debug, Clone, clap::Args)]
+pub struct ActionArgs {
+    /// The persona's name.
+    pub name: String,
+    /// Return at once instead of waiting for the action to settle.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Longest wait for the action to settle, with a unit (`45s`, `2m`); at most 2m, the
+    /// node's own limit.
+    #[arg(long, default_value = "60s", value_parser = action_wait)]
+    pub timeout: Duration,
+    /// Old spelling of `--timeout`, in milliseconds (kept for scripts).
+    #[arg(long, hide = true, conflicts_with = "timeout",
+          value_parser = |s: &str| action_wait(&format!("{s}ms")))]
+    pub timeout_ms: Option<Duration>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--multiplier`, by the node's rule (a negative value is read as a value, then refused).
+pub fn multiplier(s: &str) -> Result<f64, String> {
+    let m: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    check_throttle_multiplier(m).map_err(|e| e.to_string())
+}
+
+/// `--priority`, by the node's rule.
+pub fn priority(s: &str) -> Result<u8, String> {
+    let v: i64 = s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))?;
+    check_queue_priority(v).map_err(|e| e.to_string())
+}
+
+/// `--timeout` of `budget`: whole milliseconds, by the node's rule.
+fn response_timeout(s: &str) -> Result<Duration, String> {
+    let d = duration::parse(s)?;
+    let ms = u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))?;
+    BudgetPatch { max_response_time_ms: Some(ms), ..Default::default() }.check().map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+/// How long an action may wait: above zero, at most what the node waits.
+fn action_wait(s: &str) -> Result<Duration, String> {
+    let d = duration::parse_positive(s)?;
+    let max = Duration::from_millis(MAX_ACTION_WAIT_MS);
+    if d > max {
+        return Err(format!(
+            "at most {} (the node waits no longer); use --no-wait and watch `persona show`",
+            duration::show(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A whole-number budget field, judged by the node's rules (a negative value is read as a
+/// value and refused in the node's words).
+fn int_flag<T>(s: &str, patch: impl Fn(T) -> BudgetPatch) -> Result<T, String>
+where
+    T: TryFrom<i128> + Default + Copy,
+{
+    let n: i128 = s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))?;
+    let v = match T::try_from(n) {
+        Ok(v) => v,
+        Err(_) if n < 0 => {
+            // below what the field holds: zero is the nearest value, judged as the node would
+            patch(T::default()).check().map_err(|e| e.to_string())?;
+            return Err(format!("must not be negative, got {n}"));
+        }
+        Err(_) => return Err(format!("{n} is too large")),
+    };
+    patch(v).check().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.api)?;
+    match args.command {
         PersonaCommand::Add { file, no_start, node, json } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let content_type =
@@ -155,9 +271,9 @@ pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode>
         PersonaCommand::Hibernate(a) => act(&client, "hibernate", a, None).await?,
         PersonaCommand::Wake(a) => act(&client, "wake", a, None).await?,
         PersonaCommand::Kill { args, reason } => act(&client, "kill", args, reason).await?,
-        PersonaCommand::Migrate { name, to, no_wait, timeout_s, json } => {
-            super::moves::migrate(&client, &name, &to, !no_wait, std::time::Duration::from_secs(timeout_s), json)
-                .await?
+        PersonaCommand::Migrate { name, to, no_wait, timeout, timeout_s, json } => {
+            let timeout = timeout_s.map_or(timeout, Duration::from_secs);
+            super::moves::migrate(&client, &name, &to, !no_wait, timeout, json).await?
         }
         PersonaCommand::Throttle { name, multiplier, json } => {
             let v: PersonaView = client
@@ -169,32 +285,27 @@ pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode>
                 println!("{} throttle multiplier {}", v.name, v.throttle_multiplier);
             }
         }
-        PersonaCommand::Budget {
-            name,
-            priority,
-            timeout_ms,
-            max_tokens,
-            max_concurrent,
-            max_memory_mb,
-            multiplier,
-            allowed_to_run,
-            json,
-        } => {
+        PersonaCommand::Budget(b) => {
+            let timeout_ms = b.timeout_ms.or(b.timeout.map(|d| d.as_millis() as u64));
             let patch = BudgetPatch {
                 max_response_time_ms: timeout_ms,
-                tokens_per_response: max_tokens,
-                inference_queue_priority: priority,
-                max_memory_mb,
-                max_concurrent_inferences: max_concurrent,
-                throttle_multiplier: multiplier,
-                allowed_to_run,
+                tokens_per_response: b.max_tokens,
+                inference_queue_priority: b.priority,
+                max_memory_mb: b.max_memory_mb,
+                max_concurrent_inferences: b.max_concurrent,
+                throttle_multiplier: b.multiplier,
+                allowed_to_run: b.allowed_to_run,
             };
-            anyhow::ensure!(!patch.is_empty(), "nothing to change: give at least one of --priority, --timeout-ms, …");
-            let v: PersonaView = client.patch(&format!("/api/v1/personas/{}/budget", seg(&name)), &patch).await?;
-            if json {
+            anyhow::ensure!(
+                !patch.is_empty(),
+                "nothing to change: give at least one of --priority, --timeout, --max-tokens, --max-concurrent, \
+                 --max-memory-mb, --multiplier, --allowed-to-run"
+            );
+            let v: PersonaView = client.patch(&format!("/api/v1/personas/{}/budget", seg(&b.name)), &patch).await?;
+            if b.json {
                 table::json(&v)?;
             } else {
-                println!("{} budget: {}", v.name, serde_json::to_string(&v.budget)?);
+                println!("{} budget: {}", v.name, budget_line(&v.budget));
             }
         }
     }
@@ -202,7 +313,8 @@ pub async fn run(cmd: PersonaCommand, api: &ApiArgs) -> anyhow::Result<ExitCode>
 }
 
 async fn act(client: &Client, action: &str, a: ActionArgs, reason: Option<String>) -> anyhow::Result<()> {
-    let req = ActionRequest { reason, wait_ms: (!a.no_wait).then_some(a.timeout_ms) };
+    let wait = a.timeout_ms.unwrap_or(a.timeout);
+    let req = ActionRequest { reason, wait_ms: (!a.no_wait).then_some(wait.as_millis() as u64) };
     let r: ActionResponse = client.post(&format!("/api/v1/personas/{}/{action}", seg(&a.name)), &req).await?;
     if a.json {
         table::json(&r)?;
@@ -224,7 +336,7 @@ pub fn print_list(list: &[PersonaView]) {
                 p.restarts.to_string(),
                 table::mb(p.rss_bytes),
                 format!("{:.1}", p.cpu_percent),
-                format!("{:?}", p.health).to_lowercase(),
+                p.health.to_string(),
                 table::duration_s(p.uptime_s),
                 p.importance.as_str().to_owned(),
                 p.reason.clone().unwrap_or_default(),
@@ -237,44 +349,58 @@ pub fn print_list(list: &[PersonaView]) {
     );
 }
 
+/// The budget in one line, each value with its unit.
+fn budget_line(b: &mindmesh_core::Budget) -> String {
+    format!(
+        "priority {}  timeout {}  tokens {}  concurrency {}  memory {} MB  throttle x{}  allowed to run: {}",
+        b.inference_queue_priority,
+        duration::show(Duration::from_millis(b.max_response_time_ms)),
+        b.tokens_per_response,
+        b.max_concurrent_inferences,
+        b.max_memory_mb,
+        b.throttle_multiplier,
+        if b.allowed_to_run { "yes" } else { "no" },
+    )
+}
+
 fn print_show(v: &PersonaView, series: &SeriesPage) {
+    let now = when::now_ms();
     println!("name:        {}", v.name);
     println!("node:        {}", v.node.as_deref().unwrap_or("-"));
     if let Some(d) = &v.desired {
         println!("desired:     {d} (epoch {})", v.epoch);
     }
     println!("phase:       {}{}", v.phase, v.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+    if let Some(to) = &v.migrating_to {
+        println!("migrating:   to {to}");
+    }
     println!("pid:         {}   port: {}", table::opt(v.pid), table::opt(v.port));
-    println!("health:      {:?}", v.health);
+    println!("health:      {}", v.health);
     println!("restarts:    {}", v.restarts);
     println!("uptime:      {}", table::duration_s(v.uptime_s));
     println!("rss:         {} MB (peak {} MB)", table::mb(v.rss_bytes), table::mb(v.peak_rss_bytes));
     println!("cpu:         {:.1} %", v.cpu_percent);
     println!("importance:  {}", v.importance.as_str());
-    let b = &v.budget;
-    println!(
-        "budget:      priority {}  timeout {} ms  tokens {}  concurrency {}  memory {} MB  throttle x{}  allowed {}",
-        b.inference_queue_priority,
-        b.max_response_time_ms,
-        b.tokens_per_response,
-        b.max_concurrent_inferences,
-        b.max_memory_mb,
-        b.throttle_multiplier,
-        b.allowed_to_run
-    );
+    if let Some(m) = &v.model {
+        println!("model:       {m}");
+    }
+    println!("budget:      {}", budget_line(&v.budget));
     if let Some(spec) = &v.spec {
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }
+    if let Some(bytes) = v.checkpoint_bytes {
+        println!("checkpoint:  {bytes} bytes, {}", when::local_ago(v.checkpoint_at_ms, now));
+    }
     println!(
-        "gateway:     {} requests ({} failed)  in flight {}  queued {}  last activity {}  idle {}  burst {}",
+        "gateway:     {} requests ({} failed)  in flight {}  queued {}  idle {}  burst {}",
         v.requests_total,
         v.errors_total,
         v.in_flight,
         v.queue_depth,
-        table::opt(v.last_activity_ms),
         table::duration_s(v.idle_s),
         table::opt(v.burst_s.map(|s| format!("{s:.1}s"))),
     );
+    println!("last active: {}", when::local_ago(v.last_activity_ms, now));
     if !series.samples.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = series
@@ -282,7 +408,8 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
             .iter()
             .map(|s| {
                 vec![
-                    s.ts_ms.to_string(),
+                    when::local(s.ts_ms),
+                    when::ago(s.ts_ms, now),
                     table::mb(s.rss_bytes),
                     format!("{:.1}", s.cpu_percent),
                     s.requests.to_string(),
@@ -299,7 +426,8 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
             .collect();
         table::print(
             &[
-                "TS_MS",
+                "TIME",
+                "AGO",
                 "RSS_MB",
                 "CPU_%",
                 "REQUESTS",

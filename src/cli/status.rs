@@ -8,8 +8,18 @@ use mindmesh_node::api::types::NodeStatus;
 use super::client::{ApiArgs, Client};
 use super::{persona, table};
 
-pub async fn run(json: bool, api: &ApiArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(api)?;
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Print the status as JSON (with the brain's summary under `brain`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let json = args.json;
+    let client = Client::new(&args.api)?;
     let s: NodeStatus = client.get("/api/v1/status").await?;
     // the leader's analysis, if there is one yet (not an error when there is not)
     let brain: Option<serde_json::Value> = client.get("/api/v1/brain").await.ok();

@@ -35,24 +35,13 @@ pub fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
+/// A span of seconds in its largest two units (`4m10s`); `-` for none.
 pub fn duration_s(s: Option<u64>) -> String {
-    match s {
-        None => "-".into(),
-        Some(s) if s < 60 => format!("{s}s"),
-        Some(s) if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        Some(s) if s < 86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        Some(s) => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
-    }
+    s.map_or_else(|| "-".into(), super::when::span)
 }
 
 /// Print a value as pretty JSON (for `--json`).
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-/// UTC time of day with milliseconds: enough to read a log, no time-zone database needed.
-pub fn time_of_day(ts_ms: u64) -> String {
-    let s = ts_ms / 1000;
-    format!("{:02}:{:02}:{:02}.{:03}Z", (s / 3600) % 24, (s / 60) % 60, s % 60, ts_ms % 1000)
 }

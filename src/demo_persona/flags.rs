@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::builder::FalseyValueParser;
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
 
 /// Most tokens one answer may have: the whole answer text is laid out once at start.
@@ -160,10 +160,25 @@ pub enum FaultKind {
 
 impl Flags {
     /// Parse the arguments and environment; exits with status 2 and clap's message on error.
+    /// The first argument names the program in help and errors: `mindmesh-demo-persona`, or
+    /// `mindmesh demo-persona` when the main binary runs it.
     pub fn parse_and_check(args: impl IntoIterator<Item = std::ffi::OsString>) -> Flags {
-        let flags = Flags::parse_from(args);
+        let mut args = args.into_iter().peekable();
+        let bin_name = args.peek().map(|a| {
+            let a = a.to_string_lossy();
+            // a path's file name, as clap itself would take it, but keep "mindmesh demo-persona"
+            if a.contains(' ') { a.into_owned() } else { a.rsplit('/').next().unwrap_or_default().to_owned() }
+        });
+        let mut command = Flags::command();
+        if let Some(name) = bin_name {
+            command = command.bin_name(name.clone()).display_name(name);
+        }
+        let flags = match command.clone().try_get_matches_from(args).and_then(|m| Flags::from_arg_matches(&m)) {
+            Ok(f) => f,
+            Err(e) => e.format(&mut command).exit(),
+        };
         if let Err(msg) = flags.check() {
-            Flags::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+            command.error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
         }
         flags
     }

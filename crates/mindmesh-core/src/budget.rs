@@ -13,7 +13,7 @@ pub struct Budget {
     pub max_response_time_ms: u64,
     /// `max_tokens` of a request is clamped to this.
     pub tokens_per_response: u32,
-    /// 0–100; the shared gateway queue serves higher first.
+    /// 0–[`MAX_QUEUE_PRIORITY`]; the shared gateway queue serves higher first.
     pub inference_queue_priority: u8,
     /// The memory the persona is expected to stay within (the brain judges against it).
     pub max_memory_mb: u64,
@@ -41,6 +41,8 @@ impl Default for Budget {
 
 /// Upper bound on the throttle multiplier: beyond it, "priority" stops meaning anything.
 pub const MAX_THROTTLE_MULTIPLIER: f64 = 10.0;
+/// Highest queue priority (the lowest is 0). The CLI takes its ranges from here too.
+pub const MAX_QUEUE_PRIORITY: u8 = 100;
 
 impl Budget {
     pub fn validate(&self) -> Result<()> {
@@ -48,16 +50,8 @@ impl Budget {
         positive("tokens_per_response", u64::from(self.tokens_per_response))?;
         positive("max_memory_mb", self.max_memory_mb)?;
         positive("max_concurrent_inferences", u64::from(self.max_concurrent_inferences))?;
-        if self.inference_queue_priority > 100 {
-            return Err(CoreError::invalid("inference_queue_priority", "must be within 0..=100"));
-        }
-        let m = self.throttle_multiplier;
-        if !m.is_finite() || m <= 0.0 || m > MAX_THROTTLE_MULTIPLIER {
-            return Err(CoreError::invalid(
-                "throttle_multiplier",
-                format!("must be > 0 and <= {MAX_THROTTLE_MULTIPLIER}, got {m}"),
-            ));
-        }
+        check_queue_priority(i64::from(self.inference_queue_priority))?;
+        check_throttle_multiplier(self.throttle_multiplier)?;
         Ok(())
     }
 
@@ -107,6 +101,36 @@ impl BudgetPatch {
     pub fn is_empty(&self) -> bool {
         *self == BudgetPatch::default()
     }
+
+    /// Check each value the patch sets by the budget's own rules, as a node would when it
+    /// applies it. No rule relates two fields, so checking against the default budget judges
+    /// each value alone; the CLI checks its flags with this, so its ranges are the node's.
+    pub fn check(&self) -> Result<()> {
+        Budget::default().patched(self).map(|_| ())
+    }
+}
+
+/// The queue priority rule, on any integer (the CLI reads a flag as one before it knows it
+/// fits): within 0..=[`MAX_QUEUE_PRIORITY`].
+pub fn check_queue_priority(v: i64) -> Result<u8> {
+    match u8::try_from(v) {
+        Ok(p) if p <= MAX_QUEUE_PRIORITY => Ok(p),
+        _ => Err(CoreError::invalid(
+            "inference_queue_priority",
+            format!("must be within 0..={MAX_QUEUE_PRIORITY}, got {v}"),
+        )),
+    }
+}
+
+/// The throttle multiplier rule: finite, above 0, at most [`MAX_THROTTLE_MULTIPLIER`].
+pub fn check_throttle_multiplier(m: f64) -> Result<f64> {
+    if !m.is_finite() || m <= 0.0 || m > MAX_THROTTLE_MULTIPLIER {
+        return Err(CoreError::invalid(
+            "throttle_multiplier",
+            format!("must be > 0 and <= {MAX_THROTTLE_MULTIPLIER}, got {m}"),
+        ));
+    }
+    Ok(m)
 }
 
 fn positive(field: &str, v: u64) -> Result<()> {

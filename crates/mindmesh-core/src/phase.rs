@@ -67,3 +67,32 @@ pub enum Health {
     Healthy,
     Unhealthy,
 }
+
+impl Health {
+    /// The word the API (serde) and every CLI view use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_say_what_the_api_says() {
+        for h in [Health::Unknown, Health::Healthy, Health::Unhealthy] {
+            assert_eq!(serde_json::to_value(h).unwrap(), h.as_str(), "health {h:?}");
+        }
+    }
+}

@@ -46,8 +46,16 @@ pub enum NetError {
     Busy,
     #[error("shut down")]
     Shutdown,
+    /// The message carries the cause, so it is not also the `source()` (a chain printed whole
+    /// would say it twice).
     #[error("io: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for NetError {
+    fn from(e: std::io::Error) -> Self {
+        NetError::Io(e)
+    }
 }
 
 impl NetError {

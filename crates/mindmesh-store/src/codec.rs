@@ -53,7 +53,7 @@ impl Stored for HostSample {
 /// would reject.
 pub(crate) fn encode<T: Stored>(value: &T) -> Result<Vec<u8>> {
     let kind = T::KIND;
-    let bytes = wire::encode(kind.version, value).map_err(|source| StoreError::Encode { what: kind.what, source })?;
+    let bytes = wire::encode(kind.version, value).map_err(|error| StoreError::Encode { what: kind.what, error })?;
     if bytes.len() > kind.max_bytes {
         return Err(StoreError::TooLarge {
             what: kind.what,
@@ -67,10 +67,10 @@ pub(crate) fn encode<T: Stored>(value: &T) -> Result<Vec<u8>> {
 /// Decode a stored value; `key` only labels the error.
 pub(crate) fn decode<T: Stored>(bytes: &[u8], key: &dyn std::fmt::Display) -> Result<T> {
     let kind = T::KIND;
-    wire::decode(kind.version, bytes, kind.max_bytes).map_err(|source| StoreError::Decode {
+    wire::decode(kind.version, bytes, kind.max_bytes).map_err(|error| StoreError::Decode {
         what: kind.what,
         key: key.to_string(),
-        source,
+        error,
     })
 }
 

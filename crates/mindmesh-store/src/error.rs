@@ -5,18 +5,21 @@ use thiserror::Error;
 
 /// Everything the store can fail with. `Database` and `Closed` are about the store itself
 /// (disk, file, actor); the others are about what was asked of it or found in it.
+///
+/// A variant's message carries the error it wraps, so none also returns it as its
+/// `source()`: a chain printed whole (`{:#}`) would say everything twice.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// redb failed: I/O, a corrupt or locked file, a failed commit.
     #[error("database: {0}")]
-    Database(#[from] redb::Error),
+    Database(redb::Error),
     /// A stored value could not be decoded: the file is damaged or was written by a newer
     /// mindmesh. `what` names the table, `key` the row.
-    #[error("cannot decode {what} {key}: {source}")]
-    Decode { what: &'static str, key: String, source: CoreError },
+    #[error("cannot decode {what} {key}: {error}")]
+    Decode { what: &'static str, key: String, error: CoreError },
     /// A value could not be encoded.
-    #[error("cannot encode {what}: {source}")]
-    Encode { what: &'static str, source: CoreError },
+    #[error("cannot encode {what}: {error}")]
+    Encode { what: &'static str, error: CoreError },
     /// A value is larger than the store keeps.
     #[error("{what} is {len_bytes} bytes, more than the {max_bytes}-byte limit")]
     TooLarge { what: &'static str, len_bytes: u64, max_bytes: u64 },
@@ -44,6 +47,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 // redb splits its errors by operation; they all fold into `redb::Error`, which keeps the
 // crate's enum to one variant for the database.
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Database(e)
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),+ $(,)?) => {
         $(impl From<$t> for StoreError {
@@ -62,3 +71,20 @@ from_redb!(
     redb::CommitError,
     redb::SetDurabilityError,
 );
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_message_never_repeats_its_cause() {
+        let locked: StoreError = redb::DatabaseError::DatabaseAlreadyOpen.into();
+        let decode = StoreError::Decode { what: "persona", key: "a".into(), error: CoreError::Wire("bad".into()) };
+        let encode = StoreError::Encode { what: "persona", error: CoreError::Wire("bad".into()) };
+        for e in [locked, decode, encode] {
+            assert!(e.source().is_none(), "{e} also returns its cause as source()");
+        }
+    }
+}

@@ -24,13 +24,16 @@ pub struct SuperviseArgs {
     /// Personas killed during the storm (each at most once while kills ≤ personas).
     #[arg(long, default_value_t = 200)]
     pub kills: usize,
+    /// Pause between two kills of the storm.
     #[arg(long, default_value_t = 50)]
     pub kill_interval_ms: u64,
     /// Idle period over which the node's CPU time is measured.
     #[arg(long, default_value_t = 30)]
     pub idle_s: u64,
+    /// The node's metrics tick (its `[supervisor] metrics_interval_ms`).
     #[arg(long, default_value_t = 1000)]
     pub metrics_interval_ms: u64,
+    /// Seed of the order in which personas are killed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print one JSON object instead of the table.

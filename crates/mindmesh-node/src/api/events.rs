@@ -26,6 +26,9 @@ pub struct EventsQuery {
 
 pub async fn events(State(st): State<ApiState>, Query(q): Query<EventsQuery>) -> Result<Json<EventsPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    if let Some(name) = &q.persona {
+        known_here(&st, name).await?;
+    }
     if let Some(wait_ms) = q.wait_ms {
         let mut seq = st.last_event_seq.clone();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
@@ -34,4 +37,18 @@ pub async fn events(State(st): State<ApiState>, Query(q): Query<EventsQuery>) ->
     let events = st.store.events(q.after, limit, q.persona.as_deref()).await?;
     let last_seq = events.last().map_or(q.after, |e| e.seq);
     Ok(Json(EventsPage { events, last_seq }))
+}
+
+/// A persona filter must name a persona: one of the mesh, one this node runs, or one the log
+/// remembers (a removed persona's events stay readable). A typo answers 404 instead of an
+/// empty log that looks like a quiet persona.
+async fn known_here(st: &ApiState, name: &str) -> Result<(), ApiError> {
+    let known = st.mesh.registry().personas.contains_key(name)
+        || st.supervisor.status().borrow().contains_key(name)
+        || !st.store.events(0, 1, Some(name)).await?.is_empty();
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError { param: Some("persona".into()), ..ApiError::not_found(format!("no persona named {name:?}")) })
+    }
 }

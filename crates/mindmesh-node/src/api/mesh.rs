@@ -94,8 +94,21 @@ pub struct DecisionsQuery {
 }
 
 /// `GET /api/v1/decisions`: the decision log, oldest first; `wait_ms` waits for new ones.
-pub async fn decisions(State(st): State<ApiState>, Query(q): Query<DecisionsQuery>) -> Json<DecisionsPage> {
+pub async fn decisions(
+    State(st): State<ApiState>,
+    Query(q): Query<DecisionsQuery>,
+) -> Result<Json<DecisionsPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_DECISIONS_PER_PAGE);
+    if let Some(name) = &q.persona {
+        // a typo answers 404, not an empty log; a removed persona's decisions stay readable
+        let reg = st.mesh.registry();
+        if !reg.personas.contains_key(name) && !reg.decisions_since(0).any(|d| &d.decision.persona == name) {
+            return Err(ApiError {
+                param: Some("persona".into()),
+                ..ApiError::not_found(format!("no persona named {name:?}"))
+            });
+        }
+    }
     if let Some(wait_ms) = q.wait_ms {
         let mut reg = st.mesh.watch_registry();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
@@ -109,7 +122,7 @@ pub async fn decisions(State(st): State<ApiState>, Query(q): Query<DecisionsQuer
         .map(|d| decision_view(d, &reg))
         .collect();
     let last_seq = decisions.last().map_or(q.after, |d| d.seq);
-    Json(DecisionsPage { decisions, last_seq })
+    Ok(Json(DecisionsPage { decisions, last_seq }))
 }
 
 fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) -> DecisionView {

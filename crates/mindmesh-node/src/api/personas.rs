@@ -18,12 +18,10 @@ use mindmesh_net::NetError;
 use mindmesh_supervisor::PersonaStatus;
 use serde::Deserialize;
 
-use super::types::{ActionRequest, ActionResponse, PersonaView, ThrottleRequest};
+use super::types::{ActionRequest, ActionResponse, MAX_ACTION_WAIT_MS, PersonaView, ThrottleRequest};
 use super::{ApiError, ApiState};
 use crate::gateway::Gateway;
 
-/// Longest an action request may ask to wait for its outcome.
-const MAX_WAIT_MS: u64 = 120_000;
 /// How long a change waits to show on this node after it is committed.
 const LOCAL_EFFECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -389,7 +387,7 @@ pub async fn action(
     if let Some(wait_ms) = req.wait_ms
         && entry.node == Some(st.mesh.node_id())
     {
-        let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
+        let wait = Duration::from_millis(wait_ms.min(MAX_ACTION_WAIT_MS));
         let deadline = tokio::time::Instant::now() + wait;
         let mut status = st.supervisor.status();
         let epoch = match outcome {

@@ -7,6 +7,10 @@ use mindmesh_core::metrics::{HostSample, PersonaSample};
 use mindmesh_core::{Budget, Health, Importance, PersonaSpec, Phase};
 use serde::{Deserialize, Serialize};
 
+/// Longest an action request may ask to wait for its outcome (`wait_ms`); the CLI refuses
+/// a longer `--timeout` rather than letting the node cut it short.
+pub const MAX_ACTION_WAIT_MS: u64 = 120_000;
+
 /// One persona as `list` and `show` present it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersonaView {
