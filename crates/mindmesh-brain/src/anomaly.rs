@@ -5,7 +5,7 @@ use mindmesh_core::Importance;
 use serde::Serialize;
 
 use crate::classify::ErrorClass;
-use crate::features::{FeatureSet, MemTrend, PersonaFeatures};
+use crate::features::{Baseline, FeatureSet, MemTrend, PersonaFeatures};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +119,36 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
                 100.0 * m.growth_frac
             ),
         );
+    } else if m.growing_now
+        && let Some(line) = m.recent
+    {
+        let sev = if m.minutes_to_limit.is_some_and(|t| t < 15.0) {
+            Severity::Critical
+        } else if m.over_budget() {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        let budget = match m.budget_mb {
+            Some(b) => format!(", budget {b:.0} MB"),
+            None => String::new(),
+        };
+        let limit = match (m.limit_mb, m.minutes_to_limit) {
+            (Some(l), Some(t)) => format!(", hard limit {l:.0} MB in {}", minutes((t * 60_000.0) as u64)),
+            _ => String::new(),
+        };
+        push(
+            AnomalyKind::ResourceLeak,
+            sev,
+            format!(
+                "memory {:+.1} MB/min for {} ({} samples, fit {:.2}), now {:.0} MB{budget}{limit}",
+                line.slope_mb_per_min,
+                minutes(line.span_ms),
+                line.samples,
+                line.r2,
+                m.now_mb
+            ),
+        );
     } else if m.spike_frac >= 0.15 {
         let sev = if m.spike_frac >= 0.5 { Severity::High } else { Severity::Medium };
         push(
@@ -141,10 +171,14 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
         } else {
             Severity::Low
         };
+        let against = match l.baseline {
+            Baseline::Replicas => "its replicas",
+            _ => "its own baseline",
+        };
         push(
             AnomalyKind::LatencyDegradation,
             sev,
-            format!("latency x{:.1} against its own baseline for {}", l.ratio, minutes(l.degraded_for_ms)),
+            format!("latency x{:.1} against {against} for {}", l.ratio, minutes(l.degraded_for_ms)),
         );
     } else if l.replica_ratio >= 1.6 && !l.warming_up {
         push(
@@ -174,6 +208,27 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
                 if e.rate_base.is_finite() { pct(e.rate_base) } else { "unknown".into() },
                 e.mix.describe()
             ),
+        );
+    }
+    if !(e.burst || failing) && e.elevated {
+        // up, not yet a burst to act on: the score says so while the decision waits
+        push(
+            AnomalyKind::ErrorBurst,
+            Severity::Low,
+            format!(
+                "errors up: {} in {} (base {}), {}",
+                pct(e.rate_window),
+                minutes(e.window_ms),
+                pct(e.rate_base),
+                e.mix.describe()
+            ),
+        );
+    }
+    if m.over_budget() && !m.growing_now && m.trend != MemTrend::Leaking {
+        push(
+            AnomalyKind::MemorySpike,
+            Severity::Low,
+            format!("memory {:.0} MB over its {:.0} MB budget", m.now_mb, m.budget_mb.unwrap_or(0.0)),
         );
     }
     let a = &f.activity;

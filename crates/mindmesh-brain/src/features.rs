@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::classify::{ClassMix, ErrorClass, classify_kind, classify_text};
 use crate::digest::{PersonaDigest, is_collapse};
 use crate::history::{self, HIGH_RATIO, HistSummary, WARMUP_MS, latency_ratio};
+use crate::recent::{self, LOAD_SKIP_MS, MemoryLine};
 use crate::stats::{linreg, median_of, poisson_tail};
 use crate::view::{MeshView, NodeView, PersonaView, ViewEventKind};
 
@@ -43,6 +44,18 @@ const MAX_EVENTS_READ: usize = 256;
 /// Fewest samples a recent window covers: with coarse samples the windows widen, so one
 /// sample never decides.
 pub const MIN_WINDOW_SAMPLES: u64 = 12;
+/// After a process starts, its first answers are not compared with its replicas' for this long
+/// (caches warm, the model pages in).
+pub const LIVE_WARMUP_MS: u64 = 2 * MIN;
+/// A persona far above its replicas for this long is degraded (not a passing spike).
+pub const REPLICA_SUSTAIN_MS: u64 = 3 * MIN;
+/// A persona's baseline may not sit above its replicas' level times this: a replica that has
+/// always been slow is judged against what its model does elsewhere.
+pub const REPLICA_FLOOR: f32 = 1.3;
+/// The shortest window errors are judged over, however little history there is.
+pub const MIN_ERROR_WINDOW_MS: u64 = 3 * MIN;
+/// Memory growth this close to the hard limit (minutes, from the fitted slope) must be acted on.
+pub const LIMIT_SOON_MIN: f32 = 30.0;
 
 /// The recent windows of one persona: at least their nominal length and at least
 /// [`MIN_WINDOW_SAMPLES`] (half for latency and CPU) of its samples.
@@ -125,14 +138,52 @@ pub struct MemoryFeatures {
     pub spike_frac: f32,
     pub budget_mb: Option<f32>,
     pub minutes_to_budget: Option<f32>,
+    /// The hard limit, and when the fitted growth reaches it.
+    pub limit_mb: Option<f32>,
+    pub minutes_to_limit: Option<f32>,
     /// Median growth of comparable peers over the same span.
     pub peer_growth_frac: f32,
+    /// A line through the current process's recent samples: the data at hand, judged before
+    /// the history has anything to say (and after, for growth that started lately).
+    pub recent: Option<MemoryLine>,
+    /// The recent line grows steadily, beyond the process's usual range.
+    pub growing_now: bool,
+}
+
+impl MemoryFeatures {
+    /// Above its memory budget now.
+    pub fn over_budget(&self) -> bool {
+        self.budget_mb.is_some_and(|b| self.now_mb.is_finite() && self.now_mb > b)
+    }
+
+    /// Growing now, and past its budget or close to its hard limit: a restart is due before
+    /// the limit kills it.
+    pub fn growth_needs_action(&self) -> bool {
+        self.growing_now && (self.over_budget() || self.minutes_to_limit.is_some_and(|t| t <= LIMIT_SOON_MIN))
+    }
+}
+
+/// What a persona's latency is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// Nothing yet: no history of its own and no replicas.
+    None,
+    /// Its own history.
+    Own,
+    /// Its same-model replicas' recent level (times [`REPLICA_FLOOR`]): its own history is too
+    /// short, or sits above what its model does elsewhere.
+    Replicas,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyFeatures {
     pub recent_p50_ms: f32,
     pub recent_p95_ms: f32,
+    /// The 15 minutes before the recent window.
+    pub prev_p50_ms: f32,
+    pub prev_p95_ms: f32,
+    pub baseline: Baseline,
     pub base_p50_ms: f32,
     pub base_p95_ms: f32,
     /// Recent against own baseline (geometric mean of the p50 and p95 ratios); NaN if unknown.
@@ -147,8 +198,10 @@ pub struct LatencyFeatures {
     /// Median ratio of comparable peers.
     pub peer_ratio: f32,
     pub peer_group: PeerGroup,
-    /// Recent p50 against same-model replicas' recent p50.
+    /// Recent against same-model replicas' recent (geometric mean of p50 and p95 ratios).
     pub replica_ratio: f32,
+    pub replica_p50_ms: f32,
+    pub replica_p95_ms: f32,
     pub over_budget: bool,
     pub warming_up: bool,
 }
@@ -161,7 +214,11 @@ pub struct ErrorFeatures {
     pub errors_window: f32,
     pub rate_window: f32,
     pub rate_last10: f32,
+    /// The base rate the window is judged against (see `base_from`).
     pub rate_base: f32,
+    pub base_from: BaseFrom,
+    /// Its own history's base rate (before a step up), if there is enough history.
+    pub rate_own_base: f32,
     /// When the error rate stepped up to its current level, if it did.
     pub elevated_since_ms: Option<u64>,
     /// Probability of at least this many errors at the base rate.
@@ -177,7 +234,64 @@ pub struct ErrorFeatures {
     pub burst: bool,
     #[serde(serialize_with = "ser_mix")]
     pub mix: ClassMix,
+    /// Median rate of comparable peers (same model, then same kind, then everyone).
     pub peer_rate: f32,
+    /// Median rate of the rest of the mesh, each model counted once (its own excluded).
+    pub mesh_rate: f32,
+    /// (requests, errors) in each third of the window, oldest first.
+    #[serde(skip)]
+    pub parts: [(f32, f32); 3],
+}
+
+/// Where an error base rate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseFrom {
+    /// Its own history (before a step up).
+    Own,
+    /// Its peers' (same model, then same kind, then the mesh): its own history is too short,
+    /// or has failed far more than they do from the start — a bad start is not a baseline.
+    Peers,
+    /// Neither: an assumed 1%.
+    Default,
+}
+
+/// The base rate assumed with no history and no peers.
+pub const DEFAULT_ERROR_BASE: f32 = 0.01;
+
+/// Judge the window's errors against `base`: how surprising they are, whether every third is
+/// elevated, and so whether errors are up (`elevated`) or a burst to act on (`burst`). A base
+/// that is not the persona's own asks for more (at least 5% failing) before calling a burst.
+fn judge_errors(e: &mut ErrorFeatures, base: f32, from: BaseFrom) {
+    e.rate_base = base;
+    e.base_from = from;
+    if e.requests_window.is_nan() || e.requests_window <= 0.0 {
+        return;
+    }
+    // floored: a spotless history must not make one error look alarming
+    let base = base.max(0.002);
+    e.p_value = poisson_tail(f64::from(e.errors_window), f64::from(e.requests_window * base));
+    let part_threshold = (2.0 * base).max(0.015);
+    // a third is "elevated" when its errors are unlikely at the base rate: a stray error or
+    // two in a quiet persona is not
+    let elevated = |(r, er): &(f32, f32)| {
+        *r > 0.0 && *er >= 2.0 && er / r >= part_threshold && poisson_tail(f64::from(*er), f64::from(*r * base)) < 0.01
+    };
+    e.elevated_parts = e.parts.iter().filter(|p| elevated(p)).count() as u8;
+    // a burst is current and lasting: every third of the window is elevated, the last included
+    let current = elevated(&e.parts[2]);
+    let (min_elevated, min_burst) = if from == BaseFrom::Own { (0.02, 0.03) } else { (0.04, 0.05) };
+    // looser: errors are up, for hysteresis to count while the evidence firms up
+    e.elevated = e.errors_window >= 5.0
+        && e.p_value < 1e-3
+        && e.rate_window >= (2.0 * base).max(min_elevated)
+        && e.elevated_parts >= 1;
+    e.burst = e.errors_window >= 5.0
+        && e.rate_window >= (3.0 * base).max(min_burst)
+        && e.dispersion <= 4.0
+        && e.p_value < 1e-4
+        && e.elevated_parts == 3
+        && current;
 }
 
 fn ser_mix<S: serde::Serializer>(m: &ClassMix, s: S) -> Result<S::Ok, S::Error> {
@@ -235,6 +349,14 @@ pub struct PersonaFeatures {
     pub history_ms: u64,
     pub stale: bool,
     pub uptime_ms: Option<u64>,
+    /// When the current process started, if the data says (a restart, a collapse of memory, a
+    /// committed restart, or the uptime at the first sample).
+    pub process_start_ms: Option<u64>,
+    /// The budget's throttle multiplier (1 when unknown): below 1 it is already throttled.
+    pub throttle_multiplier: f32,
+    /// First raw (not digested) sample.
+    #[serde(skip)]
+    pub raw_start: usize,
     pub memory: MemoryFeatures,
     pub latency: LatencyFeatures,
     pub errors: ErrorFeatures,
@@ -247,7 +369,13 @@ impl PersonaFeatures {
     /// Latency is high against its own history for a sustained stretch.
     pub fn latency_degraded(&self) -> bool {
         let l = &self.latency;
-        l.ratio >= 1.5 && l.prev_ratio >= 1.3
+        match l.baseline {
+            // high now and in the 15 minutes before
+            Baseline::Own => l.ratio >= 1.5 && l.prev_ratio >= 1.3,
+            // far above its replicas, for longer than a passing spike
+            Baseline::Replicas => l.ratio >= 1.5 && l.degraded_for_ms >= REPLICA_SUSTAIN_MS,
+            Baseline::None => false,
+        }
     }
 
     pub fn usable(&self) -> bool {
@@ -386,7 +514,7 @@ pub fn extract(view: &MeshView, now_ms: u64, stale_after_ms: u64, cache: &mut Fe
             cache.summaries += 1;
         }
     }
-    peer_features(view, &mut personas);
+    peer_features(view, &mut personas, now_ms);
     let mesh = mesh_features(&personas);
     FeatureSet { now_ms, personas, nodes, mesh }
 }
@@ -414,6 +542,9 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
         history_ms: 0,
         stale: false,
         uptime_ms: None,
+        process_start_ms: None,
+        throttle_multiplier: p.budget.as_ref().map_or(1.0, |b| b.throttle_multiplier as f32),
+        raw_start: 0,
         memory: MemoryFeatures {
             now_mb: nan,
             trend: MemTrend::Unknown,
@@ -430,11 +561,18 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             spike_frac: 0.0,
             budget_mb: None,
             minutes_to_budget: None,
+            limit_mb: None,
+            minutes_to_limit: None,
             peer_growth_frac: nan,
+            recent: None,
+            growing_now: false,
         },
         latency: LatencyFeatures {
             recent_p50_ms: nan,
             recent_p95_ms: nan,
+            prev_p50_ms: nan,
+            prev_p95_ms: nan,
+            baseline: Baseline::None,
             base_p50_ms: nan,
             base_p95_ms: nan,
             ratio: nan,
@@ -445,6 +583,8 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             peer_ratio: nan,
             peer_group: PeerGroup::None,
             replica_ratio: nan,
+            replica_p50_ms: nan,
+            replica_p95_ms: nan,
             over_budget: false,
             warming_up: false,
         },
@@ -455,6 +595,8 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             rate_window: nan,
             rate_last10: nan,
             rate_base: nan,
+            base_from: BaseFrom::Default,
+            rate_own_base: nan,
             elevated_since_ms: None,
             p_value: 1.0,
             dispersion: f32::NAN,
@@ -463,6 +605,8 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             burst: false,
             mix: ClassMix::default(),
             peer_rate: nan,
+            mesh_rate: nan,
+            parts: [(0.0, 0.0); 3],
         },
         activity: ActivityFeatures {
             idle_for_ms: None,
@@ -548,6 +692,7 @@ fn persona_features(
     restarts.clear();
     restarts.extend(digest.restarts.iter().copied());
     let mut new_process_in_window = false;
+    let mut last_boundary_ms: Option<u64> = None;
     // scan the window only if the restart counter moved or memory fell below half its usual
     // peak somewhere: most cycles neither happens
     let counter_moved =
@@ -563,6 +708,7 @@ fn persona_features(
                 if prev_r.is_finite() && r > prev_r {
                     restarts.push((s.t_ms[i], r - prev_r));
                     new_process_in_window = true;
+                    last_boundary_ms = Some(s.t_ms[i]);
                 }
                 prev_r = r;
             }
@@ -570,6 +716,7 @@ fn persona_features(
             if m.is_finite() {
                 if is_collapse(prev_m, m) {
                     new_process_in_window = true;
+                    last_boundary_ms = Some(s.t_ms[i]);
                 }
                 prev_m = m;
             }
@@ -589,6 +736,20 @@ fn persona_features(
         (None, Some(u)) => Some(u + (now_ms.saturating_sub(t_first))),
         _ => None,
     };
+    // the current process: the latest start the data shows
+    let committed_restart = p
+        .recent_actions
+        .iter()
+        .filter(|(t, a)| *t <= now_ms && matches!(a, mindmesh_core::Action::Restart))
+        .map(|(t, _)| *t)
+        .max();
+    let from_uptime = p.uptime_ms_at_first.and_then(|u| t_first.checked_sub(u));
+    f.process_start_ms = [last_boundary_ms, digest.segment_start_ms, committed_restart, from_uptime]
+        .into_iter()
+        .flatten()
+        .filter(|&t| t <= now_ms)
+        .max();
+    f.raw_start = raw_start;
     let restarts: &[(u64, f32)] = restarts;
     let warm = |t: u64| restarts.iter().rev().take(8).any(|(r, _)| t >= *r && t < *r + WARMUP_MS);
 
@@ -618,47 +779,76 @@ fn memory_features(
     tmp: &mut Vec<f32>,
 ) {
     let s = &p.series;
+    let process_start = f.process_start_ms;
     let m = &mut f.memory;
     let tail = raw.end.saturating_sub(3).max(raw.start)..raw.end;
     m.now_mb = median_of(tail.map(|i| s.memory_mb[i]), tmp);
     m.budget_mb = p.budget.as_ref().map(|b| b.max_memory_mb as f32);
+    m.limit_mb = p.memory_limit_mb.filter(|l| l.is_finite() && *l > 0.0);
     let h = &hist.memory;
     m.hist_high_mb = h.high_mb;
     if h.high_mb.is_finite() && h.high_mb > 0.0 && m.now_mb.is_finite() {
         m.spike_frac = (m.now_mb / h.high_mb - 1.0).max(0.0);
     }
-    if new_process_in_window {
-        // a new process since the history ended: too young for a trend
-        return;
+    // the data at hand: the current process's raw samples, after its first minute of loading
+    let from = match process_start {
+        Some(t) => s.t_ms[raw.clone()].partition_point(|&x| x < t + LOAD_SKIP_MS) + raw.start,
+        None => raw.start,
+    };
+    m.recent = recent::memory_line(&s.t_ms, &s.memory_mb, from, raw.end);
+    // growth beyond the usual range (a sawtooth climbing to its usual peak is not growth)
+    m.growing_now = m.recent.is_some_and(|r| r.growing)
+        && (new_process_in_window || !h.high_mb.is_finite() || m.now_mb > 1.05 * h.high_mb);
+    if !new_process_in_window {
+        // a new process since the history ended is too young for the history's trend
+        m.span_ms = h.span_ms;
+        m.growth_span_ms = h.growth_span_ms;
+        m.slope_mb_per_min = h.slope_mb_per_min;
+        m.fit_r2 = h.fit_r2;
+        m.floor_slope_mb_per_min = h.floor_slope_mb_per_min;
+        m.floor_r2 = h.floor_r2;
+        m.growth_frac = h.growth_frac;
+        m.persistent = h.persistent;
+        m.swing_frac = h.swing_frac;
     }
-    m.span_ms = h.span_ms;
-    m.growth_span_ms = h.growth_span_ms;
-    m.slope_mb_per_min = h.slope_mb_per_min;
-    m.fit_r2 = h.fit_r2;
-    m.floor_slope_mb_per_min = h.floor_slope_mb_per_min;
-    m.floor_r2 = h.floor_r2;
-    m.growth_frac = h.growth_frac;
-    m.persistent = h.persistent;
-    m.swing_frac = h.swing_frac;
-    if !m.fit_r2.is_finite() {
+    let from_history = !new_process_in_window && m.fit_r2.is_finite() && m.span_ms >= 30 * MIN;
+    // the slope that says when a limit is reached: the recent line while it grows, else the
+    // history's
+    let slope = match m.recent {
+        Some(r) if m.growing_now => r.slope_mb_per_min,
+        _ if from_history => m.slope_mb_per_min,
+        _ => f32::NAN,
+    };
+    let minutes_to = |level: Option<f32>| match level {
+        Some(l) if slope > 0.0 && m.now_mb.is_finite() => Some(((l - m.now_mb) / slope).max(0.0)),
+        _ => None,
+    };
+    m.minutes_to_budget = minutes_to(m.budget_mb);
+    m.minutes_to_limit = minutes_to(m.limit_mb);
+    if !from_history {
+        // too little history for the long view: the recent line says what it can
+        m.trend = match m.recent {
+            None => MemTrend::Unknown,
+            Some(r) if r.growing => MemTrend::Growing,
+            Some(r) if r.swing_frac >= 0.08 => MemTrend::Oscillating,
+            Some(_) => MemTrend::Stable,
+        };
         return;
     }
     let floor_r2 = if h.floor_slope_mb_per_min > 0.0 && h.floor_r2.is_finite() { h.floor_r2 } else { 0.0 };
     let fitted = m.fit_r2.max(floor_r2);
-    if let Some(b) = m.budget_mb
-        && m.slope_mb_per_min > 0.0
-        && m.now_mb.is_finite()
-    {
-        m.minutes_to_budget = Some(((b - m.now_mb) / m.slope_mb_per_min).max(0.0));
-    }
     // steady, persistent, well-fitted growth over an hour or more that is large against the
     // process's own size — or that will reach its memory budget within two hours
     let steady = m.growth_span_ms >= MIN_LEAK_SPAN_MS && m.persistent && h.rises_clearly;
     let large = m.growth_frac >= 0.15 && fitted >= 0.85;
-    let budget_soon = m.growth_frac >= 0.05 && fitted >= 0.9 && m.minutes_to_budget.is_some_and(|t| t <= 120.0);
-    m.trend = if m.span_ms < 30 * MIN {
-        MemTrend::Unknown
-    } else if steady && (large || budget_soon) {
+    let hist_to_budget = match m.budget_mb {
+        Some(b) if m.slope_mb_per_min > 0.0 && m.now_mb.is_finite() => {
+            Some(((b - m.now_mb) / m.slope_mb_per_min).max(0.0))
+        }
+        _ => None,
+    };
+    let budget_soon = m.growth_frac >= 0.05 && fitted >= 0.9 && hist_to_budget.is_some_and(|t| t <= 120.0);
+    m.trend = if steady && (large || budget_soon) {
         MemTrend::Leaking
     } else if m.growth_span_ms >= 30 * MIN && m.growth_frac >= 0.04 && m.persistent && fitted >= 0.6 {
         MemTrend::Growing
@@ -695,10 +885,15 @@ fn latency_features(
     l.recent_p95_ms = window(recent_from..raw.end, &s.latency_p95_ms);
     let prev_p50 = window(raw.start..recent_from, &s.latency_p50_ms);
     let prev_p95 = window(raw.start..recent_from, &s.latency_p95_ms);
+    l.prev_p50_ms = prev_p50;
+    l.prev_p95_ms = prev_p95;
     l.warming_up = f.restarts.last_restart_ms.is_some_and(|r| r + WARMUP_MS > now_ms);
     let h = &hist.latency;
     l.base_p50_ms = h.base_p50_ms;
     l.base_p95_ms = h.base_p95_ms;
+    if h.base_p50_ms.is_finite() || h.base_p95_ms.is_finite() {
+        l.baseline = Baseline::Own;
+    }
     l.ratio = latency_ratio(l.recent_p50_ms, l.recent_p95_ms, l.base_p50_ms, l.base_p95_ms);
     l.prev_ratio = latency_ratio(prev_p50, prev_p95, l.base_p50_ms, l.base_p95_ms);
     if l.ratio >= HIGH_RATIO {
@@ -741,7 +936,13 @@ fn error_features(
     let raw_req: f32 = raw.clone().filter_map(sample).map(|(r, _)| r).sum();
     let raw_span_ms = (s.t_ms[raw.end - 1].saturating_sub(s.t_ms[raw.start]) + interval_ms).max(1);
     let per_ms = f64::from(raw_req) / raw_span_ms as f64;
-    let window_ms = if per_ms > 0.0 { (300.0 / per_ms) as u64 } else { recent_ms }.clamp(recent_ms, 120 * MIN);
+    let mut window_ms = if per_ms > 0.0 { (300.0 / per_ms) as u64 } else { recent_ms }.clamp(recent_ms, 120 * MIN);
+    // no longer than the data at hand: a persona that started ten minutes ago is judged on
+    // those ten minutes, in thirds, not on a window two thirds empty
+    let avail_ms = now_ms.saturating_sub(s.t_ms[0]) + interval_ms;
+    if avail_ms < window_ms {
+        window_ms = avail_ms.max(MIN_ERROR_WINDOW_MS);
+    }
     e.window_ms = window_ms;
     let part_ms = (window_ms / 3).max(1);
     let part = |t: u64| -> usize { (2 - (now_ms.saturating_sub(t) / part_ms).min(2)) as usize };
@@ -778,24 +979,12 @@ fn error_features(
     let last_from = s.t_ms[raw.clone()].partition_point(|&t| t + part10_ms <= now_ms) + raw.start;
     let (r10, e10) = (last_from..raw.end).filter_map(sample).fold((0.0f32, 0.0f32), |(a, b), (r, er)| (a + r, b + er));
     e.rate_last10 = if r10 > 0.0 { e10 / r10 } else { f32::NAN };
-    e.rate_base = hist.errors.rate_base;
+    e.rate_own_base = hist.errors.rate_base;
     e.elevated_since_ms = hist.errors.step_since_ms;
-    // what would be expected at the persona's own base rate (floored: a spotless history
-    // must not make one error look alarming)
-    let base = if e.rate_base.is_finite() { e.rate_base.max(0.002) } else { 0.01 };
-    e.p_value = poisson_tail(f64::from(e.errors_window), f64::from(e.requests_window * base));
-    let part_threshold = (2.0 * base).max(0.015);
-    // a third is "elevated" when its errors are unlikely at the base rate: a stray error or
-    // two in a quiet persona is not
-    let elevated = |(r, er): &(f32, f32)| {
-        *r > 0.0 && *er >= 2.0 && er / r >= part_threshold && poisson_tail(f64::from(*er), f64::from(*r * base)) < 0.01
-    };
-    e.elevated_parts = parts.iter().filter(|p| elevated(p)).count() as u8;
-    // a burst is current and lasting: every third of the window is elevated, the last included
-    let current = elevated(&parts[2]);
-    // and steady like a failure rate, not one clump of a few minutes: a binomial dispersion
-    // test over the raw samples since the rate stepped up (about 1 when steady, far above for
-    // a clump)
+    e.parts = parts;
+    // steady like a failure rate, not one clump of a few minutes: a binomial dispersion test
+    // over the raw samples since the rate stepped up (about 1 when steady, far above for a
+    // clump)
     {
         let since = e.elevated_since_ms.unwrap_or(0).max(now_ms.saturating_sub(window_ms));
         let from = s.t_ms[raw.clone()].partition_point(|&t| t < since) + raw.start;
@@ -816,15 +1005,14 @@ fn error_features(
             e.dispersion = (chi2 / (n - 1) as f64) as f32;
         }
     }
-    // looser: errors are up, for hysteresis to count while the evidence firms up
-    e.elevated =
-        e.errors_window >= 5.0 && e.p_value < 1e-3 && e.rate_window >= (2.0 * base).max(0.02) && e.elevated_parts >= 1;
-    e.burst = e.errors_window >= 5.0
-        && e.rate_window >= (3.0 * base).max(0.03)
-        && e.dispersion <= 4.0
-        && e.p_value < 1e-4
-        && e.elevated_parts == 3
-        && current;
+    // against its own base rate for now; the peers' floor is applied once every persona's
+    // rate is known (`peer_features`)
+    let (base, from) = if e.rate_own_base.is_finite() {
+        (e.rate_own_base, BaseFrom::Own)
+    } else {
+        (DEFAULT_ERROR_BASE, BaseFrom::Default)
+    };
+    judge_errors(e, base, from);
 
     // kinds: the gateway's measurements and the reported texts in the window
     let from = now_ms.saturating_sub(window_ms);
@@ -894,6 +1082,14 @@ fn activity_features(
         a.requests_per_min = req / span.max(1e-3);
     }
     a.base_requests_per_min = hist.requests_per_min;
+    if !a.base_requests_per_min.is_finite() && run_start > raw.start {
+        // no history yet: its rate before the current run without completions
+        let req: f32 = (raw.start..run_start).map(|i| col(&s.requests, i)).filter(|v| v.is_finite()).sum();
+        let span_ms = s.t_ms[run_start - 1].saturating_sub(s.t_ms[raw.start]) + f.interval_ms;
+        if span_ms >= 3 * MIN {
+            a.base_requests_per_min = req / (span_ms as f32 / MIN as f32);
+        }
+    }
     let stalled_ms = a.stalled_samples as u64 * f.interval_ms;
     let queue_grows = a.queue_last >= 3.0 && a.queue_last >= a.queue_first + 3.0;
     // nothing completed for long enough that its usual traffic would have completed several
@@ -903,7 +1099,13 @@ fn activity_features(
         && a.stalled_samples >= 3
         && stalled_ms >= 3 * MIN
         && (queue_grows || a.health_fails >= 2 || (a.queue_last >= 1.0 && a.health_fails >= 1));
-    a.idle = last_active.is_some()
+    // never asked since its process started, for longer than the idle threshold, counts too
+    let process_from = f.process_start_ms.unwrap_or(s.t_ms[0]).max(s.t_ms[0]);
+    let never_active = last_active.is_none() && now_ms.saturating_sub(process_from) >= a.idle_threshold_ms;
+    if last_active.is_none() {
+        a.idle_for_ms = Some(now_ms.saturating_sub(process_from));
+    }
+    a.idle = (last_active.is_some() || never_active)
         && !a.unresponsive
         && a.idle_for_ms.is_some_and(|t| t >= a.idle_threshold_ms)
         // an unknown queue (NaN) does not count as waiting work
@@ -997,7 +1199,7 @@ fn median_vec(mut v: Vec<f32>) -> f32 {
 }
 
 /// Peer comparisons: same model first (replicas), then same kind, then everyone.
-fn peer_features(view: &MeshView, personas: &mut [PersonaFeatures]) {
+fn peer_features(view: &MeshView, personas: &mut [PersonaFeatures], now_ms: u64) {
     let n = personas.len();
     let lat: Vec<f32> = personas.iter().map(|f| if f.usable() { f.latency.ratio } else { f32::NAN }).collect();
     let err: Vec<f32> = personas.iter().map(|f| if f.usable() { f.errors.rate_window } else { f32::NAN }).collect();
@@ -1006,6 +1208,7 @@ fn peer_features(view: &MeshView, personas: &mut [PersonaFeatures]) {
         .map(|f| if f.usable() && f.memory.trend != MemTrend::Unknown { f.memory.growth_frac } else { f32::NAN })
         .collect();
     let p50: Vec<f32> = personas.iter().map(|f| if f.usable() { f.latency.recent_p50_ms } else { f32::NAN }).collect();
+    let p95: Vec<f32> = personas.iter().map(|f| if f.usable() { f.latency.recent_p95_ms } else { f32::NAN }).collect();
 
     let mut by_model: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut by_kind: HashMap<PersonaKind, Vec<usize>> = HashMap::new();
@@ -1027,17 +1230,39 @@ fn peer_features(view: &MeshView, personas: &mut [PersonaFeatures]) {
         err: Vec<f32>,
         mem: Vec<f32>,
         p50: Vec<f32>,
+        p95: Vec<f32>,
     }
     let group = |idx: &[usize]| Group {
         lat: sorted(idx, &lat),
         err: sorted(idx, &err),
         mem: sorted(idx, &mem),
         p50: sorted(idx, &p50),
+        p95: sorted(idx, &p95),
     };
     let model_groups: HashMap<&str, Group> =
         by_model.iter().filter(|(_, v)| v.len() >= 2).map(|(k, v)| (*k, group(v))).collect();
     let kind_groups: HashMap<PersonaKind, Group> = by_kind.iter().map(|(k, v)| (*k, group(v))).collect();
     let all_group = group(&all);
+    // the mesh's usual error rate, counting each model once: replicas failing alike are one
+    // shared cause, not a majority that makes failing look normal
+    let unit_err: Vec<f32> = (0..n)
+        .map(|i| match view.personas[i].model.as_deref().and_then(|m| model_groups.get(m)) {
+            Some(g) => median_vec(g.err.clone()),
+            None => err[i],
+        })
+        .collect();
+    let mut units_sorted: Vec<f32> = {
+        let mut seen_models = std::collections::HashSet::new();
+        (0..n)
+            .filter(|&i| match view.personas[i].model.as_deref() {
+                Some(m) if model_groups.contains_key(m) => seen_models.insert(m),
+                _ => true,
+            })
+            .map(|i| unit_err[i])
+            .filter(|v| v.is_finite())
+            .collect()
+    };
+    units_sorted.sort_by(f32::total_cmp);
 
     // median of the others in the group, or None if fewer than `min_others` others
     let others = |sorted: &[f32], own: f32, min_others: usize| -> Option<f32> {
@@ -1072,12 +1297,83 @@ fn peer_features(view: &MeshView, personas: &mut [PersonaFeatures]) {
         f.latency.peer_group = g;
         f.errors.peer_rate = pick(&|g| &g.err, err[i]).0;
         f.memory.peer_growth_frac = pick(&|g| &g.mem, mem[i]).0;
-        if let Some(g) = model
-            && let Some(v) = others(&g.p50, p50[i], 1)
-        {
-            f.latency.replica_ratio = p50[i] / v;
+        if let Some(g) = model {
+            let r50 = others(&g.p50, p50[i], 1).unwrap_or(f32::NAN);
+            let r95 = others(&g.p95, p95[i], 1).unwrap_or(f32::NAN);
+            f.latency.replica_p50_ms = r50;
+            f.latency.replica_p95_ms = r95;
+            f.latency.replica_ratio = latency_ratio(p50[i], p95[i], r50, r95);
+            if f.usable() {
+                replica_floor(f, p, now_ms);
+            }
+        }
+        f.errors.mesh_rate = others(&units_sorted, unit_err[i], 1).unwrap_or(f32::NAN);
+        if f.usable() {
+            error_floor(&mut f.errors);
         }
     }
+}
+
+/// A persona's latency baseline may not sit above its replicas' level: with no history of its
+/// own, or one that has always been far slower than its model elsewhere, it is judged against
+/// [`REPLICA_FLOOR`] times the replicas' recent p50/p95, and how long it has been far above
+/// that is walked back through its recent samples.
+fn replica_floor(f: &mut PersonaFeatures, p: &PersonaView, now_ms: u64) {
+    let l = &mut f.latency;
+    let (b50, b95) = (REPLICA_FLOOR * l.replica_p50_ms, REPLICA_FLOOR * l.replica_p95_ms);
+    let floor = latency_ratio(b50, b95, b50, b95);
+    if !floor.is_finite() {
+        return;
+    }
+    // its own baseline against the floor (> 1: its own history is slower than its replicas allow)
+    let own = latency_ratio(l.base_p50_ms, l.base_p95_ms, b50, b95);
+    if own.is_finite() && own <= 1.0 {
+        return;
+    }
+    l.baseline = Baseline::Replicas;
+    l.base_p50_ms = b50;
+    l.base_p95_ms = b95;
+    l.ratio = latency_ratio(l.recent_p50_ms, l.recent_p95_ms, b50, b95);
+    l.prev_ratio = latency_ratio(l.prev_p50_ms, l.prev_p95_ms, b50, b95);
+    l.degraded_for_ms = 0;
+    if l.ratio >= HIGH_RATIO {
+        let s = &p.series;
+        let end = s.end_index(now_ms);
+        let start = f.process_start_ms;
+        let since = recent::high_since(
+            &s.t_ms,
+            f.raw_start,
+            end,
+            |i| latency_ratio(col(&s.latency_p50_ms, i), col(&s.latency_p95_ms, i), b50, b95),
+            1.0,
+            HIGH_RATIO,
+            |t| start.is_some_and(|st| t >= st && t < st + LIVE_WARMUP_MS),
+        );
+        if let Some(since) = since {
+            l.degraded_for_ms = now_ms.saturating_sub(since);
+        }
+    }
+}
+
+/// The error base rate a persona is judged against: its own, unless it has none yet or it has
+/// failed far more than the others all along — then the lower of its peers' (same model, then
+/// same kind, then the mesh) and the mesh's: replicas failing alike from the start do not make
+/// failing normal, they make it shared.
+fn error_floor(e: &mut ErrorFeatures) {
+    let floor = [e.peer_rate, e.mesh_rate].into_iter().filter(|r| r.is_finite()).fold(f32::NAN, f32::min);
+    let floor = if floor.is_finite() { floor.max(0.002) } else { f32::NAN };
+    let (base, from) = if e.rate_own_base.is_finite() {
+        if floor.is_finite() && e.rate_own_base > 2.0 * floor + 0.01 {
+            (floor, BaseFrom::Peers)
+        } else {
+            return;
+        }
+    } else if floor.is_finite() {
+        (floor, BaseFrom::Peers)
+    } else {
+        return;
+    };
+    judge_errors(e, base, from);
 }
 
 fn mesh_features(personas: &[PersonaFeatures]) -> MeshFeatures {

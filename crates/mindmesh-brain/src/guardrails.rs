@@ -49,6 +49,8 @@ pub fn condition(f: &PersonaFeatures, set: &FeatureSet) -> Condition {
         some("unresponsive")
     } else if m.trend == MemTrend::Leaking {
         some("memory leak")
+    } else if m.growth_needs_action() {
+        some("memory growing past its budget")
     } else if e.burst || e.elevated {
         some("error burst")
     } else if f.latency_degraded() {

@@ -15,6 +15,8 @@
 //! - [`digest`]: incremental history summaries, so a cycle costs what is new
 //! - [`history`]: what a persona's closed history says (baselines, trends), cached until it
 //!   changes
+//! - [`recent`]: what the data at hand says when the history is short (a recent memory line,
+//!   how long a persona has been far above a reference)
 //! - [`features`]: per persona, per node and mesh-wide features
 //! - [`classify`]: what an error means (recoverable, permanent, client, rate limit, crash)
 //! - [`anomaly`]: typed anomalies, health scores
@@ -38,6 +40,7 @@ pub mod features;
 pub mod guardrails;
 pub mod history;
 pub mod llm;
+pub mod recent;
 pub mod scenario;
 pub mod stats;
 pub mod synth;

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use mindmesh_core::spec::Limits;
 use mindmesh_core::{Action, Budget, Importance, PersonaKind, Phase};
 use serde::Deserialize;
 
@@ -57,6 +58,9 @@ struct FilePersona {
     uptime_s_at_start: Option<f64>,
     #[serde(default)]
     budget: Option<Budget>,
+    /// Hard limits (`memory_max_mb`: crossing it kills the process).
+    #[serde(default)]
+    limits: Option<Limits>,
     series: FilePersonaSeries,
     #[serde(default)]
     events: Vec<FileEvent>,
@@ -243,6 +247,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             kind: p.kind,
             model: p.model.clone(),
             budget: p.budget.clone(),
+            memory_limit_mb: p.limits.as_ref().and_then(|l| l.memory_max_mb).map(|m| m as f32),
             uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && *u >= 0.0).map(ms),
             phase: Phase::Running,
             series,

@@ -51,6 +51,9 @@ pub struct PersonaView {
     /// What it serves: personas with the same model are each other's fairest peers.
     pub model: Option<String>,
     pub budget: Option<Budget>,
+    /// The hard memory limit (crossing it kills the process), if any: where a leak must be
+    /// stopped before.
+    pub memory_limit_mb: Option<f32>,
     /// Process uptime at the first sample of `series`, if known.
     pub uptime_ms_at_first: Option<u64>,
     /// Observed phase; a persona that is not running is already "disrupted".
@@ -306,6 +309,7 @@ impl PersonaView {
             kind: spec.kind,
             model: spec.model.clone(),
             budget: Some(spec.budget.clone()),
+            memory_limit_mb: spec.limits.memory_max_mb.map(|m| m as f32),
             uptime_ms_at_first,
             phase,
             series,

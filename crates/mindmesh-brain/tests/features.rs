@@ -1,7 +1,8 @@
 //! Features on synthetic histories: memory trend classes, peer-relative latency, error kinds
-//! and bursts, idleness and hangs, and that incremental cycles see what a cold one sees.
+//! and bursts, idleness and hangs, and that incremental cycles see what a cold one sees; and on
+//! live-short ones: minutes of data, judged from the data at hand and against the peers.
 
-use mindmesh_brain::features::{FeatureCache, FeatureSet, MemTrend, PeerGroup, extract};
+use mindmesh_brain::features::{BaseFrom, Baseline, FeatureCache, FeatureSet, MemTrend, PeerGroup, extract};
 use mindmesh_brain::synth::{self, Memory, Rng};
 use mindmesh_brain::view::{MeshView, PersonaView, ViewEvent, ViewEventKind};
 use mindmesh_core::PersonaKind;
@@ -200,4 +201,99 @@ fn samples_after_now_are_ignored_and_old_data_is_stale() {
     assert!(!f.personas[0].stale);
     let f = extract(&v, end + 10 * MIN, 60_000, &mut FeatureCache::default());
     assert!(f.personas[0].stale);
+}
+
+/// `n` samples 10 s apart of a persona that started with the trace.
+fn live(id: &str, model: &str, n: usize, seed: u64) -> PersonaView {
+    let mut p = synth::persona(id, "a", PersonaKind::Api, 90.0, Memory::Flat, n, 10_000, T0, &mut Rng::new(seed));
+    p.model = Some(model.into());
+    p.uptime_ms_at_first = Some(10_000);
+    p
+}
+
+#[test]
+fn minutes_of_growth_are_growth_with_its_fit_and_time_to_limit() {
+    // 30 MB/min for 8 minutes, over a 200 MB budget, 512 MB hard limit
+    let mut leaky = live("leaky", "sum", 49, 61);
+    for (i, m) in leaky.series.memory_mb.iter_mut().enumerate() {
+        *m += 5.0 * i as f32;
+    }
+    leaky.budget = Some(mindmesh_core::Budget { max_memory_mb: 200, ..Default::default() });
+    leaky.memory_limit_mb = Some(512.0);
+    let f = features(&mesh(vec![leaky, live("flat", "sum", 49, 62)]));
+    let m = &f.personas[0].memory;
+    assert_eq!(m.trend, MemTrend::Growing, "not unknown: {m:?}");
+    let line = m.recent.unwrap();
+    assert!(line.r2 > 0.98 && (line.slope_mb_per_min - 30.0).abs() < 2.0, "{line:?}");
+    assert!(m.growing_now && m.over_budget() && m.growth_needs_action(), "{m:?}");
+    let to_limit = m.minutes_to_limit.unwrap();
+    assert!((to_limit - (512.0 - m.now_mb) / line.slope_mb_per_min).abs() < 0.01, "{m:?}");
+    let flat = &f.personas[1].memory;
+    assert_eq!(flat.trend, MemTrend::Stable, "eight minutes of a flat line is stable, not unknown: {flat:?}");
+    assert!(!flat.growing_now);
+    // two minutes say nothing yet
+    let f = features(&mesh(vec![live("young", "sum", 12, 63)]));
+    assert_eq!(f.personas[0].memory.trend, MemTrend::Unknown);
+}
+
+#[test]
+fn a_replica_always_slower_than_its_siblings_is_judged_against_them() {
+    let mut slow = live("slow", "llama", 120, 71);
+    for c in [&mut slow.series.latency_p50_ms, &mut slow.series.latency_p95_ms, &mut slow.series.latency_p99_ms] {
+        for v in c.iter_mut() {
+            *v *= 10.0;
+        }
+    }
+    let f = features(&mesh(vec![slow, live("fast-1", "llama", 120, 72), live("fast-2", "llama", 120, 73)]));
+    let l = &f.personas[0].latency;
+    assert_eq!(l.baseline, Baseline::Replicas, "{l:?}");
+    assert!(l.ratio > 5.0 && l.replica_ratio > 7.0, "{l:?}");
+    assert!(l.degraded_for_ms >= 15 * MIN, "high since its warm-up ended: {l:?}");
+    assert!(f.personas[0].latency_degraded());
+    for fast in &f.personas[1..] {
+        assert!(!fast.latency_degraded(), "{:?}", fast.latency);
+        assert!(fast.latency.ratio < 1.0, "{:?}", fast.latency);
+    }
+}
+
+#[test]
+fn failing_since_the_start_is_judged_against_the_others_and_shared_failure_is_shared() {
+    let mut bad = live("bad", "m-bad", 60, 81);
+    let n = bad.series.len();
+    with_errors(&mut bad, n, 0.25, "500 Internal Server Error");
+    let mut twins: Vec<PersonaView> = (0..2).map(|i| live(&format!("twin-{i}"), "m-twin", 60, 82 + i)).collect();
+    for t in &mut twins {
+        with_errors(t, n, 0.12, "503 Service Unavailable");
+    }
+    let mut all = vec![bad, live("ok-1", "m-ok", 60, 85), live("ok-2", "m-ok2", 60, 86)];
+    all.extend(twins);
+    let f = features(&mesh(all));
+    let by = |id: &str| f.personas.iter().find(|p| p.id == id).unwrap();
+    let e = &by("bad").errors;
+    assert_eq!(e.base_from, BaseFrom::Peers, "{e:?}");
+    assert!(e.burst && e.rate_base < 0.01, "{e:?}");
+    // the twins fail alike: against the rest of the mesh it is a burst, and their peer fails as much
+    let e = &by("twin-0").errors;
+    assert!(e.burst && e.peer_rate > 0.08, "{e:?}");
+    assert!(!by("ok-1").errors.burst && !by("ok-1").errors.elevated);
+}
+
+#[test]
+fn never_asked_since_it_started_is_idle_once_long_enough() {
+    let mut quiet = live("quiet", "q", 90, 91);
+    for i in 0..quiet.series.len() {
+        quiet.series.requests[i] = 0.0;
+        quiet.series.errors[i] = 0.0;
+    }
+    let f = features(&mesh(vec![quiet, live("busy", "b", 90, 92)]));
+    assert!(f.personas[0].activity.idle, "15 min never asked: {:?}", f.personas[0].activity);
+    assert!(!f.personas[1].activity.idle);
+    // five minutes without a request is no idleness yet
+    let mut young = live("young", "q", 30, 93);
+    for i in 0..young.series.len() {
+        young.series.requests[i] = 0.0;
+        young.series.errors[i] = 0.0;
+    }
+    let f = features(&mesh(vec![young]));
+    assert!(!f.personas[0].activity.idle, "{:?}", f.personas[0].activity);
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use mindmesh_core::{Action, AnalystKind, Decision, Importance, PersonaKind};
 
 use crate::classify::ErrorClass;
-use crate::features::{FeatureSet, MemTrend, NodeFeatures, PersonaFeatures};
+use crate::features::{BaseFrom, Baseline, FeatureSet, MemTrend, NodeFeatures, PersonaFeatures};
 use crate::view::MeshView;
 
 const MIN: f64 = 60_000.0;
@@ -33,6 +33,46 @@ fn pct(x: f32) -> String {
 
 fn ratio(x: f32) -> String {
     if x.is_finite() { format!("x{x:.1}") } else { "n/a".into() }
+}
+
+/// How much data a judgement rests on, as the reason says it: "8 min (49 samples)".
+pub fn evidence(span_ms: u64, samples: usize) -> String {
+    format!("{} ({samples} samples)", mins(span_ms))
+}
+
+/// 0–1: how far `span_ms` goes towards the evidence a confident call wants.
+fn evidence_weight(span_ms: u64, full_ms: u64) -> f32 {
+    (span_ms as f32 / full_ms.max(1) as f32).clamp(0.0, 1.0)
+}
+
+/// What a latency ratio is against, for a reason.
+fn baseline_name(f: &PersonaFeatures) -> String {
+    let l = &f.latency;
+    match l.baseline {
+        Baseline::Replicas => {
+            let there = [("p50", l.replica_p50_ms), ("p95", l.replica_p95_ms)]
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, v)| format!("{k} {v:.0} ms"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("its replicas ({there} there)")
+        }
+        _ => "its own baseline".into(),
+    }
+}
+
+/// Where an error base rate came from, for a reason.
+fn base_name(f: &PersonaFeatures) -> String {
+    let e = &f.errors;
+    match e.base_from {
+        BaseFrom::Own => format!("base {}", pct(e.rate_base)),
+        BaseFrom::Peers if e.rate_own_base.is_finite() => {
+            format!("its own {} all along is no baseline, the others' {} is", pct(e.rate_own_base), pct(e.rate_base))
+        }
+        BaseFrom::Peers => format!("no history of its own yet, the others fail {}", pct(e.rate_base)),
+        BaseFrom::Default => format!("no history or peers: assumed base {}", pct(e.rate_base)),
+    }
 }
 
 /// Where a migrating persona could go: another fresh node with room for its CPU and memory
@@ -242,13 +282,42 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
             ),
         );
     }
+    if m.growth_needs_action()
+        && let Some(line) = m.recent
+    {
+        // too young (or too recent) for `leaking`, but over its budget or near its hard limit
+        // and still climbing: acting now beats the hard limit's kill
+        let weight = evidence_weight(line.span_ms, 15 * 60_000);
+        let confidence = (0.5 + 0.25 * line.r2 + 0.15 * weight).min(0.9);
+        let budget = match m.budget_mb {
+            Some(b) if m.over_budget() => format!(", over its {b:.0} MB budget"),
+            Some(b) => format!(", its {b:.0} MB budget"),
+            None => String::new(),
+        };
+        let limit = match (m.limit_mb, m.minutes_to_limit) {
+            (Some(l), Some(t)) => format!("; hard limit {l:.0} MB in about {}", mins((t as f64 * MIN) as u64)),
+            _ => "; no hard limit, the host's memory is the limit".into(),
+        };
+        return d(
+            Action::Restart,
+            confidence,
+            format!(
+                "memory {:+.1} MB/min over the last {} (fit {:.2}), now {:.0} MB{budget}{limit}: restart before it is killed",
+                line.slope_mb_per_min,
+                evidence(line.span_ms, line.samples),
+                line.r2,
+                m.now_mb
+            ),
+        );
+    }
     if e.burst {
         let shared = e.peer_rate.is_finite() && e.peer_rate >= 0.02 && e.peer_rate >= 0.5 * e.rate_window;
         let detail = format!(
-            "{} errors over {} (base {}, peers {}), {}",
+            "{} errors over {} ({} requests; {}, peers {}), {}",
             pct(e.rate_window),
             mins(e.window_ms),
-            pct(e.rate_base),
+            e.requests_window,
+            base_name(f),
             pct(e.peer_rate),
             e.mix.describe()
         );
@@ -258,7 +327,20 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
         if e.mix.share(ErrorClass::ClientEdge) >= 0.5 {
             return d(Action::Continue, 0.8, format!("{detail}: client errors that a restart cannot change"));
         }
-        if e.mix.share(ErrorClass::RateLimited) >= 0.5 {
+        // rate limits are the upstream asking for less: sending less is the first remedy, even
+        // when they are only part of the failures (more traffic makes the rest worse too)
+        let limited = e.mix.share(ErrorClass::RateLimited);
+        if limited >= 0.5 || (limited >= 0.25 && f.throttle_multiplier >= 0.99) {
+            if f.throttle_multiplier < 0.99 {
+                return d(
+                    Action::Investigate,
+                    0.6,
+                    format!(
+                        "{detail}: already throttled to x{:.2} and the upstream still rate-limits: an operator should look at its quota",
+                        f.throttle_multiplier
+                    ),
+                );
+            }
             let mut dec =
                 decision(f, view, Action::Throttle, 0.7, format!("{detail}: the upstream rate-limits, send less"));
             dec.throttle_multiplier = Some(0.5);
@@ -280,8 +362,9 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
         let peers_slow = l.peer_ratio.is_finite() && l.peer_ratio >= 1.3;
         let mesh_slow = set.mesh.degraded_share >= 0.5 && set.mesh.judged >= 3;
         let detail = format!(
-            "latency {} against its own baseline for {} (p95 {:.0} ms, usually {:.0} ms); peers {}",
+            "latency {} against {} for {} (p95 {:.0} ms, baseline {:.0} ms); peers {}",
             ratio(l.ratio),
+            baseline_name(f),
             mins(l.degraded_for_ms),
             l.recent_p95_ms,
             l.base_p95_ms,
@@ -325,13 +408,13 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
         && f.cpu.share_of_host >= HOG_SHARE
     {
         let detail = format!(
-            "uses {:.0}% CPU, {} of {} ({} cores) at {:.0}% CPU (usually {:.0}%)",
+            "uses {:.0}% CPU, {} of {} ({} cores) at {:.0}% CPU (usually {})",
             f.cpu.recent_percent,
             pct(f.cpu.share_of_host),
             view.nodes[f.node.unwrap_or(0)].id,
             n.cpu_cores,
             n.cpu_recent_percent,
-            n.cpu_base_percent
+            if n.cpu_base_percent.is_finite() { format!("{:.0}%", n.cpu_base_percent) } else { "unknown yet".into() }
         );
         if f.importance != Importance::Background {
             return d(Action::Investigate, 0.6, format!("{detail}; not background work, an operator decides"));
@@ -379,25 +462,6 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
         return d(Action::Continue, 0.5, why);
     }
     let node = f.node.map(|i| &set.nodes[i]);
-    // too little history to compare the persona with its own past
-    if f.history_ms < 10 * 60_000 {
-        let e = &f.errors;
-        let (action, confidence) = if e.rate_window >= 0.5 && e.errors_window >= 5.0 {
-            (Action::Investigate, 0.6)
-        } else {
-            (Action::Continue, 0.5)
-        };
-        return d(
-            action,
-            confidence,
-            format!(
-                "only {} sample(s), {} of history: too little to judge against its own past (errors {})",
-                f.samples,
-                mins(f.history_ms),
-                pct(e.rate_window)
-            ),
-        );
-    }
     let a = &f.activity;
     if a.idle {
         let idle = format!(
@@ -473,9 +537,30 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
             Action::Investigate,
             0.55,
             format!(
-                "latency {} against its own baseline, for {} only: watching",
+                "latency {} against {} (p95 {:.0} ms), for {} only: watching",
                 ratio(l.ratio),
+                baseline_name(f),
+                l.recent_p95_ms,
                 mins(l.degraded_for_ms)
+            ),
+        );
+    }
+    if m.growing_now
+        && let Some(line) = m.recent
+    {
+        let to_budget = match (m.budget_mb, m.minutes_to_budget) {
+            (Some(b), Some(t)) => format!("; its {b:.0} MB budget in about {}", mins((t as f64 * MIN) as u64)),
+            _ => String::new(),
+        };
+        return d(
+            Action::Investigate,
+            0.5 + 0.1 * evidence_weight(line.span_ms, 15 * 60_000),
+            format!(
+                "memory {:+.1} MB/min over the last {} (fit {:.2}), now {:.0} MB{to_budget}: growing, not yet near a limit; watching",
+                line.slope_mb_per_min,
+                evidence(line.span_ms, line.samples),
+                line.r2,
+                m.now_mb
             ),
         );
     }
@@ -483,16 +568,25 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
         && m.now_mb.is_finite()
         && m.now_mb > 1.1 * b
     {
+        let trend = match m.trend {
+            MemTrend::Unknown => "too little data yet to tell whether it grows".to_string(),
+            MemTrend::Growing | MemTrend::Leaking => "growing slowly".to_string(),
+            t => format!("{}, not growing", t.as_str()),
+        };
         return d(
             Action::Investigate,
             0.6,
-            format!("memory {:.0} MB is over its {:.0} MB budget ({}) but not growing", m.now_mb, b, m.trend.as_str()),
+            format!("memory {:.0} MB is over its {:.0} MB budget ({trend})", m.now_mb, b),
         );
     }
     // healthy: say why
     let mut notes = vec![format!("memory {}", m.trend.as_str())];
-    if l.ratio.is_finite() {
-        notes.push(format!("latency {} own, peers {}", ratio(l.ratio), ratio(l.peer_ratio)));
+    match l.baseline {
+        Baseline::Own if l.ratio.is_finite() => {
+            notes.push(format!("latency {} own, peers {}", ratio(l.ratio), ratio(l.peer_ratio)))
+        }
+        _ if l.replica_ratio.is_finite() => notes.push(format!("latency {} its replicas'", ratio(l.replica_ratio))),
+        _ => {}
     }
     if f.errors.rate_window.is_finite() {
         notes.push(format!("errors {}", pct(f.errors.rate_window)));
@@ -515,5 +609,13 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
     if f.kind == PersonaKind::Local && m.now_mb >= 2048.0 && m.trend == MemTrend::Stable {
         notes.push(format!("{:.1} GB is normal for a local model", m.now_mb / 1024.0));
     }
-    d(Action::Continue, 0.8, format!("healthy against its own history, its peers and its host ({})", notes.join("; ")))
+    // what the judgement rests on: a persona minutes old is judged against its peers and its
+    // host; its own past only once there is one
+    let own_history = f.history_ms >= 30 * 60_000;
+    if !own_history {
+        notes.push(format!("{} of history: own baselines from 30 min", evidence(f.history_ms, f.samples)));
+    }
+    let against = if own_history { "its own history, its peers and its host" } else { "its peers and its host" };
+    let confidence = if own_history { 0.8 } else { 0.55 + 0.25 * evidence_weight(f.history_ms, 30 * 60_000) };
+    d(Action::Continue, confidence, format!("healthy against {against} ({})", notes.join("; ")))
 }

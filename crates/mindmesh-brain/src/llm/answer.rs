@@ -111,6 +111,7 @@ mod tests {
             kind: PersonaKind::Api,
             model: None,
             budget: None,
+            memory_limit_mb: None,
             uptime_ms_at_first: None,
             phase: Phase::Running,
             series: PersonaSeries::default(),
