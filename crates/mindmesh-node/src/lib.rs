@@ -12,11 +12,14 @@
 //!   wake, drain, measurements)
 //! - [`control`]: the one door for acting on a persona (drains before it stops a process)
 //! - [`error`]: the crate's one error type
+//! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden)
 
 pub mod api;
 pub mod control;
 pub mod daemon;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod mesh;
 pub mod recorder;
