@@ -99,8 +99,32 @@ impl TestNode {
         self.dir.path().join("data")
     }
 
+    /// A node like [`TestNode::start`] whose process also gets `env` (e.g. secrets that must not
+    /// reach its personas).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("node.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}",
+                data.display()
+            ),
+        )
+        .expect("write config");
+        let mut node = TestNode { dir, child: None, api: String::new(), config };
+        node.spawn_with_env(env);
+        node
+    }
+
     /// (Re)start the node process on the same config and data dir.
     pub fn spawn(&mut self) {
+        self.spawn_with_env(&[]);
+    }
+
+    /// (Re)start the node process with `env` added to its environment.
+    pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         let addr_file = self.data_dir().join("api.addr");
         let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("node.log")).unwrap();
@@ -108,6 +132,7 @@ impl TestNode {
             .args(["node", "start", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()

@@ -19,6 +19,7 @@
 //! - [`action`]: decisions and the actions they name
 //! - [`wire`]: versioned, size-bounded postcard encoding
 //! - [`clock`]: wall-clock time behind a trait
+//! - [`persona_env`]: the clean environment a persona starts with (allowlist + contract)
 //! - [`snapshot`]: `NodeSnapshot`, what a node gossips each tick (size-bounded)
 //! - [`mesh_view`]: per node the last snapshot, last-seen and staleness
 //! - [`registry`]: the Raft-replicated desired state and its pure state machine
@@ -37,6 +38,7 @@ pub mod fuzzing;
 pub mod lifecycle;
 pub mod mesh_view;
 pub mod metrics;
+pub mod persona_env;
 pub mod phase;
 pub mod placement;
 pub mod reconcile;

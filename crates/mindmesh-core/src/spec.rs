@@ -137,8 +137,7 @@ impl Placement {
 }
 
 /// Variables the node sets for every persona; a spec may not override them.
-pub const RESERVED_ENV: [&str; 4] =
-    ["MINDMESH_PORT", "MINDMESH_PERSONA_ID", "MINDMESH_STATE_FILE", "MINDMESH_NODE_INSTANCE"];
+pub const RESERVED_ENV: [&str; 5] = crate::persona_env::CONTRACT;
 
 /// Longest persona name: it becomes a cgroup, a file name and a metric label.
 pub const MAX_NAME_LEN: usize = 63;

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use mindmesh_core::{Budget, BudgetPatch, Phase};
-use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::{Act, SupervisorError, SupervisorHandle};
 
 use crate::gateway::Gateway;
+use crate::waker::Waker;
 
 /// Phases that show a process on its way out (or already replaced).
 const LEFT_RUNNING: [Phase; 8] = [
@@ -106,43 +106,5 @@ impl Control {
             tracing::info!(persona = name, action = why, waited_ms, "drained");
         }
         Some(guard)
-    }
-}
-
-/// Brings a hibernating persona back with the state it saved.
-#[derive(Clone)]
-pub struct Waker {
-    supervisor: SupervisorHandle,
-    store: StoreHandle,
-    /// In a mesh: wake only what the registry places here, and only while the lease is held.
-    mesh: Option<(mindmesh_net::MeshHandle, tokio::sync::watch::Receiver<bool>)>,
-}
-
-impl Waker {
-    pub fn new(supervisor: SupervisorHandle, store: StoreHandle) -> Self {
-        Waker { supervisor, store, mesh: None }
-    }
-
-    /// Refuse to wake a persona that is fenced, migrating or placed elsewhere: waking it here
-    /// would run it twice.
-    pub fn guarded(mut self, mesh: mindmesh_net::MeshHandle, may_run: tokio::sync::watch::Receiver<bool>) -> Self {
-        self.mesh = Some((mesh, may_run));
-        self
-    }
-
-    pub async fn wake(&self, name: &str) -> Result<Phase, String> {
-        if let Some((mesh, may_run)) = &self.mesh {
-            if !*may_run.borrow() {
-                return Err("this node is fenced (no lease): it wakes nothing".into());
-            }
-            let reg = mesh.registry();
-            if let Some(e) = reg.personas.get(name)
-                && (e.node != Some(mesh.node_id()) || e.migrating_to.is_some())
-            {
-                return Err(format!("{name} is placed on another node or moving there"));
-            }
-        }
-        let state = self.store.get_state(name).await.map_err(|e| format!("cannot read its saved state: {e}"))?;
-        self.supervisor.act(name, Act::Wake { state }).await.map_err(|e| e.to_string())
     }
 }

@@ -10,13 +10,13 @@ use std::time::Duration;
 use mindmesh_core::clock::{Clock, SystemClock};
 use mindmesh_core::config::NodeConfig;
 use mindmesh_store::{RedbStore, StoreHandle, StoreThread};
-use mindmesh_supervisor::{SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
+use mindmesh_supervisor::{OsHost, SpawnGate, Supervisor, SupervisorHandle, SupervisorSettings};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::control::{Control, Waker};
+use crate::control::Control;
 use crate::error::{NodeError, Result};
 use crate::gateway::{self, GateTable, Gateway};
 use crate::mesh::checkpoint::Checkpointer;
@@ -26,6 +26,7 @@ use crate::mesh::leader::Leader;
 use crate::mesh::reconcile::Reconciler;
 use crate::mesh::{self};
 use crate::recorder::{Latest, Recorder};
+use crate::waker::Waker;
 
 /// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
 const REPORT_QUEUE: usize = 4096;
@@ -106,6 +107,8 @@ impl Node {
             max_state_bytes: config.store.max_state_bytes,
             clock: clock.clone(),
             spawn_gate: Some(spawn_gate.clone()),
+            host: Arc::new(OsHost::new(config.supervisor.health_timeout_ms)?),
+            rng_seed: None,
         };
         let supervisor_stop = CancellationToken::new();
         let (supervisor, supervisor_task) = Supervisor::spawn(settings, reports_tx, supervisor_stop.clone())?;
@@ -146,7 +149,7 @@ impl Node {
             .run(shutdown.clone()),
         );
         let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
-        let forward = api::forward::Forwarder::new(config.api.token.clone())?;
+        let forward = crate::http::forward::Forwarder::new(config.api.token.clone())?;
         let remote = gateway::Remote {
             me: mesh.node_id(),
             registry: mesh.watch_registry(),
@@ -169,7 +172,7 @@ impl Node {
             Duration::from_millis(config.gateway.drain_timeout_ms),
             Duration::from_millis(config.supervisor.stop_grace_ms + 1000),
         );
-        let idle = tokio::spawn(gateway::idle::run(
+        let idle = tokio::spawn(crate::idle::run(
             control.clone(),
             gateway.clone(),
             supervisor.status(),

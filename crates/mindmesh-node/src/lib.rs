@@ -6,13 +6,23 @@
 //! # Layout
 //! - [`daemon`]: start-up (store, supervisor, take-over of a previous run, config personas,
 //!   API) and ordered shutdown
-//! - [`recorder`]: persists the supervisor's reports in batches
 //! - [`api`]: the HTTP API and its JSON types (shared with the CLI)
+//! - [`idle`]: hibernation of personas idle past their `hibernate_after_idle_s`
+//! - [`mesh`]: the node's part in the mesh (reconciler, fence, checkpoints, gossip, leader)
+//! - [`control`]: the one door for acting on a persona (drains before it stops a process)
+//! - [`recorder`]: persists the supervisor's reports in batches
 //! - [`gateway`]: the OpenAI-compatible gateway in front of the personas (budgets, queue,
 //!   wake, drain, measurements)
-//! - [`control`]: the one door for acting on a persona (drains before it stops a process)
+//! - [`waker`]: wakes a hibernating persona with its saved state (gateway and control use it)
+//! - [`http`]: the HTTP error type and the forwarder, shared by the API and the gateway
 //! - [`error`]: the crate's one error type
-//! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden)
+//! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden; uses
+//!   only the gateway)
+//!
+//! # Layers
+//! A module uses only modules listed below it in [`LAYERS`]; `tests/layers.rs` reads every
+//! `crate::` path in the sources and fails on one that points up or sideways, so no import ring
+//! can come back.
 
 pub mod api;
 pub mod control;
@@ -21,8 +31,27 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod http;
+pub mod idle;
 pub mod mesh;
 pub mod recorder;
+pub mod waker;
 
 pub use daemon::{API_ADDR_FILE, Node};
 pub use error::NodeError;
+
+/// The crate's modules from the top down, each with the modules it may use (all of them
+/// further down). Kept as data so the layering test and a reader see the same thing.
+pub const LAYERS: &[(&str, &[&str])] = &[
+    ("fuzzing", &["gateway"]),
+    ("daemon", &["api", "idle", "mesh", "control", "recorder", "gateway", "waker", "http", "error"]),
+    ("api", &["mesh", "control", "gateway", "http", "error"]),
+    ("idle", &["control", "gateway"]),
+    ("mesh", &["control", "recorder", "error"]),
+    ("control", &["gateway", "waker"]),
+    ("recorder", &["gateway"]),
+    ("gateway", &["waker", "http", "error"]),
+    ("waker", &[]),
+    ("http", &["error"]),
+    ("error", &[]),
+];

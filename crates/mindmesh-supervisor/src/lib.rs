@@ -9,9 +9,13 @@
 //! metrics for its own PIDs only; and finds the processes a previous run left behind.
 //!
 //! # Layout
-//! - [`actor`]: the supervisor task owning every persona slot
+//! - [`actor`]: the supervisor task owning every persona slot (one file per job)
 //! - [`handle`]: the cloneable handle and the actions it offers
 //! - [`status`]: the published status table and the reports sent for persistence
+//! - [`spawn_gate`]: fencing's gate on every spawn
+//! - [`host`]: the process seam — [`ProcessHost`], the OS host and its in-memory twin
+//!
+//! The OS host's parts:
 //! - [`process`]: spawning, process groups, signals, identifying processes across restarts
 //! - [`cgroup`]: cgroup v1/v2 detection, memory and CPU limits, OOM detection
 //! - [`throttle`]: the SIGSTOP/SIGCONT duty cycle used without cgroups
@@ -25,13 +29,17 @@ pub mod cgroup;
 pub mod error;
 pub mod handle;
 pub mod health;
+pub mod host;
 pub mod pidfd;
 pub mod process;
 pub mod sampler;
+pub mod spawn_gate;
 pub mod status;
 pub mod throttle;
 
-pub use actor::{SpawnGate, Supervisor, SupervisorSettings};
+pub use actor::{Supervisor, SupervisorSettings};
 pub use error::SupervisorError;
 pub use handle::{Act, RestoreSummary, SupervisorHandle};
+pub use host::{MemHost, OsHost, ProcessHost};
+pub use spawn_gate::SpawnGate;
 pub use status::{PersonaStatus, Report, StatusTable};

@@ -12,12 +12,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Result, SupervisorError};
 
-/// The environment variable that marks every process a node starts, so that a restarted node
-/// finds what it left behind even if it died before recording the PID.
-pub const ENV_NODE_INSTANCE: &str = "MINDMESH_NODE_INSTANCE";
-pub const ENV_PORT: &str = "MINDMESH_PORT";
-pub const ENV_PERSONA_ID: &str = "MINDMESH_PERSONA_ID";
-pub const ENV_STATE_FILE: &str = "MINDMESH_STATE_FILE";
+pub use mindmesh_core::persona_env::{ENV_EXE, ENV_NODE_INSTANCE, ENV_PERSONA_ID, ENV_PORT, ENV_STATE_FILE};
 
 /// Largest log file kept per persona before it is rotated to `.1` at the next spawn.
 const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
@@ -28,13 +23,15 @@ pub struct SpawnPlan {
     pub persona: String,
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// The whole environment: nothing of the node's reaches the process but this.
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
     pub log_file: PathBuf,
 }
 
 /// Spawn the persona: own process group, stdin closed, stdout and stderr appended to its log
-/// file (a file, not a pipe, so the process outlives a node restart without SIGPIPE).
+/// file (a file, not a pipe, so the process outlives a node restart without SIGPIPE), and an
+/// environment of exactly `plan.env` (the node's own holds its token and keys).
 pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
     rotate_log(&plan.log_file);
     let log = std::fs::OpenOptions::new()
@@ -44,10 +41,13 @@ pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
         .map_err(|e| SupervisorError::io(format!("open log {}", plan.log_file.display()), e))?;
     let log_err = log.try_clone().map_err(|e| SupervisorError::io("dup log", e))?;
     let mut cmd = std::process::Command::new(&plan.program);
-    cmd.args(&plan.args).stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log_err)).process_group(0);
-    for (k, v) in &plan.env {
-        cmd.env(k, v);
-    }
+    cmd.args(&plan.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .process_group(0)
+        .env_clear()
+        .envs(&plan.env);
     if let Some(dir) = &plan.working_dir {
         cmd.current_dir(dir);
     }

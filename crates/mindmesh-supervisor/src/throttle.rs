@@ -1,19 +1,24 @@
 //! CPU throttling without cgroups: a SIGSTOP/SIGCONT duty cycle on the process group. Coarse
 //! (the process runs in bursts) but works everywhere; the cgroup path is preferred.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
-use crate::process::signal_group;
+use crate::host::{ProcessHost, Sig};
 
 /// Length of one stop/continue cycle: short enough that a request never waits long.
 const PERIOD_MS: u64 = 100;
 
 /// Run the process group for `share` (0 < share < 1) of every period until cancelled; always
 /// leaves the group continued.
-pub fn spawn_duty_cycle(pgid: u32, share: f64, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn_duty_cycle(
+    host: Arc<dyn ProcessHost>,
+    pgid: u32,
+    share: f64,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let run = Duration::from_millis(((PERIOD_MS as f64) * share.clamp(0.01, 1.0)).round() as u64);
     let pause = Duration::from_millis(PERIOD_MS).saturating_sub(run);
     tokio::spawn(async move {
@@ -22,12 +27,12 @@ pub fn spawn_duty_cycle(pgid: u32, share: f64, cancel: CancellationToken) -> tok
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(run) => {}
             }
-            signal_group(pgid, Signal::SIGSTOP);
+            host.signal_group(pgid, Sig::Stop);
             let cancelled = tokio::select! {
                 _ = cancel.cancelled() => true,
                 _ = tokio::time::sleep(pause) => false,
             };
-            signal_group(pgid, Signal::SIGCONT);
+            host.signal_group(pgid, Sig::Cont);
             if cancelled {
                 break;
             }

@@ -38,6 +38,10 @@ pub struct SupervisorConfig {
     pub cgroups: CgroupMode,
     /// Most personas one node supervises: every queue and table is sized from it.
     pub max_personas: usize,
+    /// The node's environment variables a persona inherits (a trailing `*` matches any
+    /// suffix); nothing else of the node's environment reaches a persona, and never a
+    /// `MINDMESH_*` variable (see [`crate::persona_env`]).
+    pub env_passthrough: Vec<String>,
 }
 
 impl Default for SupervisorConfig {
@@ -58,6 +62,7 @@ impl Default for SupervisorConfig {
             crash_loop_window_s: r.crash_loop_window_ms / 1000,
             cgroups: CgroupMode::Auto,
             max_personas: 2000,
+            env_passthrough: crate::persona_env::DEFAULT_PASSTHROUGH.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -76,6 +81,7 @@ impl SupervisorConfig {
         if !(0.0..=1.0).contains(&self.backoff_jitter) {
             return Err(CoreError::invalid("backoff_jitter", "must be within 0..=1"));
         }
+        crate::persona_env::validate_passthrough("env_passthrough", &self.env_passthrough)?;
         Ok(())
     }
 

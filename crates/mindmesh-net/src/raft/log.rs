@@ -80,6 +80,14 @@ impl<S: RaftStore> LogStore<S> {
 }
 
 impl<S: RaftStore> RaftLogReader<TypeConfig> for LogStore<S> {
+    /// Entries `start, start + 1, …` of the range, in order, and nothing else.
+    ///
+    /// A read whose start is no longer in the log (purged under a snapshot, or not written yet)
+    /// returns nothing rather than the entries that follow: replication sends what this returns
+    /// as the entries right after the follower's last matching one, so entries from further on
+    /// would leave a hole in the follower's log (a simulated leader did, once, when a purge landed
+    /// between its choice of range and the read). An empty answer is openraft's "not found":
+    /// replication retries, finds the start purged and sends a snapshot instead.
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -88,12 +96,39 @@ impl<S: RaftStore> RaftLogReader<TypeConfig> for LogStore<S> {
         let raw = run(&self.store, move |s| s.entries(start, end, MAX_ENTRIES_PER_READ))
             .await
             .map_err(|e| store_err(&e, false))?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for (_, b) in &raw {
-            entries.push(dec::<Entry>(b).map_err(|e| store_err(&e, false))?);
-        }
-        Ok(entries)
+        contiguous_from(start, end, &raw).map_err(|e| store_err(&e, false))
     }
+}
+
+/// Decode the run of `raw` that starts at `start`, checking each entry is the one its key names
+/// and lies in `[start, end)`. A gap after the first entry cannot come from our writes (each
+/// append, truncate and purge is one transaction, each read one snapshot): it is damage, and an
+/// error, never a silent hole.
+fn contiguous_from(start: u64, end: u64, raw: &[(u64, Vec<u8>)]) -> Result<Vec<Entry>, NetError> {
+    let Some((first, _)) = raw.first() else { return Ok(Vec::new()) };
+    if *first != start {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::with_capacity(raw.len());
+    for (expected, (index, bytes)) in (start..end).zip(raw) {
+        if *index != expected {
+            return Err(NetError::Storage(format!(
+                "raft log: entry {expected} missing before {index} (damaged store)"
+            )));
+        }
+        let entry = dec::<Entry>(bytes)?;
+        if entry.log_id.index != *index {
+            return Err(NetError::Storage(format!(
+                "raft log: the entry stored at {index} says it is {} (damaged store)",
+                entry.log_id.index
+            )));
+        }
+        entries.push(entry);
+    }
+    if raw.len() > entries.len() {
+        return Err(NetError::Storage(format!("raft log: the store returned entries outside [{start}, {end})")));
+    }
+    Ok(entries)
 }
 
 impl<S: RaftStore> RaftLogStorage<TypeConfig> for LogStore<S> {

@@ -98,7 +98,10 @@ impl RaftStore for MemRaftStore {
 
     fn purge_upto(&self, upto: u64, last_purged: &[u8]) -> Result<(), NetError> {
         let mut g = self.lock()?;
-        g.log = g.log.split_off(&(upto + 1));
+        g.log = match upto.checked_add(1) {
+            Some(first_kept) => g.log.split_off(&first_kept),
+            None => BTreeMap::new(),
+        };
         g.meta.insert(MetaKey::LastPurged, last_purged.to_vec());
         Ok(())
     }

@@ -3,9 +3,7 @@
 //! default; with a token configured every request must carry it as a bearer token (OpenAI
 //! clients send it as their API key).
 
-mod error;
 mod events;
-pub mod forward;
 mod mesh;
 mod metrics;
 mod personas;
@@ -27,7 +25,7 @@ use mindmesh_store::StoreHandle;
 use mindmesh_supervisor::SupervisorHandle;
 use tokio::sync::watch;
 
-pub use error::ApiError;
+pub use crate::http::{ApiError, forward};
 
 use crate::control::Control;
 use crate::gateway::Gateway;

@@ -197,19 +197,4 @@ pub struct ThrottleRequest {
     pub multiplier: f64,
 }
 
-/// The error body of every failed request, in OpenAI's shape so one client handles both the
-/// management API and the gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub message: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The offending field, for validation errors.
-    pub param: Option<String>,
-    pub code: Option<String>,
-}
+pub use crate::http::{ErrorBody, ErrorDetail};

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::{effective, node_limit};
 use super::gate::{Gate, Gates, Permit, Rank, Shared, admit};
 use super::queue::{Lane, Queue};
-use crate::control::Waker;
+use crate::waker::Waker;
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use mindmesh_core::metrics::ErrorKind;
 
 use super::admission::Refusal;
-use crate::api::ApiError;
+use crate::http::ApiError;
 
 /// A failure the gateway answers itself.
 #[derive(Debug)]

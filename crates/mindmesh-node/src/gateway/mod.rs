@@ -21,14 +21,12 @@
 //! - [`meter`]: lock-free counters and histograms per persona
 //! - [`classify`]: a persona's error answer as an error kind
 //! - [`error`]: the gateway's own refusals in OpenAI's error shape
-//! - [`idle`]: hibernation of personas idle past their `hibernate_after_idle_s`
 
 mod admission;
 mod budget;
 mod classify;
 mod error;
 mod gate;
-pub mod idle;
 mod measure;
 mod meter;
 mod proxy;
@@ -60,7 +58,7 @@ pub use routing::{Route, route};
 use admission::{Admission, Command};
 use gate::{Gate, Gates, Permit, Shared};
 
-use crate::control::Waker;
+use crate::waker::Waker;
 
 /// Commands waiting for the admission actor; request tasks wait (backpressure) beyond it.
 const COMMAND_QUEUE: usize = 4096;
@@ -125,7 +123,7 @@ fn fill_one(g: &Gate, s: &mut PersonaSample) -> bool {
 pub struct Remote {
     pub me: mindmesh_core::registry::NodeId,
     pub registry: watch::Receiver<Arc<mindmesh_core::registry::Registry>>,
-    pub forward: crate::api::forward::Forwarder,
+    pub forward: crate::http::forward::Forwarder,
     /// False while this node is fenced (no lease).
     pub may_run: watch::Receiver<bool>,
 }

@@ -113,7 +113,7 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes) -> Resp
         }
     };
     let model = p.model.as_deref().unwrap_or_default();
-    let hops = crate::api::forward::Forwarder::hops(headers);
+    let hops = crate::http::forward::Forwarder::hops(headers);
     // a request that waited here while its persona migrated away finds it hibernated and not
     // ours to wake: it is routed again, to where the persona went
     let mut rerouted = false;

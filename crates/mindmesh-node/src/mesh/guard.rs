@@ -22,6 +22,8 @@ use super::fence::LEASE_FILE;
 pub const POLL: Duration = Duration::from_millis(100);
 /// The guard's pid file, so a new node's guard replaces an old one.
 pub const PID_FILE: &str = "fence-guard.pid";
+/// The one variable of the node's environment the guard gets: its log filter.
+pub const GUARD_ENV_KEPT: &str = "RUST_LOG";
 
 /// What the guard watches.
 #[derive(Debug, Clone)]
@@ -35,7 +37,9 @@ pub struct GuardArgs {
 }
 
 /// Start the guard for this node: `exe fence-guard …` in a new session, so signals to the
-/// node's group and the node's death leave it running.
+/// node's group and the node's death leave it running. It needs nothing of the node's
+/// environment (it reads files and `/proc`, and signals), so it gets none of it — not the
+/// node's token or keys — but the log filter.
 pub fn spawn(exe: &Path, data_dir: &Path, instance: &str) -> std::io::Result<Child> {
     let me = std::process::id();
     let ticks = start_ticks(me).unwrap_or(0);
@@ -44,9 +48,12 @@ pub fn spawn(exe: &Path, data_dir: &Path, instance: &str) -> std::io::Result<Chi
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--instance", instance, "--node-pid", &me.to_string(), "--node-start-ticks", &ticks.to_string()])
-        .env_remove(mindmesh_supervisor::process::ENV_NODE_INSTANCE)
+        .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    if let Some(filter) = std::env::var_os(GUARD_ENV_KEPT) {
+        cmd.env(GUARD_ENV_KEPT, filter);
+    }
     // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {

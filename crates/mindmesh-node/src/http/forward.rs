@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
-use super::ApiError;
+use crate::http::ApiError;
 
 /// Marks a request already forwarded once.
 pub const FORWARDED: &str = "x-mindmesh-forwarded";

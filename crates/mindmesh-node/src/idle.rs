@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Gateway;
 use crate::control::Control;
+use crate::gateway::Gateway;
 
 /// Personas idle past their limit at `now_ms`.
 pub fn due(table: &StatusTable, gateway: &Gateway, now_ms: u64) -> Vec<String> {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use mindmesh_core::CoreError;
 use mindmesh_supervisor::SupervisorError;
 
-use super::types::{ErrorBody, ErrorDetail};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -83,4 +83,21 @@ impl From<mindmesh_store::StoreError> for ApiError {
     fn from(e: mindmesh_store::StoreError) -> Self {
         ApiError::internal(format!("store: {e}"))
     }
+}
+
+/// The error body of every failed request, in OpenAI's shape so one client handles both the
+/// management API and the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The offending field, for validation errors.
+    pub param: Option<String>,
+    pub code: Option<String>,
 }

@@ -1,0 +1,99 @@
+//! Bookkeeping: time, spawn ids, files, ports, and what goes out (records, events, status).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mindmesh_core::event::{Event, EventKind};
+
+use super::Supervisor;
+use crate::status::{PersonaStatus, Report};
+
+impl Supervisor {
+    pub(super) fn now(&self) -> u64 {
+        self.settings.clock.now_ms()
+    }
+
+    pub(super) fn bump_spawn_id(&mut self) -> u64 {
+        self.next_spawn_id += 1;
+        self.next_spawn_id
+    }
+
+    pub(super) fn state_file(&self, name: &str) -> PathBuf {
+        self.settings.data_dir.join("state").join(format!("{name}.state"))
+    }
+
+    pub(super) fn event(&mut self, name: &str, kind: EventKind, detail: String) {
+        let now = self.now();
+        tracing::info!(persona = name, kind = kind.as_str(), %detail, "event");
+        self.outbox.push(Report::Event(Event::new(now, name, kind, detail)));
+    }
+
+    /// Sync the durable record with the lifecycle, emit it, publish status, wake waiters,
+    /// and finish a removal once the process is gone.
+    pub(super) fn changed(&mut self, name: &str) {
+        let now = self.now();
+        let Some(slot) = self.slots.get_mut(name) else { return };
+        if slot.record.spec.health_path.is_none() && slot.life.pid().is_some() {
+            // nothing to probe: up once spawned
+            slot.life.mark_running();
+        }
+        let phase = slot.life.phase();
+        if !slot.life.phase().has_process() {
+            slot.record.process = None;
+        }
+        slot.record.phase = phase;
+        slot.record.reason = slot.life.reason().map(str::to_owned);
+        slot.record.restarts = slot.life.restarts();
+        slot.record.updated_ms = now;
+        let record = slot.record.clone();
+        let mut i = 0;
+        while i < slot.waiters.len() {
+            if slot.waiters[i].0.contains(&phase) {
+                let (_, tx) = slot.waiters.swap_remove(i);
+                let _ = tx.send(Ok(phase));
+            } else {
+                i += 1;
+            }
+        }
+        let removing = slot.remove_reply.is_some() && !phase.has_process();
+        self.outbox.push(Report::Record(Box::new(record)));
+        if removing {
+            self.finish_remove(name);
+        } else {
+            self.publish_status();
+        }
+    }
+
+    pub(super) fn publish_status(&self) {
+        let table: BTreeMap<String, PersonaStatus> = self
+            .slots
+            .iter()
+            .map(|(name, s)| {
+                let spec = &s.record.spec;
+                let status = PersonaStatus {
+                    name: name.clone(),
+                    phase: s.life.phase(),
+                    reason: s.life.reason().map(str::to_owned),
+                    pid: s.life.pid(),
+                    port: s.port.filter(|_| s.life.phase().has_process()),
+                    restarts: s.life.restarts(),
+                    generation: s.record.generation,
+                    epoch: s.record.epoch,
+                    health: s.health,
+                    importance: spec.importance,
+                    model: spec.model.clone(),
+                    budget: spec.budget.clone(),
+                    rss_bytes: s.sample.rss_bytes,
+                    peak_rss_bytes: s.peak_rss_bytes,
+                    cpu_percent: s.sample.cpu_percent,
+                    started_at_ms: s.record.process.as_ref().map(|p| p.started_at_ms),
+                    spawn_id: s.spawn_id,
+                    hibernate_after_idle_s: spec.hibernate_after_idle_s,
+                };
+                (name.clone(), status)
+            })
+            .collect();
+        self.status_tx.send_replace(Arc::new(table));
+    }
+}
