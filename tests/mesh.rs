@@ -105,6 +105,39 @@ async fn a_node_with_the_wrong_mesh_key_cannot_join() {
     assert!(leader(&s).is_none(), "the intruder knows no leader: {s}");
 }
 
+/// A flood of handshakes the node cannot complete (what a peer without the mesh key, or any
+/// stranger on the port, produces) is warned about, but at most once per 10 s, with a count of
+/// the rest: the log of the real binary shows one warning for forty refusals.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_handshakes_are_warned_about_at_a_bounded_rate() {
+    use std::io::Write;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let a = TestNode::start_in_mesh("a", "", "connect_timeout_ms = 500", None);
+    a.wait_status(T, "a leads", |s| leader(s).as_deref() == Some("a")).await;
+    let join = a.join_info().await;
+    // /ip4/127.0.0.1/tcp/PORT/p2p/…
+    let port: u16 = join.addr.split('/').nth(4).and_then(|p| p.parse().ok()).expect("a tcp port in the address");
+    let refusals = || a.log().matches("inbound handshake refused").count();
+    let started = std::time::Instant::now();
+    for i in 0..40u8 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the mesh port accepts TCP");
+        // a private-network nonce and then bytes no key decrypts into a handshake
+        let _ = s.write_all(&[i.wrapping_mul(91); 96]);
+    }
+    common::wait_for(Duration::from_secs(20), || (refusals() >= 1).then_some(()))
+        .unwrap_or_else(|| panic!("no warning for refused handshakes; log:\n{}", a.log()));
+    // give every refusal time to be processed, within the same warning interval
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let windows = 1 + started.elapsed().as_secs() as usize / 10;
+    let log = a.log();
+    let warned = refusals();
+    assert!(warned <= windows, "{warned} warnings in {} windows of 10 s for 40 refusals:\n{log}", windows);
+    assert!(log.contains("WARN"), "the refusal is a warning:\n{log}");
+    // the node is unharmed
+    let (code, _) = a.get("/api/v1/status").await;
+    assert_eq!(code, 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leak_on_a_follower_is_restarted_by_the_leaders_decision() {
     let _one = ONE_AT_A_TIME.lock().await;

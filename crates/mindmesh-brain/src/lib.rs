@@ -28,6 +28,7 @@
 //! - [`stats`]: regression, medians, a Poisson tail
 //! - [`synth`]: seeded synthetic histories for tests and benches
 //! - [`error`]: the crate's one error type
+//! - `fuzzing`: the entry point of the fuzz target and of its corpus replay (hidden)
 
 pub mod analyst;
 pub mod anomaly;
@@ -37,6 +38,8 @@ pub mod digest;
 pub mod error;
 pub mod eval;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guardrails;
 pub mod history;
 pub mod llm;

@@ -25,6 +25,7 @@
 //! - [`mesh_view`]: per node the last snapshot, last-seen and staleness
 //! - [`registry`]: the Raft-replicated desired state and its pure state machine
 //! - [`error`]: the crate's one error type
+//! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden)
 
 pub mod action;
 pub mod bounds;
@@ -34,6 +35,8 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod failover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod mesh_view;
 pub mod metrics;

@@ -102,8 +102,11 @@ impl NodeSnapshot {
 
     /// Decode and validate bytes from the network; anything malformed is an error, never a panic.
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self> {
-        let s: NodeSnapshot = wire::decode(SNAPSHOT_WIRE_VERSION, bytes, max_len.min(MAX_SNAPSHOT_BYTES))?;
+        let mut s: NodeSnapshot = wire::decode(SNAPSHOT_WIRE_VERSION, bytes, max_len.min(MAX_SNAPSHOT_BYTES))?;
         s.validate()?;
+        // what a node holds is what it would send on: an empty error text (which `encode`
+        // drops) reads as none (found by fuzzing: decode and encode disagreed)
+        s.truncate_errors();
         Ok(s)
     }
 
@@ -237,6 +240,17 @@ mod tests {
         long.personas[0].last_error = Some("x".repeat(MAX_ERROR_TEXT_BYTES + 1));
         let raw = wire::encode(SNAPSHOT_WIRE_VERSION, &long).unwrap();
         assert!(NodeSnapshot::decode(&raw, MAX_SNAPSHOT_BYTES).is_err());
+    }
+
+    #[test]
+    fn an_empty_error_text_decodes_as_none_so_encoding_round_trips() {
+        let mut s = busy_node(2);
+        s.truncate_errors();
+        s.personas[0].last_error = Some(String::new());
+        let raw = wire::encode(SNAPSHOT_WIRE_VERSION, &s).unwrap();
+        let back = NodeSnapshot::decode(&raw, MAX_SNAPSHOT_BYTES).unwrap();
+        assert_eq!(back.personas[0].last_error, None);
+        assert_eq!(NodeSnapshot::decode(&back.encode().unwrap(), MAX_SNAPSHOT_BYTES).unwrap(), back);
     }
 
     #[test]

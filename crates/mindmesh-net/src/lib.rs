@@ -18,11 +18,14 @@
 //! - [`runtime`]: openraft's runtime, tokio with a seedable RNG (for replayable simulations)
 //! - [`keys`]: the mesh key file (`mesh init`) and the persisted node identity
 //! - [`error`]: the crate's one error type
+//! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden)
 //!
 //! Timing reads go through tokio's clock only, so the whole mesh runs on virtual time under
 //! `tokio::time::pause()`.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod mesh;
 pub mod raft;

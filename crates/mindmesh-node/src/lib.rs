@@ -19,6 +19,8 @@
 //! - [`local`]: the local operator's credential (token file, Unix socket) and how the CLI
 //!   finds it
 //! - [`error`]: the crate's one error type
+//! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden; uses
+//!   only the gateway)
 //!
 //! # Layers
 //! A module uses only modules listed below it in [`LAYERS`]; `tests/layers.rs` reads every
@@ -29,6 +31,8 @@ pub mod api;
 pub mod control;
 pub mod daemon;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod http;
 pub mod idle;
@@ -43,6 +47,7 @@ pub use error::NodeError;
 /// The crate's modules from the top down, each with the modules it may use (all of them
 /// further down). Kept as data so the layering test and a reader see the same thing.
 pub const LAYERS: &[(&str, &[&str])] = &[
+    ("fuzzing", &["gateway"]),
     ("daemon", &["api", "idle", "mesh", "control", "recorder", "gateway", "waker", "http", "local", "error"]),
     ("api", &["mesh", "control", "gateway", "http", "local", "error"]),
     ("idle", &["control", "gateway"]),

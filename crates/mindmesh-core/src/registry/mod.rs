@@ -6,12 +6,14 @@
 
 mod apply;
 mod command;
+mod invariants;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, NodeInfo, Outcome, Proposal, ProposalId, Reassignment};
+pub use invariants::check_step;
 
 use crate::action::Decision;
 use crate::budget::Budget;

@@ -174,6 +174,10 @@ impl<T: Transport> Actor<T> {
             TransportEvent::PeerDown { node } => {
                 self.connected.remove(&node);
             }
+            TransportEvent::Misbehaved { node, what } => {
+                debug!(from = node, what, "protocol violation");
+                self.penalize(node).await;
+            }
         }
     }
 

@@ -59,6 +59,12 @@ pub(crate) async fn execute<T: Transport>(
         }
         MeshRequest::Leave { node } => leave(ctx, node).await.map(|()| LeaderReply::Left),
         MeshRequest::Renew => {
+            // only members hold leases: a stranger's renewals would grow the table of when
+            // each node was last heard without bound
+            let member = ctx.raft.metrics().borrow().membership_config.membership().get_node(&from).is_some();
+            if !member {
+                return Err(LeaderError::Failed(format!("node {from} is not a member of this mesh")));
+            }
             let age = super::lease::quorum_age_ms(ctx);
             if age.is_none_or(|a| a > ctx.cfg.max_quorum_age_ms()) {
                 return Err(LeaderError::Failed(format!("no recent quorum (last ack {age:?} ms ago)")));

@@ -3,7 +3,7 @@
 //! contact time, the basis of its lease (issue 6's fencing).
 
 use openraft::raft::AppendEntriesResponse;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::ctx::Ctx;
 use super::leader;
@@ -12,10 +12,16 @@ use crate::rpc::{self, MeshRequest, MeshResponse};
 use crate::transport::{Reply, Transport};
 
 /// Decode, handle and answer one request. Returns false when the bytes were not a valid
-/// request (the caller scores the sender down).
+/// request, or one its sender may not make (the caller scores the sender down).
 pub(crate) async fn serve<T: Transport>(ctx: Ctx<T>, from: NodeId, data: Vec<u8>, reply: Reply) -> bool {
     let (valid, response) = match rpc::decode::<MeshRequest>(&data, ctx.cfg.max_rpc_bytes) {
-        Ok(req) => (true, handle(&ctx, from, req).await),
+        Ok(req) => match impersonation(from, &req) {
+            None => (true, handle(&ctx, from, req).await),
+            Some(why) => {
+                warn!(from, request = req.kind(), "{why}: refused");
+                (false, MeshResponse::Refused(why))
+            }
+        },
         Err(e) => {
             debug!(from, error = %e, "malformed request");
             (false, MeshResponse::Refused(e.to_string()))
@@ -30,6 +36,24 @@ pub(crate) async fn serve<T: Transport>(ctx: Ctx<T>, from: NodeId, data: Vec<u8>
         Err(e) => debug!(from, error = %e, "answer not encodable"),
     }
     valid
+}
+
+/// A request that speaks for another node than its sender. The sender's id comes from the
+/// connection (noise-authenticated), so a member holding the mesh key can only campaign, lead
+/// and propose in its own name: it cannot pose as the leader (appends, snapshots), stand as
+/// another candidate, or file proposals under another node's ids (which would answer that
+/// node's own later proposal from the deduplication table). `Leave` may name another node:
+/// an operator removes a dead one through any member.
+fn impersonation(from: NodeId, req: &MeshRequest) -> Option<String> {
+    let claimed = match req {
+        MeshRequest::AppendEntries(r) => r.vote.leader_id().voted_for(),
+        MeshRequest::Vote(r) => r.vote.leader_id().voted_for(),
+        MeshRequest::InstallSnapshot(r) => r.vote.leader_id().voted_for(),
+        MeshRequest::Propose(p) => Some(p.id.node),
+        MeshRequest::Join(j) => Some(j.node),
+        MeshRequest::Leave { .. } | MeshRequest::Renew => None,
+    };
+    claimed.filter(|c| *c != from).map(|c| format!("node {from} sent a {} in the name of node {c}", req.kind()))
 }
 
 async fn handle<T: Transport>(ctx: &Ctx<T>, from: NodeId, req: MeshRequest) -> MeshResponse {

@@ -87,6 +87,12 @@ pub enum TransportEvent {
     PeerDown {
         node: NodeId,
     },
+    /// A peer broke the protocol below the mesh logic (a request frame over the size bound):
+    /// scored like an invalid message.
+    Misbehaved {
+        node: NodeId,
+        what: &'static str,
+    },
 }
 
 impl fmt::Debug for TransportEvent {
@@ -96,6 +102,7 @@ impl fmt::Debug for TransportEvent {
             TransportEvent::Request { from, data, .. } => write!(f, "Request(from {from}, {} bytes)", data.len()),
             TransportEvent::PeerUp { node } => write!(f, "PeerUp({node})"),
             TransportEvent::PeerDown { node } => write!(f, "PeerDown({node})"),
+            TransportEvent::Misbehaved { node, what } => write!(f, "Misbehaved({node}: {what})"),
         }
     }
 }

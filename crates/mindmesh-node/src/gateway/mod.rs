@@ -35,6 +35,8 @@ mod request;
 mod routing;
 mod upstream;
 
+pub(crate) use upstream::fuzz_answer;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -259,85 +259,62 @@ enum Chunk {
     Trailer,
 }
 
-/// The body of a persona's answer, read off its connection as the caller's server polls it.
-pub struct UpstreamBody {
-    conn: Option<Conn>,
+/// The framing of a body over the bytes read so far: no I/O, so the fuzz target drives it
+/// exactly as [`UpstreamBody`] does.
+struct Decoder {
     buf: BytesMut,
     framing: Framing,
-    keep_alive: bool,
-    pool: Arc<Pool>,
 }
 
-impl UpstreamBody {
-    fn new(conn: Conn, buf: BytesMut, framing: Framing, keep_alive: bool, pool: Arc<Pool>) -> Self {
-        let mut b = UpstreamBody { conn: Some(conn), buf, framing, keep_alive, pool };
-        if b.framing == Framing::Length(0) {
-            b.finish();
-        }
-        b
-    }
+/// What the buffered bytes gave.
+enum Decoded {
+    /// The next piece of the body (never empty).
+    Data(Bytes),
+    /// Read more from the connection first.
+    NeedMore,
+    /// The body is complete.
+    End,
+}
 
-    /// The whole answer is read: the connection may serve the next request.
-    fn finish(&mut self) {
-        self.framing = Framing::Done;
-        if let Some(c) = self.conn.take()
-            && self.keep_alive
-            && self.buf.is_empty()
-        {
-            self.pool.checkin(c);
-        }
-    }
-
-    /// Read more from the connection; `Ok(0)` at its end.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(conn) = &self.conn else { return Poll::Ready(Ok(0)) };
-        self.buf.reserve(READ_CHUNK);
-        loop {
-            match conn.stream.try_read_buf(&mut self.buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(conn.stream.poll_read_ready(cx))?,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+impl Decoder {
+    fn decode(&mut self) -> io::Result<Decoded> {
         loop {
             match self.framing {
-                Framing::Done => return Poll::Ready(None),
+                Framing::Done => return Ok(Decoded::End),
+                Framing::Length(0) => self.framing = Framing::Done,
                 Framing::Length(left) => {
-                    if !self.buf.is_empty() {
-                        let n = (self.buf.len() as u64).min(left) as usize;
-                        let data = self.buf.split_to(n).freeze();
-                        self.framing = Framing::Length(left - n as u64);
-                        if left == n as u64 {
-                            self.finish();
-                        }
-                        return Poll::Ready(Some(Ok(data)));
+                    if self.buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
                     }
-                    if ready!(self.poll_fill(cx))? == 0 {
-                        return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into())));
-                    }
+                    let n = (self.buf.len() as u64).min(left) as usize;
+                    let data = self.buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.framing = if left == 0 { Framing::Done } else { Framing::Length(left) };
+                    return Ok(Decoded::Data(data));
                 }
                 Framing::UntilClose => {
-                    if !self.buf.is_empty() {
-                        return Poll::Ready(Some(Ok(self.buf.split().freeze())));
+                    if self.buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
                     }
-                    if ready!(self.poll_fill(cx))? == 0 {
-                        self.finish();
-                        return Poll::Ready(None);
-                    }
+                    return Ok(Decoded::Data(self.buf.split().freeze()));
                 }
                 Framing::Chunked(state) => match self.step_chunked(state)? {
-                    Step::Data(d) => return Poll::Ready(Some(Ok(d))),
+                    Step::Data(d) => return Ok(Decoded::Data(d)),
                     Step::Again => {}
-                    Step::NeedMore => {
-                        if ready!(self.poll_fill(cx))? == 0 {
-                            return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into())));
-                        }
-                    }
+                    Step::NeedMore => return Ok(Decoded::NeedMore),
                 },
             }
+        }
+    }
+
+    /// The connection ended: that completes a body framed by the close, and cuts any other short.
+    fn eof(&mut self) -> io::Result<()> {
+        match self.framing {
+            Framing::UntilClose | Framing::Done => {
+                self.framing = Framing::Done;
+                Ok(())
+            }
+            _ => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }
 
@@ -374,7 +351,7 @@ impl UpstreamBody {
             Chunk::Trailer => {
                 let Some(line) = self.take_line()? else { return Ok(Step::NeedMore) };
                 if line.is_empty() {
-                    self.finish();
+                    self.framing = Framing::Done;
                 }
                 Ok(Step::Again)
             }
@@ -397,6 +374,121 @@ impl UpstreamBody {
     }
 }
 
+/// The body of a persona's answer, read off its connection as the caller's server polls it.
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    dec: Decoder,
+    keep_alive: bool,
+    pool: Arc<Pool>,
+}
+
+impl UpstreamBody {
+    fn new(conn: Conn, buf: BytesMut, framing: Framing, keep_alive: bool, pool: Arc<Pool>) -> Self {
+        let mut b = UpstreamBody { conn: Some(conn), dec: Decoder { buf, framing }, keep_alive, pool };
+        if b.dec.framing == Framing::Length(0) {
+            b.finish();
+        }
+        b
+    }
+
+    /// The whole answer is read: the connection may serve the next request.
+    fn finish(&mut self) {
+        self.dec.framing = Framing::Done;
+        if let Some(c) = self.conn.take()
+            && self.keep_alive
+            && self.dec.buf.is_empty()
+        {
+            self.pool.checkin(c);
+        }
+    }
+
+    /// Read more from the connection; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(conn) = &self.conn else { return Poll::Ready(Ok(0)) };
+        self.dec.buf.reserve(READ_CHUNK);
+        loop {
+            match conn.stream.try_read_buf(&mut self.dec.buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(conn.stream.poll_read_ready(cx))?,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        loop {
+            match self.dec.decode()? {
+                Decoded::Data(d) => {
+                    // a body that ends with this piece frees its connection at once
+                    if self.dec.framing == Framing::Done {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(d)));
+                }
+                Decoded::End => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Decoded::NeedMore => {
+                    if ready!(self.poll_fill(cx))? == 0 {
+                        self.dec.eof()?;
+                        self.finish();
+                        return Poll::Ready(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A persona's whole answer, as a socket might deliver it: the first byte sets the size of the
+/// pieces it arrives in, the rest is what the persona sent. The head is read as [`send`] reads
+/// it, then the body decoded to its end. Any answer must be refused or decoded to an end,
+/// never panic or loop, and give no more body than was sent. For the fuzz target and its
+/// corpus replay.
+pub(crate) fn fuzz_answer(data: &[u8]) {
+    let Some((&piece, data)) = data.split_first() else { return };
+    let mut pieces = data.chunks(usize::from(piece).max(1));
+    let mut buf = BytesMut::new();
+    let parsed = loop {
+        match parse_head(&buf) {
+            Err(_) => return,
+            Ok(Some((len, parsed))) => {
+                assert!(len > 0 && len <= buf.len(), "a head is made of the bytes read");
+                buf.advance(len);
+                if !parsed.status.is_informational() {
+                    break parsed;
+                }
+            }
+            Ok(None) if buf.len() >= MAX_HEAD_BYTES => return,
+            Ok(None) => match pieces.next() {
+                Some(p) => buf.extend_from_slice(p),
+                None => return,
+            },
+        }
+    };
+    let mut dec = Decoder { buf, framing: parsed.framing };
+    let mut body = 0;
+    loop {
+        match dec.decode() {
+            Err(_) => return,
+            Ok(Decoded::Data(d)) => {
+                assert!(!d.is_empty(), "an empty piece of body would spin its reader");
+                body += d.len();
+                assert!(body <= data.len(), "more body than bytes sent");
+            }
+            Ok(Decoded::End) => return,
+            Ok(Decoded::NeedMore) => match pieces.next() {
+                Some(p) => dec.buf.extend_from_slice(p),
+                None => {
+                    let _ = dec.eof();
+                    return;
+                }
+            },
+        }
+    }
+}
+
 enum Step {
     Data(Bytes),
     Again,
@@ -412,11 +504,11 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.framing == Framing::Done
+        self.dec.framing == Framing::Done
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.framing {
+        match self.dec.framing {
             Framing::Length(n) => SizeHint::with_exact(n),
             Framing::Done => SizeHint::with_exact(0),
             _ => SizeHint::default(),

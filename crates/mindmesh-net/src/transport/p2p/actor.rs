@@ -32,6 +32,31 @@ const MAX_ADDRS_PER_PEER: usize = 16;
 const MAX_KNOWN_PEERS: usize = 16_384;
 /// Longest the actor waits for its listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Refused inbound handshakes are warned about at most once per this interval.
+const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Lets one warning through per interval and counts the ones it holds back.
+struct WarnLimit {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimit {
+    fn new(interval: Duration) -> Self {
+        WarnLimit { interval, last: None, suppressed: 0 }
+    }
+
+    /// `Some(held back since the last one)` when a warning may be logged now.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|l| now.duration_since(l) < self.interval) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
 
 pub(crate) enum Command {
     Publish { data: Vec<u8>, reply: Answer<()> },
@@ -65,6 +90,7 @@ pub(crate) struct Actor {
     next_inbound: u64,
     dials: HashMap<ConnectionId, (Multiaddr, Answer<NodeId>)>,
     bans: HashMap<PeerId, Instant>,
+    refusals: WarnLimit,
     listen_addrs: Vec<Multiaddr>,
     advertise: Vec<Multiaddr>,
     max_rpc_bytes: usize,
@@ -95,6 +121,7 @@ impl Actor {
             next_inbound: 0,
             dials: HashMap::new(),
             bans: HashMap::new(),
+            refusals: WarnLimit::new(REFUSAL_WARN_INTERVAL),
             listen_addrs: Vec::new(),
             advertise: cfg.advertise.clone(),
             max_rpc_bytes: cfg.max_rpc_bytes,
@@ -350,8 +377,17 @@ impl Actor {
                 }
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
-                // a peer without the mesh key ends here
+                // a peer without the mesh key ends here (or one that gave up mid-handshake); a
+                // flood of them must not flood the log
                 debug!(%send_back_addr, %error, "inbound connection refused");
+                if let Some(suppressed) = self.refusals.allow(Instant::now()) {
+                    warn!(
+                        %send_back_addr, %error, suppressed,
+                        "inbound handshake refused: wrong mesh key, or not a mindmesh node \
+                         (at most one such warning per {}s; `suppressed` counts those not shown)",
+                        REFUSAL_WARN_INTERVAL.as_secs()
+                    );
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
                 self.listen_addrs.push(address);
@@ -399,6 +435,14 @@ impl Actor {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound request failed");
+                // the codec refuses a frame over the bound before buffering it: a protocol
+                // violation, not a network fault (those are timeouts and closed connections)
+                if let request_response::InboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    let node = node_id_of(&peer);
+                    let _ = self.events.try_send(TransportEvent::Misbehaved { node, what: "oversized request frame" });
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -440,5 +484,22 @@ impl Actor {
             self.swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(&p);
             info!(peer_id = %p, "ban lifted");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_warning_per_interval_and_a_count_of_the_rest() {
+        let mut w = WarnLimit::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(w.allow(t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(w.allow(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(w.allow(t0 + Duration::from_secs(10)), Some(5));
+        assert_eq!(w.allow(t0 + Duration::from_secs(11)), None);
     }
 }
