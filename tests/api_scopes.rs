@@ -86,7 +86,8 @@ async fn an_inference_token_chats_and_gets_403_everywhere_else() {
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["usage"]["completion_tokens"], 3, "{answer}");
     let (code, _) =
-        call(&node, APP, "POST", "/v1/completions", Some(json!({"model": "chat", "prompt": "x", "max_tokens": 2}))).await;
+        call(&node, APP, "POST", "/v1/completions", Some(json!({"model": "chat", "prompt": "x", "max_tokens": 2})))
+            .await;
     assert_eq!(code, 200);
     let (code, models) = call(&node, APP, "GET", "/v1/models", None).await;
     assert_eq!((code, &models["data"][0]["id"]), (200, &json!("chat")));
@@ -138,7 +139,8 @@ async fn operate_acts_admin_adds_and_the_event_log_names_each_token() {
 
     let (code, v) = call(&node, OPS, "POST", "/api/v1/personas/chat/restart", Some(json!({"wait_ms": 20000}))).await;
     assert_eq!(code, 200, "{v}");
-    let (code, v) = call(&node, OPS, "PATCH", "/api/v1/personas/chat/budget", Some(json!({"inference_queue_priority": 70}))).await;
+    let (code, v) =
+        call(&node, OPS, "PATCH", "/api/v1/personas/chat/budget", Some(json!({"inference_queue_priority": 70}))).await;
     assert_eq!((code, &v["budget"]["inference_queue_priority"]), (200, &json!(70)), "{v}");
     assert_eq!(v["spec"]["env"]["UPSTREAM_API_KEY"], "<redacted>", "{v}");
     let spec = json!({"name": "added", "command": common::DEMO, "args": []});
@@ -182,7 +184,9 @@ async fn operate_acts_admin_adds_and_the_event_log_names_each_token() {
         .filter(|e| e["kind"] == "operator")
         .map(|e| format!("{} {}", e["persona"].as_str().unwrap(), e["detail"].as_str().unwrap()))
         .collect();
-    let has = |persona: &str, what: &str, who: &str| acted.iter().any(|a| a.starts_with(persona) && a.contains(what) && a.contains(who));
+    let has = |persona: &str, what: &str, who: &str| {
+        acted.iter().any(|a| a.starts_with(persona) && a.contains(what) && a.contains(who))
+    };
     assert!(has("chat", "POST /api/v1/personas/chat/restart", "by ops-bot (operate) → 200"), "{acted:#?}");
     assert!(has("chat", "PATCH /api/v1/personas/chat/budget", "by ops-bot (operate) → 200"), "{acted:#?}");
     assert!(has("", "POST /api/v1/personas", "by admin (admin) → 201"), "{acted:#?}");
@@ -217,7 +221,8 @@ async fn a_forwarded_request_keeps_its_callers_scope_and_name() {
     assert_eq!(code, 200, "{v}");
     // b's own log says who, through which node
     let events = b.events("far").await;
-    let acted: Vec<&str> = events.iter().filter(|e| e["kind"] == "operator").filter_map(|e| e["detail"].as_str()).collect();
+    let acted: Vec<&str> =
+        events.iter().filter(|e| e["kind"] == "operator").filter_map(|e| e["detail"].as_str()).collect();
     assert!(acted.iter().any(|d| d.contains("restart") && d.contains("by ops-bot (operate) via a")), "{acted:?}");
     // b knows none of a's tokens itself
     let (code, _) = call(&b, OPS, "GET", "/api/v1/status", None).await;

@@ -55,7 +55,12 @@ impl Budget {
     pub fn problems(&self) -> Vec<CoreError> {
         [
             bounds::within("max_response_time_ms", self.max_response_time_ms, 1, bounds::MAX_RESPONSE_TIME_MS),
-            bounds::within("tokens_per_response", u64::from(self.tokens_per_response), 1, u64::from(bounds::MAX_TOKENS)),
+            bounds::within(
+                "tokens_per_response",
+                u64::from(self.tokens_per_response),
+                1,
+                u64::from(bounds::MAX_TOKENS),
+            ),
             bounds::within("max_memory_mb", self.max_memory_mb, 1, bounds::MAX_MEMORY_MB),
             bounds::within(
                 "max_concurrent_inferences",

@@ -142,7 +142,8 @@ impl Node {
     /// cancelled.
     pub async fn start_with(config: NodeConfig, deps: NodeDeps, shutdown: CancellationToken) -> Result<Node> {
         config.validate()?;
-        let NodeDeps { host, store: store_dep, mesh: mesh_dep, clock, rng_seed, api: api_dep, guard_exe, faults } = deps;
+        let NodeDeps { host, store: store_dep, mesh: mesh_dep, clock, rng_seed, api: api_dep, guard_exe, faults } =
+            deps;
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::io(format!("create {}", data_dir.display()), e))?;
         let node_name = node_name(&config);

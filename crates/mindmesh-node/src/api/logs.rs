@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -20,6 +21,7 @@ use mindmesh_supervisor::logs::{self, Stream};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use super::auth::Caller;
 use super::types::{LogFilesView, LogsPage};
 use super::{ApiError, ApiState};
 
@@ -85,10 +87,15 @@ pub async fn logs(
     Query(q): Query<LogsQuery>,
     uri: OriginalUri,
     headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     mindmesh_core::spec::validate_name(&name)?;
     if let Some(api) = route(&st, &name, q.node.as_deref())? {
-        return st.forward.forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new()).await;
+        // a follower's wait is part of the answer's time
+        let waits = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS)) + Duration::from_secs(5);
+        let deadline = st.forward.default_deadline().max(waits);
+        let path = uri.0.to_string();
+        return st.forward.forward(&api, Method::GET, &path, &headers, Bytes::new(), &caller, deadline).await;
     }
     let dir = logs::files::persona_dir(&logs_root(&st), &name);
     let known = st.mesh.registry().personas.contains_key(&name) || st.supervisor.status().borrow().contains_key(&name);

@@ -236,6 +236,7 @@ pub async fn add(
     State(st): State<ApiState>,
     Query(q): Query<AddQuery>,
     headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
@@ -269,7 +270,10 @@ pub async fn add(
         let target = reg.nodes.get(&node).map(|n| (n.info.name.clone(), n.info.api.clone()));
         let (target_name, api) = target.ok_or_else(|| ApiError::internal("the chosen node left the mesh"))?;
         let path = format!("/api/v1/personas?start={}&node={target_name}", q.start);
-        return st.forward.forward(&api, Method::POST, &path, &headers, body).await;
+        return st
+            .forward
+            .forward(&api, Method::POST, &path, &headers, body, &caller, st.forward.default_deadline())
+            .await;
     }
     st.supervisor.check_command(&spec).await.map_err(|e| {
         let mut e = ApiError::from(e);
@@ -376,7 +380,7 @@ pub async fn action(
     };
     if let Some(api) = elsewhere(&st, &name) {
         // the other node waits as long as asked, and answers after
-        let waits = Duration::from_millis(req.wait_ms.unwrap_or(0).min(MAX_WAIT_MS)) + Duration::from_secs(5);
+        let waits = Duration::from_millis(req.wait_ms.unwrap_or(0).min(MAX_ACTION_WAIT_MS)) + Duration::from_secs(5);
         let deadline = st.forward.default_deadline().max(waits);
         return st.forward.forward(&api, Method::POST, &uri.0.to_string(), &headers, body, &caller, deadline).await;
     }

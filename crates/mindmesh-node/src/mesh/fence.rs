@@ -46,7 +46,8 @@ impl LeaseFile {
     /// may be reading the previous run's expiry right now.
     pub fn open(data_dir: &Path) -> std::io::Result<LeaseFile> {
         let path = data_dir.join(LEASE_FILE);
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path)?;
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path)?;
         Ok(LeaseFile { file, path, complained: None })
     }
 
