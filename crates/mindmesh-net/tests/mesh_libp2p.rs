@@ -3,43 +3,16 @@
 //! replicated; the leader stopped, a new leader with every committed entry; a node with another
 //! mesh key kept out.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mindmesh_core::config::mesh::MeshConfig;
-use mindmesh_core::registry::{Capacity, Command, Registry};
+use mindmesh_core::registry::{Command, Registry};
 use mindmesh_core::spec::PersonaSpec;
 use mindmesh_net::keys::MeshKey;
-use mindmesh_net::{MeshHandle, MeshRole, MeshStart, NodeProfile};
-use tokio_util::sync::CancellationToken;
+use mindmesh_net::{MeshHandle, MeshRole};
 
-struct Node {
-    handle: MeshHandle,
-    _dir: tempfile::TempDir,
-}
-
-async fn node(name: &str, key: MeshKey, bootstrap: bool, join: Vec<String>) -> Result<Node> {
-    let dir = tempfile::tempdir()?;
-    let db = Arc::new(redb::Database::create(dir.path().join("store.redb"))?);
-    let mut config = MeshConfig::for_test();
-    config.bootstrap = bootstrap;
-    config.join = join;
-    let opts = MeshStart {
-        config,
-        profile: NodeProfile {
-            name: name.into(),
-            capacity: Capacity { memory_mb: 4096, cpu_percent: 200.0 },
-            labels: Default::default(),
-            api: String::new(),
-        },
-        data_dir: dir.path().to_path_buf(),
-        db: Some(db),
-        mesh_key: Some(key),
-    };
-    let handle = mindmesh_net::start(opts, CancellationToken::new()).await?;
-    Ok(Node { handle, _dir: dir })
-}
+mod common;
+use common::node;
 
 async fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
@@ -70,10 +43,10 @@ fn all_have(nodes: &[&MeshHandle], pred: impl Fn(&Registry) -> bool) -> Option<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_real_nodes_form_a_mesh_and_survive_their_leader() -> Result<()> {
     let key = MeshKey::generate()?;
-    let a = node("node-a", key, true, Vec::new()).await?;
+    let a = node("node-a", key, true, Vec::new(), |_| {}).await?;
     let join = vec![a.handle.listen_addrs()[0].clone()];
-    let b = node("node-b", key, false, join.clone()).await?;
-    let c = node("node-c", key, false, join.clone()).await?;
+    let b = node("node-b", key, false, join.clone(), |_| {}).await?;
+    let c = node("node-c", key, false, join.clone(), |_| {}).await?;
     let all = [&a.handle, &b.handle, &c.handle];
 
     let leader = eventually("one leader, three voters", Duration::from_secs(30), || agreed_leader(&all, 3)).await?;
@@ -111,7 +84,8 @@ async fn three_real_nodes_form_a_mesh_and_survive_their_leader() -> Result<()> {
     .await?;
 
     // a node holding another mesh key cannot join (refusal may wait for the connect timeout)
-    let intruder = node("intruder", MeshKey::generate()?, false, vec![rest[0].listen_addrs()[0].clone()]).await?;
+    let intruder =
+        node("intruder", MeshKey::generate()?, false, vec![rest[0].listen_addrs()[0].clone()], |_| {}).await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let s = intruder.handle.status();
     assert_eq!(s.role, MeshRole::Joining, "{s:?}");

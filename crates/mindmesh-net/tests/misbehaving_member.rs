@@ -4,13 +4,12 @@
 //! refused on reconnect until its ban lapses — while the mesh keeps its leader, its registry and
 //! its view of the honest nodes.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use mindmesh_core::config::mesh::MeshConfig;
 use mindmesh_core::metrics::HostSample;
-use mindmesh_core::registry::{Capacity, Command, Proposal, ProposalId};
+use mindmesh_core::registry::{Command, Proposal, ProposalId};
 use mindmesh_core::snapshot::{NodeSnapshot, SNAPSHOT_WIRE_VERSION};
 use mindmesh_core::spec::PersonaSpec;
 use mindmesh_core::wire;
@@ -18,42 +17,17 @@ use mindmesh_net::keys::MeshKey;
 use mindmesh_net::rpc::{self, MeshRequest};
 use mindmesh_net::transport::p2p::{self, P2pConfig, P2pTransport};
 use mindmesh_net::transport::{Transport, TransportEvent};
-use mindmesh_net::{MeshHandle, MeshRole, MeshStart, NodeProfile};
+use mindmesh_net::{MeshHandle, MeshRole};
 use openraft::Vote;
 use openraft::raft::AppendEntriesRequest;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::node;
+
 /// Long enough to see the attacker refused, short enough to see it let back in.
 const BAN_MS: u64 = 8000;
-
-struct Node {
-    handle: MeshHandle,
-    _dir: tempfile::TempDir,
-}
-
-async fn node(name: &str, key: MeshKey, bootstrap: bool, join: Vec<String>) -> Result<Node> {
-    let dir = tempfile::tempdir()?;
-    let db = Arc::new(redb::Database::create(dir.path().join("store.redb"))?);
-    let mut config = MeshConfig::for_test();
-    config.bootstrap = bootstrap;
-    config.join = join;
-    config.ban_ms = BAN_MS;
-    let opts = MeshStart {
-        config,
-        profile: NodeProfile {
-            name: name.into(),
-            capacity: Capacity { memory_mb: 4096, cpu_percent: 200.0 },
-            labels: Default::default(),
-            api: String::new(),
-        },
-        data_dir: dir.path().to_path_buf(),
-        db: Some(db),
-        mesh_key: Some(key),
-    };
-    let handle = mindmesh_net::start(opts, CancellationToken::new()).await?;
-    Ok(Node { handle, _dir: dir })
-}
 
 async fn eventually<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
@@ -103,10 +77,10 @@ async fn attacker(key: MeshKey) -> Result<(P2pTransport, mpsc::Receiver<Transpor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_sending_garbage_is_banned_and_the_mesh_stays_healthy() -> Result<()> {
     let key = MeshKey::generate()?;
-    let a = node("node-a", key, true, Vec::new()).await?;
+    let a = node("node-a", key, true, Vec::new(), |c| c.ban_ms = BAN_MS).await?;
     let join = vec![a.handle.listen_addrs()[0].clone()];
-    let b = node("node-b", key, false, join.clone()).await?;
-    let c = node("node-c", key, false, join).await?;
+    let b = node("node-b", key, false, join.clone(), |c| c.ban_ms = BAN_MS).await?;
+    let c = node("node-c", key, false, join, |c| c.ban_ms = BAN_MS).await?;
     let honest = [&a.handle, &b.handle, &c.handle];
     let (leader, term) =
         eventually("one leader, three voters", Duration::from_secs(60), async || agreed_leader(&honest)).await?;
