@@ -140,6 +140,8 @@ fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) ->
         analyst: d.decision.analyst.as_str().to_owned(),
         cycle: d.decision.cycle,
         decided_at_ms: d.decided_at_ms,
+        count: d.repeats.saturating_add(1),
+        last_seen_ms: d.last_seen_ms,
         executed_by: ex.map(|e| reg.nodes.get(&e.node).map_or_else(|| e.node.to_string(), |n| n.info.name.clone())),
         executed_at_ms: ex.map(|e| e.at_ms),
         executed_ok: ex.map(|e| e.ok),
