@@ -66,7 +66,7 @@ enum Command {
     Mesh(mesh::MeshCommand),
     /// The deterministic simulation of a mesh (seeded faults, invariants checked each step).
     Sim(mindmesh_sim::cli::SimArgs),
-    /// The brain: evaluate analysts on decision scenarios.
+    /// The brain: evaluate analysts on decision scenarios, replay a live moment.
     #[command(subcommand)]
     Brain(brain::BrainCommand),
     /// Run the demo persona: an OpenAI-compatible server with scriptable misbehaviour
@@ -99,6 +99,7 @@ impl Command {
             Command::Logs(l) => Some(&mut l.api),
             Command::Decisions(d) => Some(&mut d.api),
             Command::Node(n) => n.api_args(),
+            Command::Brain(b) => b.api_args(),
             _ => None,
         }
     }

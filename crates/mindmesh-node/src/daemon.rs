@@ -328,6 +328,7 @@ impl Node {
 
         let loops = shutdown.child_token();
         let (report_tx, report_rx) = watch::channel(None);
+        let (snapshot_tx, snapshot_rx) = tokio::sync::mpsc::channel(crate::mesh::leader::MAX_PENDING_SNAPSHOTS);
         let gossip = tokio::spawn(
             Gossip {
                 mesh: mesh.clone(),
@@ -371,6 +372,7 @@ impl Node {
                 clock: clock.clone(),
                 gossip_interval: Duration::from_millis(config.mesh.gossip_interval_ms),
                 report: report_tx,
+                snapshots: snapshot_rx,
             }
             .run(loops.clone()),
         );
@@ -402,6 +404,7 @@ impl Node {
             control,
             mesh: mesh.clone(),
             brain: report_rx,
+            snapshot: snapshot_tx,
             forward,
             shutdown: shutdown.clone(),
         };
