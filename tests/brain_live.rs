@@ -186,6 +186,7 @@ async fn the_compressed_demo_does_what_its_comments_promise() {
         panic!("the demo's decisions did not all come:\n{}\nlog:\n{}", String::from_utf8_lossy(&out.stdout), node.log())
     });
     let text = String::from_utf8_lossy(&node.cli(&["decisions"]).stdout).into_owned();
+    eprintln!("{text}");
     let first = |p: &str| log.iter().find(|d| d["persona"] == p && d["action"] != "continue").unwrap();
     // the leak: restarted before its hard limit, the reason saying how fast and how near
     let leak = log.iter().find(|d| d["persona"] == "leaky-summarizer" && d["action"] == "restart").unwrap();
