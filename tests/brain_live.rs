@@ -165,7 +165,9 @@ async fn the_compressed_demo_does_what_its_comments_promise() {
     // minute carries as many requests as a real one would at 1/s
     let mut load = traffic(&node, &format!("{SPEED}"), "200s");
     let wanted = |log: &[Value]| {
-        let did = |p: &str, acts: &[&str]| log.iter().any(|d| d["persona"] == p && acts.contains(&d["action"].as_str().unwrap()));
+        let did = |p: &str, acts: &[&str]| {
+            log.iter().any(|d| d["persona"] == p && acts.contains(&d["action"].as_str().unwrap()))
+        };
         did("leaky-summarizer", &["restart"])
             && did("slowing-translator", &["restart", "investigate"])
             && did("flaky-api", &["throttle", "restart", "investigate"])
@@ -200,7 +202,9 @@ async fn the_compressed_demo_does_what_its_comments_promise() {
     // the steady chats are left alone
     let touched: Vec<&Value> = log
         .iter()
-        .filter(|d| d["persona"].as_str().unwrap().starts_with("chat-") && DISRUPTIVE.contains(&d["action"].as_str().unwrap()))
+        .filter(|d| {
+            d["persona"].as_str().unwrap().starts_with("chat-") && DISRUPTIVE.contains(&d["action"].as_str().unwrap())
+        })
         .collect();
     assert!(touched.is_empty(), "steady chats untouched: {touched:?}\n{text}");
     assert!(worst_health.load(Ordering::Relaxed) < 100, "system health fell while personas leaked and failed\n{text}");

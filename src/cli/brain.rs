@@ -147,7 +147,11 @@ fn brain_config(path: Option<&Path>) -> anyhow::Result<BrainConfig> {
 
 fn load(dir: &Path) -> Result<Vec<Scenario>, ExitCode> {
     // one file (a snapshot to replay) or a directory of them
-    let loaded = if dir.is_file() { scenario::load_file(dir).map(|s| vec![s]).map_err(|e| vec![e]) } else { scenario::load_dir(dir) };
+    let loaded = if dir.is_file() {
+        scenario::load_file(dir).map(|s| vec![s]).map_err(|e| vec![e])
+    } else {
+        scenario::load_dir(dir)
+    };
     match loaded {
         Ok(s) => Ok(s),
         Err(errors) => {

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use mindmesh_core::spec::Limits;
 use mindmesh_core::metrics::ErrorKind;
+use mindmesh_core::spec::Limits;
 use mindmesh_core::{Action, Budget, Importance, PersonaKind, Phase};
 use serde::{Deserialize, Serialize};
 
@@ -387,7 +387,9 @@ pub fn export(view: &MeshView, name: &str, description: &str, interval_ms: u64) 
                 model: p.model.clone(),
                 uptime_s_at_start: p.uptime_ms_at_first.map(|u| u as f64 / 1000.0),
                 budget: p.budget.clone(),
-                limits: p.memory_limit_mb.map(|m| Limits { memory_max_mb: Some(m.round() as u64), ..Limits::default() }),
+                limits: p
+                    .memory_limit_mb
+                    .map(|m| Limits { memory_max_mb: Some(m.round() as u64), ..Limits::default() }),
                 phase: (p.phase != Phase::Running).then_some(p.phase),
                 series: FilePersonaSeries {
                     t: times(&s.t_ms),

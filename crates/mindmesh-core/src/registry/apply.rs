@@ -390,7 +390,8 @@ fn repeated<'a>(log: &'a mut VecDeque<DecisionRecord>, d: &Decision, at_ms: u64)
         return None;
     }
     let last = log.iter_mut().rev().find(|r| r.decision.persona == d.persona)?;
-    let same = last.decision.action == d.action && last.decision.target == d.target && last.decision.analyst == d.analyst;
+    let same =
+        last.decision.action == d.action && last.decision.target == d.target && last.decision.analyst == d.analyst;
     let recent = at_ms.saturating_sub(last.last_seen_ms.unwrap_or(last.decided_at_ms)) <= QUIET_GAP_MS;
     (same && recent).then_some(last)
 }

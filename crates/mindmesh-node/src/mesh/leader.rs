@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mindmesh_brain::MeshView;
 use mindmesh_brain::{Brain, CycleReport};
 use mindmesh_core::BudgetPatch;
 use mindmesh_core::bounds::s_to_ms;
@@ -15,7 +16,6 @@ use mindmesh_core::config::BrainConfig;
 use mindmesh_core::registry::{Command, DesiredPhase, Registry};
 use mindmesh_core::{Action, Decision};
 use mindmesh_net::{MeshHandle, MeshRole};
-use mindmesh_brain::MeshView;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
