@@ -164,6 +164,10 @@ impl Scenario {
     }
 }
 
+/// Latest time a scenario may name, in seconds from its start (about 31 years): far beyond any
+/// history, and small enough that a time plus any window the brain adds stays in range.
+const MAX_TIME_S: f64 = 1e9;
+
 fn ms(t_s: f64) -> u64 {
     (t_s * 1000.0).round() as u64
 }
@@ -174,6 +178,9 @@ fn times(path: &Path, what: &str, t: &[f64]) -> Result<Vec<u64>, BrainError> {
     }
     if t.iter().any(|v| !v.is_finite() || *v < 0.0) {
         return Err(BrainError::scenario(path, format!("{what}.t holds a negative or non-finite time")));
+    }
+    if t.iter().any(|v| *v > MAX_TIME_S) {
+        return Err(BrainError::scenario(path, format!("{what}.t holds a time past {MAX_TIME_S} s")));
     }
     if t.windows(2).any(|w| w[1] <= w[0]) {
         return Err(BrainError::scenario(path, format!("{what}.t is not strictly increasing")));
@@ -262,20 +269,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         let mut events: Vec<ViewEvent> = p
             .events
             .iter()
-            .filter(|e| e.t.is_finite() && e.t >= 0.0)
+            .filter(|e| e.t.is_finite() && (0.0..=MAX_TIME_S).contains(&e.t))
             .map(|e| ViewEvent::new(ms(e.t), ViewEventKind::parse(&e.kind), &e.detail))
             .collect();
         events.sort_by_key(|e| e.t_ms);
         let mut kinds: Vec<KindCount> = p
             .error_kinds
             .iter()
-            .filter(|k| k.t.is_finite() && k.t >= 0.0)
+            .filter(|k| k.t.is_finite() && (0.0..=MAX_TIME_S).contains(&k.t))
             .map(|k| KindCount { t_ms: ms(k.t), kind: k.kind, count: k.count })
             .collect();
         kinds.sort_by_key(|k| k.t_ms);
         series.error_kinds = kinds;
-        let mut recent_actions: Vec<(u64, Action)> =
-            p.recent_actions.iter().filter(|a| a.t.is_finite() && a.t >= 0.0).map(|a| (ms(a.t), a.action)).collect();
+        let mut recent_actions: Vec<(u64, Action)> = p
+            .recent_actions
+            .iter()
+            .filter(|a| a.t.is_finite() && (0.0..=MAX_TIME_S).contains(&a.t))
+            .map(|a| (ms(a.t), a.action))
+            .collect();
         recent_actions.sort_by_key(|a| a.0);
         personas.push(PersonaView {
             id: p.id.clone(),
@@ -285,7 +296,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             model: p.model.clone(),
             budget: p.budget.clone(),
             memory_limit_mb: p.limits.as_ref().and_then(|l| l.memory_max_mb).map(|m| m as f32),
-            uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && *u >= 0.0).map(ms),
+            uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && (0.0..=MAX_TIME_S).contains(u)).map(ms),
             phase: p.phase.unwrap_or(Phase::Running),
             series,
             events,

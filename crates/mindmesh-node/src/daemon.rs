@@ -170,9 +170,11 @@ impl Node {
         let (host_tx, host_rx) = watch::channel(None);
         let (latest_tx, latest_rx) = watch::channel(Arc::new(Latest::default()));
         let gates = GateTable::default();
+        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
         let recorder = tokio::spawn(
             Recorder::new(store.clone(), reports_rx, seq_tx, host_tx)
                 .with_behaviour(gates.meters())
+                .with_telemetry(telemetry.clone())
                 .with_latest(latest_tx)
                 .run(),
         );
@@ -373,9 +375,12 @@ impl Node {
                 gossip_interval: Duration::from_millis(config.mesh.gossip_interval_ms),
                 report: report_tx,
                 snapshots: snapshot_rx,
+                telemetry: telemetry.clone(),
             }
             .run(loops.clone()),
         );
+        let spawn_watch =
+            tokio::spawn(telemetry.clone().watch_spawns(supervisor.status(), clock.clone(), loops.clone()));
         let log_retention = tokio::spawn(
             LogRetention {
                 mesh: mesh.clone(),
@@ -405,6 +410,7 @@ impl Node {
             mesh: mesh.clone(),
             brain: report_rx,
             snapshot: snapshot_tx,
+            telemetry: telemetry.clone(),
             forward,
             shutdown: shutdown.clone(),
         };
@@ -506,6 +512,7 @@ impl Node {
                 ("fencing", fence),
                 ("leader", leader),
                 ("log retention", log_retention),
+                ("spawn watch", spawn_watch),
                 ("registration", register),
                 ("stopper", stopper),
                 ("supervisor", supervisor_task),
@@ -519,8 +526,10 @@ impl Node {
     /// tasks in order: API, background loops, supervisor (personas stopped), recorder (every
     /// report written).
     pub async fn wait(self) {
-        let Node { supervisor, store, tasks, store_thread, .. } = self;
-        drop(supervisor);
+        let Node { supervisor, store, tasks, store_thread, router, .. } = self;
+        // the router's door holds a sender of the recorder's queue (operator events): the
+        // recorder ends only when every sender is gone
+        drop((supervisor, router));
         for (name, task) in tasks {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "task failed");

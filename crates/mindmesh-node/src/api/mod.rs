@@ -51,6 +51,8 @@ pub struct ApiState {
     pub brain: watch::Receiver<Option<Arc<mindmesh_brain::CycleReport>>>,
     /// Asks the leader loop for a copy of the view its brain reads.
     pub snapshot: tokio::sync::mpsc::Sender<crate::mesh::leader::SnapshotRequest>,
+    /// Counters and histograms of the node, the brain and the supervisor's events.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub forward: forward::Forwarder,
     /// Cancelled to stop the node (after it leaves the mesh).
     pub shutdown: tokio_util::sync::CancellationToken,
