@@ -145,3 +145,19 @@ fn complain(last: &mut Option<std::time::Instant>, what: &str, e: &std::io::Erro
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_the_guard_cannot_read_is_no_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(PID_FILE);
+        assert_eq!(read_u64(&file).unwrap(), None, "missing: the guard leaves");
+        std::fs::write(&file, "42\n").unwrap();
+        assert_eq!(read_u64(&file).unwrap(), Some(42));
+        // a read that fails (here: a directory; in production EMFILE) is an error, not "gone"
+        assert!(read_u64(dir.path()).is_err());
+    }
+}
