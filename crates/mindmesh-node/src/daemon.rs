@@ -517,9 +517,8 @@ impl Node {
     /// report written).
     pub async fn wait(self) {
         let Node { supervisor, store, tasks, store_thread, router, .. } = self;
-        // the router's door holds a sender of the recorder's queue (the audit of operator
-        // actions): kept alive here, the recorder would wait on it forever and the node never
-        // exit
+        // the router's door holds a sender of the recorder's queue (operator events): the
+        // recorder ends only when every sender is gone
         drop((supervisor, router));
         for (name, task) in tasks {
             if let Err(e) = task.await {
