@@ -273,3 +273,53 @@ async fn the_openai_python_sdk_s_requests_land_in_the_latency_and_ttft_histogram
     );
     assert_eq!(value(&text, &format!("mindmesh_gateway_queue_wait_seconds_count{{{label}}}")), Some(2.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarts_errors_and_brain_cycles_move_their_counters() {
+    let node = TestNode::start(&format!(
+        "token = \"admin-token-0123456789abcdefgh\"\n\
+         [[api.tokens]]\nname = \"prometheus\"\nscope = \"read\"\ntoken = \"{SCRAPER}\"\n\
+         [[api.tokens]]\nname = \"app\"\nscope = \"inference\"\ntoken = \"{APP}\"\n\
+         [brain]\ncycle_s = 1\n{}{}{}",
+        demo_persona("chat", &["--tokens", "2"], ""),
+        demo_persona("crashy", &["--crash-after-s", "0.5", "--crash-abort"], ""),
+        demo_persona("flaky", &["--error-rate", "1", "--error-kinds", "5xx"], ""),
+    ));
+    wait_running(&node).await;
+    let deadline = Instant::now() + T;
+    let mut sent = false;
+    loop {
+        if !sent {
+            let body = serde_json::json!({"model": "flaky", "messages": [{"role": "user", "content": "hi"}]});
+            let r = reqwest::Client::new().post(node.url("/v1/chat/completions")).bearer_auth(APP).json(&body).send();
+            sent = r.await.is_ok_and(|r| r.status().is_server_error());
+        }
+        let text = scrape(&node).await;
+        let get = |series: &str| value(&text, series).unwrap_or(0.0);
+        let restarts = get("mindmesh_persona_restarts_total{node=\"test\",persona=\"crashy\",reason=\"signal\"}");
+        let errors = get("mindmesh_gateway_errors_total{node=\"test\",persona=\"flaky\",kind=\"upstream_5xx\"}");
+        let cycles = get("mindmesh_brain_cycles_total{node=\"test\"}");
+        let decided: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("mindmesh_brain_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if restarts >= 1.0 && errors == 1.0 && cycles >= 1.0 && decided >= 1.0 {
+            let chat_restarts: f64 = text
+                .lines()
+                .filter(|l| l.starts_with("mindmesh_persona_restarts_total{node=\"test\",persona=\"chat\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            assert_eq!(chat_restarts, 0.0, "only crashy restarts");
+            assert!(get("mindmesh_events_total{node=\"test\",kind=\"restart\"}") >= 1.0);
+            assert!(get("mindmesh_brain_cycle_duration_seconds_count{node=\"test\"}") >= 1.0);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarts {restarts}, errors {errors}, cycles {cycles}, decisions {decided}\n{text}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
