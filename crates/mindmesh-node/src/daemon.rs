@@ -170,9 +170,11 @@ impl Node {
         let (host_tx, host_rx) = watch::channel(None);
         let (latest_tx, latest_rx) = watch::channel(Arc::new(Latest::default()));
         let gates = GateTable::default();
+        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
         let recorder = tokio::spawn(
             Recorder::new(store.clone(), reports_rx, seq_tx, host_tx)
                 .with_behaviour(gates.meters())
+                .with_telemetry(telemetry.clone())
                 .with_latest(latest_tx)
                 .run(),
         );
@@ -328,6 +330,7 @@ impl Node {
 
         let loops = shutdown.child_token();
         let (report_tx, report_rx) = watch::channel(None);
+        let (snapshot_tx, snapshot_rx) = tokio::sync::mpsc::channel(crate::mesh::leader::MAX_PENDING_SNAPSHOTS);
         let gossip = tokio::spawn(
             Gossip {
                 mesh: mesh.clone(),
@@ -371,9 +374,13 @@ impl Node {
                 clock: clock.clone(),
                 gossip_interval: Duration::from_millis(config.mesh.gossip_interval_ms),
                 report: report_tx,
+                snapshots: snapshot_rx,
+                telemetry: telemetry.clone(),
             }
             .run(loops.clone()),
         );
+        let spawn_watch =
+            tokio::spawn(telemetry.clone().watch_spawns(supervisor.status(), clock.clone(), loops.clone()));
         let log_retention = tokio::spawn(
             LogRetention {
                 mesh: mesh.clone(),
@@ -402,6 +409,8 @@ impl Node {
             control,
             mesh: mesh.clone(),
             brain: report_rx,
+            snapshot: snapshot_tx,
+            telemetry: telemetry.clone(),
             forward,
             shutdown: shutdown.clone(),
         };
@@ -503,6 +512,7 @@ impl Node {
                 ("fencing", fence),
                 ("leader", leader),
                 ("log retention", log_retention),
+                ("spawn watch", spawn_watch),
                 ("registration", register),
                 ("stopper", stopper),
                 ("supervisor", supervisor_task),
