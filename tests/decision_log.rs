@@ -152,7 +152,11 @@ async fn a_drain_is_logged_as_the_operators_drain_not_as_failover() {
     assert_eq!(code, 200, "{v}");
     let d = wait_decision(&a, "mover", "drain", |d| d["verdict"] == "executed").await;
     assert_eq!((d["by_kind"].as_str(), d["token"].as_str()), (Some("operator"), Some("ops-admin")), "{d}");
-    assert_eq!((d["analyst"].as_str(), d["effect"].as_str(), d["target"].as_str()), (Some("operator"), Some("migrate"), Some("b")), "{d}");
+    assert_eq!(
+        (d["analyst"].as_str(), d["effect"].as_str(), d["target"].as_str()),
+        (Some("operator"), Some("migrate"), Some("b")),
+        "{d}"
+    );
     assert_eq!(d["executed_by"], "b", "{d}");
     let all = decisions(&a, "mover").await;
     assert!(all.iter().all(|d| d["analyst"] != "failover"), "a drain is not a failover: {all:?}");

@@ -65,6 +65,31 @@ impl FailoverPlan {
     }
 }
 
+/// Whether the leader must plan again: only when what a plan is made from has changed since
+/// the last one — the registry's placement (nodes, where personas are or go) or the set of
+/// lost nodes. Planning a 100,000-persona registry every tick cost the leader a core.
+#[derive(Debug, Clone, Default)]
+pub struct Replan {
+    last: Option<(u64, BTreeSet<NodeId>)>,
+}
+
+impl Replan {
+    /// True (and remembered) if the registry's placement or `lost` changed since the last
+    /// call that answered true.
+    pub fn needed(&mut self, registry: &Registry, lost: &BTreeSet<NodeId>) -> bool {
+        if self.last.as_ref().is_some_and(|(index, l)| *index == registry.placement_index && l == lost) {
+            return false;
+        }
+        self.last = Some((registry.placement_index, lost.clone()));
+        true
+    }
+
+    /// Plan on the next tick whatever happened (a plan not committed, a new term).
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+}
+
 /// Plan one pass. `lost` are nodes silent past the failover delay; `silent_ms` says for how
 /// long (for the reasons).
 pub fn plan(registry: &Registry, lost: &BTreeSet<NodeId>, silent_ms: impl Fn(NodeId) -> u64) -> FailoverPlan {

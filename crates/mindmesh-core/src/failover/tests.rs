@@ -134,3 +134,33 @@ fn a_drain_is_logged_as_the_operators_and_a_stale_move_as_superseded() {
     let d = m.reg.decisions.back().unwrap();
     assert_eq!((d.decision.persona.as_str(), &d.verdict), ("q", &Verdict::Superseded { by_seq: None }));
 }
+
+#[test]
+fn the_leader_plans_again_only_when_placement_or_the_lost_nodes_change() {
+    let mut m = Mesh::new();
+    m.node(1, 10_000, &[]);
+    m.node(2, 10_000, &[]);
+    m.persona("p", 1, 10, Importance::UserFacing);
+    let mut replan = Replan::default();
+    assert!(replan.needed(&m.reg, &lost(&[])));
+    assert!(!replan.needed(&m.reg, &lost(&[])), "nothing changed");
+    // a checkpoint, a phase change, a decision: none changes a plan
+    m.apply(Command::Checkpoint {
+        name: "p".into(),
+        node: 1,
+        epoch: m.reg.personas["p"].epoch,
+        state: vec![1],
+        at_ms: 1,
+    });
+    m.apply(Command::SetPhase { name: "p".into(), phase: crate::registry::DesiredPhase::Hibernating, reason: None });
+    assert!(!replan.needed(&m.reg, &lost(&[])));
+    assert!(replan.needed(&m.reg, &lost(&[1])), "a node lost");
+    for c in plan(&m.reg, &lost(&[1]), |_| 0).commands(1) {
+        m.apply(c);
+    }
+    assert!(replan.needed(&m.reg, &lost(&[1])), "the plan's moves committed");
+    assert!(plan(&m.reg, &lost(&[1]), |_| 0).is_empty());
+    assert!(!replan.needed(&m.reg, &lost(&[1])));
+    replan.forget();
+    assert!(replan.needed(&m.reg, &lost(&[1])));
+}

@@ -48,6 +48,32 @@ impl Registry {
     }
 
     fn execute(&mut self, cmd: &Command, ctx: ApplyCtx) -> Outcome {
+        let outcome = self.change(cmd, ctx);
+        let moved_placement = match (cmd, &outcome) {
+            (_, Outcome::Rejected { .. }) => false,
+            (Command::Reassign { .. }, Outcome::Moved { moved, .. }) => *moved > 0,
+            (
+                Command::AddNode(_)
+                | Command::RemoveNode { .. }
+                | Command::PutPersona { .. }
+                | Command::RemovePersona { .. }
+                | Command::AssignPersona { .. }
+                | Command::Migrate { .. }
+                | Command::CompleteMigration { .. }
+                | Command::SetDraining { .. }
+                | Command::Drain { .. },
+                _,
+            ) => true,
+            // (a Decide's changes went through here one by one)
+            _ => false,
+        };
+        if moved_placement {
+            self.placement_index = ctx.index;
+        }
+        outcome
+    }
+
+    fn change(&mut self, cmd: &Command, ctx: ApplyCtx) -> Outcome {
         match cmd {
             Command::AddNode(info) => self.add_node(info, ctx),
             Command::RemoveNode { id } => self.remove_node(*id, ctx),

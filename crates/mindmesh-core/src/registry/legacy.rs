@@ -100,6 +100,7 @@ impl From<RegistryV2> for Registry {
             learners: r.learners,
             recent: r.recent,
             applied_index: r.applied_index,
+            placement_index: r.applied_index,
             digest: r.digest,
         }
     }

@@ -206,6 +206,10 @@ pub struct Registry {
     recent: BTreeMap<NodeId, VecDeque<(u64, Outcome)>>,
     /// Index of the last entry applied (any kind).
     pub applied_index: u64,
+    /// Index of the last entry that changed what placement and failover plan from: nodes
+    /// (membership, capacity, labels, draining) and where personas are or go (not their
+    /// phase, budget, checkpoints or decisions). The leader plans again only when it moves.
+    pub placement_index: u64,
     /// Chained hash of every entry applied: replicas at the same index must agree.
     pub digest: u64,
 }

@@ -250,8 +250,14 @@ fn the_verb_is_kept_as_asked_and_who_asked_with_it() {
     let mut r = seeded();
     let stop = Command::SetPhase { name: "chat".into(), phase: DesiredPhase::Stopped, reason: None };
     let start = Command::SetPhase { name: "chat".into(), phase: DesiredPhase::Running, reason: None };
-    r.apply(&prop(1, 10, Command::Decide { decisions: vec![asked(Action::Kill, "stop", Some(stop))], at_ms: 5 }), ctx(4));
-    r.apply(&prop(1, 11, Command::Decide { decisions: vec![asked(Action::Wake, "start", Some(start))], at_ms: 6 }), ctx(5));
+    r.apply(
+        &prop(1, 10, Command::Decide { decisions: vec![asked(Action::Kill, "stop", Some(stop))], at_ms: 5 }),
+        ctx(4),
+    );
+    r.apply(
+        &prop(1, 11, Command::Decide { decisions: vec![asked(Action::Wake, "start", Some(start))], at_ms: 6 }),
+        ctx(5),
+    );
     let verbs: Vec<&str> = r.decisions.iter().map(|d| d.verb.as_str()).collect();
     assert_eq!(verbs, ["stop", "start"]);
     assert!(r.decisions.iter().all(|d| d.by.describe() == "operator alice"));
@@ -336,6 +342,9 @@ fn a_version_2_snapshot_still_decodes() {
     assert_eq!((back.applied_index, back.digest, back.next_decision_seq), (4, r.digest, 3));
     assert!(matches!(back.decision(1).unwrap().verdict, Verdict::Executed { node: 1, .. }));
     assert_eq!(back.decision(2).unwrap().verdict, Verdict::Pending);
-    assert_eq!((back.decision(2).unwrap().verb.as_str(), back.decision(2).unwrap().by.describe()), ("restart", "builtin".into()));
+    assert_eq!(
+        (back.decision(2).unwrap().verb.as_str(), back.decision(2).unwrap().by.describe()),
+        ("restart", "builtin".into())
+    );
     assert_eq!(Registry::decode(&back.encode().unwrap()).unwrap(), back);
 }

@@ -146,8 +146,12 @@ fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) ->
     use mindmesh_core::registry::{Actor, Verdict};
     let node_name = |id: &u64| reg.nodes.get(id).map_or_else(|| id.to_string(), |n| n.info.name.clone());
     let (executed_by, executed_at_ms, executed_ok, outcome) = match &d.verdict {
-        Verdict::Executed { node, at_ms, detail } => (Some(node_name(node)), Some(*at_ms), Some(true), Some(detail.clone())),
-        Verdict::Failed { node, at_ms, reason } => (Some(node_name(node)), Some(*at_ms), Some(false), Some(reason.clone())),
+        Verdict::Executed { node, at_ms, detail } => {
+            (Some(node_name(node)), Some(*at_ms), Some(true), Some(detail.clone()))
+        }
+        Verdict::Failed { node, at_ms, reason } => {
+            (Some(node_name(node)), Some(*at_ms), Some(false), Some(reason.clone()))
+        }
         Verdict::Refused { reason } => (None, None, None, Some(reason.clone())),
         Verdict::Pending | Verdict::Recorded | Verdict::Superseded { .. } => (None, None, None, None),
     };
