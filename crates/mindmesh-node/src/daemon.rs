@@ -516,8 +516,10 @@ impl Node {
     /// tasks in order: API, background loops, supervisor (personas stopped), recorder (every
     /// report written).
     pub async fn wait(self) {
-        let Node { supervisor, store, tasks, store_thread, .. } = self;
-        drop(supervisor);
+        let Node { supervisor, store, tasks, store_thread, router, .. } = self;
+        // the router's door holds a sender of the recorder's queue (operator events): the
+        // recorder ends only when every sender is gone
+        drop((supervisor, router));
         for (name, task) in tasks {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "task failed");
