@@ -10,7 +10,7 @@ use super::{
     MAX_REASON_BYTES, MAX_RECENT_PROPOSALS, NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Proposal, Reassignment,
     Registry, Verdict,
 };
-use crate::action::{Action, Decision};
+use crate::action::{Action, AnalystKind, Decision};
 use crate::snapshot::truncate_str;
 use crate::spec::{MAX_LABELS, MAX_STRING_LEN, validate_name};
 
@@ -312,11 +312,19 @@ impl Registry {
                     (outcome, verdict)
                 }
             };
+            outcomes.push(outcome);
+            // an analyst saying again what it said (watching, the same throttle): counted on
+            // the record it repeats, its change (if any) applied above
+            if matches!(e.by, Actor::Analyst { .. })
+                && !matches!(verdict, Verdict::Refused { .. })
+                && self.repeat(&e.decision, at_ms)
+            {
+                continue;
+            }
             if verdict.is_pending() {
                 self.supersede(&e.decision, seq, ctx);
             }
             self.push_decision(e.decision.clone(), e.by.bounded(MAX_REASON_BYTES), &e.verb, verdict, at_ms, ctx);
-            outcomes.push(outcome);
         }
         Outcome::Decided { first_seq, outcomes }
     }
@@ -341,6 +349,18 @@ impl Registry {
         }
     }
 
+    /// Says `d` only again what the persona's latest record says (see [`repeated`])? Then
+    /// that record counts it, and nothing is appended.
+    fn repeat(&mut self, d: &Decision, at_ms: u64) -> bool {
+        let Some(last) = repeated(&mut self.decisions, d, at_ms) else { return false };
+        last.repeats = last.repeats.saturating_add(1);
+        last.last_seen_ms = Some(at_ms);
+        last.decision.reason = truncate_str(&d.reason, MAX_REASON_BYTES).to_owned();
+        last.decision.confidence = d.confidence;
+        last.decision.cycle = d.cycle;
+        true
+    }
+
     fn push_decision(&mut self, d: Decision, by: Actor, verb: &str, verdict: Verdict, at_ms: u64, ctx: ApplyCtx) {
         let mut decision = d;
         decision.reason = truncate_str(&decision.reason, MAX_REASON_BYTES).to_owned();
@@ -358,6 +378,8 @@ impl Registry {
                 decided_at_ms: at_ms,
                 verdict,
                 updated_index: ctx.index,
+                repeats: 0,
+                last_seen_ms: None,
             },
         );
         self.next_decision_seq += 1;
@@ -440,12 +462,17 @@ impl Registry {
         // sequence numbers start at 1, as the event log's do: "after 0" means "from the start"
         self.next_decision_seq = self.next_decision_seq.max(1);
         let first_seq = self.next_decision_seq;
+        let mut appended = 0u32;
         // (entries of logs written before `Decide`: the analyst kind is all they say of who)
         for d in decisions {
             let by = Actor::from_analyst(d.analyst);
+            if self.repeat(d, at_ms) {
+                continue;
+            }
+            appended += 1;
             self.push_decision(d.clone(), by, d.action.as_str(), Verdict::initial(d.action), at_ms, ctx);
         }
-        Outcome::Decisions { first_seq, count: decisions.len() as u32 }
+        Outcome::Decisions { first_seq, count: appended }
     }
 
     fn reassign(&mut self, moves: &[Reassignment], ctx: ApplyCtx) -> Outcome {
@@ -509,6 +536,26 @@ fn check_decision(d: &Decision) -> Result<(), String> {
         return Err("decision figures must be numbers".into());
     }
     Ok(())
+}
+
+/// How long a repeated decision may go unseen and still be the same record: longer than
+/// any cycle, shorter than a persona's recovery and relapse.
+const QUIET_GAP_MS: u64 = 5 * 60_000;
+
+/// The persona's latest record when `d` only says it again: an analyst's non-disruptive
+/// decision (watching, throttled) with the same action and target. A change of action, any
+/// disruptive one and any operator's are always appended: they are what the log is for. A
+/// record not seen again for [`QUIET_GAP_MS`] is closed (the persona was fine in between, or
+/// nobody led): the next one starts a new record.
+fn repeated<'a>(log: &'a mut VecDeque<DecisionRecord>, d: &Decision, at_ms: u64) -> Option<&'a mut DecisionRecord> {
+    if d.action.is_disruptive() || d.action == Action::Wake || d.analyst == AnalystKind::Operator {
+        return None;
+    }
+    let last = log.iter_mut().rev().find(|r| r.decision.persona == d.persona)?;
+    let same =
+        last.decision.action == d.action && last.decision.target == d.target && last.decision.analyst == d.analyst;
+    let recent = at_ms.saturating_sub(last.last_seen_ms.unwrap_or(last.decided_at_ms)) <= QUIET_GAP_MS;
+    (same && recent).then_some(last)
 }
 
 fn push_bounded(log: &mut VecDeque<DecisionRecord>, d: DecisionRecord) {

@@ -12,10 +12,10 @@ pub(super) const V2: u8 = 2;
 
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-pub(super) struct RegistryV2 {
+pub(super) struct RegistryV2<D = DecisionRecordV2> {
     nodes: BTreeMap<NodeId, NodeEntryV2>,
     personas: BTreeMap<String, PersonaEntry>,
-    decisions: VecDeque<DecisionRecordV2>,
+    decisions: VecDeque<D>,
     next_decision_seq: u64,
     voters: BTreeSet<NodeId>,
     learners: BTreeSet<NodeId>,
@@ -35,12 +35,40 @@ struct NodeEntryV2 {
 
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-struct DecisionRecordV2 {
+pub(super) struct DecisionRecordV2 {
     seq: u64,
     decision: Decision,
     index: u64,
     decided_at_ms: u64,
     executed: Option<ExecutionV2>,
+}
+
+/// Version 2 as its last days wrote it: a decision repeated by later cycles counted on its
+/// record (the version tag was not raised for it).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct DecisionRecordV2Repeats {
+    seq: u64,
+    decision: Decision,
+    index: u64,
+    decided_at_ms: u64,
+    executed: Option<ExecutionV2>,
+    repeats: u32,
+    last_seen_ms: Option<u64>,
+}
+
+impl From<DecisionRecordV2Repeats> for DecisionRecord {
+    fn from(d: DecisionRecordV2Repeats) -> Self {
+        let (repeats, last_seen_ms) = (d.repeats, d.last_seen_ms);
+        let old = DecisionRecordV2 {
+            seq: d.seq,
+            decision: d.decision,
+            index: d.index,
+            decided_at_ms: d.decided_at_ms,
+            executed: d.executed,
+        };
+        DecisionRecord { repeats, last_seen_ms, ..old.into() }
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,12 +96,14 @@ impl From<DecisionRecordV2> for DecisionRecord {
             decided_at_ms: d.decided_at_ms,
             verdict,
             updated_index: d.index,
+            repeats: 0,
+            last_seen_ms: None,
         }
     }
 }
 
-impl From<RegistryV2> for Registry {
-    fn from(r: RegistryV2) -> Self {
+impl<D: Into<DecisionRecord>> From<RegistryV2<D>> for Registry {
+    fn from(r: RegistryV2<D>) -> Self {
         let nodes = r
             .nodes
             .into_iter()
@@ -88,7 +118,7 @@ impl From<RegistryV2> for Registry {
                 (id, entry)
             })
             .collect();
-        let decisions: VecDeque<DecisionRecord> = r.decisions.into_iter().map(DecisionRecord::from).collect();
+        let decisions: VecDeque<DecisionRecord> = r.decisions.into_iter().map(Into::into).collect();
         let decisions_updated_index = decisions.iter().map(|d| d.updated_index).max().unwrap_or(0);
         Registry {
             nodes,

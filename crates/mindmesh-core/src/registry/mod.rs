@@ -182,6 +182,13 @@ pub struct DecisionRecord {
     /// Log index of its last change (recorded, then its verdict): `decisions --follow` asks
     /// for the rows changed since the index it last saw.
     pub updated_index: u64,
+    /// How many later cycles decided the same again (a quiet log: an unchanged non-disruptive
+    /// decision is counted here rather than appended every cycle).
+    #[serde(default)]
+    pub repeats: u32,
+    /// When it was last decided again; its reason and confidence are that cycle's.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
 }
 
 /// Where in the log an entry sits.
@@ -293,6 +300,12 @@ impl Registry {
     /// upgraded in place restores the snapshot it wrote before.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         if bytes.first() == Some(&legacy::V2) {
+            // version 2 came in two layouts (decision repeats were added without a new tag):
+            // postcard refuses trailing or missing bytes, so the wrong one fails
+            type Repeats = legacy::RegistryV2<legacy::DecisionRecordV2Repeats>;
+            if let Ok(old) = wire::decode::<Repeats>(legacy::V2, bytes, MAX_REGISTRY_SNAPSHOT_BYTES) {
+                return Ok(old.into());
+            }
             let old: legacy::RegistryV2 = wire::decode(legacy::V2, bytes, MAX_REGISTRY_SNAPSHOT_BYTES)?;
             return Ok(old.into());
         }

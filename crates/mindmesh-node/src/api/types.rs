@@ -178,6 +178,12 @@ pub struct DecisionView {
     #[serde(default)]
     pub superseded_by: Option<u64>,
     /// The node that carried it out (or failed to), when, and with which outcome.
+    /// How many cycles decided it (an unchanged watch is counted, not repeated), and when the
+    /// last did.
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
     pub executed_by: Option<String>,
     pub executed_at_ms: Option<u64>,
     pub executed_ok: Option<bool>,
@@ -186,6 +192,10 @@ pub struct DecisionView {
     /// Log index of its last change.
     #[serde(default)]
     pub updated_index: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
