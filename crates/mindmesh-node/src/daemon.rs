@@ -203,9 +203,11 @@ impl Node {
                 let store_path = data_dir.join(STORE_FILE);
                 check_member_store(&data_dir, &store_path, rejoin_as_new)?;
                 let redb = RedbStore::open(&store_path, config.store.clone()).map_err(|e| match e {
-                    mindmesh_store::StoreError::Open { path, reason } => {
-                        NodeError::StoreUnusable { path, data_dir: data_dir.display().to_string(), reason }
-                    }
+                    mindmesh_store::StoreError::Open { path, error } => NodeError::StoreUnusable {
+                        path,
+                        data_dir: data_dir.display().to_string(),
+                        reason: error.to_string(),
+                    },
                     e => NodeError::Store(e),
                 })?;
                 // Raft's log and state machine live in the same file, in tables of their own;

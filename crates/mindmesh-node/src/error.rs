@@ -22,7 +22,7 @@ pub enum NodeError {
     /// The store file cannot be opened or failed its check on open (damaged, truncated, not
     /// a store, in use). Says what to do.
     #[error(
-        "{reason}\n  The node did not start and changed nothing. Inspect the file with \
+        "cannot open the store {path}: {reason}\n  The node did not start and changed nothing. Inspect the file with \
          `mindmesh store check --data-dir {data_dir}`; then restore {path} from a backup, or move \
          it aside and start again (a member of a mesh then needs --rejoin-as-new: its Raft state \
          was in that file)."
