@@ -245,7 +245,7 @@ fn config_check_lists_every_problem_and_exits_by_them() {
         format!("{bad_spec}: budget.inference_queue_priority: must be within 0..=100, got 200"),
         format!("{bad_spec}: budget.throttle_multiplier: must be > 0 and <= 10, got -1"),
         format!("{bad_node}: supervisor.backoff_initial_ms: must be at least 1"),
-        format!("{bad_node}: persona[0].budget.max_memory_mb: must be greater than zero"),
+        format!("{bad_node}: persona[0].budget.max_memory_mb: must be at least 1"),
         format!("{syntax}: TOML parse error at line 1"),
         "/nonexistent/x.toml: cannot read".to_owned(),
     ] {

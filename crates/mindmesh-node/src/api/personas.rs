@@ -257,7 +257,9 @@ pub async fn add(
         })?,
         None => {
             let rows = st.mesh.mesh_view().await.unwrap_or_default();
-            let live = |id| rows.iter().any(|r| r.node_id == id && !r.stale);
+            // this node is live by definition, even before its own row reaches its mesh view
+            let me = st.mesh.node_id();
+            let live = |id| id == me || rows.iter().any(|r| r.node_id == id && !r.stale);
             place(&spec, &loads(&reg, live))
                 .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_room", e.to_string()))?
         }
