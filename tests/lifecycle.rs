@@ -33,7 +33,7 @@ fn text(out: &std::process::Output) -> String {
 async fn chat(node: &TestNode, model: &str) -> (u16, Value) {
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
     let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
-    let r = client.post(node.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let r = client.post(node.url("/v1/chat/completions")).bearer_auth(node.token()).json(&body).send().await.unwrap();
     let code = r.status().as_u16();
     (code, r.json().await.unwrap_or(Value::Null))
 }

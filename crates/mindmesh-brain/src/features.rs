@@ -726,7 +726,7 @@ fn persona_features(
     f.restarts.last_5m = recent_sum(CRASH_LOOP_WINDOW_MS);
     f.restarts.last_1h = recent_sum(60 * MIN);
     f.restarts.last_restart_ms = restarts.last().map(|(t, _)| *t);
-    let ev_from = p.events.partition_point(|e| e.t_ms + CRASH_LOOP_WINDOW_MS <= now_ms);
+    let ev_from = p.events.partition_point(|e| e.t_ms.saturating_add(CRASH_LOOP_WINDOW_MS) <= now_ms);
     let ev_to = p.events.partition_point(|e| e.t_ms <= now_ms);
     f.restarts.exits_5m = p.events[ev_from..ev_to].iter().filter(|e| e.kind == ViewEventKind::Exit).count() as u32;
     f.restarts.crash_loop = f.restarts.last_5m > CRASH_LOOP_RESTARTS
@@ -921,7 +921,8 @@ fn error_features(
     now_ms: u64,
 ) {
     let s = &p.series;
-    if s.requests.is_empty() || s.errors.is_empty() {
+    // no raw samples in reach (a persona whose samples stopped long ago): nothing recent to judge
+    if s.requests.is_empty() || s.errors.is_empty() || raw.is_empty() {
         return;
     }
     let recent_ms = f.windows.recent_ms;

@@ -138,6 +138,10 @@ impl Scenario {
     }
 }
 
+/// Latest time a scenario may name, in seconds from its start (about 31 years): far beyond any
+/// history, and small enough that a time plus any window the brain adds stays in range.
+const MAX_TIME_S: f64 = 1e9;
+
 fn ms(t_s: f64) -> u64 {
     (t_s * 1000.0).round() as u64
 }
@@ -148,6 +152,9 @@ fn times(path: &Path, what: &str, t: &[f64]) -> Result<Vec<u64>, BrainError> {
     }
     if t.iter().any(|v| !v.is_finite() || *v < 0.0) {
         return Err(BrainError::scenario(path, format!("{what}.t holds a negative or non-finite time")));
+    }
+    if t.iter().any(|v| *v > MAX_TIME_S) {
+        return Err(BrainError::scenario(path, format!("{what}.t holds a time past {MAX_TIME_S} s")));
     }
     if t.windows(2).any(|w| w[1] <= w[0]) {
         return Err(BrainError::scenario(path, format!("{what}.t is not strictly increasing")));
@@ -236,7 +243,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         let mut events: Vec<ViewEvent> = p
             .events
             .iter()
-            .filter(|e| e.t.is_finite() && e.t >= 0.0)
+            .filter(|e| e.t.is_finite() && (0.0..=MAX_TIME_S).contains(&e.t))
             .map(|e| ViewEvent::new(ms(e.t), ViewEventKind::parse(&e.kind), &e.detail))
             .collect();
         events.sort_by_key(|e| e.t_ms);
@@ -248,7 +255,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             model: p.model.clone(),
             budget: p.budget.clone(),
             memory_limit_mb: p.limits.as_ref().and_then(|l| l.memory_max_mb).map(|m| m as f32),
-            uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && *u >= 0.0).map(ms),
+            uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && (0.0..=MAX_TIME_S).contains(u)).map(ms),
             phase: Phase::Running,
             series,
             events,
