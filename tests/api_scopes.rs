@@ -111,7 +111,8 @@ async fn a_read_token_scrapes_metrics_and_changes_nothing() {
     let r = reqwest::Client::new().get(node.url("/metrics")).bearer_auth(GRAFANA).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
-    assert!(text.contains("# TYPE mindmesh_host_cpu_percent gauge"), "{text}");
+    assert!(text.contains("# TYPE mindmesh_host_cpu_ratio gauge"), "{text}");
+    assert!(text.contains("# TYPE mindmesh_gateway_request_duration_seconds histogram"), "{text}");
     assert!(text.contains("persona=\"chat\""), "{text}");
 
     for (method, path, body) in api_routes("chat", "test") {

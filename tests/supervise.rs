@@ -346,7 +346,7 @@ async fn cli_reads_take_json_and_actions_work() {
     let client = reqwest::Client::new();
     let metrics =
         client.get(node.url("/metrics")).bearer_auth(node.token()).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("# TYPE mindmesh_host_cpu_percent gauge"), "{metrics}");
+    assert!(metrics.contains("# TYPE mindmesh_host_cpu_ratio gauge"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,6 +24,7 @@
 //! - [`snapshot`]: `NodeSnapshot`, what a node gossips each tick (size-bounded)
 //! - [`mesh_view`]: per node the last snapshot, last-seen and staleness
 //! - [`registry`]: the Raft-replicated desired state and its pure state machine
+//! - [`telemetry`]: cumulative histograms with fixed buckets, for `/metrics`
 //! - [`error`]: the crate's one error type
 //! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden)
 
@@ -48,6 +49,7 @@ pub mod record;
 pub mod registry;
 pub mod snapshot;
 pub mod spec;
+pub mod telemetry;
 pub mod wire;
 
 pub use action::{Action, AnalystKind, Decision};

@@ -34,5 +34,5 @@ pub mod runtime;
 pub mod transport;
 
 pub use error::NetError;
-pub use mesh::{MeshHandle, MeshParams, MeshRole, MeshStart, MeshStatus, NodeProfile, start, start_with};
+pub use mesh::{CommitStats, MeshHandle, MeshParams, MeshRole, MeshStart, MeshStatus, NodeProfile, start, start_with};
 pub use mindmesh_core::registry::NodeId;

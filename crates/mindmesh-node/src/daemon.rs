@@ -229,9 +229,11 @@ impl Node {
         let (host_tx, host_rx) = watch::channel(None);
         let (latest_tx, latest_rx) = watch::channel(Arc::new(Latest::default()));
         let gates = GateTable::default();
+        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
         let recorder = tokio::spawn(
             Recorder::new(store.clone(), reports_rx, seq_tx, host_tx)
                 .with_behaviour(gates.meters())
+                .with_telemetry(telemetry.clone())
                 .with_latest(latest_tx)
                 .run(),
         );
@@ -430,9 +432,12 @@ impl Node {
                 clock: clock.clone(),
                 gossip_interval: Duration::from_millis(config.mesh.gossip_interval_ms),
                 report: report_tx,
+                telemetry: telemetry.clone(),
             }
             .run(loops.clone()),
         );
+        let spawn_watch =
+            tokio::spawn(telemetry.clone().watch_spawns(supervisor.status(), clock.clone(), loops.clone()));
         let log_retention = tokio::spawn(
             LogRetention {
                 mesh: mesh.clone(),
@@ -461,6 +466,7 @@ impl Node {
             control,
             mesh: mesh.clone(),
             brain: report_rx,
+            telemetry: telemetry.clone(),
             forward,
             shutdown: shutdown.clone(),
         };
@@ -570,6 +576,7 @@ impl Node {
                 ("fencing", fence),
                 ("leader", leader),
                 ("log retention", log_retention),
+                ("spawn watch", spawn_watch),
                 ("registration", register),
                 ("stopper", stopper),
                 ("supervisor", supervisor_task),

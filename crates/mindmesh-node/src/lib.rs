@@ -18,6 +18,8 @@
 //!   the API and the gateway
 //! - [`local`]: the local operator's credential (token file, Unix socket) and how the CLI
 //!   finds it
+//! - [`telemetry`]: what `/metrics` counts beyond the gateway and the mesh (restarts by
+//!   reason, spawn-to-ready, the brain's cycles and decisions)
 //! - [`error`]: the crate's one error type
 //! - `fuzzing`: entry points of the fuzz targets and of their corpus replay (hidden; uses
 //!   only the gateway)
@@ -39,6 +41,7 @@ pub mod idle;
 pub mod local;
 pub mod mesh;
 pub mod recorder;
+pub mod telemetry;
 pub mod waker;
 
 pub use daemon::{API_ADDR_FILE, Node};
@@ -48,12 +51,16 @@ pub use error::NodeError;
 /// further down). Kept as data so the layering test and a reader see the same thing.
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("fuzzing", &["gateway"]),
-    ("daemon", &["api", "idle", "mesh", "control", "recorder", "gateway", "waker", "http", "local", "error"]),
-    ("api", &["mesh", "control", "gateway", "http", "local", "error"]),
+    (
+        "daemon",
+        &["api", "idle", "mesh", "control", "recorder", "telemetry", "gateway", "waker", "http", "local", "error"],
+    ),
+    ("api", &["mesh", "control", "telemetry", "gateway", "http", "local", "error"]),
     ("idle", &["control", "gateway"]),
-    ("mesh", &["control", "recorder", "error"]),
+    ("mesh", &["control", "recorder", "telemetry", "error"]),
     ("control", &["gateway", "waker"]),
-    ("recorder", &["gateway"]),
+    ("recorder", &["telemetry", "gateway"]),
+    ("telemetry", &[]),
     ("gateway", &["waker", "http", "error"]),
     ("waker", &[]),
     ("http", &["error"]),

@@ -12,6 +12,7 @@ use mindmesh_supervisor::Report;
 use tokio::sync::{mpsc, watch};
 
 use crate::gateway::Meters;
+use crate::telemetry::Telemetry;
 
 /// Most reports written per batch: bounds one round of work and the size of a transaction.
 const MAX_BATCH: usize = 1024;
@@ -24,6 +25,7 @@ pub struct Recorder {
     /// The gateway's measurements, merged into each tick's samples before they are stored.
     behaviour: Option<Meters>,
     latest: watch::Sender<Arc<Latest>>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// The last tick's full samples (OS and gateway figures) and each persona's last reported
@@ -42,12 +44,26 @@ impl Recorder {
         last_event_seq: watch::Sender<u64>,
         host: watch::Sender<Option<HostSample>>,
     ) -> Self {
-        Recorder { store, reports, last_event_seq, host, behaviour: None, latest: watch::channel(Arc::default()).0 }
+        Recorder {
+            store,
+            reports,
+            last_event_seq,
+            host,
+            behaviour: None,
+            latest: watch::channel(Arc::default()).0,
+            telemetry: None,
+        }
     }
 
     /// Publish each tick's full samples here.
     pub fn with_latest(mut self, latest: watch::Sender<Arc<Latest>>) -> Self {
         self.latest = latest;
+        self
+    }
+
+    /// Count events (restarts by reason, crash loops, kinds) for `/metrics`.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -91,6 +107,9 @@ impl Recorder {
                     removed.push(name);
                 }
                 Report::Event(e) => {
+                    if let Some(t) = &self.telemetry {
+                        t.event(&e);
+                    }
                     if matches!(e.kind, EventKind::Error | EventKind::Exit | EventKind::LimitHit | EventKind::CrashLoop)
                         || (e.kind == EventKind::HealthChange && e.detail.ends_with("unhealthy"))
                     {

@@ -226,7 +226,31 @@ pub async fn start_with<T: Transport, S: RaftStore>(
         cancel,
         listen_addrs: Arc::new(listen_addrs),
         lease: lease_rx,
+        commits: Arc::new(CommitStats::default()),
     })
+}
+
+/// How this node's proposals fared, for `/metrics`: counted by outcome, and the time the
+/// committed ones took (forwarding to the leader and retries through elections included).
+#[derive(Debug)]
+pub struct CommitStats {
+    pub duration: mindmesh_core::telemetry::Histogram,
+    pub committed: std::sync::atomic::AtomicU64,
+    /// Refused by the registry's rules (a valid answer, not a fault of the mesh).
+    pub rejected: std::sync::atomic::AtomicU64,
+    /// No leader within the timeout, busy, shut down.
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            duration: mindmesh_core::telemetry::Histogram::new(mindmesh_core::telemetry::COMMIT_S),
+            committed: Default::default(),
+            rejected: Default::default(),
+            failed: Default::default(),
+        }
+    }
 }
 
 /// How the node talks to its mesh. Cheap to clone.
@@ -240,6 +264,7 @@ pub struct MeshHandle {
     cancel: CancellationToken,
     listen_addrs: Arc<Vec<String>>,
     lease: watch::Receiver<Lease>,
+    commits: Arc<CommitStats>,
 }
 
 impl std::fmt::Debug for MeshHandle {
@@ -293,9 +318,32 @@ impl MeshHandle {
     /// through elections within `propose_timeout_ms`). A command the registry refuses is
     /// `NetError::Rejected`.
     pub async fn propose(&self, command: Command) -> Result<Outcome, NetError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let began = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
-        self.send(actor::MeshCommand::Propose { command, reply }).await?;
-        rx.await.map_err(|_| NetError::Shutdown)?
+        let sent = self.send(actor::MeshCommand::Propose { command, reply }).await;
+        let result = match sent {
+            Ok(()) => rx.await.map_err(|_| NetError::Shutdown).and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => {
+                self.commits.duration.observe(began.elapsed());
+                self.commits.committed.fetch_add(1, Relaxed);
+            }
+            Err(NetError::Rejected(_)) => {
+                self.commits.rejected.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                self.commits.failed.fetch_add(1, Relaxed);
+            }
+        }
+        result
+    }
+
+    /// How this node's proposals fared so far.
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.commits
     }
 
     /// Gossip this node's snapshot. The mesh fills in `node_id`, `incarnation` and `seq`.

@@ -49,6 +49,8 @@ pub struct ApiState {
     pub mesh: MeshHandle,
     /// The leader's last analysis (this node's, when it leads).
     pub brain: watch::Receiver<Option<Arc<mindmesh_brain::CycleReport>>>,
+    /// Counters and histograms of the node, the brain and the supervisor's events.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub forward: forward::Forwarder,
     /// Cancelled to stop the node (after it leaves the mesh).
     pub shutdown: tokio_util::sync::CancellationToken,

@@ -23,7 +23,9 @@ pub struct Record {
     gate: Arc<Gate>,
     clock: Arc<dyn Clock>,
     arrived: Instant,
+    /// To the first byte of the answer's body.
     ttft: Option<Duration>,
+    stream: bool,
     tokens_out: u64,
     done: bool,
 }
@@ -31,7 +33,7 @@ pub struct Record {
 impl Record {
     pub fn begin(gate: Arc<Gate>, clock: Arc<dyn Clock>, arrived: Instant) -> Self {
         gate.meter.begin(clock.now_ms());
-        Record { gate, clock, arrived, ttft: None, tokens_out: 0, done: false }
+        Record { gate, clock, arrived, ttft: None, stream: false, tokens_out: 0, done: false }
     }
 
     pub fn gate(&self) -> &Arc<Gate> {
@@ -52,6 +54,7 @@ impl Record {
         let o = Outcome {
             latency: (answered && error.is_none()).then(|| self.arrived.elapsed()),
             ttft: self.ttft,
+            stream: self.stream,
             tokens_out: self.tokens_out,
             error,
         };
@@ -87,6 +90,8 @@ impl MeteredBody {
         limit_ms: u64,
         sse: bool,
     ) -> Self {
+        let mut record = record;
+        record.stream = sse;
         MeteredBody {
             inner,
             permit: Some(permit),
@@ -131,7 +136,9 @@ impl Body for MeteredBody {
                 if let Some(data) = frame.data_ref()
                     && !data.is_empty()
                 {
-                    if this.sse && this.record.ttft.is_none() {
+                    // every answer's first byte: a plain answer's is (nearly) its last, which
+                    // is what its caller waits for before seeing any token
+                    if this.record.ttft.is_none() {
                         this.record.ttft = Some(this.record.arrived.elapsed());
                     }
                     this.scan.scan(data, this.sse);

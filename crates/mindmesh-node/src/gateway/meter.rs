@@ -1,12 +1,14 @@
 //! What the gateway measures of each persona, lock-free: every request adds to atomic counters
 //! and log-scaled histograms; once per metrics tick the recorder swaps the interval's figures
 //! out into the persona's [`PersonaSample`]. Live figures (in flight, idle, burst) are read by
-//! the API at any time.
+//! the API at any time. Beside them, [`Cumulative`] keeps what `/metrics` shows: counters and
+//! fixed-bucket histograms that never reset, so Prometheus can rate them over any window.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mindmesh_core::metrics::{ErrorKind, PersonaSample};
+use mindmesh_core::telemetry::{self, HistogramSnapshot};
 
 /// Sub-buckets per power of two: a bucket spans at most 1/16 of its values, so a percentile
 /// read from a bucket's middle is within about 3 % of the truth.
@@ -103,6 +105,56 @@ fn kind_slot(kind: ErrorKind) -> Option<usize> {
     KINDS.iter().position(|k| *k == kind)
 }
 
+/// The error kinds `/metrics` counts: the kinds above and all upstream 4xx codes as one, so the
+/// label takes at most nine values whatever the personas answer.
+pub const KIND_LABELS: [&str; KINDS.len() + 1] = [
+    "timeout",
+    "upstream_5xx",
+    "connection_refused",
+    "auth",
+    "quota",
+    "context_length",
+    "rejected",
+    "other",
+    "upstream_4xx",
+];
+
+/// What `/metrics` shows of a persona's traffic: since the gateway made its gate, never reset.
+pub struct Cumulative {
+    /// By `[non-streamed, streamed]`: two different distributions (a stream's answer ends with
+    /// its last token, a plain answer's with all of them).
+    latency: [telemetry::Histogram; 2],
+    ttft: [telemetry::Histogram; 2],
+    queue_wait: telemetry::Histogram,
+    tokens_out: AtomicU64,
+    /// By [`KIND_LABELS`].
+    errors: [AtomicU64; KIND_LABELS.len()],
+}
+
+impl Default for Cumulative {
+    fn default() -> Self {
+        let h = telemetry::Histogram::new;
+        Cumulative {
+            latency: [h(telemetry::LLM_LATENCY_S), h(telemetry::LLM_LATENCY_S)],
+            ttft: [h(telemetry::TTFT_S), h(telemetry::TTFT_S)],
+            queue_wait: h(telemetry::QUEUE_WAIT_S),
+            tokens_out: AtomicU64::new(0),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// [`Cumulative`] read at one moment.
+pub struct CumulativeSnapshot {
+    /// `[non-streamed, streamed]`.
+    pub latency: [HistogramSnapshot; 2],
+    pub ttft: [HistogramSnapshot; 2],
+    pub queue_wait: HistogramSnapshot,
+    pub tokens_out_total: u64,
+    /// Counts by [`KIND_LABELS`].
+    pub errors_total: [u64; KIND_LABELS.len()],
+}
+
 /// A counter per upstream 4xx code.
 struct Codes4xx([AtomicU32; 100]);
 
@@ -131,6 +183,7 @@ pub struct Meter {
     last_activity_ms: AtomicU64,
     requests_total: AtomicU64,
     errors_total: AtomicU64,
+    cumulative: Cumulative,
 }
 
 /// How one request ended, as the gateway saw it.
@@ -138,8 +191,10 @@ pub struct Meter {
 pub struct Outcome {
     /// Arrival to the last byte; none when the caller left before the answer ended.
     pub latency: Option<Duration>,
-    /// Arrival to the first byte of a streamed answer.
+    /// Arrival to the first byte of the answer's body (of a plain answer: all of it).
     pub ttft: Option<Duration>,
+    /// Streamed (SSE): only streams' first bytes count in the stored TTFT percentiles.
+    pub stream: bool,
     pub tokens_out: u64,
     pub error: Option<ErrorKind>,
 }
@@ -177,26 +232,50 @@ impl Meter {
             match kind {
                 ErrorKind::Upstream4xx(code @ 400..=499) => {
                     self.codes_4xx.0[usize::from(code - 400)].fetch_add(1, Ordering::Relaxed);
+                    self.cumulative.errors[KINDS.len()].fetch_add(1, Ordering::Relaxed);
                 }
                 k => {
                     let slot = kind_slot(k).unwrap_or(KINDS.len() - 1);
                     self.kinds[slot].fetch_add(1, Ordering::Relaxed);
+                    self.cumulative.errors[slot].fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
+        let stream = usize::from(o.stream);
         if let Some(d) = o.latency {
             self.latency.record(d);
+            self.cumulative.latency[stream].observe(d);
         }
         if let Some(d) = o.ttft {
-            self.ttft.record(d);
+            if o.stream {
+                self.ttft.record(d);
+            }
+            self.cumulative.ttft[stream].observe(d);
         }
         if o.tokens_out > 0 {
             self.tokens_out.fetch_add(o.tokens_out, Ordering::Relaxed);
+            self.cumulative.tokens_out.fetch_add(o.tokens_out, Ordering::Relaxed);
         }
         self.last_activity_ms.store(now_ms, Ordering::Relaxed);
         if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             let since = self.busy_since_ms.load(Ordering::Relaxed);
             self.last_burst_ms.store(now_ms.saturating_sub(since), Ordering::Relaxed);
+        }
+    }
+
+    /// An admitted request waited this long for its slot (0 when one was free at once).
+    pub fn queue_wait(&self, d: Duration) {
+        self.cumulative.queue_wait.observe(d);
+    }
+
+    pub fn cumulative(&self) -> CumulativeSnapshot {
+        let c = &self.cumulative;
+        CumulativeSnapshot {
+            latency: [c.latency[0].snapshot(), c.latency[1].snapshot()],
+            ttft: [c.ttft[0].snapshot(), c.ttft[1].snapshot()],
+            queue_wait: c.queue_wait.snapshot(),
+            tokens_out_total: c.tokens_out.load(Ordering::Relaxed),
+            errors_total: std::array::from_fn(|i| c.errors[i].load(Ordering::Relaxed)),
         }
     }
 
@@ -315,6 +394,26 @@ mod tests {
         assert_eq!(live.idle_ms, Some(499));
         let mut again = PersonaSample::default();
         assert!(!m.take_interval(&mut again), "an interval starts empty");
+        let c = m.cumulative();
+        assert_eq!(c.latency[0].count(), 3, "what /metrics shows is not taken by an interval");
+        assert_eq!(c.tokens_out_total, 15);
+        let by_kind: Vec<(&str, u64)> =
+            KIND_LABELS.iter().copied().zip(c.errors_total).filter(|(_, n)| *n > 0).collect();
+        assert_eq!(by_kind, vec![("timeout", 1), ("quota", 1), ("upstream_4xx", 2)]);
+    }
+
+    #[test]
+    fn first_bytes_of_plain_answers_count_in_metrics_but_not_in_stored_ttft() {
+        let m = Meter::default();
+        let d = Some(Duration::from_millis(40));
+        for stream in [false, true] {
+            m.begin(1);
+            m.end(2, &Outcome { latency: d, ttft: d, stream, ..Default::default() });
+        }
+        assert_eq!(m.ttft.take().total(), 1, "the stored TTFT is the streams'");
+        let c = m.cumulative();
+        assert_eq!([c.ttft[0].count(), c.ttft[1].count()], [1, 1]);
+        assert_eq!([c.latency[0].count(), c.latency[1].count()], [1, 1]);
     }
 
     #[test]

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admission::Refusal;
 pub use gate::DrainGuard;
-pub use meter::Live;
+pub use meter::{CumulativeSnapshot, KIND_LABELS, Live};
 pub use routing::{Route, route};
 
 use admission::{Admission, Command};
@@ -209,12 +209,20 @@ impl Gateway {
         if shared.queued.load(std::sync::atomic::Ordering::SeqCst) == 0
             && let Some(p) = gate::admit(gate, shared, &self.inner.status, gate::Rank::Fresh)
         {
+            gate.meter.queue_wait(Duration::ZERO);
             return Ok(p);
         }
+        let queued = Instant::now();
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Enqueue { persona: Arc::clone(&gate.name), arrived, reply };
         self.inner.commands.send(cmd).await.map_err(|_| Refusal::ShuttingDown)?;
-        rx.await.unwrap_or(Err(Refusal::ShuttingDown))
+        let admitted = rx.await.unwrap_or(Err(Refusal::ShuttingDown));
+        // admitted requests only: a refusal is counted as an error, its wait would blur the
+        // wait of those served
+        if admitted.is_ok() {
+            gate.meter.queue_wait(queued.elapsed());
+        }
+        admitted
     }
 
     /// Stop sending requests to `name` and wait (at most `timeout`) for those in flight; the
@@ -238,6 +246,14 @@ impl Gateway {
         let gates = self.inner.gates.borrow();
         let g = gates.get(name)?;
         Some(Traffic { queue_depth: g.queued(), in_flight: g.in_flight(), live: g.meter.live(now_ms) })
+    }
+
+    /// Every persona's counters and histograms since its gate was made, for `/metrics`.
+    pub fn cumulative(&self) -> Vec<(Arc<str>, CumulativeSnapshot)> {
+        let gates = self.inner.gates.borrow().clone();
+        let mut all: Vec<_> = gates.values().map(|g| (Arc::clone(&g.name), g.meter.cumulative())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Every persona's traffic (for `/metrics` and idle hibernation).

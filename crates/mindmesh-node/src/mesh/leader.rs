@@ -30,6 +30,8 @@ pub struct Leader {
     pub gossip_interval: Duration,
     /// The last cycle's report, for `status` and the API.
     pub report: watch::Sender<Option<Arc<CycleReport>>>,
+    /// Cycles, decisions and LLM calls, for `/metrics`.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Leader {
@@ -74,10 +76,12 @@ impl Leader {
                     }
                     // an LLM call can take its whole timeout (a stuck model server): a
                     // stopping node drops it rather than wait
+                    let began = std::time::Instant::now();
                     let report = tokio::select! {
                         _ = stop.cancelled() => break,
                         report = brain.analyse(history.view(), now) => report,
                     };
+                    self.telemetry.brain.cycle(&report, began.elapsed());
                     if let Some(f) = &report.fallback {
                         tracing::warn!(reason = %f.reason, "the LLM analyst fell back to the built-in one this cycle");
                     }
