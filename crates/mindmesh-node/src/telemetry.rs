@@ -119,37 +119,31 @@ impl Telemetry {
         self.spawn_ready.snapshot()
     }
 
-    /// Watch the status table: a persona seen spawned (starting, with a process) and later
-    /// running under the same spawn counts the time in between. Adopted processes (found
-    /// running) count nothing: their start was another run's.
+    /// Watch the status table: a persona seen running under a spawn not counted yet counts the
+    /// time since its process started. The watch keeps only the latest table, so a short
+    /// `starting` may never be seen; the spawn id is what tells a new process. Processes
+    /// started before this watch (adopted from an earlier run of the node) count nothing.
     pub async fn watch_spawns(
         self: Arc<Self>,
         mut status: watch::Receiver<StatusTable>,
         clock: Arc<dyn Clock>,
         cancel: CancellationToken,
     ) {
-        let mut starting: HashMap<String, u64> = HashMap::new();
+        let since_ms = clock.now_ms();
+        let mut counted: HashMap<String, u64> = HashMap::new();
         loop {
             let table = status.borrow_and_update().clone();
             let now_ms = clock.now_ms();
             for s in table.values() {
-                match s.phase {
-                    Phase::Starting if s.pid.is_some() => {
-                        starting.insert(s.name.clone(), s.spawn_id);
-                    }
-                    Phase::Running => {
-                        if starting.remove(&s.name) == Some(s.spawn_id)
-                            && let Some(at) = s.started_at_ms
-                        {
-                            self.spawn_ready.observe(Duration::from_millis(now_ms.saturating_sub(at)));
-                        }
-                    }
-                    _ => {
-                        starting.remove(&s.name);
-                    }
+                if s.phase != Phase::Running || counted.get(&s.name) == Some(&s.spawn_id) {
+                    continue;
+                }
+                counted.insert(s.name.clone(), s.spawn_id);
+                if let Some(at) = s.started_at_ms.filter(|&at| at >= since_ms) {
+                    self.spawn_ready.observe(Duration::from_millis(now_ms.saturating_sub(at)));
                 }
             }
-            starting.retain(|n, _| table.contains_key(n));
+            counted.retain(|n, _| table.contains_key(n));
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = status.changed() => if changed.is_err() { return },

@@ -199,6 +199,9 @@ pub async fn prometheus(State(st): State<ApiState>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], m.out)
 }
 
+/// Longest wait for the mesh actor's view of the members during a scrape.
+const MESH_VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The mesh as this node sees it.
 async fn mesh(st: &ApiState, m: &mut Text) {
     let status = st.mesh.status();
@@ -235,12 +238,15 @@ async fn mesh(st: &ApiState, m: &mut Text) {
         .map_or(0.0, |u| u.saturating_duration_since(tokio::time::Instant::now()).as_secs_f64());
     m.family("mindmesh_mesh_lease_remaining_seconds", "gauge", "Time left on this node's lease (0 when not held)");
     m.sample("mindmesh_mesh_lease_remaining_seconds", &[], left);
-    let rows = st.mesh.mesh_view().await.unwrap_or_default();
-    let healthy = reg.nodes.keys().filter(|id| rows.iter().any(|r| r.node_id == **id && !r.stale)).count();
     m.family("mindmesh_mesh_members", "gauge", "Nodes in the registry");
     m.sample("mindmesh_mesh_members", &[], reg.nodes.len() as f64);
-    m.family("mindmesh_mesh_members_healthy", "gauge", "Nodes in the registry whose gossip is fresh");
-    m.sample("mindmesh_mesh_members_healthy", &[], healthy as f64);
+    // a round trip to the mesh actor: a scrape must not hang on a stalled mesh, so a late
+    // answer leaves the sample out (the other mesh figures are watches, read at once)
+    if let Ok(Ok(rows)) = tokio::time::timeout(MESH_VIEW_TIMEOUT, st.mesh.mesh_view()).await {
+        let healthy = reg.nodes.keys().filter(|id| rows.iter().any(|r| r.node_id == **id && !r.stale)).count();
+        m.family("mindmesh_mesh_members_healthy", "gauge", "Nodes in the registry whose gossip is fresh");
+        m.sample("mindmesh_mesh_members_healthy", &[], healthy as f64);
+    }
     m.family("mindmesh_mesh_connected_peers", "gauge", "Mesh peers connected to this node");
     m.sample("mindmesh_mesh_connected_peers", &[], status.connected_peers as f64);
     if let Some(i) = status.last_applied_index {
