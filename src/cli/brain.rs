@@ -46,9 +46,10 @@ impl AnalystArg {
 
 #[derive(Debug, Subcommand)]
 pub enum BrainCommand {
-    /// Run an analyst over every scenario in DIR and score its decisions.
+    /// Run an analyst over every scenario in DIR and score its decisions (an unlabelled one,
+    /// such as a snapshot, is replayed and shown, not scored).
     Eval {
-        /// Directory of `*.json` scenarios (format mindmesh-scenario/1).
+        /// Directory of `*.json` scenarios (format mindmesh-scenario/1), or one such file.
         dir: PathBuf,
         /// Which analyst decides; the naive baseline is always scored beside it.
         #[arg(long, value_enum, default_value = "builtin")]
@@ -71,6 +72,15 @@ pub enum BrainCommand {
         #[arg(long)]
         max_disruptive_fp: Option<usize>,
     },
+    /// Export the leader's live view (nodes, personas, series, events, budgets) as an
+    /// unlabelled scenario that `brain explain` and `brain eval` replay.
+    Snapshot {
+        #[command(flatten)]
+        api: super::client::ApiArgs,
+        /// Write it to this file (replaced) rather than to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Show what the built-in analyst sees and decides in one scenario: features, anomalies,
     /// health and the expected actions.
     Explain {
@@ -91,7 +101,36 @@ pub async fn run(cmd: BrainCommand) -> anyhow::Result<ExitCode> {
             eval_cmd(&dir, analyst, json, config.as_deref(), report.as_deref(), min_accuracy, max_disruptive_fp).await
         }
         BrainCommand::Explain { file, json, config } => explain_cmd(&file, json, config.as_deref()).await,
+        BrainCommand::Snapshot { api, out } => snapshot_cmd(&api, out.as_deref()).await,
     }
+}
+
+impl BrainCommand {
+    /// The node API arguments, for the commands that talk to a node.
+    pub fn api_args(&mut self) -> Option<&mut super::client::ApiArgs> {
+        match self {
+            BrainCommand::Snapshot { api, .. } => Some(api),
+            _ => None,
+        }
+    }
+}
+
+async fn snapshot_cmd(api: &super::client::ApiArgs, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let client = super::client::Client::new(api)?;
+    let file: serde_json::Value = client.get("/api/v1/brain/snapshot").await?;
+    let text = serde_json::to_string(&file)?;
+    match out {
+        Some(path) => {
+            // whole or not at all: a replay never reads half a file
+            let tmp = path.with_extension("json.partial");
+            std::fs::write(&tmp, format!("{text}\n")).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            let personas = file["personas"].as_array().map_or(0, Vec::len);
+            eprintln!("wrote {} ({personas} personas); replay: mindmesh brain eval {0}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn brain_config(path: Option<&Path>) -> anyhow::Result<BrainConfig> {
@@ -107,7 +146,13 @@ fn brain_config(path: Option<&Path>) -> anyhow::Result<BrainConfig> {
 }
 
 fn load(dir: &Path) -> Result<Vec<Scenario>, ExitCode> {
-    match scenario::load_dir(dir) {
+    // one file (a snapshot to replay) or a directory of them
+    let loaded = if dir.is_file() {
+        scenario::load_file(dir).map(|s| vec![s]).map_err(|e| vec![e])
+    } else {
+        scenario::load_dir(dir)
+    };
+    match loaded {
         Ok(s) => Ok(s),
         Err(errors) => {
             for e in &errors {
@@ -260,7 +305,9 @@ fn print_scenario(
             }
             None => ("(none)", "-".into(), 0.0, ""),
         };
-        let result = if j.correct {
+        let result = if !j.labelled {
+            "-"
+        } else if j.correct {
             "ok"
         } else if j.disruptive_fp {
             "FP!"
@@ -386,8 +433,10 @@ async fn explain_cmd(file: &Path, json: bool, config: Option<&Path>) -> anyhow::
     writeln!(out, "mesh: {:?}", r.mesh)?;
     let features = r.features.as_ref().map(|f| &f.personas);
     for (i, d) in r.decisions.iter().enumerate() {
-        let e = &s.expect[&d.persona];
-        writeln!(out, "\n-- {} => {} (expected {:?}: {})", d.persona, d.action, e.accept, e.why)?;
+        match s.expect.get(&d.persona) {
+            Some(e) => writeln!(out, "\n-- {} => {} (expected {:?}: {})", d.persona, d.action, e.accept, e.why)?,
+            None => writeln!(out, "\n-- {} => {} (unlabelled)", d.persona, d.action)?,
+        }
         writeln!(out, "   reason: {}", d.reason)?;
         for a in &r.health[i].anomalies {
             writeln!(out, "   anomaly {} ({}): {}", a.kind.as_str(), a.severity.as_str(), a.description)?;

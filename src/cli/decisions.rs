@@ -78,8 +78,13 @@ fn print_decision(d: &DecisionView, json: bool) -> anyhow::Result<()> {
         Some(t) => format!("{} {t}", d.action),
         None => d.action.clone(),
     };
+    // an unchanged watch is one line: how many cycles said it, and when the last did
+    let repeated = match d.last_seen_ms {
+        Some(t) if d.count > 1 => format!(" [{}x, last {}]", d.count, when::ago(t, when::now_ms())),
+        _ => String::new(),
+    };
     println!(
-        "{:>6}  {:<19}  {:<10} {:<20} {:<11} {:<8} {:<5.2} {:<22} {}",
+        "{:>6}  {:<19}  {:<10} {:<20} {:<11} {:<8} {:<5.2} {:<22} {}{repeated}",
         d.seq,
         when::local(d.decided_at_ms),
         when::ago(d.decided_at_ms, when::now_ms()),

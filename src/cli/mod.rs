@@ -11,6 +11,7 @@ mod brain;
 pub mod client;
 mod config;
 mod decisions;
+mod demo;
 mod docs;
 pub mod duration;
 mod events;
@@ -70,9 +71,12 @@ enum Command {
     Store(store::StoreCommand),
     /// The deterministic simulation of a mesh (seeded faults, invariants checked each step).
     Sim(mindmesh_sim::cli::SimArgs),
-    /// The brain: evaluate analysts on decision scenarios.
+    /// The brain: evaluate analysts on decision scenarios, replay a live moment.
     #[command(subcommand)]
     Brain(brain::BrainCommand),
+    /// The demo's helpers: `demo traffic` sends the requests the demo personas need.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
     /// Run the demo persona: an OpenAI-compatible server with scriptable misbehaviour
     /// (`mindmesh demo-persona --help` lists its flags).
     #[command(disable_help_flag = true)]
@@ -103,6 +107,8 @@ impl Command {
             Command::Logs(l) => Some(&mut l.api),
             Command::Decisions(d) => Some(&mut d.api),
             Command::Node(n) => n.api_args(),
+            Command::Brain(b) => b.api_args(),
+            Command::Demo(d) => d.api_args(),
             _ => None,
         }
     }
@@ -146,6 +152,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(args) => events::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Brain(cmd) => brain::run(cmd).await,
+        Command::Demo(cmd) => demo::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::FenceGuard(args) => Ok(tokio::task::spawn_blocking(move || node::guard(args)).await?),
         // normally intercepted in main() before a runtime exists; this path keeps it working

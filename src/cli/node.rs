@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
@@ -223,6 +224,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     raise_fd_limit();
     ignore_sigxfsz();
     let config = load_config(&args)?;
+    let stop_bound = stop_bound(&config);
     let shutdown = CancellationToken::new();
     let exe = std::env::current_exe().ok();
     let mut deps = mindmesh_node::daemon::NodeDeps::os(&config, Arc::new(SystemClock), exe)?;
@@ -242,7 +244,13 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         _ = shutdown.cancelled() => tracing::info!("the node stopped itself; exiting"),
     }
     shutdown.cancel();
-    node.wait().await;
+    if tokio::time::timeout(stop_bound, node.wait()).await.is_err() {
+        tracing::error!(
+            bound_ms = stop_bound.as_millis() as u64,
+            "the node did not stop within its bound; exiting without finishing (the log's last \"stopped task\" lines say where it hung; personas still running are adopted at the next start)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     // a node stopped by its store's failure exits non-zero: a service manager restarts it
     // into the refusal or the check it needs, and nobody mistakes it for a clean stop
     if let Some(e) = store_failure.error() {
@@ -261,6 +269,19 @@ fn ignore_sigxfsz() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
+
+/// The longest a stop may take: the API's grace for requests under way, the gateway's drain,
+/// each persona's stop grace (they stop at once, side by side) and a margin. A backstop, not
+/// the plan — each part is bounded on its own — so that a part that hangs anyway (it did: a
+/// queue kept open by the node itself) cannot hold the process until a service manager
+/// SIGKILLs it without a word.
+fn stop_bound(config: &NodeConfig) -> Duration {
+    let parts_ms = [config.api.shutdown_grace_ms, config.gateway.drain_timeout_ms, config.supervisor.stop_grace_ms];
+    Duration::from_millis(parts_ms.iter().fold(0u64, |a, b| a.saturating_add(*b))).saturating_add(STOP_MARGIN)
+}
+
+/// What a stop may take beyond its configured parts: the store's close, the mesh's goodbye.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
 
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};

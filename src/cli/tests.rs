@@ -58,9 +58,11 @@ fn the_node_api_flags_are_only_where_a_node_is_asked() {
             "mindmesh status",
             "mindmesh events",
             "mindmesh decisions",
+            "mindmesh logs",
             "mindmesh node leave",
             "mindmesh node drain",
-            "mindmesh logs",
+            "mindmesh brain snapshot",
+            "mindmesh demo traffic",
         ]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p} ")))

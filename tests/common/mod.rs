@@ -130,18 +130,50 @@ impl TestNode {
 
     /// (Re)start the node process with `env` added to its environment.
     pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
+        self.spawn_limited(env, None);
+    }
+
+    /// A node like [`TestNode::start`] whose process (and so its personas and fence guard)
+    /// may open at most `max_open_files` descriptors (`RLIMIT_NOFILE`, soft and hard).
+    pub fn start_with_fd_limit(extra: &str, max_open_files: u64) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("node.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}",
+                data.display()
+            ),
+        )
+        .expect("write config");
+        let mut node = TestNode { dir, child: None, api: String::new(), config };
+        node.spawn_limited(&[], Some(max_open_files));
+        node
+    }
+
+    /// (Re)start the node process with `env` added, under an open-file limit if given.
+    pub fn spawn_limited(&mut self, env: &[(&str, &str)], max_open_files: Option<u64>) {
         let addr_file = self.data_dir().join("api.addr");
         let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("node.log")).unwrap();
-        let child = Command::new(MINDMESH)
-            .args(["node", "start", "--config"])
+        let mut cmd = Command::new(MINDMESH);
+        cmd.args(["node", "start", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn mindmesh");
+            .stderr(Stdio::from(log));
+        if let Some(n) = max_open_files {
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn mindmesh");
         self.child = Some(child);
         let addr = wait_for(Duration::from_secs(30), || std::fs::read_to_string(&addr_file).ok())
             .unwrap_or_else(|| panic!("node did not start; log:\n{}", self.log()));

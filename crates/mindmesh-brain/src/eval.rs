@@ -20,6 +20,8 @@ pub struct Judged {
     pub persona: String,
     pub decision: Option<Decision>,
     pub accept: Vec<Action>,
+    /// False in an unlabelled scenario (a live snapshot): shown, not scored.
+    pub labelled: bool,
     pub correct: bool,
     pub disruptive_fp: bool,
     pub missed: bool,
@@ -31,17 +33,18 @@ pub fn judge(scenario: &Scenario, decisions: &[Decision]) -> Vec<Judged> {
         .personas
         .iter()
         .map(|p| {
-            let e = &scenario.expect[&p.id];
+            let e = scenario.expect.get(&p.id);
             let d = decisions.iter().find(|d| d.persona == p.id).cloned();
-            let (correct, disruptive_fp, missed) = match &d {
-                None => (false, false, false),
-                Some(d) => score_one(d, e, &p.node, scenario),
+            let (correct, disruptive_fp, missed) = match (&d, e) {
+                (Some(d), Some(e)) => score_one(d, e, &p.node, scenario),
+                _ => (false, false, false),
             };
             Judged {
                 scenario: scenario.name.clone(),
                 persona: p.id.clone(),
                 decision: d,
-                accept: e.accept.clone(),
+                accept: e.map(|e| e.accept.clone()).unwrap_or_default(),
+                labelled: e.is_some(),
                 correct,
                 disruptive_fp,
                 missed,
@@ -96,8 +99,8 @@ pub struct Summary {
 }
 
 pub fn summarize(judged: &[Judged]) -> Summary {
-    let mut s = Summary { personas: judged.len(), ..Default::default() };
-    for j in judged {
+    let mut s = Summary { personas: judged.iter().filter(|j| j.labelled).count(), ..Default::default() };
+    for j in judged.iter().filter(|j| j.labelled) {
         s.correct += usize::from(j.correct);
         s.disruptive_false_positives += usize::from(j.disruptive_fp);
         s.missed += usize::from(j.missed);

@@ -6,18 +6,19 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use mindmesh_core::metrics::ErrorKind;
 use mindmesh_core::spec::Limits;
 use mindmesh_core::{Action, Budget, Importance, PersonaKind, Phase};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::BrainError;
-use crate::view::{HostSeries, MeshView, NodeView, PersonaSeries, PersonaView, ViewEvent, ViewEventKind};
+use crate::view::{HostSeries, KindCount, MeshView, NodeView, PersonaSeries, PersonaView, ViewEvent, ViewEventKind};
 
 pub const FORMAT: &str = "mindmesh-scenario/1";
 /// Largest scenario file read.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct FileScenario {
     format: String,
     name: String,
@@ -26,10 +27,13 @@ struct FileScenario {
     interval_s: f64,
     nodes: Vec<FileNode>,
     personas: Vec<FilePersona>,
+    /// Absent in an unlabelled file (a live moment from `mindmesh brain snapshot`): its
+    /// decisions are shown, not scored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     expect: BTreeMap<String, FileExpect>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct FileNode {
     id: String,
     cpu_cores: u32,
@@ -37,14 +41,14 @@ struct FileNode {
     series: FileNodeSeries,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct FileNodeSeries {
     t: Vec<f64>,
     cpu_percent: Vec<Option<f64>>,
     memory_used_mb: Vec<Option<f64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct FilePersona {
     id: String,
     node: String,
@@ -52,54 +56,76 @@ struct FilePersona {
     importance: Importance,
     #[serde(default)]
     kind: PersonaKind,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     uptime_s_at_start: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     budget: Option<Budget>,
     /// Hard limits (`memory_max_mb`: crossing it kills the process).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     limits: Option<Limits>,
+    /// The observed phase (a live moment: a hibernating persona); running when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase: Option<Phase>,
     series: FilePersonaSeries,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     events: Vec<FileEvent>,
+    /// Errors by kind as the gateway classified them (a live moment), sparse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    error_kinds: Vec<FileKindCount>,
+    /// Disruptive decisions and throttles already committed (a live moment), for the cooldown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    recent_actions: Vec<FileAction>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
+struct FileKindCount {
+    t: f64,
+    kind: ErrorKind,
+    count: u32,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct FileAction {
+    t: f64,
+    action: Action,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 struct FilePersonaSeries {
     t: Vec<f64>,
     memory_mb: Vec<Option<f64>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     cpu_percent: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     requests: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_p50_ms: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_p95_ms: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_p99_ms: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     queue_depth: Option<Vec<Option<f64>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     restarts: Option<Vec<Option<f64>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct FileEvent {
     t: f64,
     kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     detail: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct FileExpect {
     accept: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     migrate_to: Option<Vec<String>>,
     #[serde(default)]
     why: String,
@@ -122,7 +148,7 @@ pub struct Scenario {
     /// The last sample time: the scenario is judged as of it.
     pub end_ms: u64,
     pub view: MeshView,
-    /// By persona id; one for every persona.
+    /// By persona id; one for every persona, or none at all in an unlabelled scenario.
     pub expect: BTreeMap<String, Expectation>,
 }
 
@@ -247,6 +273,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             .map(|e| ViewEvent::new(ms(e.t), ViewEventKind::parse(&e.kind), &e.detail))
             .collect();
         events.sort_by_key(|e| e.t_ms);
+        let mut kinds: Vec<KindCount> = p
+            .error_kinds
+            .iter()
+            .filter(|k| k.t.is_finite() && (0.0..=MAX_TIME_S).contains(&k.t))
+            .map(|k| KindCount { t_ms: ms(k.t), kind: k.kind, count: k.count })
+            .collect();
+        kinds.sort_by_key(|k| k.t_ms);
+        series.error_kinds = kinds;
+        let mut recent_actions: Vec<(u64, Action)> = p
+            .recent_actions
+            .iter()
+            .filter(|a| a.t.is_finite() && (0.0..=MAX_TIME_S).contains(&a.t))
+            .map(|a| (ms(a.t), a.action))
+            .collect();
+        recent_actions.sort_by_key(|a| a.0);
         personas.push(PersonaView {
             id: p.id.clone(),
             node: p.node.clone(),
@@ -256,10 +297,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             budget: p.budget.clone(),
             memory_limit_mb: p.limits.as_ref().and_then(|l| l.memory_max_mb).map(|m| m as f32),
             uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && (0.0..=MAX_TIME_S).contains(u)).map(ms),
-            phase: Phase::Running,
+            phase: p.phase.unwrap_or(Phase::Running),
             series,
             events,
-            recent_actions: Vec::new(),
+            recent_actions,
         });
     }
     let mut expect = BTreeMap::new();
@@ -284,7 +325,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         }
         expect.insert(id.clone(), Expectation { accept, migrate_to: e.migrate_to.clone(), why: e.why.clone() });
     }
-    if let Some(p) = personas.iter().find(|p| !expect.contains_key(&p.id)) {
+    // labels are all or nothing: a labelled file that misses a persona is a mistake
+    if !expect.is_empty()
+        && let Some(p) = personas.iter().find(|p| !expect.contains_key(&p.id))
+    {
         return Err(BrainError::scenario(path, format!("expect has no entry for persona {:?}", p.id)));
     }
     let view = MeshView { nodes, personas };
@@ -298,6 +342,119 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         view,
         expect,
     })
+}
+
+impl Scenario {
+    /// No `expect`: a moment to replay, not to score.
+    pub fn is_labelled(&self) -> bool {
+        !self.expect.is_empty()
+    }
+}
+
+fn col(c: &[f32]) -> Option<Vec<Option<f64>>> {
+    (!c.is_empty()).then(|| c.iter().map(|&v| v.is_finite().then_some(f64::from(v))).collect())
+}
+
+/// A view as an unlabelled `mindmesh-scenario/1` (for `mindmesh brain snapshot`): times
+/// become seconds from the earliest sample, so `parse` gives back the same view shifted to
+/// start at 0. Personas and nodes without samples are left out (a scenario needs some);
+/// committed actions older than the first sample too (their cooldown is long over).
+pub fn export(view: &MeshView, name: &str, description: &str, interval_ms: u64) -> serde_json::Value {
+    let firsts = view
+        .nodes
+        .iter()
+        .filter_map(|n| n.series.t_ms.first())
+        .chain(view.personas.iter().filter_map(|p| p.series.t_ms.first()));
+    let t0 = firsts.copied().min().unwrap_or(0);
+    let secs = |t_ms: u64| t_ms.saturating_sub(t0) as f64 / 1000.0;
+    let times = |t: &[u64]| t.iter().map(|&t| secs(t)).collect::<Vec<f64>>();
+    let nodes = view
+        .nodes
+        .iter()
+        .filter(|n| !n.series.t_ms.is_empty())
+        .map(|n| FileNode {
+            id: n.id.clone(),
+            cpu_cores: n.cpu_cores.max(1),
+            memory_mb: f64::from(n.memory_total_mb),
+            series: FileNodeSeries {
+                t: times(&n.series.t_ms),
+                cpu_percent: col(&n.series.cpu_percent).unwrap_or_else(|| vec![None; n.series.t_ms.len()]),
+                memory_used_mb: col(&n.series.memory_used_mb).unwrap_or_else(|| vec![None; n.series.t_ms.len()]),
+            },
+        })
+        .collect::<Vec<_>>();
+    let node_ids: HashSet<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    let personas = view
+        .personas
+        .iter()
+        .filter(|p| !p.series.t_ms.is_empty() && node_ids.contains(p.node.as_str()))
+        .map(|p| {
+            let s = &p.series;
+            FilePersona {
+                id: p.id.clone(),
+                node: p.node.clone(),
+                importance: p.importance,
+                kind: p.kind,
+                model: p.model.clone(),
+                uptime_s_at_start: p.uptime_ms_at_first.map(|u| u as f64 / 1000.0),
+                budget: p.budget.clone(),
+                limits: p
+                    .memory_limit_mb
+                    .map(|m| Limits { memory_max_mb: Some(m.round() as u64), ..Limits::default() }),
+                phase: (p.phase != Phase::Running).then_some(p.phase),
+                series: FilePersonaSeries {
+                    t: times(&s.t_ms),
+                    memory_mb: col(&s.memory_mb).unwrap_or_else(|| vec![None; s.t_ms.len()]),
+                    cpu_percent: col(&s.cpu_percent),
+                    requests: col(&s.requests),
+                    errors: col(&s.errors),
+                    latency_p50_ms: col(&s.latency_p50_ms),
+                    latency_p95_ms: col(&s.latency_p95_ms),
+                    latency_p99_ms: col(&s.latency_p99_ms),
+                    queue_depth: col(&s.queue_depth),
+                    restarts: col(&s.restarts),
+                },
+                events: p
+                    .events
+                    .iter()
+                    .filter(|e| e.t_ms >= t0)
+                    .map(|e| FileEvent { t: secs(e.t_ms), kind: event_kind(e.kind).into(), detail: e.detail.clone() })
+                    .collect(),
+                error_kinds: s
+                    .error_kinds
+                    .iter()
+                    .filter(|k| k.t_ms >= t0)
+                    .map(|k| FileKindCount { t: secs(k.t_ms), kind: k.kind, count: k.count })
+                    .collect(),
+                recent_actions: p
+                    .recent_actions
+                    .iter()
+                    .filter(|(t, _)| *t >= t0)
+                    .map(|&(t, action)| FileAction { t: secs(t), action })
+                    .collect(),
+            }
+        })
+        .collect();
+    let file = FileScenario {
+        format: FORMAT.into(),
+        name: name.into(),
+        description: description.into(),
+        interval_s: interval_ms.max(1) as f64 / 1000.0,
+        nodes,
+        personas,
+        expect: BTreeMap::new(),
+    };
+    serde_json::to_value(&file).unwrap_or(serde_json::Value::Null)
+}
+
+fn event_kind(k: ViewEventKind) -> &'static str {
+    match k {
+        ViewEventKind::Error => "error",
+        ViewEventKind::Exit => "exit",
+        ViewEventKind::HealthFail => "health_fail",
+        ViewEventKind::Oom => "oom",
+        ViewEventKind::Note => "note",
+    }
 }
 
 pub fn load_file(path: &Path) -> Result<Scenario, BrainError> {
@@ -364,6 +521,30 @@ mod tests {
         assert_eq!(p.uptime_ms_at_first, Some(30_000));
         assert_eq!(s.expect["p"].accept, vec![Action::Continue, Action::Investigate]);
         assert_eq!(s.priming_times(3), vec![0, 60_000]);
+    }
+
+    #[test]
+    fn an_export_parses_back_to_the_same_view_unlabelled() {
+        let mut s = parse(Path::new("t.json"), GOOD).unwrap();
+        // what only a live view has: gateway error kinds, a phase, committed actions
+        let p = &mut s.view.personas[0];
+        p.series.error_kinds = vec![KindCount { t_ms: 60_000, kind: ErrorKind::Upstream4xx(429), count: 2 }];
+        p.phase = Phase::Hibernating;
+        p.recent_actions = vec![(60_000, Action::Throttle)];
+        p.memory_limit_mb = Some(512.0);
+        let file = export(&s.view, "snap", "a moment", 60_000);
+        assert!(file.get("expect").is_none(), "unlabelled: {file}");
+        let back = parse(Path::new("snap.json"), &file.to_string()).unwrap();
+        assert!(!back.is_labelled());
+        // NaN (a missing value) is not equal to itself: compare what they print
+        assert_eq!(format!("{:?}", back.view), format!("{:?}", s.view));
+        assert_eq!((back.end_ms, back.interval_ms), (s.end_ms, 60_000));
+        // a labelled file must still label every persona
+        let two = GOOD.replace(
+            r#""personas": [{"id": "p""#,
+            r#""personas": [{"id": "q", "node": "a", "series": {"t": [0], "memory_mb": [1]}}, {"id": "p""#,
+        );
+        assert!(parse(Path::new("x.json"), &two).unwrap_err().to_string().contains("no entry for persona"));
     }
 
     #[test]

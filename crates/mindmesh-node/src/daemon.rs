@@ -389,6 +389,7 @@ impl Node {
 
         let loops = shutdown.child_token();
         let (report_tx, report_rx) = watch::channel(None);
+        let (snapshot_tx, snapshot_rx) = tokio::sync::mpsc::channel(crate::mesh::leader::MAX_PENDING_SNAPSHOTS);
         let gossip = tokio::spawn(
             Gossip {
                 mesh: mesh.clone(),
@@ -432,6 +433,7 @@ impl Node {
                 clock: clock.clone(),
                 gossip_interval: Duration::from_millis(config.mesh.gossip_interval_ms),
                 report: report_tx,
+                snapshots: snapshot_rx,
                 telemetry: telemetry.clone(),
             }
             .run(loops.clone()),
@@ -466,6 +468,7 @@ impl Node {
             control,
             mesh: mesh.clone(),
             brain: report_rx,
+            snapshot: snapshot_tx,
             telemetry: telemetry.clone(),
             forward,
             shutdown: shutdown.clone(),

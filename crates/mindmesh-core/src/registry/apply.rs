@@ -10,6 +10,7 @@ use super::{
     MAX_REASON_BYTES, MAX_RECENT_PROPOSALS, NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Proposal, Reassignment,
     Registry,
 };
+use crate::action::{Action, AnalystKind, Decision};
 use crate::snapshot::truncate_str;
 use crate::spec::{MAX_LABELS, MAX_STRING_LEN, validate_name};
 
@@ -294,12 +295,22 @@ impl Registry {
         // sequence numbers start at 1, as the event log's do: "after 0" means "from the start"
         self.next_decision_seq = self.next_decision_seq.max(1);
         let first_seq = self.next_decision_seq;
+        let mut appended = 0u32;
         for d in decisions {
             let mut decision = d.clone();
             decision.reason = truncate_str(&decision.reason, MAX_REASON_BYTES).to_owned();
             if let Some(t) = &decision.target {
                 decision.target = Some(truncate_str(t, MAX_REASON_BYTES).to_owned());
             }
+            if let Some(last) = repeated(&mut self.decisions, &decision, at_ms) {
+                last.repeats = last.repeats.saturating_add(1);
+                last.last_seen_ms = Some(at_ms);
+                last.decision.reason = decision.reason;
+                last.decision.confidence = decision.confidence;
+                last.decision.cycle = decision.cycle;
+                continue;
+            }
+            appended += 1;
             push_bounded(
                 &mut self.decisions,
                 DecisionRecord {
@@ -308,11 +319,13 @@ impl Registry {
                     index: ctx.index,
                     decided_at_ms: at_ms,
                     executed: None,
+                    repeats: 0,
+                    last_seen_ms: None,
                 },
             );
             self.next_decision_seq += 1;
         }
-        Outcome::Decisions { first_seq, count: decisions.len() as u32 }
+        Outcome::Decisions { first_seq, count: appended }
     }
 
     fn reassign(&mut self, moves: &[Reassignment], ctx: ApplyCtx) -> Outcome {
@@ -361,6 +374,26 @@ impl Registry {
             Err(reason) => Outcome::rejected(reason),
         }
     }
+}
+
+/// How long a repeated decision may go unseen and still be the same record: longer than
+/// any cycle, shorter than a persona's recovery and relapse.
+const QUIET_GAP_MS: u64 = 5 * 60_000;
+
+/// The persona's latest record when `d` only says it again: an analyst's non-disruptive
+/// decision (watching, throttled) with the same action and target. A change of action, any
+/// disruptive one and any operator's are always appended: they are what the log is for. A
+/// record not seen again for [`QUIET_GAP_MS`] is closed (the persona was fine in between, or
+/// nobody led): the next one starts a new record.
+fn repeated<'a>(log: &'a mut VecDeque<DecisionRecord>, d: &Decision, at_ms: u64) -> Option<&'a mut DecisionRecord> {
+    if d.action.is_disruptive() || d.action == Action::Wake || d.analyst == AnalystKind::Operator {
+        return None;
+    }
+    let last = log.iter_mut().rev().find(|r| r.decision.persona == d.persona)?;
+    let same =
+        last.decision.action == d.action && last.decision.target == d.target && last.decision.analyst == d.analyst;
+    let recent = at_ms.saturating_sub(last.last_seen_ms.unwrap_or(last.decided_at_ms)) <= QUIET_GAP_MS;
+    (same && recent).then_some(last)
 }
 
 fn push_bounded(log: &mut VecDeque<DecisionRecord>, d: DecisionRecord) {

@@ -167,6 +167,13 @@ pub struct DecisionRecord {
     pub index: u64,
     pub decided_at_ms: u64,
     pub executed: Option<Execution>,
+    /// How many later cycles decided the same again (a quiet log: an unchanged non-disruptive
+    /// decision is counted here rather than appended every cycle).
+    #[serde(default)]
+    pub repeats: u32,
+    /// When it was last decided again; its reason and confidence are that cycle's.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -96,6 +96,36 @@ fn decisions_are_logged_executed_once_and_bounded() {
 }
 
 #[test]
+fn an_unchanged_watch_is_counted_not_appended() {
+    let mut r = seeded();
+    let watch = |reason: &str| Decision::new("chat", Action::Investigate, reason, 0.6, AnalystKind::Builtin);
+    let rec = |d: Decision, at_ms| Command::RecordDecisions { decisions: vec![d], at_ms };
+    r.apply(&prop(1, 101, rec(watch("memory 300 MB over budget"), 10_000)), ctx(4));
+    let again = r.apply(&prop(1, 102, rec(watch("memory 310 MB over budget"), 20_000)), ctx(5));
+    assert_eq!(again, Outcome::Decisions { first_seq: 2, count: 0 });
+    r.apply(&prop(1, 103, rec(watch("memory 320 MB over budget"), 30_000)), ctx(6));
+    assert_eq!(r.decisions.len(), 1);
+    let only = &r.decisions[0];
+    assert_eq!((only.repeats, only.last_seen_ms, only.decided_at_ms), (2, Some(30_000), 10_000));
+    assert_eq!(only.decision.reason, "memory 320 MB over budget", "the latest reason");
+
+    // a change is recorded, and so is every disruptive decision
+    let restart = Decision::new("chat", Action::Restart, "leak", 0.9, AnalystKind::Builtin);
+    r.apply(&prop(1, 104, rec(restart.clone(), 40_000)), ctx(7));
+    r.apply(&prop(1, 105, rec(restart, 50_000)), ctx(8));
+    r.apply(&prop(1, 106, rec(watch("after the restart"), 60_000)), ctx(9));
+    assert_eq!(r.decisions.len(), 4);
+    // the same watch after a long quiet spell starts a new record
+    r.apply(&prop(1, 107, rec(watch("again, later"), 60_000 + 6 * 60_000)), ctx(10));
+    assert_eq!(r.decisions.len(), 5);
+    // an operator's decision is never folded into another
+    let op = Decision::new("chat", Action::Investigate, "operator: look", 1.0, AnalystKind::Operator);
+    r.apply(&prop(1, 108, rec(op.clone(), 500_000)), ctx(11));
+    r.apply(&prop(1, 109, rec(op, 500_001)), ctx(12));
+    assert_eq!(r.decisions.len(), 7);
+}
+
+#[test]
 fn invalid_commands_change_nothing() {
     let mut r = seeded();
     let before = r.clone();

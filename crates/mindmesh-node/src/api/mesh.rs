@@ -140,6 +140,8 @@ fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) ->
         analyst: d.decision.analyst.as_str().to_owned(),
         cycle: d.decision.cycle,
         decided_at_ms: d.decided_at_ms,
+        count: d.repeats.saturating_add(1),
+        last_seen_ms: d.last_seen_ms,
         executed_by: ex.map(|e| reg.nodes.get(&e.node).map_or_else(|| e.node.to_string(), |n| n.info.name.clone())),
         executed_at_ms: ex.map(|e| e.at_ms),
         executed_ok: ex.map(|e| e.ok),
@@ -175,6 +177,49 @@ pub async fn brain(
             "the leader has not analysed the mesh yet",
         )),
     }
+}
+
+/// How long the leader loop may take to copy its view (it answers between cycles).
+const SNAPSHOT_WAIT_MS: u64 = 30_000;
+
+/// `GET /api/v1/brain/snapshot`: the leader's live view (nodes, personas, series, events,
+/// budgets) as an unlabelled `mindmesh-scenario/1`, for `brain explain` and `brain eval` to
+/// replay the moment (asked of the leader by any node).
+pub async fn brain_snapshot(
+    State(st): State<ApiState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let status = st.mesh.status();
+    if status.role != MeshRole::Leader {
+        let reg = st.mesh.registry();
+        let Some(api) = status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.api.clone()) else {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known: no view"));
+        };
+        let deadline = st.forward.default_deadline();
+        return st
+            .forward
+            .forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new(), &caller, deadline)
+            .await;
+    }
+    let busy = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the leader's brain loop did not answer");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    st.snapshot.try_send(tx).map_err(|_| busy())?;
+    let live = tokio::time::timeout(Duration::from_millis(SNAPSHOT_WAIT_MS), rx)
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+    if live.view.personas.iter().all(|p| p.series.is_empty()) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "warming_up", "the leader has no samples yet"));
+    }
+    let name = format!("snapshot-{}-{}", st.node_name, live.at_ms);
+    let description = format!(
+        "the live view of leader {} at {} ms since the epoch (times here are seconds from its first sample); unlabelled",
+        st.node_name, live.at_ms
+    );
+    let file = mindmesh_brain::scenario::export(&live.view, &name, &description, live.resolution_ms);
+    Ok(Json(file).into_response())
 }
 
 /// `POST /api/v1/node/leave`: take this node out of the mesh (its personas are unassigned,

@@ -49,6 +49,8 @@ pub struct ApiState {
     pub mesh: MeshHandle,
     /// The leader's last analysis (this node's, when it leads).
     pub brain: watch::Receiver<Option<Arc<mindmesh_brain::CycleReport>>>,
+    /// Asks the leader loop for a copy of the view its brain reads.
+    pub snapshot: tokio::sync::mpsc::Sender<crate::mesh::leader::SnapshotRequest>,
     /// Counters and histograms of the node, the brain and the supervisor's events.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub forward: forward::Forwarder,
@@ -76,6 +78,7 @@ pub fn router(state: ApiState, door: policy::Door) -> Router {
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/decisions", get(mesh::decisions))
         .route("/api/v1/brain", get(mesh::brain))
+        .route("/api/v1/brain/snapshot", get(mesh::brain_snapshot))
         .route("/api/v1/node/leave", post(mesh::leave))
         .route("/metrics", get(metrics::prometheus))
         .merge(state.gateway.router())

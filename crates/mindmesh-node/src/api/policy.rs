@@ -64,6 +64,7 @@ pub fn policy(method: &Method, route: &str) -> Option<Policy> {
             | "/api/v1/events"
             | "/api/v1/decisions"
             | "/api/v1/brain"
+            | "/api/v1/brain/snapshot"
             | "/metrics",
         ) => p(Scope::Read, NONE),
         (true, _, "/v1/models") => p(Scope::Inference, NONE),

@@ -208,16 +208,27 @@ struct Phase {
     base: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
+    /// Wakes the connection's watch on every change: it sleeps until the current phase's
+    /// deadline, and a head that starts on an idle connection has an earlier one (without
+    /// this, a half-sent head was held until the idle timeout, not the header-read timeout).
+    changed: tokio::sync::Notify,
 }
 
 impl Phase {
     fn new() -> Arc<Phase> {
-        Arc::new(Phase { base: Instant::now(), phase: AtomicU8::new(IDLE), since_ms: AtomicU64::new(0) })
+        Arc::new(Phase {
+            base: Instant::now(),
+            phase: AtomicU8::new(IDLE),
+            since_ms: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+        })
     }
 
     fn set(&self, phase: u8) {
         self.since_ms.store(self.base.elapsed().as_millis() as u64, Ordering::SeqCst);
         self.phase.store(phase, Ordering::SeqCst);
+        // a stored permit if the watch is not waiting right now: it looks again at once
+        self.changed.notify_one();
     }
 
     /// Bytes arrived: an idle connection starts a head.
@@ -277,7 +288,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// How often a busy connection looks at its phase again (a request's end does not wake it).
+/// How often a busy connection looks at its phase again, should a change go unnoticed.
 const BUSY_RECHECK: Duration = Duration::from_millis(500);
 
 async fn connection<T>(
@@ -337,6 +348,7 @@ async fn connection<T>(
                 conn.as_mut().graceful_shutdown();
                 closing_at = Some(tokio::time::Instant::now() + limits.shutdown_grace);
             }
+            () = phase.changed.notified() => {}
             _ = tokio::time::sleep_until(wake) => {
                 if closing_at.is_some_and(|c| tokio::time::Instant::now() >= c) {
                     tracing::debug!(?peer, "connection dropped at the end of the shutdown grace");

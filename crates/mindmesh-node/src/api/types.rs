@@ -153,11 +153,21 @@ pub struct DecisionView {
     pub analyst: String,
     pub cycle: u64,
     pub decided_at_ms: u64,
+    /// How many cycles decided it (an unchanged watch is counted, not repeated), and when the
+    /// last did.
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
     /// The node that carried it out, when, and with which outcome.
     pub executed_by: Option<String>,
     pub executed_at_ms: Option<u64>,
     pub executed_ok: Option<bool>,
     pub outcome: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,8 @@ use super::fence::{LEASE_FILE, read_lease};
 pub const POLL: Duration = Duration::from_millis(100);
 /// The guard's pid file, so a new node's guard replaces an old one.
 pub const PID_FILE: &str = "fence-guard.pid";
+/// Time between two warnings about a file the guard cannot read.
+const COMPLAIN_EVERY: Duration = Duration::from_secs(5);
 /// The one variable of the node's environment the guard gets: its log filter.
 pub const GUARD_ENV_KEPT: &str = "RUST_LOG";
 
@@ -71,22 +73,34 @@ pub fn run(args: &GuardArgs) {
         tracing::error!(error = %e, "fence guard cannot write its pid file");
     }
     tracing::info!(instance = %args.instance, node_pid = args.node_pid, "fence guard watching the node's lease");
-    let mut last_until_ms = 0;
+    // the last expiry read; None until one was read (or the file was found missing)
+    let mut last_until_ms: Option<u64> = None;
+    let mut complained: Option<std::time::Instant> = None;
     loop {
         std::thread::sleep(POLL);
-        if read_u64(&pid_file) != Some(u64::from(me)) {
-            return; // a newer guard watches now
+        match read_u64(&pid_file) {
+            Ok(Some(pid)) if pid == u64::from(me) => {}
+            // a newer guard watches now (or the data dir is gone)
+            Ok(_) => return,
+            // cannot tell (out of descriptors, say): keep watching rather than leave unguarded
+            Err(e) => complain(&mut complained, "fence guard cannot read its pid file", &e),
         }
         let node_alive = start_ticks(args.node_pid) == Some(args.node_start_ticks);
-        // no file: no lease; a file that cannot be read whole: the last expiry read stands
+        // no file: no lease; a file that cannot be read (whole): the last expiry read stands,
+        // and with none read yet nothing is killed — a read error is no evidence that the
+        // lease ran out, and killing healthy personas for want of a descriptor is the very
+        // failure this guard must not add
         let until_ms = match read_lease(&args.data_dir.join(LEASE_FILE)) {
             Ok(v) => v.unwrap_or(0),
             Err(e) => {
-                tracing::warn!(error = %e, "fence guard cannot read the lease file");
-                last_until_ms
+                complain(&mut complained, "fence guard cannot read the lease file", &e);
+                match last_until_ms {
+                    Some(v) => v,
+                    None => continue,
+                }
             }
         };
-        last_until_ms = until_ms;
+        last_until_ms = Some(until_ms);
         if now_ms() < until_ms {
             continue;
         }
@@ -110,10 +124,40 @@ pub fn run(args: &GuardArgs) {
     }
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+/// The number in a small file: `Ok(None)` when it is missing or holds no number, `Err` when
+/// it cannot be read.
+fn read_u64(path: &Path) -> std::io::Result<Option<u64>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Warn about a read that failed, at most once per [`COMPLAIN_EVERY`].
+fn complain(last: &mut Option<std::time::Instant>, what: &str, e: &std::io::Error) {
+    if last.is_none_or(|t| t.elapsed() >= COMPLAIN_EVERY) {
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(error = %e, "{what}; the last expiry read stands, nothing is killed for want of a read");
+    }
 }
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_the_guard_cannot_read_is_no_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(PID_FILE);
+        assert_eq!(read_u64(&file).unwrap(), None, "missing: the guard leaves");
+        std::fs::write(&file, "42\n").unwrap();
+        assert_eq!(read_u64(&file).unwrap(), Some(42));
+        // a read that fails (here: a directory; in production EMFILE) is an error, not "gone"
+        assert!(read_u64(dir.path()).is_err());
+    }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mindmesh_brain::MeshView;
 use mindmesh_brain::{Brain, CycleReport};
 use mindmesh_core::BudgetPatch;
 use mindmesh_core::bounds::s_to_ms;
@@ -15,13 +16,25 @@ use mindmesh_core::config::BrainConfig;
 use mindmesh_core::registry::{Command, DesiredPhase, Registry};
 use mindmesh_core::{Action, Decision};
 use mindmesh_net::{MeshHandle, MeshRole};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::history::History;
 
 /// A throttle decision without a multiplier halves the persona's share.
 const DEFAULT_THROTTLE: f64 = 0.5;
+/// Snapshot requests waiting for the loop: each answer copies the whole view, so a few at once.
+pub const MAX_PENDING_SNAPSHOTS: usize = 4;
+
+/// The view the brain reads, as of a moment (`mindmesh brain snapshot`).
+pub struct LiveView {
+    pub view: MeshView,
+    pub resolution_ms: u64,
+    pub at_ms: u64,
+}
+
+/// Asks the loop for a copy of its view; the answer comes on the oneshot.
+pub type SnapshotRequest = oneshot::Sender<LiveView>;
 
 pub struct Leader {
     pub mesh: MeshHandle,
@@ -30,6 +43,8 @@ pub struct Leader {
     pub gossip_interval: Duration,
     /// The last cycle's report, for `status` and the API.
     pub report: watch::Sender<Option<Arc<CycleReport>>>,
+    /// Requests for a copy of the view (bounded by [`MAX_PENDING_SNAPSHOTS`]).
+    pub snapshots: mpsc::Receiver<SnapshotRequest>,
     /// Cycles, decisions and LLM calls, for `/metrics`.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
@@ -52,9 +67,15 @@ impl Leader {
         cycle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         cycle.tick().await; // the first tick is immediate: give the history a cycle first
         let mut leading = false;
+        let resolution_ms = s_to_ms(self.config.history_resolution_s);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                Some(reply) = self.snapshots.recv() => {
+                    // the view as the next cycle would read it: copied on demand, never kept
+                    let live = LiveView { view: history.view().clone(), resolution_ms, at_ms: self.clock.now_ms() };
+                    let _ = reply.send(live);
+                }
                 _ = observe.tick() => {
                     let Ok(rows) = self.mesh.mesh_view().await else { break };
                     let registry = self.mesh.registry();
