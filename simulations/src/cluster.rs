@@ -142,6 +142,7 @@ impl Cluster {
             api: ApiDep::InProcess { advertise: SocketAddr::from(([10, 0, 0, id as u8], 7700)) },
             guard_exe: None,
             faults: NodeFaults { ignore_lease: self.cfg.broken_fencing, plan_once: self.cfg.broken_desired },
+            rejoin_as_new: false,
         };
         let node = Node::start_with(config, deps, self.cancel.child_token()).await.map_err(|e| match e {
             NodeError::Mesh(e) => e,

@@ -1,4 +1,5 @@
-//! `mindmesh decisions [--follow]`: the mesh's decision log, from any node.
+//! `mindmesh decisions [--follow]`: the mesh's decision log, from any node — who asked what,
+//! why, and what became of it. Following, a row's outcome is printed again when it lands.
 
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ use super::when;
 pub struct DecisionsArgs {
     #[command(flatten)]
     pub api: ApiArgs,
-    /// Keep printing decisions as the leader commits them.
+    /// Keep printing decisions as they are committed, and their outcomes as they land.
     #[arg(long, short)]
     pub follow: bool,
     /// Only the decisions about this persona (a name the mesh has never heard of is an error).
@@ -31,8 +32,10 @@ pub async fn run(args: DecisionsArgs) -> anyhow::Result<ExitCode> {
     // the newest seq, then start `last` before it
     let mut newest = 0;
     let mut after = 0;
+    let mut updated_after;
     loop {
         let page: DecisionsPage = client.get(&format!("/api/v1/decisions?after={after}&limit=1000")).await?;
+        updated_after = page.last_index;
         if page.decisions.is_empty() {
             break;
         }
@@ -42,20 +45,30 @@ pub async fn run(args: DecisionsArgs) -> anyhow::Result<ExitCode> {
     let mut after = newest.saturating_sub(args.last);
     let mut header = !args.json;
     loop {
-        let wait = if args.follow { "&wait_ms=25000" } else { "" };
+        // following, ask also for the rows already shown whose outcome has landed since
+        let follow = if args.follow { format!("&wait_ms=25000&updated_after={updated_after}") } else { String::new() };
         let page: DecisionsPage =
-            client.get(&format!("/api/v1/decisions?after={after}&limit=1000{filter}{wait}")).await?;
+            client.get(&format!("/api/v1/decisions?after={after}&limit=1000{filter}{follow}")).await?;
         if header && (!page.decisions.is_empty() || !args.follow) {
             println!(
-                "{:>6}  {:<19}  {:<10} {:<20} {:<11} {:<8} {:<5} {:<22} REASON",
-                "SEQ", "TIME", "AGO", "PERSONA", "ACTION", "ANALYST", "CONF", "EXECUTED"
+                "{:>6}  {:<19}  {:<10} {:<20} {:<14} {:<22} {:<5} {:<26} REASON",
+                "SEQ", "TIME", "AGO", "PERSONA", "ACTION", "BY", "CONF", "OUTCOME"
             );
             header = false;
+        }
+        for d in &page.updated {
+            // a row already printed: its outcome landed (JSON: the whole row again, same seq)
+            if args.json {
+                println!("{}", serde_json::to_string(d)?);
+            } else {
+                println!("{:>6}  ↳ {}", d.seq, outcome(d));
+            }
         }
         for d in &page.decisions {
             print_decision(d, args.json)?;
         }
         after = page.last_seq.max(after);
+        updated_after = page.last_index.max(updated_after);
         if !args.follow && page.decisions.len() < 1000 {
             break;
         }
@@ -63,17 +76,29 @@ pub async fn run(args: DecisionsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `executed by node-a`, `FAILED on node-a: …`, `refused: …`, `superseded by 12`, `pending`.
+fn outcome(d: &DecisionView) -> String {
+    let node = d.executed_by.as_deref().unwrap_or("?");
+    let detail = d.outcome.as_deref().unwrap_or("");
+    match d.verdict.as_str() {
+        "executed" => format!("executed by {node}"),
+        "failed" => format!("FAILED on {node}: {detail}"),
+        "refused" => format!("refused: {detail}"),
+        "superseded" => match d.superseded_by {
+            Some(seq) => format!("superseded by {seq}"),
+            None => "superseded (stale plan)".to_owned(),
+        },
+        "recorded" => "-".to_owned(),
+        "" => "?".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 fn print_decision(d: &DecisionView, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(d)?);
         return Ok(());
     }
-    let executed = match (&d.executed_by, d.executed_ok) {
-        (Some(n), Some(true)) => format!("yes, by {n}"),
-        (Some(n), _) => format!("FAILED on {n}"),
-        _ if matches!(d.action.as_str(), "continue" | "investigate") => "-".to_owned(),
-        _ => "not yet".to_owned(),
-    };
     let action = match &d.target {
         Some(t) => format!("{} {t}", d.action),
         None => d.action.clone(),
@@ -83,16 +108,17 @@ fn print_decision(d: &DecisionView, json: bool) -> anyhow::Result<()> {
         Some(t) if d.count > 1 => format!(" [{}x, last {}]", d.count, when::ago(t, when::now_ms())),
         _ => String::new(),
     };
+    let by = if d.by.is_empty() { d.analyst.as_str() } else { d.by.as_str() };
     println!(
-        "{:>6}  {:<19}  {:<10} {:<20} {:<11} {:<8} {:<5.2} {:<22} {}{repeated}",
+        "{:>6}  {:<19}  {:<10} {:<20} {:<14} {:<22} {:<5.2} {:<26} {}{repeated}",
         d.seq,
         when::local(d.decided_at_ms),
         when::ago(d.decided_at_ms, when::now_ms()),
         d.persona,
         action,
-        d.analyst,
+        by,
         d.confidence,
-        executed,
+        outcome(d),
         d.reason
     );
     Ok(())

@@ -22,6 +22,7 @@ mod moves;
 mod node;
 mod persona;
 mod status;
+mod store;
 mod table;
 mod when;
 
@@ -65,6 +66,9 @@ enum Command {
     /// The mesh itself: its key.
     #[command(subcommand)]
     Mesh(mesh::MeshCommand),
+    /// A node's store file: verify it and count its rows.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// The deterministic simulation of a mesh (seeded faults, invariants checked each step).
     Sim(mindmesh_sim::cli::SimArgs),
     /// The brain: evaluate analysts on decision scenarios, replay a live moment.
@@ -138,6 +142,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(cmd).await,
         Command::Decisions(args) => decisions::run(args).await,
         Command::Mesh(cmd) => mesh::run(cmd).await,
+        Command::Store(cmd) => store::run(cmd).await,
         Command::Config(cmd) => config::run(cmd).await,
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),

@@ -104,6 +104,12 @@ pub struct StartArgs {
     /// How the node writes its log on stderr (`RUST_LOG` sets what it logs).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// This node was a mesh member but its store is empty or missing (lost, or moved aside
+    /// after `mindmesh store check` found it damaged): start as a new member under a new
+    /// identity (the old `node.key` is kept aside). Without it such a node refuses to start,
+    /// since its Raft votes were in the lost store. Does nothing when the store is there.
+    #[arg(long)]
+    pub rejoin_as_new: bool,
 }
 
 /// What the node tells the fence guard it starts beside itself.
@@ -216,11 +222,15 @@ pub fn load_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
 async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     raise_fd_limit();
+    ignore_sigxfsz();
     let config = load_config(&args)?;
     let stop_bound = stop_bound(&config);
     let shutdown = CancellationToken::new();
     let exe = std::env::current_exe().ok();
-    let node = Node::start_with_clock(config, shutdown.clone(), Arc::new(SystemClock), exe).await?;
+    let mut deps = mindmesh_node::daemon::NodeDeps::os(&config, Arc::new(SystemClock), exe)?;
+    deps.rejoin_as_new = args.rejoin_as_new;
+    let node = Node::start_with(config, deps, shutdown.clone()).await?;
+    let store_failure = node.store_failure();
     // not eprintln!: a node whose stderr reader went away must keep running, not panic
     let _ = writeln!(std::io::stderr(), "mindmesh node listening on http://{}", node.api_addr);
     // A signal, or the node stopping itself (`node leave`): either way the process ends once
@@ -241,7 +251,23 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    // a node stopped by its store's failure exits non-zero: a service manager restarts it
+    // into the refusal or the check it needs, and nobody mistakes it for a clean stop
+    if let Some(e) = store_failure.error() {
+        return Err(e.into());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the process with no
+/// word of why (and with its personas left to the fence guard). Ignored, the write fails with
+/// EFBIG instead: the store reports it and the node stops in order, saying which file failed.
+/// Personas get the default back (see the supervisor's spawn).
+fn ignore_sigxfsz() {
+    // SAFETY: setting a signal's disposition to SIG_IGN is sound at any time.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// The longest a stop may take: the API's grace for requests under way, the gateway's drain,

@@ -32,6 +32,12 @@ impl Action {
         matches!(self, Action::Restart | Action::Hibernate | Action::Kill | Action::Migrate)
     }
 
+    /// Whether the node that runs the persona has something to carry out (the others are
+    /// only recorded).
+    pub fn asks_a_node(self) -> bool {
+        !matches!(self, Action::Continue | Action::Investigate)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Continue => "continue",

@@ -35,6 +35,8 @@ use crate::waker::Waker;
 
 /// Reports in flight between the supervisor and the recorder; the supervisor waits beyond it.
 const REPORT_QUEUE: usize = 4096;
+/// The store's file in the data dir (records, events, series and Raft's log and vote).
+pub const STORE_FILE: &str = "mindmesh.redb";
 pub use crate::local::API_ADDR_FILE;
 
 /// What a node is built from: where its processes run, where it keeps its records, how it
@@ -54,6 +56,10 @@ pub struct NodeDeps {
     /// Deliberately broken rules, for the simulator to prove its checks can fail; all off in
     /// production.
     pub faults: NodeFaults,
+    /// The operator's word that this node, a former member whose store is empty or missing,
+    /// may start as a new member under a new identity (`node start --rejoin-as-new`); without
+    /// it such a node refuses to start (see [`NodeError::StoreLost`]).
+    pub rejoin_as_new: bool,
 }
 
 /// Rules a node can be told to break, so that the simulator shows its invariants catch each.
@@ -103,6 +109,7 @@ impl NodeDeps {
             api: ApiDep::Listen,
             guard_exe,
             faults: NodeFaults::default(),
+            rejoin_as_new: false,
         })
     }
 }
@@ -116,8 +123,28 @@ pub struct Node {
     /// The API as a service, for requests that do not come over a socket.
     router: axum::Router,
     shutdown: CancellationToken,
+    store_failure: StoreFailure,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
     store_thread: StoreThread,
+}
+
+/// Whether a node stopped because its store failed, to ask once it has stopped.
+#[derive(Debug, Clone)]
+pub struct StoreFailure {
+    health: mindmesh_store::StoreHealth,
+    path: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl StoreFailure {
+    /// The failure, as the error the node's process ends with; None if the store never failed.
+    pub fn error(&self) -> Option<NodeError> {
+        self.health.failure().map(|reason| NodeError::StoreFailed {
+            path: self.path.display().to_string(),
+            data_dir: self.data_dir.display().to_string(),
+            reason: reason.to_string(),
+        })
+    }
 }
 
 impl Node {
@@ -139,11 +166,33 @@ impl Node {
     }
 
     /// Start a node from its config and its dependencies; it runs until `shutdown` is
-    /// cancelled.
+    /// cancelled. A store that fails while the node starts is reported as
+    /// [`NodeError::StoreFailed`], naming the file.
     pub async fn start_with(config: NodeConfig, deps: NodeDeps, shutdown: CancellationToken) -> Result<Node> {
+        let data_dir = config.node.data_dir.clone();
+        Self::start_inner(config, deps, shutdown).await.map_err(|e| match e {
+            NodeError::Store(se) if se.is_fatal() => NodeError::StoreFailed {
+                path: data_dir.join(STORE_FILE).display().to_string(),
+                data_dir: data_dir.display().to_string(),
+                reason: se.to_string(),
+            },
+            e => e,
+        })
+    }
+
+    async fn start_inner(config: NodeConfig, deps: NodeDeps, shutdown: CancellationToken) -> Result<Node> {
         config.validate()?;
-        let NodeDeps { host, store: store_dep, mesh: mesh_dep, clock, rng_seed, api: api_dep, guard_exe, faults } =
-            deps;
+        let NodeDeps {
+            host,
+            store: store_dep,
+            mesh: mesh_dep,
+            clock,
+            rng_seed,
+            api: api_dep,
+            guard_exe,
+            faults,
+            rejoin_as_new,
+        } = deps;
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::io(format!("create {}", data_dir.display()), e))?;
         let node_name = node_name(&config);
@@ -151,12 +200,22 @@ impl Node {
 
         let (store, store_thread, db) = match store_dep {
             StoreDep::Redb => {
-                let store_path = data_dir.join("mindmesh.redb");
-                let redb = RedbStore::open(&store_path, config.store.clone())?;
-                // Raft's log and state machine live in the same file, in tables of their own
+                let store_path = data_dir.join(STORE_FILE);
+                check_member_store(&data_dir, &store_path, rejoin_as_new)?;
+                let redb = RedbStore::open(&store_path, config.store.clone()).map_err(|e| match e {
+                    mindmesh_store::StoreError::Open { path, error } => NodeError::StoreUnusable {
+                        path,
+                        data_dir: data_dir.display().to_string(),
+                        reason: error.to_string(),
+                    },
+                    e => NodeError::Store(e),
+                })?;
+                // Raft's log and state machine live in the same file, in tables of their own;
+                // a failure of the file, whoever meets it, fails the store (see watch_store)
                 let db = redb.database();
-                let (store, thread) = StoreHandle::spawn(Box::new(redb), REPORT_QUEUE)?;
-                tracing::info!(path = %store_path.display(), "store open");
+                let health = redb.health();
+                let (store, thread) = StoreHandle::spawn_watched(Box::new(redb), REPORT_QUEUE, health)?;
+                tracing::info!(path = %store_path.display(), "store open and verified");
                 (store, thread, Some(db))
             }
             StoreDep::Memory(mem) => {
@@ -472,6 +531,12 @@ impl Node {
 
         let compactor =
             tokio::spawn(compact_loop(store.clone(), clock, config.store.rollup_interval_s, shutdown.clone()));
+        let store_watch = tokio::spawn(watch_store(store.health().subscribe(), shutdown.clone()));
+        let store_failure = StoreFailure {
+            health: store.health().clone(),
+            path: data_dir.join(STORE_FILE),
+            data_dir: data_dir.clone(),
+        };
 
         // the supervisor stops after the API (no new requests) and before the recorder; the
         // mesh after the supervisor
@@ -501,7 +566,9 @@ impl Node {
             mesh: mesh_handle,
             router,
             shutdown,
+            store_failure,
             tasks: vec![
+                ("store watch", store_watch),
                 ("api", api_task),
                 ("gateway", gateway_task),
                 ("idle hibernation", idle),
@@ -546,6 +613,12 @@ impl Node {
         self.wait().await;
     }
 
+    /// Whether the node stopped (or is stopping) because its store failed; keep it before
+    /// [`Node::wait`] to ask once the node has stopped.
+    pub fn store_failure(&self) -> StoreFailure {
+        self.store_failure.clone()
+    }
+
     /// Serve one API request in process, as if it had come over the socket (the simulator's
     /// operator and its clients).
     /// The caller is this host's operator, as through the local socket.
@@ -573,6 +646,64 @@ impl Node {
         mesh.shutdown().await;
         store_thread.abandon();
     }
+}
+
+/// A store that fails (an I/O error, damage, a panic in redb) stops the node: it can no
+/// longer persist what it would acknowledge, so it stops its personas (as on any shutdown: the
+/// mesh places them elsewhere) and exits, rather than run on as a zombie that answers 2xx to
+/// work it forgets.
+async fn watch_store(mut failure: watch::Receiver<Option<Arc<str>>>, stop: CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        seen = failure.wait_for(Option::is_some) => {
+            if seen.is_ok() {
+                tracing::error!("the store failed: stopping this node and its personas");
+                stop.cancel();
+            }
+        }
+    }
+}
+
+/// The store of a former mesh member must not be new by accident: its Raft vote and log were
+/// in it, and a voter that forgot its vote can vote twice in one term. A missing or empty file
+/// beside the node's identity file (made when it first started its mesh, after its store) is
+/// refused, unless the operator says to start as a new member: then the identity is moved
+/// aside, so the node joins under a new id and its old one's votes are never contradicted.
+fn check_member_store(data_dir: &Path, store_path: &Path, rejoin_as_new: bool) -> Result<()> {
+    let state = match std::fs::metadata(store_path) {
+        Ok(m) if m.len() == 0 => "empty",
+        Ok(_) => {
+            if rejoin_as_new {
+                tracing::info!(path = %store_path.display(), "--rejoin-as-new: the store is there; nothing to do");
+            }
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        // unreadable: the open says what is wrong
+        Err(_) => return Ok(()),
+    };
+    let identity = data_dir.join(mindmesh_net::keys::IDENTITY_FILE);
+    if !identity.exists() {
+        return Ok(()); // a node that never started its mesh: new indeed
+    }
+    if !rejoin_as_new {
+        return Err(NodeError::StoreLost {
+            path: store_path.display().to_string(),
+            state,
+            identity: identity.display().to_string(),
+            data_dir: data_dir.display().to_string(),
+        });
+    }
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let aside = data_dir.join(format!("{}.before-rejoin-{now_ms}", mindmesh_net::keys::IDENTITY_FILE));
+    std::fs::rename(&identity, &aside)
+        .map_err(|e| NodeError::io(format!("move {} aside to {}", identity.display(), aside.display()), e))?;
+    tracing::warn!(
+        store = %store_path.display(),
+        old_identity = %aside.display(),
+        "--rejoin-as-new: the store is {state}; starting as a new member under a new identity"
+    );
+    Ok(())
 }
 
 async fn compact_loop(store: StoreHandle, clock: Arc<dyn Clock>, interval_s: u64, stop: CancellationToken) {

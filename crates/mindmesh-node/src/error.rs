@@ -19,6 +19,33 @@ pub enum NodeError {
     Deps(&'static str),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
+    /// The store file cannot be opened or failed its check on open (damaged, truncated, not
+    /// a store, in use). Says what to do.
+    #[error(
+        "cannot open the store {path}: {reason}\n  The node did not start and changed nothing. Inspect the file with \
+         `mindmesh store check --data-dir {data_dir}`; then restore {path} from a backup, or move \
+         it aside and start again (a member of a mesh then needs --rejoin-as-new: its Raft state \
+         was in that file)."
+    )]
+    StoreUnusable { path: String, data_dir: String, reason: String },
+    /// The store is empty or missing, but the data dir shows that this node was a mesh member
+    /// (its identity file): its Raft votes and log were in the lost store.
+    #[error(
+        "the store {path} is {state}, but {identity} shows this node was a member of a mesh: its \
+         Raft votes and log were in that file, and a member that forgot its votes could vote twice \
+         in one term.\n  Restore {path} from a backup (`mindmesh store check --data-dir {data_dir}` \
+         verifies it), or start with --rejoin-as-new to join as a new member under a new identity \
+         (the old one is kept aside; in a mesh of several nodes give it a new --name, the old \
+         member stays listed until it is removed)."
+    )]
+    StoreLost { path: String, state: &'static str, identity: String, data_dir: String },
+    /// The store failed while the node ran; the node stopped its personas and exited.
+    #[error(
+        "the store {path} failed while the node ran: {reason}\n  The node stopped its personas and \
+         acknowledged nothing more. Inspect the file with `mindmesh store check --data-dir {data_dir}` \
+         (and the disk: space, errors in the kernel log) before starting it again."
+    )]
+    StoreFailed { path: String, data_dir: String, reason: String },
 }
 
 impl From<mindmesh_net::NetError> for NodeError {

@@ -41,6 +41,42 @@ pub enum StoreError {
     /// The store actor has stopped (closed, or its thread died); nothing was done.
     #[error("the store is closed")]
     Closed,
+    /// The file cannot be used: missing where it must exist, damaged (failed its check on
+    /// open), not a store, or held by another process. `path` names it.
+    #[error("cannot open the store {path}: {error}")]
+    Open { path: String, error: Box<StoreError> },
+    /// The store failed while running (an I/O error, a damaged page, a panic in redb): from
+    /// then on it answers every call with this, having done nothing.
+    #[error("the store failed and takes no more calls: {0}")]
+    Failed(std::sync::Arc<str>),
+}
+
+impl StoreError {
+    /// What went wrong, without the file an open names: the error itself for any other.
+    pub fn cause(&self) -> &StoreError {
+        match self {
+            StoreError::Open { error, .. } => error.cause(),
+            e => e,
+        }
+    }
+
+    /// A failure of the store itself (its file or disk), after which nothing it is asked can
+    /// be trusted to persist; not one of a single call (a bad name, a damaged row, a limit).
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(
+                e,
+                redb::Error::Io(_)
+                    | redb::Error::PreviousIo
+                    | redb::Error::Corrupted(_)
+                    | redb::Error::LockPoisoned(_)
+                    | redb::Error::TransactionPoisoned
+                    | redb::Error::Backend(_)
+            ),
+            StoreError::Failed(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

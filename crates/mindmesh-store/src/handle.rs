@@ -6,6 +6,11 @@
 //! already queued finish before the store is dropped and its file closed. There is no
 //! cancellation token on purpose: cancelling the store would lose the writes that shutdown
 //! itself produces (the last events, the final records), so it closes after its writers.
+//!
+//! A store that fails (an I/O error, a damaged page, a panic in redb) is marked failed in its
+//! [`StoreHealth`]; from then on every command is answered [`StoreError::Failed`] without
+//! touching the store, so nothing is acknowledged that was not persisted, and the owner, who
+//! watches the health, stops.
 
 use std::thread;
 
@@ -15,6 +20,7 @@ use mindmesh_core::metrics::{HostSample, PersonaSample};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
+use crate::health::{StoreHealth, panic_message};
 use crate::store::{CompactReport, Store};
 
 /// Commands waiting for the store thread at most; senders wait (asynchronously) beyond it.
@@ -44,6 +50,7 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Command>,
+    health: StoreHealth,
 }
 
 /// The store thread (or task), to wait for after shutdown.
@@ -85,16 +92,32 @@ impl StoreThread {
 impl StoreHandle {
     /// Start a thread that owns `store`, with room for `queue_len` waiting commands.
     pub fn spawn(store: Box<dyn Store>, queue_len: usize) -> Result<(StoreHandle, StoreThread)> {
+        Self::spawn_watched(store, queue_len, StoreHealth::new())
+    }
+
+    /// [`StoreHandle::spawn`] reporting to `health`, which the store's file reports to as well
+    /// (see [`crate::RedbStore::health`]).
+    pub fn spawn_watched(
+        store: Box<dyn Store>,
+        queue_len: usize,
+        health: StoreHealth,
+    ) -> Result<(StoreHandle, StoreThread)> {
         let (tx, rx) = mpsc::channel(queue_len.max(1));
         let (stopped_tx, stopped) = oneshot::channel();
+        let thread_health = health.clone();
         let thread = thread::Builder::new()
             .name("mindmesh-store".into())
             .spawn(move || {
-                run(store, rx);
+                run(store, rx, &thread_health);
                 let _ = stopped_tx.send(());
             })
             .map_err(StoreError::Spawn)?;
-        Ok((StoreHandle { tx }, StoreThread { runner: Runner::Thread(thread), stopped }))
+        Ok((StoreHandle { tx, health }, StoreThread { runner: Runner::Thread(thread), stopped }))
+    }
+
+    /// Whether the store still works, and the first failure once it does not.
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
     }
 
     /// Run `store` as a task of the caller's runtime instead of a thread: for an in-memory
@@ -104,10 +127,12 @@ impl StoreHandle {
     pub fn spawn_in_task(store: Box<dyn Store>, queue_len: usize) -> (StoreHandle, StoreThread) {
         let (tx, mut rx) = mpsc::channel(queue_len.max(1));
         let (stopped_tx, stopped) = oneshot::channel();
+        let health = StoreHealth::new();
+        let task_health = health.clone();
         let task = tokio::spawn(async move {
             let mut closed_by = None;
             while let Some(cmd) = rx.recv().await {
-                if let Some(done) = execute(store.as_ref(), cmd) {
+                if let Some(done) = execute(store.as_ref(), cmd, &task_health) {
                     closed_by = Some(done);
                     break;
                 }
@@ -119,7 +144,7 @@ impl StoreHandle {
             }
             let _ = stopped_tx.send(());
         });
-        (StoreHandle { tx }, StoreThread { runner: Runner::Task(task), stopped })
+        (StoreHandle { tx, health }, StoreThread { runner: Runner::Task(task), stopped })
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
@@ -210,48 +235,89 @@ impl StoreHandle {
     }
 }
 
-/// The store thread's loop: one command at a time, in arrival order.
-/// Carry out one command; a close hands back whom to tell once the store is dropped.
-fn execute(store: &dyn Store, cmd: Command) -> Option<oneshot::Sender<()>> {
+/// Answer one call, noting a failure of the store itself in `health`.
+fn answer<T>(health: &StoreHealth, reply: Reply<T>, result: Result<T>) {
+    if let Err(e) = &result
+        && e.is_fatal()
+    {
+        health.fail(e.to_string());
+    }
     // A send fails only when the caller stopped waiting (its future dropped); what was
     // asked is done all the same, so the failure is nothing to report.
+    let _ = reply.send(result);
+}
+
+/// Carry out one command; a close hands back whom to tell once the store is dropped. Once
+/// the store has failed, every command is answered with the failure and not carried out.
+fn execute(store: &dyn Store, cmd: Command, health: &StoreHealth) -> Option<oneshot::Sender<()>> {
+    let h = health;
+    if let Some(failure) = health.failure() {
+        fn failed<T>(failure: &std::sync::Arc<str>) -> Result<T> {
+            Err(StoreError::Failed(failure.clone()))
+        }
+        match cmd {
+            Command::PutPersona(_, r) | Command::PutState(_, _, r) | Command::AppendSamples { reply: r, .. } => {
+                let _ = r.send(failed(&failure));
+            }
+            Command::GetPersona(_, r) => drop(r.send(failed(&failure))),
+            Command::ListPersonas(r) => drop(r.send(failed(&failure))),
+            Command::RemovePersona(_, r) | Command::DeleteState(_, r) => drop(r.send(failed(&failure))),
+            Command::GetState(_, r) => drop(r.send(failed(&failure))),
+            Command::AppendEvents(_, r) | Command::Events { reply: r, .. } => drop(r.send(failed(&failure))),
+            Command::LastEventSeq(r) => drop(r.send(failed(&failure))),
+            Command::PersonaSeries { reply, .. } => drop(reply.send(failed(&failure))),
+            Command::HostSeries { reply, .. } => drop(reply.send(failed(&failure))),
+            Command::Compact(_, r) => drop(r.send(failed(&failure))),
+            Command::Close(done) => return Some(done),
+        }
+        return None;
+    }
     match cmd {
-        Command::PutPersona(rec, r) => drop(r.send(store.put_persona(&rec))),
-        Command::GetPersona(name, r) => drop(r.send(store.get_persona(&name))),
-        Command::ListPersonas(r) => drop(r.send(store.list_personas())),
-        Command::RemovePersona(name, r) => drop(r.send(store.remove_persona(&name))),
-        Command::PutState(name, state, r) => drop(r.send(store.put_state(&name, &state))),
-        Command::GetState(name, r) => drop(r.send(store.get_state(&name))),
-        Command::DeleteState(name, r) => drop(r.send(store.delete_state(&name))),
+        Command::PutPersona(rec, r) => answer(h, r, store.put_persona(&rec)),
+        Command::GetPersona(name, r) => answer(h, r, store.get_persona(&name)),
+        Command::ListPersonas(r) => answer(h, r, store.list_personas()),
+        Command::RemovePersona(name, r) => answer(h, r, store.remove_persona(&name)),
+        Command::PutState(name, state, r) => answer(h, r, store.put_state(&name, &state)),
+        Command::GetState(name, r) => answer(h, r, store.get_state(&name)),
+        Command::DeleteState(name, r) => answer(h, r, store.delete_state(&name)),
         Command::AppendEvents(mut events, r) => {
-            drop(r.send(store.append_events(&mut events).map(|()| events)));
+            let result = store.append_events(&mut events).map(|()| events);
+            answer(h, r, result);
         }
         Command::Events { after_seq, limit, persona, reply } => {
-            drop(reply.send(store.events(after_seq, limit, persona.as_deref())));
+            answer(h, reply, store.events(after_seq, limit, persona.as_deref()));
         }
-        Command::LastEventSeq(r) => drop(r.send(store.last_event_seq())),
+        Command::LastEventSeq(r) => answer(h, r, store.last_event_seq()),
         Command::AppendSamples { ts_ms, samples, host, reply } => {
-            drop(reply.send(store.append_samples(ts_ms, &samples, host.as_ref())));
+            answer(h, reply, store.append_samples(ts_ms, &samples, host.as_ref()));
         }
         Command::PersonaSeries { name, from_ms, to_ms, max_points, reply } => {
-            drop(reply.send(store.persona_series(&name, from_ms, to_ms, max_points)));
+            answer(h, reply, store.persona_series(&name, from_ms, to_ms, max_points));
         }
         Command::HostSeries { from_ms, to_ms, max_points, reply } => {
-            drop(reply.send(store.host_series(from_ms, to_ms, max_points)));
+            answer(h, reply, store.host_series(from_ms, to_ms, max_points));
         }
-        Command::Compact(now_ms, r) => drop(r.send(store.compact(now_ms))),
+        Command::Compact(now_ms, r) => answer(h, r, store.compact(now_ms)),
         Command::Close(done) => return Some(done),
     }
     None
 }
 
-fn run(store: Box<dyn Store>, mut rx: mpsc::Receiver<Command>) {
+/// The store thread's loop: one command at a time, in arrival order. A panic in a command
+/// (redb panics on some damaged pages) fails the store instead of ending the thread: its
+/// caller sees `Closed`, every later caller `Failed`, and the owner learns of it.
+fn run(store: Box<dyn Store>, mut rx: mpsc::Receiver<Command>, health: &StoreHealth) {
     tracing::debug!("store thread started");
     let mut closed_by = None;
     while let Some(cmd) = rx.blocking_recv() {
-        if let Some(done) = execute(store.as_ref(), cmd) {
-            closed_by = Some(done);
-            break;
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(store.as_ref(), cmd, health)));
+        match step {
+            Ok(Some(done)) => {
+                closed_by = Some(done);
+                break;
+            }
+            Ok(None) => {}
+            Err(p) => health.fail(format!("the store panicked: {}", panic_message(p.as_ref()))),
         }
     }
     // Commands queued behind a close are dropped with the channel: their callers see Closed.

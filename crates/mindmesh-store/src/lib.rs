@@ -13,6 +13,9 @@
 //!   (`compact.rs`)
 //! - [`mem_store`]: [`MemStore`], the twin
 //! - [`handle`]: [`StoreHandle`], the actor: bounded queue, oneshot replies, draining close
+//! - [`health`]: [`StoreHealth`], the first failure of the file (I/O, damage, a panic), which
+//!   stops the store from answering and its owner from acknowledging anything more
+//! - [`check_file`]: verify a file on a copy, list its tables and rows (`mindmesh store check`)
 //! - `series`: pure series logic both backends share (compaction plan, rollups by interval,
 //!   which rollups a read takes, downsampling)
 //! - `codec`: version tags and size bounds of stored values
@@ -50,6 +53,7 @@
 mod codec;
 pub mod error;
 pub mod handle;
+pub mod health;
 pub mod mem_store;
 pub mod redb_store;
 mod series;
@@ -57,6 +61,7 @@ pub mod store;
 
 pub use error::StoreError;
 pub use handle::{DEFAULT_QUEUE_LEN, StoreHandle, StoreThread};
+pub use health::StoreHealth;
 pub use mem_store::MemStore;
-pub use redb_store::{RedbOptions, RedbStore, SCHEMA_VERSION};
+pub use redb_store::{CheckReport, RedbOptions, RedbStore, SCHEMA_VERSION, TableRows, check_file};
 pub use store::{CompactReport, MAX_EVENTS_PER_READ, MAX_SERIES_POINTS, Store};

@@ -489,7 +489,8 @@ fn an_unknown_schema_version_is_refused() {
         txn.commit().unwrap();
     }
     let err = open(&dir).unwrap_err();
-    assert!(matches!(err, StoreError::UnknownSchema { found: 99, supported: SCHEMA_VERSION }), "{err}");
+    assert!(matches!(err.cause(), StoreError::UnknownSchema { found: 99, supported: SCHEMA_VERSION }), "{err}");
+    assert!(err.to_string().contains("store.redb"), "an open error names the file: {err}");
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
 
@@ -536,7 +537,8 @@ fn bad_files_and_configs_are_clear_errors() {
     let path = dir.path().join("not-a-store");
     std::fs::write(&path, b"this is not a redb file, just some text that is long enough").unwrap();
     let err = RedbStore::open(&path, StoreConfig::default()).unwrap_err();
-    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert!(matches!(err.cause(), StoreError::Database(_)), "{err}");
+    assert!(err.to_string().contains("not-a-store"), "{err}");
 
     let bad = StoreConfig { raw_retention_s: 7200, rollup_retention_s: 3600, ..Default::default() };
     let err = RedbStore::open(dir.path().join("x.redb"), bad.clone()).unwrap_err();
@@ -547,5 +549,6 @@ fn bad_files_and_configs_are_clear_errors() {
     // the file is locked while open: a second writer is refused, not let in
     let p = dir.path().join("locked.redb");
     let _first = RedbStore::open(&p, StoreConfig::default()).unwrap();
-    assert!(matches!(RedbStore::open(&p, StoreConfig::default()), Err(StoreError::Database(_))));
+    let err = RedbStore::open(&p, StoreConfig::default()).unwrap_err();
+    assert!(matches!(err.cause(), StoreError::Database(redb::Error::DatabaseAlreadyOpen)), "{err}");
 }

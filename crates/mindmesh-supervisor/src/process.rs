@@ -58,6 +58,15 @@ pub fn spawn(plan: &SpawnPlan) -> Result<tokio::process::Child> {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
     }
+    // SAFETY: only signal(2) runs between fork and exec (async-signal-safe). The node ignores
+    // SIGXFSZ (a full store must fail in order, not kill it), and an ignored signal stays
+    // ignored across exec: a persona gets the default it would have anywhere else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     if let Some(dir) = &plan.working_dir {
         cmd.current_dir(dir);
     }

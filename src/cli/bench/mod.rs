@@ -1,6 +1,7 @@
 //! `mindmesh bench …`: benchmarks as subcommands (never timed tests). Each prints what it
 //! measured and, with `--json`, a machine-readable record for `docs/benchmarks.md`.
 
+mod failover_plan;
 mod gateway;
 mod load;
 mod supervise;
@@ -11,6 +12,9 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The leader's failover plan on a large registry (1,000 nodes × 100,000 personas, 1, 10
+    /// and 100 nodes lost): plan, apply, and a tick on which nothing changed.
+    FailoverPlan(failover_plan::FailoverPlanArgs),
     /// Gateway overhead (direct vs through the node, 1 and 64 connections) and priority under
     /// saturation.
     Gateway(gateway::GatewayArgs),
@@ -20,6 +24,7 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCommand::FailoverPlan(args) => failover_plan::run(args).await,
         BenchCommand::Gateway(args) => gateway::run(args).await,
         BenchCommand::Supervise(args) => supervise::run(args).await,
     }

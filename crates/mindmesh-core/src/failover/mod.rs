@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use crate::action::{Action, AnalystKind, Decision};
 use crate::placement::{self, NodeLoad};
-use crate::registry::{Command, NodeId, Reassignment, Registry};
+use crate::registry::{Actor, Command, Decided, NodeId, Reassignment, Registry};
 use crate::spec::Importance;
 
 /// Migrations off draining nodes in flight at once (like `nomad node drain`'s max_parallel).
@@ -26,8 +26,10 @@ pub struct FailoverPlan {
     pub moves: Vec<Reassignment>,
     /// Migrations to start (drains).
     pub migrations: Vec<(String, NodeId)>,
-    /// Why, for the decision log: one per moved or migrating persona.
+    /// Why, for the decision log: one per moved or migrating persona, the moves' first.
     pub decisions: Vec<Decision>,
+    /// Who asked for each decision and the verb (`failover`, `place`, `drain`), in step.
+    pub by: Vec<(Actor, &'static str)>,
 }
 
 impl FailoverPlan {
@@ -35,19 +37,56 @@ impl FailoverPlan {
         self.moves.is_empty() && self.migrations.is_empty()
     }
 
-    /// The commands to propose, in order: the decisions first, so the log says why.
+    /// The commands to propose: each decision with its move, a thousand to an entry, so the
+    /// log says why of every move, and says "superseded" of a move the registry had already
+    /// made stale.
     pub fn commands(&self, at_ms: u64) -> Vec<Command> {
-        let mut cmds = Vec::new();
-        for chunk in self.decisions.chunks(crate::registry::MAX_DECISIONS_PER_COMMAND) {
-            cmds.push(Command::RecordDecisions { decisions: chunk.to_vec(), at_ms });
+        let changes = self
+            .moves
+            .iter()
+            .map(|m| Command::Reassign { moves: vec![m.clone()] })
+            .chain(self.migrations.iter().map(|(name, to)| Command::Migrate { name: name.clone(), to: *to }));
+        let decided: Vec<Decided> = self
+            .decisions
+            .iter()
+            .zip(&self.by)
+            .zip(changes)
+            .map(|((d, (by, verb)), change)| Decided {
+                decision: d.clone(),
+                by: by.clone(),
+                verb: (*verb).to_owned(),
+                change: Some(change),
+            })
+            .collect();
+        decided
+            .chunks(crate::registry::MAX_DECISIONS_PER_COMMAND)
+            .map(|chunk| Command::Decide { decisions: chunk.to_vec(), at_ms })
+            .collect()
+    }
+}
+
+/// Whether the leader must plan again: only when what a plan is made from has changed since
+/// the last one — the registry's placement (nodes, where personas are or go) or the set of
+/// lost nodes. Planning a 100,000-persona registry every tick cost the leader a core.
+#[derive(Debug, Clone, Default)]
+pub struct Replan {
+    last: Option<(u64, BTreeSet<NodeId>)>,
+}
+
+impl Replan {
+    /// True (and remembered) if the registry's placement or `lost` changed since the last
+    /// call that answered true.
+    pub fn needed(&mut self, registry: &Registry, lost: &BTreeSet<NodeId>) -> bool {
+        if self.last.as_ref().is_some_and(|(index, l)| *index == registry.placement_index && l == lost) {
+            return false;
         }
-        if !self.moves.is_empty() {
-            cmds.push(Command::Reassign { moves: self.moves.clone() });
-        }
-        for (name, to) in &self.migrations {
-            cmds.push(Command::Migrate { name: name.clone(), to: *to });
-        }
-        cmds
+        self.last = Some((registry.placement_index, lost.clone()));
+        true
+    }
+
+    /// Plan on the next tick whatever happened (a plan not committed, a new term).
+    pub fn forget(&mut self) {
+        self.last = None;
     }
 }
 
@@ -91,6 +130,10 @@ pub fn plan(registry: &Registry, lost: &BTreeSet<NodeId>, silent_ms: impl Fn(Nod
                     None => format!("placed on {} (was pending)", loads[i].name),
                 };
                 out.decisions.push(decision(name, &loads[i].name, why));
+                out.by.push(match from {
+                    Some(_) => (Actor::Failover, "failover"),
+                    None => (Actor::Policy { name: "placement".into() }, "place"),
+                });
             }
             Err(e) => {
                 if let Some(n) = from {
@@ -98,6 +141,7 @@ pub fn plan(registry: &Registry, lost: &BTreeSet<NodeId>, silent_ms: impl Fn(Nod
                     out.moves.push(Reassignment { name: name.clone(), from, to: None });
                     let why = format!("failover: node {} silent for {} ms; pending: {e}", name_of(n), silent_ms(n));
                     out.decisions.push(Decision::new(name, Action::Investigate, why, 1.0, AnalystKind::Failover));
+                    out.by.push((Actor::Failover, "failover"));
                 }
             }
         }
@@ -111,16 +155,23 @@ pub fn plan(registry: &Registry, lost: &BTreeSet<NodeId>, silent_ms: impl Fn(Nod
             break;
         }
         let Some(node) = p.node else { continue };
-        let draining = registry.nodes.get(&node).is_some_and(|n| n.draining);
-        if !draining || p.migrating_to.is_some() || lost.contains(&node) {
+        let Some(drained) = registry.nodes.get(&node).filter(|n| n.draining) else { continue };
+        if p.migrating_to.is_some() || lost.contains(&node) {
             continue;
         }
         let Some(_) = index_of(&loads, node) else { continue };
         if let Ok(i) = placement::place_index(&p.spec, &loads) {
             loads[i].add(&p.spec);
             out.migrations.push((name.clone(), loads[i].id));
-            let why = format!("drain of {}: migrating to {}", name_of(node), loads[i].name);
-            out.decisions.push(decision(name, &loads[i].name, why));
+            // in the name of whoever drained the node (an operator, as the log must say)
+            let by = drained.drained_by.clone().unwrap_or(Actor::Policy { name: "drain".into() });
+            let why = format!("drain of {} (by {}): migrating to {}", name_of(node), by.describe(), loads[i].name);
+            let mut d = decision(name, &loads[i].name, why);
+            if matches!(by, Actor::Operator { .. }) {
+                d.analyst = AnalystKind::Operator;
+            }
+            out.decisions.push(d);
+            out.by.push((by, "drain"));
             budget -= 1;
         }
     }

@@ -102,3 +102,65 @@ fn a_drain_migrates_a_few_at_a_time_and_healthy_nodes_see_no_moves() {
     }
     assert!(plan(&m.reg, &lost(&[]), |_| 0).migrations.is_empty(), "no more until those complete");
 }
+
+/// An operator's drain is logged in the operator's name, as a drain — not as the failover
+/// planner's; a failover move the registry made stale meanwhile is logged as superseded.
+#[test]
+fn a_drain_is_logged_as_the_operators_and_a_stale_move_as_superseded() {
+    use crate::registry::{Actor, Verdict};
+    let mut m = Mesh::new();
+    m.node(1, 10_000, &[]);
+    m.node(2, 10_000, &[]);
+    m.node(3, 10_000, &[]);
+    m.persona("p", 1, 10, Importance::UserFacing);
+    m.persona("q", 3, 10, Importance::UserFacing);
+    let alice = Actor::Operator { token: "alice".into(), via: Some("n2".into()) };
+    assert_eq!(m.apply(Command::Drain { id: 1, draining: true, by: alice.clone() }), Outcome::Done);
+    for c in plan(&m.reg, &lost(&[]), |_| 0).commands(7) {
+        assert!(!m.apply(c).is_rejected());
+    }
+    let d = m.reg.decisions.back().unwrap();
+    assert_eq!((d.verb.as_str(), &d.by, d.decision.analyst), ("drain", &alice, AnalystKind::Operator));
+    assert!(d.decision.reason.contains("by operator alice via n2"), "{}", d.decision.reason);
+    assert_eq!(d.verdict, Verdict::Pending);
+
+    // node 3 is lost; before the plan commits, q is moved elsewhere by someone else
+    let p = plan(&m.reg, &lost(&[3]), |_| 5000);
+    assert_eq!(p.by[0], (Actor::Failover, "failover"));
+    m.apply(Command::AssignPersona { name: "q".into(), node: Some(2) });
+    for c in p.commands(8) {
+        m.apply(c);
+    }
+    let d = m.reg.decisions.back().unwrap();
+    assert_eq!((d.decision.persona.as_str(), &d.verdict), ("q", &Verdict::Superseded { by_seq: None }));
+}
+
+#[test]
+fn the_leader_plans_again_only_when_placement_or_the_lost_nodes_change() {
+    let mut m = Mesh::new();
+    m.node(1, 10_000, &[]);
+    m.node(2, 10_000, &[]);
+    m.persona("p", 1, 10, Importance::UserFacing);
+    let mut replan = Replan::default();
+    assert!(replan.needed(&m.reg, &lost(&[])));
+    assert!(!replan.needed(&m.reg, &lost(&[])), "nothing changed");
+    // a checkpoint, a phase change, a decision: none changes a plan
+    m.apply(Command::Checkpoint {
+        name: "p".into(),
+        node: 1,
+        epoch: m.reg.personas["p"].epoch,
+        state: vec![1],
+        at_ms: 1,
+    });
+    m.apply(Command::SetPhase { name: "p".into(), phase: crate::registry::DesiredPhase::Hibernating, reason: None });
+    assert!(!replan.needed(&m.reg, &lost(&[])));
+    assert!(replan.needed(&m.reg, &lost(&[1])), "a node lost");
+    for c in plan(&m.reg, &lost(&[1]), |_| 0).commands(1) {
+        m.apply(c);
+    }
+    assert!(replan.needed(&m.reg, &lost(&[1])), "the plan's moves committed");
+    assert!(plan(&m.reg, &lost(&[1]), |_| 0).is_empty());
+    assert!(!replan.needed(&m.reg, &lost(&[1])));
+    replan.forget();
+    assert!(replan.needed(&m.reg, &lost(&[1])));
+}

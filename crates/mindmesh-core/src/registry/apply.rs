@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 
 use super::{
-    ApplyCtx, Checkpoint, Command, DecisionRecord, DesiredPhase, Execution, MAX_ADDR_LEN, MAX_CHECKPOINT_BYTES,
+    Actor, ApplyCtx, Checkpoint, Command, Decided, DecisionRecord, DesiredPhase, MAX_ADDR_LEN, MAX_CHECKPOINT_BYTES,
     MAX_DECISIONS_KEPT, MAX_DECISIONS_PER_COMMAND, MAX_MOVES_PER_COMMAND, MAX_NODE_ADDRS, MAX_NODES, MAX_PERSONAS,
     MAX_REASON_BYTES, MAX_RECENT_PROPOSALS, NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Proposal, Reassignment,
-    Registry,
+    Registry, Verdict,
 };
 use crate::action::{Action, AnalystKind, Decision};
 use crate::snapshot::truncate_str;
@@ -48,6 +48,32 @@ impl Registry {
     }
 
     fn execute(&mut self, cmd: &Command, ctx: ApplyCtx) -> Outcome {
+        let outcome = self.change(cmd, ctx);
+        let moved_placement = match (cmd, &outcome) {
+            (_, Outcome::Rejected { .. }) => false,
+            (Command::Reassign { .. }, Outcome::Moved { moved, .. }) => *moved > 0,
+            (
+                Command::AddNode(_)
+                | Command::RemoveNode { .. }
+                | Command::PutPersona { .. }
+                | Command::RemovePersona { .. }
+                | Command::AssignPersona { .. }
+                | Command::Migrate { .. }
+                | Command::CompleteMigration { .. }
+                | Command::SetDraining { .. }
+                | Command::Drain { .. },
+                _,
+            ) => true,
+            // (a Decide's changes went through here one by one)
+            _ => false,
+        };
+        if moved_placement {
+            self.placement_index = ctx.index;
+        }
+        outcome
+    }
+
+    fn change(&mut self, cmd: &Command, ctx: ApplyCtx) -> Outcome {
         match cmd {
             Command::AddNode(info) => self.add_node(info, ctx),
             Command::RemoveNode { id } => self.remove_node(*id, ctx),
@@ -168,14 +194,12 @@ impl Registry {
                     Ok(())
                 })
             }
-            Command::SetDraining { id, draining } => match self.nodes.get_mut(id) {
-                Some(n) => {
-                    n.draining = *draining;
-                    n.updated_index = ctx.index;
-                    Outcome::Done
-                }
-                None => Outcome::rejected(format!("no node {id}")),
-            },
+            Command::SetDraining { id, draining } => self.set_draining(*id, *draining, None, ctx),
+            Command::Drain { id, draining, by } => {
+                let by = draining.then(|| by.bounded(MAX_REASON_BYTES));
+                self.set_draining(*id, *draining, by, ctx)
+            }
+            Command::Decide { decisions, at_ms } => self.decide(decisions, *at_ms, ctx),
             Command::SetPhase { name, phase, reason } => self.with_persona(name, ctx, |p| {
                 // Coming back to running is a new start, so a new epoch.
                 if *phase == DesiredPhase::Running && p.phase != DesiredPhase::Running {
@@ -199,22 +223,167 @@ impl Registry {
             }),
             Command::RecordDecisions { decisions, at_ms } => self.record_decisions(decisions, *at_ms, ctx),
             Command::MarkExecuted { seq, node, at_ms, ok, outcome } => {
-                let Ok(i) = self.decisions.binary_search_by_key(seq, |d| d.seq) else {
+                if self.decisions.binary_search_by_key(seq, |d| d.seq).is_err() {
                     return Outcome::rejected(format!("no decision {seq} (too old or never recorded)"));
-                };
-                let d = &mut self.decisions[i];
-                // The first report stands: a replayed report changes nothing.
-                if d.executed.is_none() {
-                    d.executed = Some(Execution {
-                        node: *node,
-                        at_ms: *at_ms,
-                        ok: *ok,
-                        outcome: truncate_str(outcome, MAX_REASON_BYTES).to_owned(),
-                    });
                 }
+                self.report(std::slice::from_ref(seq), *node, *at_ms, *ok, outcome, ctx);
+                Outcome::Done
+            }
+            Command::Report { seqs, node, at_ms, ok, outcome } => {
+                if seqs.len() > MAX_DECISIONS_PER_COMMAND {
+                    return Outcome::rejected(format!("at most {MAX_DECISIONS_PER_COMMAND} decisions per report"));
+                }
+                self.report(seqs, *node, *at_ms, *ok, outcome, ctx);
                 Outcome::Done
             }
         }
+    }
+
+    fn set_draining(&mut self, id: NodeId, draining: bool, by: Option<Actor>, ctx: ApplyCtx) -> Outcome {
+        match self.nodes.get_mut(&id) {
+            Some(n) => {
+                n.draining = draining;
+                n.drained_by = by;
+                n.updated_index = ctx.index;
+                Outcome::Done
+            }
+            None => Outcome::rejected(format!("no node {id}")),
+        }
+    }
+
+    /// The verdict of a node on decisions it carried out. Only a pending decision takes one:
+    /// the first report stands, and a refused or superseded decision is never "executed".
+    fn report(&mut self, seqs: &[u64], node: NodeId, at_ms: u64, ok: bool, outcome: &str, ctx: ApplyCtx) {
+        let text = truncate_str(outcome, MAX_REASON_BYTES).to_owned();
+        for seq in seqs {
+            let Ok(i) = self.decisions.binary_search_by_key(seq, |d| d.seq) else { continue };
+            let d = &mut self.decisions[i];
+            if !d.verdict.is_pending() {
+                continue;
+            }
+            d.verdict = if ok {
+                Verdict::Executed { node, at_ms, detail: text.clone() }
+            } else {
+                Verdict::Failed { node, at_ms, reason: text.clone() }
+            };
+            d.updated_index = ctx.index;
+            self.decisions_updated_index = ctx.index;
+        }
+    }
+
+    /// Decisions and their changes, in one entry: each change applied or refused, each
+    /// decision recorded with that verdict.
+    fn decide(&mut self, entries: &[Decided], at_ms: u64, ctx: ApplyCtx) -> Outcome {
+        if entries.len() > MAX_DECISIONS_PER_COMMAND {
+            return Outcome::rejected(format!("at most {MAX_DECISIONS_PER_COMMAND} decisions per command"));
+        }
+        for e in entries {
+            if let Err(reason) = check_decision(&e.decision) {
+                return Outcome::rejected(reason);
+            }
+            // no nesting, and no decision that writes the audit trail itself
+            if let Some(
+                c @ (Command::Decide { .. }
+                | Command::RecordDecisions { .. }
+                | Command::MarkExecuted { .. }
+                | Command::Report { .. }),
+            ) = &e.change
+            {
+                return Outcome::rejected(format!("a decision cannot ask for {}", c.kind()));
+            }
+        }
+        self.next_decision_seq = self.next_decision_seq.max(1);
+        let first_seq = self.next_decision_seq;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let seq = self.next_decision_seq;
+            let (outcome, verdict) = match &e.change {
+                None => (Outcome::Done, Verdict::Recorded),
+                Some(change) => {
+                    let outcome = self.execute(change, ctx);
+                    let verdict = match &outcome {
+                        Outcome::Rejected { reason } => {
+                            Verdict::Refused { reason: truncate_str(reason, MAX_REASON_BYTES).to_owned() }
+                        }
+                        // planned on a registry that has moved on since
+                        Outcome::Moved { moved: 0, stale } if *stale > 0 => Verdict::Superseded { by_seq: None },
+                        _ => Verdict::initial(e.decision.action),
+                    };
+                    (outcome, verdict)
+                }
+            };
+            outcomes.push(outcome);
+            // an analyst saying again what it said (watching, the same throttle): counted on
+            // the record it repeats, its change (if any) applied above
+            if matches!(e.by, Actor::Analyst { .. })
+                && !matches!(verdict, Verdict::Refused { .. })
+                && self.repeat(&e.decision, at_ms)
+            {
+                continue;
+            }
+            if verdict.is_pending() {
+                self.supersede(&e.decision, seq, ctx);
+            }
+            self.push_decision(e.decision.clone(), e.by.bounded(MAX_REASON_BYTES), &e.verb, verdict, at_ms, ctx);
+        }
+        Outcome::Decided { first_seq, outcomes }
+    }
+
+    /// A new decision about a persona overtakes the ones about it still waiting for its node,
+    /// which will only ever carry out the newest. (A throttle and a change of phase do not
+    /// overtake each other: the node applies both.)
+    fn supersede(&mut self, newer: &Decision, by_seq: u64, ctx: ApplyCtx) {
+        if newer.action == Action::Throttle {
+            return;
+        }
+        let mut changed = false;
+        for d in self.decisions.iter_mut().rev().take(MAX_SUPERSEDE_SCAN) {
+            if d.verdict.is_pending() && d.decision.action != Action::Throttle && d.decision.persona == newer.persona {
+                d.verdict = Verdict::Superseded { by_seq: Some(by_seq) };
+                d.updated_index = ctx.index;
+                changed = true;
+            }
+        }
+        if changed {
+            self.decisions_updated_index = ctx.index;
+        }
+    }
+
+    /// Says `d` only again what the persona's latest record says (see [`repeated`])? Then
+    /// that record counts it, and nothing is appended.
+    fn repeat(&mut self, d: &Decision, at_ms: u64) -> bool {
+        let Some(last) = repeated(&mut self.decisions, d, at_ms) else { return false };
+        last.repeats = last.repeats.saturating_add(1);
+        last.last_seen_ms = Some(at_ms);
+        last.decision.reason = truncate_str(&d.reason, MAX_REASON_BYTES).to_owned();
+        last.decision.confidence = d.confidence;
+        last.decision.cycle = d.cycle;
+        true
+    }
+
+    fn push_decision(&mut self, d: Decision, by: Actor, verb: &str, verdict: Verdict, at_ms: u64, ctx: ApplyCtx) {
+        let mut decision = d;
+        decision.reason = truncate_str(&decision.reason, MAX_REASON_BYTES).to_owned();
+        if let Some(t) = &decision.target {
+            decision.target = Some(truncate_str(t, MAX_REASON_BYTES).to_owned());
+        }
+        push_bounded(
+            &mut self.decisions,
+            DecisionRecord {
+                seq: self.next_decision_seq,
+                decision,
+                by,
+                verb: truncate_str(verb, MAX_VERB_BYTES).to_owned(),
+                index: ctx.index,
+                decided_at_ms: at_ms,
+                verdict,
+                updated_index: ctx.index,
+                repeats: 0,
+                last_seen_ms: None,
+            },
+        );
+        self.next_decision_seq += 1;
+        self.decisions_updated_index = ctx.index;
     }
 
     fn add_node(&mut self, info: &NodeInfo, ctx: ApplyCtx) -> Outcome {
@@ -253,6 +422,7 @@ impl Registry {
                     joined_index: ctx.index,
                     updated_index: ctx.index,
                     draining: false,
+                    drained_by: None,
                 };
                 self.nodes.insert(info.id, entry);
             }
@@ -285,45 +455,22 @@ impl Registry {
             return Outcome::rejected(format!("at most {MAX_DECISIONS_PER_COMMAND} decisions per command"));
         }
         for d in decisions {
-            if let Err(e) = validate_name(&d.persona) {
-                return Outcome::rejected(format!("decision for persona {e}"));
-            }
-            if !d.confidence.is_finite() || d.throttle_multiplier.is_some_and(|m| !m.is_finite()) {
-                return Outcome::rejected("decision figures must be numbers");
+            if let Err(reason) = check_decision(d) {
+                return Outcome::rejected(reason);
             }
         }
         // sequence numbers start at 1, as the event log's do: "after 0" means "from the start"
         self.next_decision_seq = self.next_decision_seq.max(1);
         let first_seq = self.next_decision_seq;
         let mut appended = 0u32;
+        // (entries of logs written before `Decide`: the analyst kind is all they say of who)
         for d in decisions {
-            let mut decision = d.clone();
-            decision.reason = truncate_str(&decision.reason, MAX_REASON_BYTES).to_owned();
-            if let Some(t) = &decision.target {
-                decision.target = Some(truncate_str(t, MAX_REASON_BYTES).to_owned());
-            }
-            if let Some(last) = repeated(&mut self.decisions, &decision, at_ms) {
-                last.repeats = last.repeats.saturating_add(1);
-                last.last_seen_ms = Some(at_ms);
-                last.decision.reason = decision.reason;
-                last.decision.confidence = decision.confidence;
-                last.decision.cycle = decision.cycle;
+            let by = Actor::from_analyst(d.analyst);
+            if self.repeat(d, at_ms) {
                 continue;
             }
             appended += 1;
-            push_bounded(
-                &mut self.decisions,
-                DecisionRecord {
-                    seq: self.next_decision_seq,
-                    decision,
-                    index: ctx.index,
-                    decided_at_ms: at_ms,
-                    executed: None,
-                    repeats: 0,
-                    last_seen_ms: None,
-                },
-            );
-            self.next_decision_seq += 1;
+            self.push_decision(d.clone(), by, d.action.as_str(), Verdict::initial(d.action), at_ms, ctx);
         }
         Outcome::Decisions { first_seq, count: appended }
     }
@@ -374,6 +521,21 @@ impl Registry {
             Err(reason) => Outcome::rejected(reason),
         }
     }
+}
+
+/// The longest verb kept (verbs are short words; a longer one is cut).
+const MAX_VERB_BYTES: usize = 32;
+/// How many of the newest decisions a new one looks through for pending ones it overtakes:
+/// bounds the work of applying one (a failover batch records a thousand). A decision pending
+/// longer than that is one its node never reported on: it stays pending.
+const MAX_SUPERSEDE_SCAN: usize = 2 * MAX_DECISIONS_PER_COMMAND;
+
+fn check_decision(d: &Decision) -> Result<(), String> {
+    validate_name(&d.persona).map_err(|e| format!("decision for persona {e}"))?;
+    if !d.confidence.is_finite() || d.throttle_multiplier.is_some_and(|m| !m.is_finite()) {
+        return Err("decision figures must be numbers".into());
+    }
+    Ok(())
 }
 
 /// How long a repeated decision may go unseen and still be the same record: longer than

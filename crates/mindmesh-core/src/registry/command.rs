@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Capacity, DesiredPhase, NodeId};
+use super::{Actor, Capacity, Decided, DesiredPhase, NodeId};
 use crate::action::Decision;
 use crate::budget::BudgetPatch;
 use crate::spec::PersonaSpec;
@@ -124,6 +124,30 @@ pub enum Command {
         ok: bool,
         outcome: String,
     },
+    // New variants go last: postcard numbers variants, and stored logs hold the old numbers.
+    /// Decisions with the changes they ask for, in one entry (a brain cycle, an operator's
+    /// action, a failover plan): each change is applied or refused, and its decision is
+    /// recorded with that verdict. Replaces `RecordDecisions` followed by one command each.
+    Decide {
+        decisions: Vec<Decided>,
+        at_ms: u64,
+    },
+    /// [`Command::SetDraining`] with who asked, so the drain's migrations are logged in their
+    /// name.
+    Drain {
+        id: NodeId,
+        draining: bool,
+        by: Actor,
+    },
+    /// The owning node reports on several decisions at once (one entry per carried-out
+    /// change, not one per decision).
+    Report {
+        seqs: Vec<u64>,
+        node: NodeId,
+        at_ms: u64,
+        ok: bool,
+        outcome: String,
+    },
 }
 
 /// Move `name` from `from` (None: pending) to `to` (None: pending).
@@ -156,6 +180,9 @@ impl Command {
             Command::Checkpoint { .. } => "checkpoint",
             Command::Reassign { .. } => "reassign",
             Command::SetDraining { .. } => "set_draining",
+            Command::Decide { .. } => "decide",
+            Command::Drain { .. } => "drain",
+            Command::Report { .. } => "report",
         }
     }
 }
@@ -183,6 +210,12 @@ pub enum Outcome {
         moved: u32,
         stale: u32,
     },
+    /// Of a [`Command::Decide`]: the first sequence number given, and each change's own
+    /// outcome (`Done` for a decision without one), in order.
+    Decided {
+        first_seq: u64,
+        outcomes: Vec<Outcome>,
+    },
 }
 
 impl Outcome {
@@ -192,5 +225,13 @@ impl Outcome {
 
     pub fn is_rejected(&self) -> bool {
         matches!(self, Outcome::Rejected { .. })
+    }
+
+    /// The outcome of the `i`th change of a [`Command::Decide`] (the whole answer otherwise).
+    pub fn of_change(&self, i: usize) -> Option<&Outcome> {
+        match self {
+            Outcome::Decided { outcomes, .. } => outcomes.get(i),
+            other => Some(other),
+        }
     }
 }

@@ -58,6 +58,9 @@ impl Registry {
                 ));
             }
             last = d.seq;
+            if d.index > d.updated_index || d.updated_index > self.decisions_updated_index {
+                return Err(format!("decision {}: indexes out of order", d.seq));
+            }
         }
         if self.recent.values().any(|r| r.len() > MAX_RECENT_PROPOSALS) || self.recent.len() > MAX_NODES {
             return Err("the deduplication table outgrew its bounds".into());
@@ -93,6 +96,17 @@ pub fn check_step(before: &Registry, after: &Registry, index: u64, outcome: &Out
         }
         if a.generation != b.generation && a.epoch == b.epoch {
             return Err(format!("persona {name} restarted under the same epoch {}", a.epoch));
+        }
+    }
+    // the audit trail is append-only: a record never changes but for its verdict, and a
+    // verdict other than pending is final (a refused decision is never "executed" later)
+    for a in &after.decisions {
+        let Some(b) = before.decision(a.seq) else { continue };
+        if (&a.decision, &a.by, &a.verb, a.index) != (&b.decision, &b.by, &b.verb, b.index) {
+            return Err(format!("decision {} was rewritten", a.seq));
+        }
+        if !b.verdict.is_pending() && a.verdict != b.verdict {
+            return Err(format!("decision {}: verdict {:?} changed to {:?}", a.seq, b.verdict, a.verdict));
         }
     }
     if outcome.is_rejected()

@@ -5,13 +5,16 @@
 //! the same log holds the same registry, which [`Registry::digest`] lets tests check.
 
 mod apply;
+mod audit;
 mod command;
 mod invariants;
+mod legacy;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+pub use audit::{Actor, Decided, Verdict};
 pub use command::{Command, NodeInfo, Outcome, Proposal, ProposalId, Reassignment};
 pub use invariants::check_step;
 
@@ -24,8 +27,11 @@ use crate::wire;
 /// A node's Raft id, derived from its libp2p peer id by [`node_id_from_bytes`].
 pub type NodeId = u64;
 
-/// Version tag of registry snapshots and stored commands.
-pub const REGISTRY_WIRE_VERSION: u8 = 2;
+/// Version tag of registry snapshots and stored commands. 3: decisions carry who asked, the
+/// verb and a verdict, nodes who drains them; snapshots of version 2 still decode
+/// ([`Registry::decode`]). Commands only ever gain variants at the end, so every stored log
+/// entry decodes under any later version.
+pub const REGISTRY_WIRE_VERSION: u8 = 3;
 /// Decisions kept in the log; older ones are dropped first (the store keeps the history).
 pub const MAX_DECISIONS_KEPT: usize = 10_000;
 pub const MAX_DECISIONS_PER_COMMAND: usize = 1000;
@@ -94,6 +100,8 @@ pub struct NodeEntry {
     pub updated_index: u64,
     /// Being drained (`mindmesh node drain`): placement puts nothing new on it.
     pub draining: bool,
+    /// Who asked for the drain: its migrations are logged in their name.
+    pub drained_by: Option<Actor>,
 }
 
 /// A node's part in consensus, as the last committed membership says.
@@ -159,14 +167,21 @@ pub struct Checkpoint {
     pub at_ms: u64,
 }
 
+/// One entry of the audit trail: who asked what, why, and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub seq: u64,
     pub decision: Decision,
+    pub by: Actor,
+    /// The verb as asked (`stop`, `start`, `drain`, …).
+    pub verb: String,
     /// Log index of the entry that recorded it.
     pub index: u64,
     pub decided_at_ms: u64,
-    pub executed: Option<Execution>,
+    pub verdict: Verdict,
+    /// Log index of its last change (recorded, then its verdict): `decisions --follow` asks
+    /// for the rows changed since the index it last saw.
+    pub updated_index: u64,
     /// How many later cycles decided the same again (a quiet log: an unchanged non-disruptive
     /// decision is counted here rather than appended every cycle).
     #[serde(default)]
@@ -174,14 +189,6 @@ pub struct DecisionRecord {
     /// When it was last decided again; its reason and confidence are that cycle's.
     #[serde(default)]
     pub last_seen_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Execution {
-    pub node: NodeId,
-    pub at_ms: u64,
-    pub ok: bool,
-    pub outcome: String,
 }
 
 /// Where in the log an entry sits.
@@ -197,6 +204,8 @@ pub struct Registry {
     pub personas: BTreeMap<String, PersonaEntry>,
     pub decisions: VecDeque<DecisionRecord>,
     pub next_decision_seq: u64,
+    /// Log index of the last change to any decision (recorded or given a verdict).
+    pub decisions_updated_index: u64,
     /// From the last membership entry applied.
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
@@ -204,6 +213,10 @@ pub struct Registry {
     recent: BTreeMap<NodeId, VecDeque<(u64, Outcome)>>,
     /// Index of the last entry applied (any kind).
     pub applied_index: u64,
+    /// Index of the last entry that changed what placement and failover plan from: nodes
+    /// (membership, capacity, labels, draining) and where personas are or go (not their
+    /// phase, budget, checkpoints or decisions). The leader plans again only when it moves.
+    pub placement_index: u64,
     /// Chained hash of every entry applied: replicas at the same index must agree.
     pub digest: u64,
 }
@@ -236,6 +249,11 @@ impl Registry {
     pub fn decisions_since(&self, from_seq: u64) -> impl Iterator<Item = &DecisionRecord> {
         let start = self.decisions.partition_point(|d| d.seq < from_seq);
         self.decisions.range(start..)
+    }
+
+    /// Decisions whose verdict (or record) changed after log index `after_index`, oldest first.
+    pub fn decisions_updated_since(&self, after_index: u64) -> impl Iterator<Item = &DecisionRecord> {
+        self.decisions.iter().filter(move |d| d.updated_index > after_index)
     }
 
     pub fn decision(&self, seq: u64) -> Option<&DecisionRecord> {
@@ -278,7 +296,19 @@ impl Registry {
         wire::encode(REGISTRY_WIRE_VERSION, self)
     }
 
+    /// Decode a snapshot of this version or of version 2 (before the audit trail), so a node
+    /// upgraded in place restores the snapshot it wrote before.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.first() == Some(&legacy::V2) {
+            // version 2 came in two layouts (decision repeats were added without a new tag):
+            // postcard refuses trailing or missing bytes, so the wrong one fails
+            type Repeats = legacy::RegistryV2<legacy::DecisionRecordV2Repeats>;
+            if let Ok(old) = wire::decode::<Repeats>(legacy::V2, bytes, MAX_REGISTRY_SNAPSHOT_BYTES) {
+                return Ok(old.into());
+            }
+            let old: legacy::RegistryV2 = wire::decode(legacy::V2, bytes, MAX_REGISTRY_SNAPSHOT_BYTES)?;
+            return Ok(old.into());
+        }
         wire::decode(REGISTRY_WIRE_VERSION, bytes, MAX_REGISTRY_SNAPSHOT_BYTES)
     }
 }

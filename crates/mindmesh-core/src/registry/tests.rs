@@ -76,8 +76,11 @@ fn decisions_are_logged_executed_once_and_bounded() {
     };
     assert_eq!(r.apply(&mark(21, 1, true), ctx(5)), Outcome::Done);
     r.apply(&mark(22, 2, false), ctx(6));
-    let e = r.decision(1).unwrap().executed.as_ref().unwrap();
-    assert_eq!((e.node, e.ok), (1, true), "the first report stands");
+    assert!(
+        matches!(r.decision(1).unwrap().verdict, Verdict::Executed { node: 1, .. }),
+        "the first report stands: {:?}",
+        r.decision(1).unwrap().verdict
+    );
     assert!(
         r.apply(
             &prop(1, 23, Command::MarkExecuted { seq: 99, node: 1, at_ms: 0, ok: true, outcome: String::new() }),
@@ -240,4 +243,138 @@ fn a_reassignment_planned_on_an_old_registry_changes_nothing() {
     let moves = vec![Reassignment { name: "chat".into(), from: Some(1), to: Some(2) }];
     assert_eq!(r.apply(&prop(1, 41, Command::Reassign { moves }), ctx(5)), Outcome::Moved { moved: 1, stale: 0 });
     assert_eq!((r.personas["chat"].node, r.personas["chat"].epoch), (Some(2), 5), "a move is a new epoch");
+}
+
+fn operator(token: &str) -> Actor {
+    Actor::Operator { token: token.into(), via: None }
+}
+
+fn asked(action: Action, verb: &str, change: Option<Command>) -> Decided {
+    let d = Decision::new("chat", action, format!("operator: {verb}"), 1.0, AnalystKind::Operator);
+    Decided { decision: d, by: operator("alice"), verb: verb.into(), change }
+}
+
+#[test]
+fn a_refused_change_is_logged_as_refused_and_never_becomes_executed() {
+    let mut r = seeded();
+    // chat runs on node 1: a migrate there is refused (the API's 409)
+    let mut d = asked(Action::Migrate, "migrate", Some(Command::Migrate { name: "chat".into(), to: 1 }));
+    d.decision.target = Some("a".into());
+    let out = r.apply(&prop(1, 10, Command::Decide { decisions: vec![d], at_ms: 5 }), ctx(4));
+    let Outcome::Decided { first_seq: 1, outcomes } = &out else { panic!("{out:?}") };
+    assert!(outcomes[0].is_rejected(), "{out:?}");
+    let rec = r.decision(1).unwrap();
+    assert!(matches!(&rec.verdict, Verdict::Refused { reason } if reason.contains("already runs")), "{rec:?}");
+    assert_eq!((rec.verb.as_str(), &rec.by), ("migrate", &operator("alice")));
+    assert_eq!(r.personas["chat"].migrating_to, None, "the refused change changed nothing");
+    // the node reconciles the persona for another reason and reports: the refusal stands
+    let report = Command::Report { seqs: vec![1], node: 1, at_ms: 9, ok: true, outcome: "started".into() };
+    r.apply(&prop(1, 11, report), ctx(5));
+    let mark = Command::MarkExecuted { seq: 1, node: 1, at_ms: 9, ok: true, outcome: "started".into() };
+    r.apply(&prop(1, 12, mark), ctx(6));
+    assert!(matches!(r.decision(1).unwrap().verdict, Verdict::Refused { .. }));
+}
+
+#[test]
+fn the_verb_is_kept_as_asked_and_who_asked_with_it() {
+    let mut r = seeded();
+    let stop = Command::SetPhase { name: "chat".into(), phase: DesiredPhase::Stopped, reason: None };
+    let start = Command::SetPhase { name: "chat".into(), phase: DesiredPhase::Running, reason: None };
+    r.apply(
+        &prop(1, 10, Command::Decide { decisions: vec![asked(Action::Kill, "stop", Some(stop))], at_ms: 5 }),
+        ctx(4),
+    );
+    r.apply(
+        &prop(1, 11, Command::Decide { decisions: vec![asked(Action::Wake, "start", Some(start))], at_ms: 6 }),
+        ctx(5),
+    );
+    let verbs: Vec<&str> = r.decisions.iter().map(|d| d.verb.as_str()).collect();
+    assert_eq!(verbs, ["stop", "start"]);
+    assert!(r.decisions.iter().all(|d| d.by.describe() == "operator alice"));
+    // the start overtook the stop before the node carried it out
+    assert_eq!(r.decision(1).unwrap().verdict, Verdict::Superseded { by_seq: Some(2) });
+    assert_eq!(r.decision(2).unwrap().verdict, Verdict::Pending);
+    assert_eq!((r.decision(1).unwrap().updated_index, r.decisions_updated_index), (5, 5));
+    assert_eq!(r.decisions_updated_since(4).map(|d| d.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let report = Command::Report { seqs: vec![1, 2], node: 1, at_ms: 9, ok: true, outcome: "started".into() };
+    r.apply(&prop(1, 12, report), ctx(6));
+    assert_eq!(r.decision(1).unwrap().verdict, Verdict::Superseded { by_seq: Some(2) });
+    assert!(matches!(r.decision(2).unwrap().verdict, Verdict::Executed { node: 1, at_ms: 9, .. }));
+    assert_eq!(r.decisions_updated_since(5).map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
+}
+
+/// A brain cycle used to take 1 + n entries (the decisions, then one command each) and n more
+/// for the reports; a `Decide` is one entry, whatever n.
+#[test]
+fn a_cycle_of_decisions_commits_as_one_entry() {
+    let cycle = |r: &Registry| -> Vec<Decided> {
+        let mut t = Decision::new("chat", Action::Throttle, "cpu", 0.8, AnalystKind::Llm);
+        t.throttle_multiplier = Some(0.5);
+        let patch = BudgetPatch { throttle_multiplier: Some(0.5), ..BudgetPatch::default() };
+        let restart = Decision::new("chat", Action::Restart, "leak", 0.9, AnalystKind::Llm);
+        let bump = Command::BumpGeneration { name: "chat".into(), expected: r.personas["chat"].generation };
+        let look = Decision::new("chat", Action::Investigate, "odd", 0.4, AnalystKind::Llm);
+        vec![
+            Decided::analyst(t, Some(Command::SetBudget { name: "chat".into(), patch })),
+            Decided::analyst(restart, Some(bump)),
+            Decided::analyst(look, None),
+        ]
+    };
+    // before: one entry for the record, one per change
+    let mut old = seeded();
+    let decided = cycle(&old);
+    let mut index = old.applied_index;
+    let mut nonce = 100;
+    let mut step = |r: &mut Registry, c: Command| {
+        index += 1;
+        nonce += 1;
+        r.apply(&prop(1, nonce, c), ctx(index))
+    };
+    let decisions = decided.iter().map(|d| d.decision.clone()).collect();
+    step(&mut old, Command::RecordDecisions { decisions, at_ms: 5 });
+    for d in decided.iter().filter_map(|d| d.change.clone()) {
+        step(&mut old, d);
+    }
+    let before = old.applied_index - 3;
+    // after: one
+    let mut new = seeded();
+    let out = new.apply(&prop(1, 100, Command::Decide { decisions: cycle(&new), at_ms: 5 }), ctx(4));
+    let after = new.applied_index - 3;
+    assert_eq!((before, after), (1 + 2, 1), "entries for a cycle of 3 decisions, 2 with changes");
+    assert!(matches!(&out, Outcome::Decided { first_seq: 1, outcomes } if outcomes.len() == 3), "{out:?}");
+    assert_eq!(new.personas["chat"].generation, 1);
+    assert_eq!(new.personas["chat"].budget.throttle_multiplier, 0.5);
+    let verdicts: Vec<&str> = new.decisions.iter().map(|d| d.verdict.as_str()).collect();
+    assert_eq!(verdicts, ["pending", "pending", "recorded"], "a throttle is not overtaken by a restart");
+    assert!(new.decisions.iter().all(|d| d.by.describe() == "llm"));
+}
+
+#[test]
+fn a_decision_cannot_nest_or_write_the_trail_itself() {
+    let mut r = seeded();
+    let mark = Command::MarkExecuted { seq: 1, node: 1, at_ms: 0, ok: true, outcome: String::new() };
+    let d = asked(Action::Wake, "start", Some(mark));
+    assert!(r.apply(&prop(1, 10, Command::Decide { decisions: vec![d], at_ms: 5 }), ctx(4)).is_rejected());
+    assert!(r.decisions.is_empty());
+}
+
+/// A snapshot written before the audit trail (wire version 2) still decodes, and says what it
+/// can: the analyst kind as who, the action as the verb, its execution as the verdict.
+#[test]
+fn a_version_2_snapshot_still_decodes() {
+    let mut r = seeded();
+    let d = Decision::new("chat", Action::Restart, "leak", 0.9, AnalystKind::Builtin);
+    r.apply(&prop(1, 10, Command::RecordDecisions { decisions: vec![d.clone(), d], at_ms: 5 }), ctx(4));
+    let old = legacy::tests_v2(&r, &[(1, true)]);
+    let bytes = crate::wire::encode(2, &old).unwrap();
+    let back = Registry::decode(&bytes).unwrap();
+    assert_eq!(back.personas, r.personas);
+    assert_eq!((back.applied_index, back.digest, back.next_decision_seq), (4, r.digest, 3));
+    assert!(matches!(back.decision(1).unwrap().verdict, Verdict::Executed { node: 1, .. }));
+    assert_eq!(back.decision(2).unwrap().verdict, Verdict::Pending);
+    assert_eq!(
+        (back.decision(2).unwrap().verb.as_str(), back.decision(2).unwrap().by.describe()),
+        ("restart", "builtin".into())
+    );
+    assert_eq!(Registry::decode(&back.encode().unwrap()).unwrap(), back);
 }

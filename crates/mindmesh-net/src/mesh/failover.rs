@@ -1,7 +1,8 @@
 //! The leader's failover loop: it notes when it last heard from each node (a lease renewal),
 //! declares lost the nodes silent past `failover_after_ms`, and commits the plan of
 //! [`mindmesh_core::failover`] — their personas to healthy nodes, pending personas to nodes
-//! that now fit, drains a few migrations at a time. A new leader knows nothing of the past:
+//! that now fit, drains a few migrations at a time — planned only when the registry's
+//! placement or the set of lost nodes changed, not every tick. A new leader knows nothing of the past:
 //! it counts every node's silence from its own election, which only delays a failover.
 //!
 //! A plan is only as good as the leader that made it: it plans only while a quorum backs it
@@ -100,6 +101,8 @@ impl Heard {
 
 pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
     let every = Duration::from_millis(ctx.cfg.lease_renew_ms.min(200));
+    let mut replan = failover::Replan::default();
+    let mut planned_term = 0;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -119,6 +122,16 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
         } else {
             BTreeSet::new()
         };
+        if term != planned_term {
+            replan.forget();
+            planned_term = term;
+        }
+        // plan only when the placement or the lost nodes changed: the same registry and the
+        // same lost nodes make the same plan, which is empty or was committed
+        if !replan.needed(&registry, &lost) {
+            ctx.failover.release();
+            continue;
+        }
         let plan = failover::plan(&registry, &lost, |n| ctx.failover.silent_ms(n, now));
         if plan.is_empty() {
             ctx.failover.release();
@@ -129,6 +142,7 @@ pub(crate) async fn run<T: Transport>(ctx: Ctx<T>, cancel: CancellationToken) {
             let kind = cmd.kind();
             if let Err(e) = commit_here(&ctx, term, cmd).await {
                 warn!(command = kind, error = %e, "failover step not committed; planned again next tick");
+                replan.forget();
                 break;
             }
         }

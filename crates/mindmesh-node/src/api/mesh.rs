@@ -88,6 +88,9 @@ pub async fn mesh_status(st: &ApiState) -> MeshStatusView {
 pub struct DecisionsQuery {
     #[serde(default)]
     after: u64,
+    /// Also answer (in `updated`) the decisions up to `after` whose verdict changed after this
+    /// log index: `decisions --follow` updates its rows as outcomes land.
+    updated_after: Option<u64>,
     limit: Option<usize>,
     persona: Option<String>,
     wait_ms: Option<u64>,
@@ -113,7 +116,10 @@ pub async fn decisions(
         let mut reg = st.mesh.watch_registry();
         let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         tokio::select! {
-            _ = tokio::time::timeout(wait, reg.wait_for(|r| r.next_decision_seq > q.after.saturating_add(1))) => {}
+            _ = tokio::time::timeout(wait, reg.wait_for(|r| {
+                r.next_decision_seq > q.after.saturating_add(1)
+                    || q.updated_after.is_some_and(|i| r.decisions_updated_index > i)
+            })) => {}
             _ = st.shutdown.cancelled() => {}
         }
     }
@@ -125,27 +131,63 @@ pub async fn decisions(
         .map(|d| decision_view(d, &reg))
         .collect();
     let last_seq = decisions.last().map_or(q.after, |d| d.seq);
-    Ok(Json(DecisionsPage { decisions, last_seq }))
+    let updated = match q.updated_after {
+        Some(i) => reg
+            .decisions_updated_since(i)
+            .filter(|d| d.seq <= q.after && q.persona.as_deref().is_none_or(|p| d.decision.persona == p))
+            .map(|d| decision_view(d, &reg))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Json(DecisionsPage { decisions, last_seq, updated, last_index: reg.decisions_updated_index }))
 }
 
 fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) -> DecisionView {
-    let ex = d.executed.as_ref();
+    use mindmesh_core::registry::{Actor, Verdict};
+    let node_name = |id: &u64| reg.nodes.get(id).map_or_else(|| id.to_string(), |n| n.info.name.clone());
+    let (executed_by, executed_at_ms, executed_ok, outcome) = match &d.verdict {
+        Verdict::Executed { node, at_ms, detail } => {
+            (Some(node_name(node)), Some(*at_ms), Some(true), Some(detail.clone()))
+        }
+        Verdict::Failed { node, at_ms, reason } => {
+            (Some(node_name(node)), Some(*at_ms), Some(false), Some(reason.clone()))
+        }
+        Verdict::Refused { reason } => (None, None, None, Some(reason.clone())),
+        Verdict::Pending | Verdict::Recorded | Verdict::Superseded { .. } => (None, None, None, None),
+    };
+    let (by_kind, token, via) = match &d.by {
+        Actor::Analyst { .. } => ("analyst", None, None),
+        Actor::Operator { token, via } => ("operator", Some(token.clone()), via.clone()),
+        Actor::Failover => ("failover", None, None),
+        Actor::Policy { .. } => ("policy", None, None),
+    };
     DecisionView {
         seq: d.seq,
         persona: d.decision.persona.clone(),
-        action: d.decision.action.as_str().to_owned(),
+        action: d.verb.clone(),
+        effect: d.decision.action.as_str().to_owned(),
         target: d.decision.target.clone(),
         reason: d.decision.reason.clone(),
         confidence: d.decision.confidence,
         analyst: d.decision.analyst.as_str().to_owned(),
+        by: d.by.describe(),
+        by_kind: by_kind.to_owned(),
+        token,
+        via,
         cycle: d.decision.cycle,
         decided_at_ms: d.decided_at_ms,
+        verdict: d.verdict.as_str().to_owned(),
+        superseded_by: match d.verdict {
+            Verdict::Superseded { by_seq } => by_seq,
+            _ => None,
+        },
+        executed_by,
+        executed_at_ms,
+        executed_ok,
+        outcome,
+        updated_index: d.updated_index,
         count: d.repeats.saturating_add(1),
         last_seen_ms: d.last_seen_ms,
-        executed_by: ex.map(|e| reg.nodes.get(&e.node).map_or_else(|| e.node.to_string(), |n| n.info.name.clone())),
-        executed_at_ms: ex.map(|e| e.at_ms),
-        executed_ok: ex.map(|e| e.ok),
-        outcome: ex.map(|e| e.outcome.clone()),
     }
 }
 
@@ -247,6 +289,7 @@ pub struct DrainRequest {
 pub async fn drain(
     State(st): State<ApiState>,
     axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: DrainRequest = if body.is_empty() {
@@ -257,7 +300,9 @@ pub async fn drain(
     let reg = st.mesh.registry();
     let node = reg.node_by_name(&name).ok_or_else(|| ApiError::not_found(format!("no node {name:?} in the mesh")))?;
     let id = node.info.id;
-    super::personas::propose(&st, mindmesh_core::registry::Command::SetDraining { id, draining: !req.undo }).await?;
+    // the drain's migrations are logged in the name of who asked for it
+    let by = super::personas::actor(&caller);
+    super::personas::propose(&st, mindmesh_core::registry::Command::Drain { id, draining: !req.undo, by }).await?;
     let reg = st.mesh.registry();
     let personas = reg.personas_on(id).count();
     let stuck = if req.undo { Vec::new() } else { nowhere_to_go(&st, &reg, id).await };

@@ -11,7 +11,7 @@ use axum::extract::{Extension, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use mindmesh_core::placement::{loads, place};
-use mindmesh_core::registry::{Command, DesiredPhase, Outcome, PersonaEntry, Registry};
+use mindmesh_core::registry::{Actor, Command, Decided, DesiredPhase, Outcome, PersonaEntry, Registry};
 use mindmesh_core::spec::parse_json;
 use mindmesh_core::{Action, AnalystKind, BudgetPatch, Decision, Health, PersonaSpec, Phase};
 use mindmesh_net::NetError;
@@ -335,6 +335,7 @@ pub struct MigrateRequest {
 pub async fn migrate(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<MigrateRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reg = st.mesh.registry();
@@ -350,8 +351,8 @@ pub async fn migrate(
     let mut decision =
         Decision::new(&name, Action::Migrate, format!("operator: migrate to {}", req.to), 1.0, AnalystKind::Operator);
     decision.target = Some(req.to.clone());
-    propose(&st, Command::RecordDecisions { decisions: vec![decision], at_ms: st.clock.now_ms() }).await?;
-    propose(&st, Command::Migrate { name: name.clone(), to: target.info.id }).await?;
+    let change = Command::Migrate { name: name.clone(), to: target.info.id };
+    decide(&st, &caller, "migrate", decision, change).await?;
     Ok(Json(serde_json::json!({ "persona": name, "from": from, "to": req.to })))
 }
 
@@ -423,7 +424,8 @@ pub async fn action(
             false,
         ),
     };
-    // an operator's action is a decision like the brain's: durable, ordered, auditable
+    // an operator's action is a decision like the brain's: durable, ordered, auditable — and
+    // logged with the verb the operator used (the action is what the mesh does about it)
     let act = match action.as_str() {
         "start" | "wake" => Action::Wake,
         "restart" => Action::Restart,
@@ -432,8 +434,7 @@ pub async fn action(
     };
     let why = req.reason.clone().unwrap_or_else(|| format!("operator: {action}"));
     let decision = Decision::new(&name, act, why, 1.0, AnalystKind::Operator);
-    propose(&st, Command::RecordDecisions { decisions: vec![decision], at_ms: st.clock.now_ms() }).await?;
-    let outcome = propose(&st, cmd).await?;
+    let outcome = decide(&st, &caller, &action, decision, cmd).await?;
     let mut phase = st.supervisor.status().borrow().get(&name).map_or(Phase::Pending, |s| s.phase);
     if let Some(wait_ms) = req.wait_ms
         && entry.node == Some(st.mesh.node_id())
@@ -552,6 +553,31 @@ async fn change_budget(
 }
 
 /// Commit a change to the registry; the errors an operator can act on are told apart.
+/// Who an operator's request names in the decision log: its token, and the node that
+/// forwarded it.
+pub fn actor(caller: &Caller) -> Actor {
+    Actor::Operator { token: caller.token_name.to_string(), via: caller.via.as_deref().map(str::to_owned) }
+}
+
+/// Commit an operator's decision and the change it asks for as one entry, and answer the
+/// change's own outcome: a change the registry refuses is logged as refused (never as
+/// executed) and answers 409 with the reason.
+pub async fn decide(
+    st: &ApiState,
+    caller: &Caller,
+    verb: &str,
+    decision: Decision,
+    change: Command,
+) -> Result<Outcome, ApiError> {
+    let decided = Decided { decision, by: actor(caller), verb: verb.to_owned(), change: Some(change) };
+    let outcome = propose(st, Command::Decide { decisions: vec![decided], at_ms: st.clock.now_ms() }).await?;
+    match outcome.of_change(0) {
+        Some(Outcome::Rejected { reason }) => Err(ApiError::new(StatusCode::CONFLICT, "rejected", reason.clone())),
+        Some(o) => Ok(o.clone()),
+        None => Err(ApiError::internal("the registry answered no outcome for the change")),
+    }
+}
+
 pub async fn propose(st: &ApiState, cmd: Command) -> Result<Outcome, ApiError> {
     match st.mesh.propose(cmd).await {
         Ok(o) => Ok(o),

@@ -146,24 +146,52 @@ pub struct LeaseView {
 pub struct DecisionView {
     pub seq: u64,
     pub persona: String,
+    /// The verb as asked (`stop`, `start`, `drain`, `restart`, …).
     pub action: String,
+    /// What the mesh does about it (`kill` for a stop, `wake` for a start, `migrate` for a
+    /// drain).
+    #[serde(default)]
+    pub effect: String,
     pub target: Option<String>,
     pub reason: String,
     pub confidence: f32,
+    /// The analyst kind (`builtin`, `llm`, `naive`, `operator`, `failover`).
     pub analyst: String,
+    /// Who asked: `llm`, `operator alice`, `operator alice via n2`, `failover`, `policy placement`.
+    #[serde(default)]
+    pub by: String,
+    /// `analyst`, `operator`, `failover` or `policy`.
+    #[serde(default)]
+    pub by_kind: String,
+    /// The operator's token name.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The node that forwarded the operator's request.
+    #[serde(default)]
+    pub via: Option<String>,
     pub cycle: u64,
     pub decided_at_ms: u64,
+    /// `pending`, `recorded`, `executed`, `failed`, `refused` or `superseded`.
+    #[serde(default)]
+    pub verdict: String,
+    /// The decision that overtook it.
+    #[serde(default)]
+    pub superseded_by: Option<u64>,
+    /// The node that carried it out (or failed to), when, and with which outcome.
     /// How many cycles decided it (an unchanged watch is counted, not repeated), and when the
     /// last did.
     #[serde(default = "one")]
     pub count: u32,
     #[serde(default)]
     pub last_seen_ms: Option<u64>,
-    /// The node that carried it out, when, and with which outcome.
     pub executed_by: Option<String>,
     pub executed_at_ms: Option<u64>,
     pub executed_ok: Option<bool>,
+    /// What was done, why it failed, or why it was refused.
     pub outcome: Option<String>,
+    /// Log index of its last change.
+    #[serde(default)]
+    pub updated_index: u64,
 }
 
 fn one() -> u32 {
@@ -174,6 +202,12 @@ fn one() -> u32 {
 pub struct DecisionsPage {
     pub decisions: Vec<DecisionView>,
     pub last_seq: u64,
+    /// With `updated_after`: decisions up to `after` whose verdict changed since.
+    #[serde(default)]
+    pub updated: Vec<DecisionView>,
+    /// The log index of the last change to any decision: pass as `updated_after`.
+    #[serde(default)]
+    pub last_index: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -85,6 +85,10 @@ impl From<SupervisorError> for ApiError {
 
 impl From<mindmesh_store::StoreError> for ApiError {
     fn from(e: mindmesh_store::StoreError) -> Self {
+        // a store that failed is a node that is stopping: 503, so a client retries elsewhere
+        if e.is_fatal() {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_failed", format!("store: {e}"));
+        }
         ApiError::internal(format!("store: {e}"))
     }
 }

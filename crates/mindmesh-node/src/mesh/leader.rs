@@ -1,8 +1,8 @@
 //! The brain's loop. Every node keeps the mesh's history from gossip (so a new leader is
-//! warm); the leader, every cycle, runs the brain over it and commits what it decided: the
-//! decisions to the log (all but `continue`), and the changes they ask for to the registry
-//! (a restart is a generation bump, so a decision replayed restarts nothing twice). The
-//! owning nodes' reconcilers carry them out.
+//! warm); the leader, every cycle, runs the brain over it and commits what it decided in one
+//! entry: the decisions (all but `continue`) with the changes they ask for (a restart is a
+//! generation bump, so a decision replayed restarts nothing twice). The owning nodes'
+//! reconcilers carry them out and report.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use mindmesh_core::BudgetPatch;
 use mindmesh_core::bounds::s_to_ms;
 use mindmesh_core::clock::{Clock, ScaledClock};
 use mindmesh_core::config::BrainConfig;
-use mindmesh_core::registry::{Command, DesiredPhase, Registry};
+use mindmesh_core::registry::{Command, Decided, DesiredPhase, Outcome, Registry};
 use mindmesh_core::{Action, Decision};
 use mindmesh_net::{MeshHandle, MeshRole};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -117,33 +117,45 @@ impl Leader {
     }
 
     async fn commit(&self, report: &CycleReport, registry: &Registry, now_ms: u64) {
-        let decided: Vec<Decision> = report
-            .decisions
-            .iter()
-            .filter(|d| d.action != Action::Continue && registry.personas.contains_key(&d.persona))
-            .cloned()
-            .collect();
-        if decided.is_empty() {
-            return;
-        }
-        for d in &decided {
-            tracing::info!(persona = %d.persona, action = %d.action, reason = %d.reason, "decision");
-        }
-        if let Err(e) = self.mesh.propose(Command::RecordDecisions { decisions: decided.clone(), at_ms: now_ms }).await
-        {
-            tracing::warn!(error = %e, "cannot record the cycle's decisions; nothing carried out");
-            return;
-        }
-        if !self.config.act {
-            return;
-        }
-        for d in &decided {
-            let Some(cmd) = command_for(d, registry) else { continue };
-            if let Err(e) = self.mesh.propose(cmd).await {
-                tracing::warn!(persona = %d.persona, action = %d.action, error = %e, "decision not carried out");
+        let Some(cmd) = cycle_command(report, registry, self.config.act, now_ms) else { return };
+        let mut personas = Vec::new();
+        if let Command::Decide { decisions, .. } = &cmd {
+            for d in decisions {
+                let d = &d.decision;
+                tracing::info!(persona = %d.persona, action = %d.action, reason = %d.reason, "decision");
+                personas.push(d.persona.clone());
             }
         }
+        match self.mesh.propose(cmd).await {
+            Ok(Outcome::Decided { outcomes, .. }) => {
+                for (persona, o) in personas.iter().zip(&outcomes) {
+                    if let Outcome::Rejected { reason } = o {
+                        tracing::info!(%persona, %reason, "decision refused by the registry (logged as refused)");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot commit the cycle's decisions; nothing carried out"),
+        }
     }
+}
+
+/// A cycle's decisions (all but `continue`, and only about personas the mesh has) with the
+/// changes they ask for, as ONE registry entry — each change applied or refused there, and
+/// its decision logged with that verdict. A brain that only advises (`act = false`) records
+/// them without changes.
+pub fn cycle_command(report: &CycleReport, registry: &Registry, act: bool, now_ms: u64) -> Option<Command> {
+    let decisions: Vec<Decided> = report
+        .decisions
+        .iter()
+        .filter(|d| d.action != Action::Continue && registry.personas.contains_key(&d.persona))
+        .take(mindmesh_core::registry::MAX_DECISIONS_PER_COMMAND)
+        .map(|d| {
+            let change = if act { command_for(d, registry) } else { None };
+            Decided::analyst(d.clone(), change)
+        })
+        .collect();
+    (!decisions.is_empty()).then_some(Command::Decide { decisions, at_ms: now_ms })
 }
 
 /// The registry change a decision asks for; `None` for those that are only recorded.

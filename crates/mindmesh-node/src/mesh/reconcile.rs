@@ -221,35 +221,35 @@ impl Reconciler {
     async fn report_executed(&self, me: NodeId, done: &Done) {
         let reg: Arc<Registry> = self.mesh.registry();
         let Some(entry) = reg.personas.get(&done.name) else { return };
-        let pending: Vec<u64> = reg
+        let seqs: Vec<u64> = reg
             .decisions
             .iter()
             .filter(|d| {
                 d.decision.persona == done.name
-                    && d.executed.is_none()
+                    && d.verdict.is_pending()
                     && d.index <= entry.updated_index
                     && executable(d.decision.action)
+                    // a move is carried out where the persona lands, not where it was released
+                    && (d.decision.action != Action::Migrate || (entry.node == Some(me) && entry.migrating_to.is_none()))
             })
             .map(|d| d.seq)
+            .take(mindmesh_core::registry::MAX_DECISIONS_PER_COMMAND)
             .collect();
-        for seq in pending {
-            let cmd = Command::MarkExecuted {
-                seq,
-                node: me,
-                at_ms: self.clock.now_ms(),
-                ok: done.ok,
-                outcome: done.outcome.clone(),
-            };
-            if let Err(e) = self.mesh.propose(cmd).await {
-                tracing::debug!(seq, error = %e, "cannot mark a decision executed");
-            }
+        if seqs.is_empty() {
+            return;
+        }
+        // one entry for all of them, not one each
+        let cmd =
+            Command::Report { seqs, node: me, at_ms: self.clock.now_ms(), ok: done.ok, outcome: done.outcome.clone() };
+        if let Err(e) = self.mesh.propose(cmd).await {
+            tracing::debug!(persona = %done.name, error = %e, "cannot report decisions carried out");
         }
     }
 }
 
 /// Decisions that ask a node to do something (the others are only recorded).
 pub fn executable(action: Action) -> bool {
-    !matches!(action, Action::Continue | Action::Investigate)
+    action.asks_a_node()
 }
 
 async fn run_step(

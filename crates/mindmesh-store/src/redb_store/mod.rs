@@ -20,8 +20,20 @@ use mindmesh_core::metrics::{HostSample, PersonaSample};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::error::{Result, StoreError};
+use crate::health::{StoreHealth, WatchedFile, panic_message};
 use crate::store::{CompactReport, Store};
 use tables::*;
+
+pub use check::{CheckReport, TableRows, check_file};
+
+mod check;
+
+/// How a store file is opened: its cache, and the check on open.
+fn open_builder(options: &RedbOptions) -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(options.cache_bytes).set_check_integrity_on_open(options.verify_on_open);
+    builder
+}
 
 /// The layout this build reads and writes; a file with another is refused, not guessed at.
 /// 2: series keyed time first, raw samples in per-interval chunks (1 keyed them by persona).
@@ -37,11 +49,16 @@ pub struct RedbOptions {
     /// Save the allocator state with every commit so a reopen after a crash is instant
     /// instead of a walk of the whole file, at the price of a second fsync per commit.
     pub quick_repair: bool,
+    /// Verify the checksum of every page on open (redb's `check_integrity`): a file damaged
+    /// since redb wrote it (truncated, zeroed, overwritten) is refused at once, where a plain
+    /// open trusted it and panicked later on the first damaged page. Costs one read of the
+    /// whole file per open.
+    pub verify_on_open: bool,
 }
 
 impl Default for RedbOptions {
     fn default() -> Self {
-        RedbOptions { cache_bytes: 16 << 20, quick_repair: true }
+        RedbOptions { cache_bytes: 16 << 20, quick_repair: true, verify_on_open: true }
     }
 }
 
@@ -51,6 +68,7 @@ pub struct RedbStore {
     db: Arc<Database>,
     config: StoreConfig,
     options: RedbOptions,
+    health: StoreHealth,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -65,21 +83,61 @@ impl RedbStore {
         Self::open_with(path, config, RedbOptions::default())
     }
 
+    /// Every failure names the file ([`StoreError::Open`]); a damaged file is an error, never
+    /// a panic. I/O failures of the open database are reported to [`RedbStore::health`].
     pub fn open_with(path: impl AsRef<Path>, config: StoreConfig, options: RedbOptions) -> Result<Self> {
         config.validate().map_err(StoreError::Config)?;
         let path = path.as_ref();
-        let db = Database::builder().set_cache_size(options.cache_bytes).create(path)?;
-        tracing::debug!(path = %path.display(), "store file open");
-        Self::with_database(Arc::new(db), config, options)
+        let open_error =
+            |error: StoreError| StoreError::Open { path: path.display().to_string(), error: Box::new(error) };
+        let health = StoreHealth::new();
+        let started = std::time::Instant::now();
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<RedbStore> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| open_error(StoreError::Database(redb::Error::Io(e))))?;
+            let backend = WatchedFile::new(file, path, health.clone()).map_err(|e| open_error(e.into()))?;
+            let db = open_builder(&options).create_with_backend(backend).map_err(|e| open_error(e.into()))?;
+            let store = RedbStore {
+                db: Arc::new(db),
+                config: config.clone(),
+                options: options.clone(),
+                health: health.clone(),
+            };
+            store.init_schema().map_err(open_error)?;
+            Ok(store)
+        }));
+        let store = match opened {
+            Ok(r) => r?,
+            Err(p) => {
+                let what = format!("redb panicked reading it: {}", panic_message(p.as_ref()));
+                return Err(open_error(StoreError::Database(redb::Error::Corrupted(what))));
+            }
+        };
+        if let Some(failure) = health.failure() {
+            return Err(open_error(StoreError::Failed(failure)));
+        }
+        tracing::debug!(path = %path.display(), verified = options.verify_on_open, elapsed_ms = started.elapsed().as_millis() as u64, "store file open");
+        Ok(store)
     }
 
     /// Use a database that another module opened too (the Raft storage keeps its tables in
     /// the same file): the store only touches its own tables.
     pub fn with_database(db: Arc<Database>, config: StoreConfig, options: RedbOptions) -> Result<Self> {
         config.validate().map_err(StoreError::Config)?;
-        let store = RedbStore { db, config, options };
+        let store = RedbStore { db, config, options, health: StoreHealth::new() };
         store.init_schema()?;
         Ok(store)
+    }
+
+    /// Where failures of the file are reported: every module sharing [`RedbStore::database`]
+    /// writes through the same watched file, so one failure is seen by all.
+    pub fn health(&self) -> StoreHealth {
+        self.health.clone()
     }
 
     /// The underlying database, for modules that keep their own tables in the same file.
