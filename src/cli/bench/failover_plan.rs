@@ -17,9 +17,11 @@ use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
 pub struct FailoverPlanArgs {
-    #[arg(long, default_value_t = 1000)]
+    /// Nodes in the registry (the personas are spread evenly over them).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub nodes: u64,
-    #[arg(long, default_value_t = 100_000)]
+    /// Personas in the registry.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub personas: u64,
     /// Lost-node counts to plan for, each on its own copy of the registry.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
