@@ -85,6 +85,13 @@ async fn unknown_names_are_errors() {
 async fn tables_have_headers_dates_and_one_vocabulary() {
     let node = TestNode::start(&demo_persona("chat", &[], ""));
     node.wait_persona("chat", T, |v| v["health"] == "healthy").await;
+    // `show` prints its recent metrics once the recorder has stored a sample
+    common::wait_for_async(T, || async {
+        let (_, v) = node.get("/api/v1/personas/chat/series?max_points=1").await;
+        v["samples"].as_array().is_some_and(|s| !s.is_empty()).then_some(())
+    })
+    .await
+    .expect("a stored sample");
 
     let out = cli_utc(&node, &["events", "--persona", "chat"]);
     let events = text(&out.stdout);
@@ -162,9 +169,11 @@ async fn an_error_is_said_once() {
         .unwrap();
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "{err}");
-    assert_eq!(last.matches("Database already open").count(), 1, "{last}");
+    let first = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert_eq!(err.matches("Database already open").count(), 1, "{err}");
+    assert!(first.contains("Database already open") && first.contains("another process"), "{err}");
+    // held, not damaged: the operator is not told to move the store aside
+    assert!(!err.contains("move it aside") && err.contains("Stop that node first"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

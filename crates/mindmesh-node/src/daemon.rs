@@ -203,6 +203,15 @@ impl Node {
                 let store_path = data_dir.join(STORE_FILE);
                 check_member_store(&data_dir, &store_path, rejoin_as_new)?;
                 let redb = RedbStore::open(&store_path, config.store.clone()).map_err(|e| match e {
+                    // held, not damaged: nothing to restore or move aside
+                    mindmesh_store::StoreError::Open { path, error }
+                        if matches!(
+                            error.cause(),
+                            mindmesh_store::StoreError::Database(redb::Error::DatabaseAlreadyOpen)
+                        ) =>
+                    {
+                        NodeError::StoreInUse { path, data_dir: data_dir.display().to_string() }
+                    }
                     mindmesh_store::StoreError::Open { path, error } => NodeError::StoreUnusable {
                         path,
                         data_dir: data_dir.display().to_string(),

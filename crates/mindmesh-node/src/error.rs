@@ -28,6 +28,13 @@ pub enum NodeError {
          was in that file)."
     )]
     StoreUnusable { path: String, data_dir: String, reason: String },
+    /// Another process holds the store: most likely a node already running on this data dir.
+    #[error(
+        "cannot open the store {path}: Database already open by another process (is a node already \
+         running on {data_dir}?).\n  Stop that node first, or give this one another data dir \
+         (--data-dir); the file itself is untouched."
+    )]
+    StoreInUse { path: String, data_dir: String },
     /// The store is empty or missing, but the data dir shows that this node was a mesh member
     /// (its identity file): its Raft votes and log were in the lost store.
     #[error(

@@ -98,12 +98,21 @@ pub fn check_step(before: &Registry, after: &Registry, index: u64, outcome: &Out
             return Err(format!("persona {name} restarted under the same epoch {}", a.epoch));
         }
     }
-    // the audit trail is append-only: a record never changes but for its verdict, and a
-    // verdict other than pending is final (a refused decision is never "executed" later)
+    // the audit trail is append-only: a record never changes but for its verdict and, when
+    // the same decision is said again (a repeat it counts), its latest reason; a verdict other
+    // than pending is final (a refused decision is never "executed" later)
     for a in &after.decisions {
         let Some(b) = before.decision(a.seq) else { continue };
-        if (&a.decision, &a.by, &a.verb, a.index) != (&b.decision, &b.by, &b.verb, b.index) {
+        let who_what = |r: &super::DecisionRecord| {
+            let d = &r.decision;
+            (d.persona.clone(), d.action, d.target.clone(), d.analyst, r.by.clone(), r.verb.clone(), r.index)
+        };
+        let repeated = a.repeats > b.repeats;
+        if who_what(a) != who_what(b) || (!repeated && a.decision != b.decision) {
             return Err(format!("decision {} was rewritten", a.seq));
+        }
+        if a.repeats < b.repeats {
+            return Err(format!("decision {}: its repeats went back", a.seq));
         }
         if !b.verdict.is_pending() && a.verdict != b.verdict {
             return Err(format!("decision {}: verdict {:?} changed to {:?}", a.seq, b.verdict, a.verdict));
