@@ -39,6 +39,14 @@ impl TestNode {
 
     /// [`TestNode::start`] with more lines (`mesh_extra`) in its `[mesh]` section.
     pub fn start_with_mesh(extra: &str, mesh_extra: &str) -> TestNode {
+        let mut node = Self::configured(extra, mesh_extra);
+        node.spawn();
+        node
+    }
+
+    /// A node's directory and config (`[node]`, `[api]`, `extra`, the loopback `[mesh]` with
+    /// `mesh_extra`), not started yet.
+    fn configured(extra: &str, mesh_extra: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("node.toml");
         let data = dir.path().join("data");
@@ -50,9 +58,7 @@ impl TestNode {
             ),
         )
         .expect("write config");
-        let mut node = TestNode { dir, child: None, api: String::new(), config };
-        node.spawn();
-        node
+        TestNode { dir, child: None, api: String::new(), config }
     }
 
     /// A node of a mesh: `join` names a member to join and the mesh's key (none: it founds a
@@ -107,18 +113,7 @@ impl TestNode {
     /// A node like [`TestNode::start`] whose process also gets `env` (e.g. secrets that must not
     /// reach its personas).
     pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("node.toml");
-        let data = dir.path().join("data");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}",
-                data.display()
-            ),
-        )
-        .expect("write config");
-        let mut node = TestNode { dir, child: None, api: String::new(), config };
+        let mut node = Self::configured(extra, "");
         node.spawn_with_env(env);
         node
     }
