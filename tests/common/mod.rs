@@ -131,18 +131,7 @@ impl TestNode {
     /// A node like [`TestNode::start`] whose process (and so its personas and fence guard)
     /// may open at most `max_open_files` descriptors (`RLIMIT_NOFILE`, soft and hard).
     pub fn start_with_fd_limit(extra: &str, max_open_files: u64) -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("node.toml");
-        let data = dir.path().join("data");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nname = \"test\"\ndata_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n{MESH_ON_LOOPBACK}",
-                data.display()
-            ),
-        )
-        .expect("write config");
-        let mut node = TestNode { dir, child: None, api: String::new(), config };
+        let mut node = Self::configured(extra, "");
         node.spawn_limited(&[], Some(max_open_files));
         node
     }
