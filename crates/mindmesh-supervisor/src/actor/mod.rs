@@ -157,8 +157,11 @@ impl Supervisor {
         tracing::debug!(vars = ?inherited_env.keys().collect::<Vec<_>>(), "personas inherit these variables");
         let node_exe = host.node_exe().unwrap_or_default();
         let rng = settings.rng_seed.map_or_else(SmallRng::from_os_rng, SmallRng::seed_from_u64);
-        let logs =
-            settings.logs.clone().map(|cfg| LogBook::new(settings.data_dir.join("logs"), cfg, settings.clock.clone()));
+        let logs = settings
+            .logs
+            .clone()
+            .filter(|_| host.captures_output())
+            .map(|cfg| LogBook::new(settings.data_dir.join("logs"), cfg, settings.clock.clone()));
         let sup = Supervisor {
             logs,
             restart_cfg: settings.config.restart(),

@@ -528,4 +528,9 @@ impl ProcessHost for MemHost {
     fn node_exe(&self) -> Option<String> {
         None
     }
+
+    /// A twin's process has no output to collect.
+    fn captures_output(&self) -> bool {
+        false
+    }
 }

@@ -99,4 +99,9 @@ pub trait ProcessHost: std::fmt::Debug + Send + Sync + 'static {
     fn node_environment(&self) -> BTreeMap<String, String>;
     /// The node's executable (`MINDMESH_EXE` of every persona), if known.
     fn node_exe(&self) -> Option<String>;
+    /// Do the processes this host spawns write their stdout and stderr into the FIFOs of the
+    /// plan's log directory, for the node to collect? The twin's processes write nothing, and
+    /// collecting would open real FIFOs on a runtime that may have no I/O driver (the
+    /// simulator's).
+    fn captures_output(&self) -> bool;
 }

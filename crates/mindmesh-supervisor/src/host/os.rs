@@ -154,4 +154,9 @@ impl ProcessHost for OsHost {
     fn node_exe(&self) -> Option<String> {
         std::env::current_exe().ok().map(|p| p.display().to_string())
     }
+
+    /// `process::spawn` points the child's stdout and stderr at the persona's FIFOs.
+    fn captures_output(&self) -> bool {
+        true
+    }
 }
