@@ -60,7 +60,17 @@ pub(crate) async fn leader_call<T: Transport>(
         let target = hint.take().or_else(|| ctx.raft.metrics().borrow().current_leader).or(first);
         let answer = match target {
             None => Err(LeaderError::NotLeader { leader: None, leader_node: None }),
-            Some(t) if t == ctx.me => leader::execute(ctx, ctx.me, req.clone()).await,
+            // a leader cut off from its quorum still thinks it leads and cannot commit until
+            // the cut heals: give up at the deadline rather than hold the caller that long
+            Some(t) if t == ctx.me => {
+                match tokio::time::timeout(deadline - now, leader::execute(ctx, ctx.me, req.clone())).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        debug!("this node leads but nothing committed before the deadline");
+                        break;
+                    }
+                }
+            }
             Some(t) => match remote(ctx, t, &req, deadline - now).await {
                 Ok(a) => a,
                 Err(e) if e.is_retryable() => {

@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 use super::ctx::Ctx;
 use super::leader;
 use crate::NodeId;
-use crate::rpc::{self, MeshRequest, MeshResponse};
+use crate::rpc::{self, LeaderError, MeshRequest, MeshResponse};
 use crate::transport::{Reply, Transport};
 
 /// Decode, handle and answer one request. Returns false when the bytes were not a valid
@@ -75,7 +75,13 @@ async fn handle<T: Transport>(ctx: &Ctx<T>, from: NodeId, req: MeshRequest) -> M
             MeshResponse::InstallSnapshot(res)
         }
         op @ (MeshRequest::Propose(_) | MeshRequest::Join(_) | MeshRequest::Leave { .. } | MeshRequest::Renew) => {
-            MeshResponse::Leader(leader::execute(ctx, from, op).await)
+            // the caller waits at most an RPC timeout; a leader cut off from its quorum would
+            // hold this request (and its slot) until the cut heals
+            let wait = std::time::Duration::from_millis(ctx.cfg.rpc_timeout_ms);
+            match tokio::time::timeout(wait, leader::execute(ctx, from, op)).await {
+                Ok(answer) => MeshResponse::Leader(answer),
+                Err(_) => MeshResponse::Leader(Err(LeaderError::NotLeader { leader: None, leader_node: None })),
+            }
         }
     }
 }
