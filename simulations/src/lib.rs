@@ -21,6 +21,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod invariants;
+mod panics;
 pub mod processes;
 mod run;
 pub mod schedule;
@@ -42,6 +43,10 @@ pub enum SimError {
     Mesh { seed: u64, error: NetError },
     #[error("seed {seed}: harness: {detail}")]
     Harness { seed: u64, detail: String },
+    /// A task of a node panicked (a node's own assertion, or openraft's on a broken
+    /// guarantee such as a follower's log going backwards).
+    #[error("seed {seed}: a task panicked at {at_ms} ms: {detail}")]
+    Panic { seed: u64, at_ms: u64, detail: String },
 }
 
 impl SimError {
@@ -50,7 +55,8 @@ impl SimError {
             SimError::Violation { seed, .. }
             | SimError::Liveness { seed, .. }
             | SimError::Mesh { seed, .. }
-            | SimError::Harness { seed, .. } => *seed,
+            | SimError::Harness { seed, .. }
+            | SimError::Panic { seed, .. } => *seed,
         }
     }
 }
@@ -75,6 +81,8 @@ pub fn run_seed_traced(seed: u64, cfg: &SimConfig) -> (Result<SimReport, SimErro
             };
             // openraft's election timeouts come from this thread's generator
             mindmesh_net::runtime::seed_thread_rng(seed);
+            panics::watch();
+            let _ = panics::take();
             let mut timeline = Vec::new();
             let r = rt.block_on(run::run(seed, cfg, &mut timeline));
             (r, timeline)

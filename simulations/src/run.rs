@@ -65,6 +65,8 @@ pub struct SimReport {
 
 /// Outstanding writes at once; past it, no new write starts.
 const MAX_WRITES_IN_FLIGHT: usize = 64;
+/// Virtual time a run may take beyond its phases before it is judged stuck.
+const RUN_CAP_SLACK_MS: u64 = 60_000;
 /// Entries kept in a run's timeline.
 const MAX_TIMELINE: usize = 10_000;
 
@@ -161,6 +163,9 @@ impl Checker {
     }
 
     fn step(&mut self, cluster: &mut Cluster) -> Result<(), SimError> {
+        if let Some(panic) = crate::panics::take() {
+            return Err(SimError::Panic { seed: self.seed, at_ms: cluster.now_ms(), detail: panic });
+        }
         let mut statuses: Vec<StatusEvent> = Vec::new();
         while let Ok(s) = cluster.status_rx.try_recv() {
             statuses.push(s);
@@ -284,7 +289,18 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
         failovers: 0,
         timeline: Vec::new(),
     };
-    let r = phases(seed, &cfg, &mut cluster, &mut checker).await;
+    // every phase is bounded, so a run past this much virtual time waits for something that
+    // never comes (an await without a deadline): a bug to report, not to sit out
+    let cap_ms = cfg.settle_ms + cfg.fault_ms + cfg.heal_ms + cfg.failover_bound_ms() + RUN_CAP_SLACK_MS;
+    let r = match tokio::time::timeout(Duration::from_millis(cap_ms), phases(seed, &cfg, &mut cluster, &mut checker))
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(SimError::Liveness {
+            seed,
+            detail: format!("the run did not end within {cap_ms} virtual ms: something awaited without a deadline"),
+        }),
+    };
     *timeline = std::mem::take(&mut checker.timeline);
     cluster.shutdown().await;
     cancel.cancel();

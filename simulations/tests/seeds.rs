@@ -75,8 +75,9 @@ fn a_seed_replays_the_same_run() {
 
 /// The checker can fail: crashed nodes that come back with their Raft store wiped (vote and log
 /// forgotten) break what Raft rests on, and seeds must fail — by a broken invariant (two
-/// leaders in a term, a lost commit, diverging replicas) or by a mesh that does not recover
-/// (openraft stops a leader whose follower's log went backwards).
+/// leaders in a term, a lost commit, diverging replicas), by a mesh that does not recover, or by
+/// openraft's own assertion that a follower's log never goes backwards (a panic of the leader's
+/// replication task).
 #[test]
 fn a_store_that_forgets_is_caught() {
     let cfg = SimConfig { amnesia: true, ..SimConfig::default() };
@@ -84,7 +85,9 @@ fn a_store_that_forgets_is_caught() {
     let caught: Vec<String> = results
         .iter()
         .filter_map(|r| match r {
-            Err(e @ (SimError::Violation { .. } | SimError::Liveness { .. })) => Some(e.to_string()),
+            Err(e @ (SimError::Violation { .. } | SimError::Liveness { .. } | SimError::Panic { .. })) => {
+                Some(e.to_string())
+            }
             _ => None,
         })
         .collect();
