@@ -269,6 +269,25 @@ async fn create(
             ..ApiError::new(StatusCode::CONFLICT, "exists", format!("persona {name:?} already exists"))
         });
     }
+    // a node just started may not be a member of its own registry yet (its join commits a
+    // moment later): wait for that briefly rather than find no node to place on
+    let me = st.mesh.node_id();
+    let reg = if reg.nodes.contains_key(&me) {
+        reg
+    } else {
+        let mut registry = st.mesh.watch_registry();
+        let joined = tokio::time::timeout(LOCAL_EFFECT_TIMEOUT, registry.wait_for(|r| r.nodes.contains_key(&me))).await;
+        match joined {
+            Ok(Ok(r)) => r.clone(),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "joining",
+                    "this node has not joined its mesh yet: try again in a moment",
+                ));
+            }
+        }
+    };
     let node = match &q.node {
         Some(n) => reg.node_by_name(n).map(|e| e.info.id).ok_or_else(|| ApiError {
             param: Some("node".into()),
@@ -277,7 +296,6 @@ async fn create(
         None => {
             let rows = st.mesh.mesh_view().await.unwrap_or_default();
             // this node is live by definition, even before its own row reaches its mesh view
-            let me = st.mesh.node_id();
             let live = |id| id == me || rows.iter().any(|r| r.node_id == id && !r.stale);
             place(&spec, &loads(&reg, live))
                 .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_room", e.to_string()))?
