@@ -3,8 +3,9 @@
 //! (SVG with data) and the decision rows, sees a page update live (server-sent events) when a
 //! decision lands, and takes screenshots (into docs/images/ with
 //! `MINDMESH_UPDATE_SCREENSHOTS=1`). Without credentials a page is refused; a page of another
-//! origin can neither read nor drive it; a session cookie reads only the dashboard of the node
-//! that issued it.
+//! origin (in the same signed-in browser, on another port of the same host, where
+//! `SameSite=Strict` does not hold the cookie back) can neither read nor drive it; a session
+//! cookie reads only the dashboard of the node that issued it.
 //!
 //! Chromium is Debian's `chromium` package (`.ci/run` installs it). Under CI (env `CI` set) a
 //! missing Chromium fails the browser test; elsewhere it is skipped, saying so.
@@ -50,21 +51,17 @@ async fn busy_mesh() -> Vec<TestNode> {
             })
             .await;
     }
-    // traffic through the gateway of node a (forwarded to b and c): a few seconds of it, so
-    // the plots have several samples of latency and errors
-    for round in 0..8 {
-        for (name, _, _) in &personas {
-            for _ in 0..3 {
+    // traffic through each persona's own node: a few seconds of it, so the plots have several
+    // samples of latency and errors (kept light: two cores carry the mesh and the browser)
+    for round in 0..6 {
+        for (i, (name, _, _)) in personas.iter().enumerate() {
+            for _ in 0..2 {
                 let body = json!({"model": name, "messages": [{"role": "user", "content": format!("hello {round}")}]});
-                let _ = common::http(
-                    "POST",
-                    &nodes[0].url("/v1/chat/completions"),
-                    Some(("application/json", body.to_string())),
-                )
-                .await;
+                let url = nodes[i].url("/v1/chat/completions");
+                let _ = common::http("POST", &url, Some(("application/json", body.to_string()))).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     act(&nodes[1], "/api/v1/personas/chat/throttle", json!({"multiplier": 0.5})).await;
     act(&nodes[2], "/api/v1/personas/flaky/restart", json!({"reason": "ui test restart"})).await;
@@ -511,6 +508,52 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// A web server of another origin on this host (a port of its own) whose page tries to read
+/// the dashboard at `node` (`http://host:port`) and, by a form, to sign the browser out.
+/// Returns the server's stop guard and the page's URL.
+fn evil_page(node: &str) -> (EvilServer, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let page = format!(
+        "<!doctype html><html><head><title>evil</title></head><body>\
+         <form id=\"drive\" method=\"post\" action=\"{node}/ui/logout\"><input name=\"x\" value=\"1\"></form>\
+         <script>fetch(\"{node}/ui\", {{credentials: \"include\"}}).then(function (r) {{ return r.text(); }})\
+         .then(function (t) {{ document.title = \"done:read \" + t.length; }})\
+         .catch(function () {{ document.title = \"done:blocked\"; }});</script></body></html>"
+    );
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (EvilServer(stop), url)
+}
+
+struct EvilServer(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for EvilServer {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// How many plots of a page have data, by the counts their `<svg>` carries.
 fn plots_with_data(dom: &str) -> Vec<String> {
     dom.split("data-plot=\"")
@@ -620,6 +663,26 @@ async fn the_dashboard_in_a_browser() {
     assert!(plots_with_data(flaky).iter().any(|id| id == "errors"), "flaky's errors");
     assert!(flaky.contains("data-series=\"upstream_429\"") || flaky.contains("data-series=\"quota\""), "{flaky}");
     assert!(flaky.contains("class=\"decision-row\""), "flaky's restart in its decisions");
+
+    // a page of another origin on the same host (another port: the same *site*, so
+    // SameSite=Strict still lets the browser send the cookie) can neither read the dashboard
+    // nor sign the browser out: the door refuses it by its Origin
+    let (evil, evil_url) = evil_page(&a.api);
+    let url = a.url("");
+    b = tokio::task::spawn_blocking(move || {
+        assert_eq!(b.goto(&evil_url), 200);
+        b.wait_true("the read is blocked", "document.title.startsWith('done:')");
+        assert_eq!(b.eval("document.title"), json!("done:blocked"), "a foreign page read the dashboard");
+        let status = b.eval_and_load("document.getElementById('drive').submit()");
+        assert_eq!(status, 403, "the foreign sign-out: {}", b.dom());
+        assert_eq!(b.goto(&format!("{url}/ui")), 200, "still signed in");
+        assert!(b.dom().contains("persona-row"));
+        b
+    })
+    .await
+    .unwrap();
+    drop(evil);
+    assert!(a.log().contains("refused a cross-origin request"), "the refusal is logged");
 
     // live: the overview, open, shows a decision made elsewhere without being reloaded
     let url = a.url("");
