@@ -63,7 +63,6 @@ async fn busy_mesh() -> Vec<TestNode> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    act(&nodes[1], "/api/v1/personas/chat/throttle", json!({"multiplier": 0.5})).await;
     act(&nodes[2], "/api/v1/personas/flaky/restart", json!({"reason": "ui test restart"})).await;
     act(&nodes[2], "/api/v1/personas/chat/restart", json!({"reason": "ui test restart of chat"})).await;
     for (i, (name, _, _)) in personas.iter().enumerate() {
@@ -94,13 +93,15 @@ fn form(name: &str, value: &str) -> String {
 }
 
 /// An operator's action, asked again while the mesh answers 503 (two cores carry three nodes
-/// and a browser here: a commit may time out, and an operator would retry).
+/// and a browser here: a commit may time out, and an operator would retry; a commit that
+/// timed out may still land, and its retry is then refused as done already).
 async fn act(node: &TestNode, path: &str, body: Value) {
     let mut last = Value::Null;
     let deadline = Instant::now() + T;
     while Instant::now() < deadline {
         let (code, v) = node.post(path, body.clone()).await;
-        if code == 200 {
+        // a 409 after a 503: the first try was committed after all ("already restarted")
+        if code == 200 || (code == 409 && !last.is_null()) {
             return;
         }
         assert_eq!(code, 503, "{path}: {v}");

@@ -258,3 +258,53 @@ pub fn plots(p: &PersonaView, samples: &[PersonaSample], from_ms: u64, to_ms: u6
 
     vec![memory, latency, errors, queue, cpu]
 }
+
+#[cfg(test)]
+mod tests {
+    use mindmesh_core::metrics::ErrorKind;
+
+    use super::*;
+
+    fn persona() -> PersonaView {
+        let mut budget = mindmesh_core::Budget::default();
+        budget.max_memory_mb = 256;
+        budget.max_response_time_ms = 2000;
+        serde_json::from_value(serde_json::json!({
+            "name": "leaky", "phase": "running", "restarts": 0, "health": "healthy",
+            "importance": "user_facing", "rss_bytes": 0, "peak_rss_bytes": 0, "cpu_percent": 0.0,
+            "throttle_multiplier": 1.0, "budget": budget,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_leak_is_drawn_with_its_trend_and_budget() {
+        let mb = mindmesh_core::bounds::mb_to_bytes(1);
+        // a minute of samples, growing 1 MiB a second, one failed request in three
+        let samples: Vec<PersonaSample> = (0..60u64)
+            .map(|i| PersonaSample {
+                ts_ms: 1_000_000 + i * 1000,
+                rss_bytes: (100 + i) * mb,
+                errors: u32::from(i % 3 == 0),
+                errors_by_kind: if i % 3 == 0 { vec![(ErrorKind::Quota, 1)] } else { vec![] },
+                latency_p50_ms: (i % 7 != 0).then_some(20.0),
+                latency_p99_ms: Some(40.0),
+                ..PersonaSample::default()
+            })
+            .collect();
+        let plots = plots(&persona(), &samples, 1_000_000, 1_060_000);
+        let ids: Vec<&str> = plots.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["memory", "latency", "errors", "queue", "cpu"]);
+        let memory = &plots[0];
+        let trend = memory.series.iter().find(|s| s.dashed).expect("a fitted trend");
+        assert!(trend.label.starts_with("trend +3600.0 MiB/h"), "{}", trend.label);
+        assert_eq!(memory.rules[0].y, 256.0);
+        let svg = render(memory);
+        assert!(svg.contains("data-points=\"62\""), "60 samples and the fit's two ends");
+        assert!(svg.contains("data-rule=\"budget 256 MiB\"") && !svg.contains("data-above"), "within reach");
+        let errors = &plots[2];
+        assert_eq!(errors.series.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), ["all", "quota"]);
+        // a missing latency is a gap, not a zero
+        assert!(plots[1].series[0].points.iter().filter(|p| p.1.is_nan()).count() >= 8);
+    }
+}
