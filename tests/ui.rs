@@ -665,26 +665,6 @@ async fn the_dashboard_in_a_browser() {
     assert!(flaky.contains("data-series=\"upstream_429\"") || flaky.contains("data-series=\"quota\""), "{flaky}");
     assert!(flaky.contains("class=\"decision-row\""), "flaky's restart in its decisions");
 
-    // a page of another origin on the same host (another port: the same *site*, so
-    // SameSite=Strict still lets the browser send the cookie) can neither read the dashboard
-    // nor sign the browser out: the door refuses it by its Origin
-    let (evil, evil_url) = evil_page(&a.api);
-    let url = a.url("");
-    b = tokio::task::spawn_blocking(move || {
-        assert_eq!(b.goto(&evil_url), 200);
-        b.wait_true("the read is blocked", "document.title.startsWith('done:')");
-        assert_eq!(b.eval("document.title"), json!("done:blocked"), "a foreign page read the dashboard");
-        let status = b.eval_and_load("document.getElementById('drive').submit()");
-        assert_eq!(status, 403, "the foreign sign-out: {}", b.dom());
-        assert_eq!(b.goto(&format!("{url}/ui")), 200, "still signed in");
-        assert!(b.dom().contains("persona-row"));
-        b
-    })
-    .await
-    .unwrap();
-    drop(evil);
-    assert!(a.log().contains("refused a cross-origin request"), "the refusal is logged");
-
     // live: the overview, open, shows a decision made elsewhere without being reloaded
     let url = a.url("");
     b = tokio::task::spawn_blocking(move || {
@@ -704,4 +684,38 @@ async fn the_dashboard_in_a_browser() {
     })
     .await
     .unwrap();
+}
+
+/// A page of another origin on the same host (another port: the same *site*, so
+/// `SameSite=Strict` still lets the browser send the cookie) can neither read the dashboard
+/// nor sign the browser out: the door refuses it by its Origin. One node is enough.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_page_cannot_read_or_drive_a_signed_in_browser() {
+    let Some(chromium) = chromium() else { return };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let a = TestNode::start(&common::demo_persona("chat", &["--idle"], ""));
+    a.wait_status(T, "chat runs", |s| common::mesh_persona(s, "chat").is_some_and(|p| p["phase"] == "running")).await;
+    let token = a.token();
+    let (evil, evil_url) = evil_page(&a.api);
+    let url = a.url("");
+    tokio::task::spawn_blocking(move || {
+        let mut b = Browser::start(&chromium);
+        assert_eq!(b.goto(&format!("{url}/ui/login")), 200);
+        let status = b.eval_and_load(&format!(
+            "document.getElementById('token').value = {}; document.getElementById('login').submit();",
+            json!(token)
+        ));
+        assert_eq!(status, 200, "signed in: {}", b.dom());
+        assert_eq!(b.goto(&evil_url), 200);
+        b.wait_true("the read is over", "document.title.startsWith('done:')");
+        assert_eq!(b.eval("document.title"), json!("done:blocked"), "a foreign page read the dashboard");
+        let status = b.eval_and_load("document.getElementById('drive').submit()");
+        assert_eq!(status, 403, "the foreign sign-out: {}", b.dom());
+        assert_eq!(b.goto(&format!("{url}/ui")), 200, "still signed in");
+        assert!(b.dom().contains("data-persona=\"chat\""));
+    })
+    .await
+    .unwrap();
+    drop(evil);
+    assert!(a.log().contains("refused a cross-origin request"), "the refusal is logged");
 }
