@@ -40,9 +40,8 @@ async fn busy_mesh() -> Vec<TestNode> {
         ("flaky", "b", demo("flaky", &["--latency-ms", "10", "--error-rate", "0.4", "--error-kinds", "429,quota"])),
         ("leaky", "c", demo("leaky", &["--leak-mb-per-min", "60"])),
     ];
-    for (name, node, spec) in &personas {
-        let (code, v) = nodes[0].post(&format!("/api/v1/personas?node={node}"), spec.clone()).await;
-        assert_eq!(code, 201, "add {name}: {v}");
+    for (_, node, spec) in &personas {
+        act(&nodes[0], &format!("/api/v1/personas?node={node}"), spec.clone()).await;
     }
     for (name, node, _) in &personas {
         nodes[0]
@@ -65,14 +64,19 @@ async fn busy_mesh() -> Vec<TestNode> {
     }
     act(&nodes[2], "/api/v1/personas/flaky/restart", json!({"reason": "ui test restart"})).await;
     act(&nodes[2], "/api/v1/personas/chat/restart", json!({"reason": "ui test restart of chat"})).await;
-    for (i, (name, _, _)) in personas.iter().enumerate() {
-        let owner = &nodes[i];
+    // through the dashboard of node a, which asks whichever node runs the persona (a failover
+    // under load may have moved it)
+    let bearer = format!("Bearer {}", nodes[0].token());
+    for (name, _, _) in &personas {
+        let url = nodes[0].url(&format!("/ui/personas/{name}?hours=1"));
         common::wait_for_async(T, || async {
-            let (_, page) = owner.get(&format!("/api/v1/personas/{name}/series?max_points=100")).await;
-            (page["samples"].as_array().map_or(0, Vec::len) >= 5).then_some(())
+            let (_, html) = get(&url, &[("authorization", &bearer)]).await;
+            let at = html.find("data-samples=\"")? + "data-samples=\"".len();
+            let n: usize = html[at..at + html[at..].find('"')?].parse().ok()?;
+            (n >= 5).then_some(())
         })
         .await
-        .unwrap_or_else(|| panic!("samples of {name}; log:\n{}", owner.log()));
+        .unwrap_or_else(|| panic!("samples of {name}; a's log:\n{}", nodes[0].log()));
     }
     nodes
 }
@@ -100,8 +104,9 @@ async fn act(node: &TestNode, path: &str, body: Value) {
     let deadline = Instant::now() + T;
     while Instant::now() < deadline {
         let (code, v) = node.post(path, body.clone()).await;
-        // a 409 after a 503: the first try was committed after all ("already restarted")
-        if code == 200 || (code == 409 && !last.is_null()) {
+        // a 409 after a 503: the first try was committed after all ("already restarted",
+        // "exists")
+        if code == 200 || code == 201 || (code == 409 && !last.is_null()) {
             return;
         }
         assert_eq!(code, 503, "{path}: {v}");
