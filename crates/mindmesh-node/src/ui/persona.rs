@@ -266,9 +266,11 @@ mod tests {
     use super::*;
 
     fn persona() -> PersonaView {
-        let mut budget = mindmesh_core::Budget::default();
-        budget.max_memory_mb = 256;
-        budget.max_response_time_ms = 2000;
+        let budget = mindmesh_core::Budget {
+            max_memory_mb: 256,
+            max_response_time_ms: 2000,
+            ..mindmesh_core::Budget::default()
+        };
         serde_json::from_value(serde_json::json!({
             "name": "leaky", "phase": "running", "restarts": 0, "health": "healthy",
             "importance": "user_facing", "rss_bytes": 0, "peak_rss_bytes": 0, "cpu_percent": 0.0,
