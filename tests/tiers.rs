@@ -127,3 +127,26 @@ async fn only_hibernate_takes_a_tier_and_only_a_running_persona_pauses() {
     let (code, body) = chat(&node, "p").await;
     assert_eq!(code, 200, "{body}");
 }
+
+/// The idle policy picks the tier: a persona whose cold start is slow (here 1.2 s before it
+/// serves) and whose idle limit is short is paused; one that starts at once is stopped; and a
+/// persona left paused for four idle limits goes on to stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idle_policy_pauses_a_slow_starter_and_stops_a_quick_one() {
+    let slow = format!(
+        "[[persona]]\nname = \"slow\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"sleep 1.2; exec '{}'\"]\n\
+         health_path = \"/health\"\nhibernate_after_idle_s = 2\n",
+        common::DEMO
+    );
+    let node = TestNode::start(&(slow + &demo_persona("quick", &[], "hibernate_after_idle_s = 2")));
+    let v = node.wait_persona("slow", T, |v| phase(v) == "paused").await;
+    assert!(v["pid"].as_u64().is_some(), "{v}");
+    node.wait_persona("quick", T, |v| phase(v) == "hibernating").await;
+    let (code, body) = chat(&node, "slow").await;
+    assert_eq!(code, 200, "{body}");
+    // idle again: paused again, then (after four limits paused) stopped
+    node.wait_persona("slow", T, |v| phase(v) == "paused").await;
+    node.wait_persona("slow", T, |v| phase(v) == "hibernating").await;
+    let events = node.events("slow").await;
+    assert!(events.iter().any(|e| e["kind"] == "hibernate" && e["detail"].as_str().is_some_and(|d| d.contains("paused"))));
+}
