@@ -516,6 +516,25 @@ def build(out):
                importance="background", cpu=350.0)
     made.append(sc)
 
+    # idle is no excuse for memory: each idle persona is judged on its memory first. The idle
+    # background leaker is hibernated (frees all of it; a restart would leak again for no one),
+    # the user-facing one stays warm but fresh (restart), the one growing far from any limit
+    # is watched rather than "kept warm" and forgotten.
+    sc = Scenario("l-idle-leakers", "Three personas have had no request for 14 minutes since they started; two "
+                  "leak 25 MB/min past their 256 MB budget (one background, one user-facing), one grows 4 MB/min "
+                  "far under its budget.", 10, 14, 230)
+    sc.node("n1")
+    # enough busy peers that two disruptions at once stay within the share cap
+    chats(sc, "n1", n=4)
+    sc.persona("night-batch", "n1", ["hibernate"], "idle and leaking past its budget: hibernating frees it all, "
+               "a restart would bring it back to leak for nobody", importance="background", model="batch-n",
+               budget={"max_memory_mb": 256}, mutate=chain(no_traffic, leak(25)))
+    sc.persona("desk", "n1", ["restart"], "user-facing, idle, leaking past its budget: stays warm, but fresh",
+               model="desk", budget={"max_memory_mb": 256}, mutate=chain(no_traffic, leak(25)))
+    sc.persona("helpdesk", "n1", ["investigate"], "idle, growing far under its budget: watch it, do not forget it",
+               model="helpdesk", budget={"max_memory_mb": 4096}, mutate=chain(no_traffic, leak(4)))
+    made.append(sc)
+
     for s in made:
         s.write(out)
     return len(made)

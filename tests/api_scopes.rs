@@ -53,6 +53,7 @@ fn api_routes(persona: &str, node: &str) -> Vec<(&'static str, String, Option<Va
         ("POST", format!("/api/v1/personas/{persona}/throttle"), Some(json!({"multiplier": 0.5}))),
         ("POST", format!("/api/v1/personas/{persona}/migrate"), Some(json!({"to": node}))),
         ("PATCH", format!("/api/v1/personas/{persona}/budget"), Some(json!({"inference_queue_priority": 10}))),
+        ("PUT", format!("/api/v1/personas/{persona}"), Some(json!({"name": persona, "command": common::DEMO}))),
         ("DELETE", format!("/api/v1/personas/{persona}"), None),
         ("POST", format!("/api/v1/nodes/{node}/drain"), Some(json!({}))),
         ("POST", "/api/v1/node/leave".into(), Some(json!({}))),
@@ -147,6 +148,7 @@ async fn operate_acts_admin_adds_and_the_event_log_names_each_token() {
     let spec = json!({"name": "added", "command": common::DEMO, "args": []});
     for (method, path, body) in [
         ("POST", "/api/v1/personas", Some(spec.clone())),
+        ("PUT", "/api/v1/personas/chat", Some(json!({"name": "chat", "command": common::DEMO}))),
         ("DELETE", "/api/v1/personas/chat", None),
         ("POST", "/api/v1/nodes/test/drain", Some(json!({}))),
         ("POST", "/api/v1/node/leave", Some(json!({}))),

@@ -76,8 +76,26 @@ impl Client {
         content_type: &str,
         body: String,
     ) -> anyhow::Result<T> {
-        let rb =
-            self.request(reqwest::Method::POST, path).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        self.send_raw(reqwest::Method::POST, path, content_type, body).await
+    }
+
+    pub async fn put_raw<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<T> {
+        self.send_raw(reqwest::Method::PUT, path, content_type, body).await
+    }
+
+    async fn send_raw<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<T> {
+        let rb = self.request(method, path).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         self.send(rb).await
     }
 

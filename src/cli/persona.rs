@@ -9,7 +9,7 @@ use mindmesh_core::BudgetPatch;
 use mindmesh_core::budget::{check_queue_priority, check_throttle_multiplier};
 use mindmesh_core::hibernate::Tier;
 use mindmesh_node::api::types::{
-    ActionRequest, ActionResponse, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage, ThrottleRequest,
+    ActionRequest, ActionResponse, ApplyResponse, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage, ThrottleRequest,
 };
 
 use super::client::{ApiArgs, Client, seg};
@@ -39,6 +39,21 @@ pub enum PersonaCommand {
         #[arg(long)]
         node: Option<String>,
         /// Print the added persona as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a persona what a spec file says (TOML, or JSON by its .json extension; the format
+    /// of `persona add` and of the config's `[[persona]]`): added if missing, else changed in
+    /// place through the mesh. Prints the diff field by field (old → new). A budget-only
+    /// change applies to the running process; any other field (command, args, env,
+    /// working_dir, limits, …) starts a new one. An unchanged spec is a no-op, said so.
+    Apply {
+        /// The spec file.
+        file: PathBuf,
+        /// Show the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the outcome as JSON (the diff in `changes`, with `restart` per field).
         #[arg(long)]
         json: bool,
     },
@@ -262,6 +277,24 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
                 println!("added {} on {} ({})", v.name, v.node.as_deref().unwrap_or("no node yet"), v.phase);
             }
         }
+        PersonaCommand::Apply { file, dry_run, json } => {
+            let text = super::files::read_text(&file, super::files::MAX_SPEC_FILE_BYTES, "persona spec")?;
+            let file_name = file.to_string_lossy();
+            // checked here first: the name is the path of the request, and a bad spec is told
+            // in full before anything is sent
+            let spec = mindmesh_core::PersonaSpec::check_file_contents(&file_name, &text).map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                anyhow::anyhow!("{}: not a valid persona spec:\n{}", file.display(), lines.join("\n"))
+            })?;
+            let content_type = if file_name.ends_with(".json") { "application/json" } else { "application/toml" };
+            let path = format!("/api/v1/personas/{}?dry_run={dry_run}", seg(&spec.name));
+            let r: ApplyResponse = client.put_raw(&path, content_type, text).await?;
+            if json {
+                table::json(&r)?;
+            } else {
+                print_apply(&r);
+            }
+        }
         PersonaCommand::List { json } => {
             let list: Vec<PersonaView> = client.get("/api/v1/personas").await?;
             if json {
@@ -360,6 +393,44 @@ async fn act_with(
         println!("{} {}: {}", r.persona, r.action, r.phase);
     }
     Ok(())
+}
+
+/// The diff, then what was (or would be) done.
+fn print_apply(r: &ApplyResponse) {
+    if !r.changed {
+        println!("{}: unchanged, nothing to do", r.persona);
+        return;
+    }
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+    let rows: Vec<Vec<String>> = r
+        .changes
+        .iter()
+        .map(|c| {
+            let effect = if r.created {
+                "new"
+            } else if c.restart {
+                "restart"
+            } else {
+                "in place"
+            };
+            vec![c.field.clone(), format!("{} → {}", show(&c.old), show(&c.new)), effect.to_owned()]
+        })
+        .collect();
+    table::print(&["FIELD", "OLD → NEW", "EFFECT"], &rows);
+    let on = r.node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default();
+    let pid = r.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let what = match (r.dry_run, r.created, r.restart) {
+        (true, true, _) => format!("dry run: {} would be added; nothing changed", r.persona),
+        (true, false, true) => format!("dry run: {} would be restarted{on}; nothing changed", r.persona),
+        (true, false, false) => format!("dry run: {} would be changed in place{on}; nothing changed", r.persona),
+        (false, true, _) => format!("added {}{on}{pid}", r.persona),
+        (false, false, true) => format!("applied: {} restarted{on}{pid}", r.persona),
+        (false, false, false) => format!("applied: {} changed in place{on}, no restart{pid}", r.persona),
+    };
+    println!("{what}");
+    if let Some(note) = &r.note {
+        println!("note: {note}");
+    }
 }
 
 pub fn print_list(list: &[PersonaView]) {

@@ -50,6 +50,7 @@ pub mod record;
 pub mod registry;
 pub mod snapshot;
 pub mod spec;
+pub mod spec_diff;
 pub mod telemetry;
 pub mod wire;
 

@@ -255,6 +255,32 @@ fn urgent_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Op
         );
     }
     let m = &f.memory;
+    if f.activity.idle
+        && f.importance == Importance::Background
+        && (m.trend == MemTrend::Leaking || m.growth_needs_action())
+    {
+        // idle and leaking: hibernating frees all it holds and nobody waits for it; a restart
+        // would only bring it back to leak for no one. (User-facing and system personas stay
+        // warm: they are restarted below like any leaker.)
+        return d(
+            Action::Hibernate,
+            0.8,
+            format!(
+                "idle {} and its memory grows ({:+.1} MB/min, now {:.0} MB{}): hibernating frees all of it, a restart would leak again for no one",
+                mins(f.activity.idle_for_ms.unwrap_or(0)),
+                if m.trend == MemTrend::Leaking {
+                    m.slope_mb_per_min
+                } else {
+                    m.recent.map_or(m.slope_mb_per_min, |r| r.slope_mb_per_min)
+                },
+                m.now_mb,
+                match m.budget_mb {
+                    Some(b) if m.over_budget() => format!(", over its {b:.0} MB budget"),
+                    _ => String::new(),
+                }
+            ),
+        );
+    }
     if m.trend == MemTrend::Leaking {
         let peers_flat = !m.peer_growth_frac.is_finite() || m.peer_growth_frac < 0.5 * m.growth_frac;
         let fit = m.fit_r2.max(m.floor_r2);
@@ -463,6 +489,14 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
     }
     let node = f.node.map(|i| &set.nodes[i]);
     let a = &f.activity;
+    // idle is no excuse for memory: a persona kept warm while it grows or sits over its budget
+    // is watched like a busy one (an idle background one is hibernated, which frees it all)
+    if a.idle
+        && f.importance != Importance::Background
+        && let Some(watch) = memory_watch(f)
+    {
+        return d(Action::Investigate, watch.0, format!("idle {}, but {}", mins(a.idle_for_ms.unwrap_or(0)), watch.1));
+    }
     if a.idle {
         let idle = format!(
             "idle {} (its usual gap is under {})",
@@ -545,39 +579,8 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
             ),
         );
     }
-    if m.growing_now
-        && let Some(line) = m.recent
-    {
-        let to_budget = match (m.budget_mb, m.minutes_to_budget) {
-            (Some(b), Some(t)) => format!("; its {b:.0} MB budget in about {}", mins((t as f64 * MIN) as u64)),
-            _ => String::new(),
-        };
-        return d(
-            Action::Investigate,
-            0.5 + 0.1 * evidence_weight(line.span_ms, 15 * 60_000),
-            format!(
-                "memory {:+.1} MB/min over the last {} (fit {:.2}), now {:.0} MB{to_budget}: growing, not yet near a limit; watching",
-                line.slope_mb_per_min,
-                evidence(line.span_ms, line.samples),
-                line.r2,
-                m.now_mb
-            ),
-        );
-    }
-    if let Some(b) = m.budget_mb
-        && m.now_mb.is_finite()
-        && m.now_mb > 1.1 * b
-    {
-        let trend = match m.trend {
-            MemTrend::Unknown => "too little data yet to tell whether it grows".to_string(),
-            MemTrend::Growing | MemTrend::Leaking => "growing slowly".to_string(),
-            t => format!("{}, not growing", t.as_str()),
-        };
-        return d(
-            Action::Investigate,
-            0.6,
-            format!("memory {:.0} MB is over its {:.0} MB budget ({trend})", m.now_mb, b),
-        );
+    if let Some((confidence, why)) = memory_watch(f) {
+        return d(Action::Investigate, confidence, why);
     }
     // healthy: say why
     let mut notes = vec![format!("memory {}", m.trend.as_str())];
@@ -618,4 +621,40 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
     let against = if own_history { "its own history, its peers and its host" } else { "its peers and its host" };
     let confidence = if own_history { 0.8 } else { 0.55 + 0.25 * evidence_weight(f.history_ms, 30 * 60_000) };
     d(Action::Continue, confidence, format!("healthy against {against} ({})", notes.join("; ")))
+}
+
+/// Memory worth watching although nothing needs doing yet: growing now far from any limit, or
+/// over its budget. The confidence and the reason of an `investigate`.
+fn memory_watch(f: &PersonaFeatures) -> Option<(f32, String)> {
+    let m = &f.memory;
+    if m.growing_now
+        && let Some(line) = m.recent
+    {
+        let to_budget = match (m.budget_mb, m.minutes_to_budget) {
+            (Some(b), Some(t)) => format!("; its {b:.0} MB budget in about {}", mins((t as f64 * MIN) as u64)),
+            _ => String::new(),
+        };
+        return Some((
+            0.5 + 0.1 * evidence_weight(line.span_ms, 15 * 60_000),
+            format!(
+                "memory {:+.1} MB/min over the last {} (fit {:.2}), now {:.0} MB{to_budget}: growing, not yet near a limit; watching",
+                line.slope_mb_per_min,
+                evidence(line.span_ms, line.samples),
+                line.r2,
+                m.now_mb
+            ),
+        ));
+    }
+    if let Some(b) = m.budget_mb
+        && m.now_mb.is_finite()
+        && m.now_mb > 1.1 * b
+    {
+        let trend = match m.trend {
+            MemTrend::Unknown => "too little data yet to tell whether it grows".to_string(),
+            MemTrend::Growing | MemTrend::Leaking => "growing slowly".to_string(),
+            t => format!("{}, not growing", t.as_str()),
+        };
+        return Some((0.6, format!("memory {:.0} MB is over its {:.0} MB budget ({trend})", m.now_mb, b)));
+    }
+    None
 }

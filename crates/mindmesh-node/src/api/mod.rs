@@ -67,7 +67,7 @@ pub fn router(state: ApiState, door: policy::Door) -> Router {
     let api = Router::new()
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/personas", get(personas::list).post(personas::add))
-        .route("/api/v1/personas/{name}", get(personas::show).delete(personas::remove))
+        .route("/api/v1/personas/{name}", get(personas::show).put(personas::apply).delete(personas::remove))
         .route("/api/v1/personas/{name}/throttle", post(personas::throttle))
         .route("/api/v1/personas/{name}/migrate", post(personas::migrate))
         .route("/api/v1/nodes/{name}/drain", post(mesh::drain))

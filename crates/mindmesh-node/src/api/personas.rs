@@ -14,13 +14,14 @@ use mindmesh_core::hibernate::Tier;
 use mindmesh_core::placement::{loads, place};
 use mindmesh_core::registry::{Actor, Command, Decided, DesiredPhase, Outcome, PersonaEntry, Registry};
 use mindmesh_core::spec::parse_json;
+use mindmesh_core::spec_diff;
 use mindmesh_core::{Action, AnalystKind, BudgetPatch, Decision, Health, PersonaSpec, Phase};
 use mindmesh_net::NetError;
 use mindmesh_supervisor::PersonaStatus;
 use serde::Deserialize;
 
 use super::auth::Caller;
-use super::types::{ActionRequest, ActionResponse, MAX_ACTION_WAIT_MS, PersonaView, ThrottleRequest};
+use super::types::{ActionRequest, ActionResponse, ApplyResponse, MAX_ACTION_WAIT_MS, PersonaView, ThrottleRequest};
 use super::{ApiError, ApiState};
 use crate::gateway::Gateway;
 
@@ -240,9 +241,27 @@ pub async fn add(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    let spec = parse_spec(&headers, &body)?;
+    create(&st, spec, q, &headers, &caller, body).await
+}
+
+/// A spec as JSON, or TOML with `Content-Type: application/toml`.
+fn parse_spec(headers: &HeaderMap, body: &Bytes) -> Result<PersonaSpec, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     let is_toml = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("toml"));
-    let spec = if is_toml { PersonaSpec::from_toml_str(text)? } else { PersonaSpec::from_json_str(text)? };
+    Ok(if is_toml { PersonaSpec::from_toml_str(text)? } else { PersonaSpec::from_json_str(text)? })
+}
+
+/// Add a persona that does not exist yet: placed, its command checked where it will run
+/// (forwarded there with `body`, the spec as sent), committed.
+async fn create(
+    st: &ApiState,
+    spec: PersonaSpec,
+    q: AddQuery,
+    headers: &HeaderMap,
+    caller: &Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let name = spec.name.clone();
     let reg = st.mesh.registry();
     if reg.personas.contains_key(&name) || st.supervisor.status().borrow().contains_key(&name) {
@@ -251,6 +270,25 @@ pub async fn add(
             ..ApiError::new(StatusCode::CONFLICT, "exists", format!("persona {name:?} already exists"))
         });
     }
+    // a node just started may not be a member of its own registry yet (its join commits a
+    // moment later): wait for that briefly rather than find no node to place on
+    let me = st.mesh.node_id();
+    let reg = if reg.nodes.contains_key(&me) {
+        reg
+    } else {
+        let mut registry = st.mesh.watch_registry();
+        let joined = tokio::time::timeout(LOCAL_EFFECT_TIMEOUT, registry.wait_for(|r| r.nodes.contains_key(&me))).await;
+        match joined {
+            Ok(Ok(r)) => r.clone(),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "joining",
+                    "this node has not joined its mesh yet: try again in a moment",
+                ));
+            }
+        }
+    };
     let node = match &q.node {
         Some(n) => reg.node_by_name(n).map(|e| e.info.id).ok_or_else(|| ApiError {
             param: Some("node".into()),
@@ -259,7 +297,6 @@ pub async fn add(
         None => {
             let rows = st.mesh.mesh_view().await.unwrap_or_default();
             // this node is live by definition, even before its own row reaches its mesh view
-            let me = st.mesh.node_id();
             let live = |id| id == me || rows.iter().any(|r| r.node_id == id && !r.stale);
             place(&spec, &loads(&reg, live))
                 .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_room", e.to_string()))?
@@ -275,7 +312,7 @@ pub async fn add(
         let path = format!("/api/v1/personas?start={}&node={target_name}", q.start);
         return st
             .forward
-            .forward(&api, Method::POST, &path, &headers, body, &caller, st.forward.default_deadline())
+            .forward(&api, Method::POST, &path, headers, body, caller, st.forward.default_deadline())
             .await;
     }
     st.supervisor.check_command(&spec).await.map_err(|e| {
@@ -283,9 +320,9 @@ pub async fn add(
         e.message = format!("persona {name:?} not added: {} (node {})", e.message, st.node_name);
         e
     })?;
-    propose(&st, Command::put_persona(spec, Some(node))).await?;
+    propose(st, Command::put_persona(spec, Some(node))).await?;
     if !q.start {
-        propose(&st, Command::SetPhase { name: name.clone(), phase: DesiredPhase::Stopped, reason: None }).await?;
+        propose(st, Command::SetPhase { name: name.clone(), phase: DesiredPhase::Stopped, reason: None }).await?;
     }
     let reg = st.mesh.registry();
     let entry = reg.personas.get(&name).cloned();
@@ -302,6 +339,133 @@ pub async fn add(
     }
     let entry = entry.ok_or_else(|| ApiError::internal("the added persona is not in the registry"))?;
     Ok((StatusCode::CREATED, Json(remote_view(&entry, node_name(&reg, Some(node)).as_deref(), None))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyQuery {
+    /// Answer with the diff and change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Longest a created persona's answer may be (a [`PersonaView`]) when `apply` reads it back.
+const MAX_VIEW_BYTES: usize = 1 << 20;
+
+/// `PUT /api/v1/personas/{name}`: make the persona what the spec says. A missing one is added
+/// (as `POST /api/v1/personas` would); an existing one gets the spec in place through the
+/// registry (a committed `PutPersona`, keeping its node, phase and generation), and its node
+/// applies it: a budget-only change on the running process, any other change by a new process
+/// (see `mindmesh_core::spec_diff`). The answer is the diff, field by field; an unchanged spec
+/// is a no-op that says so. Forwarded to the node that runs it, which checks a new command
+/// and waits (bounded) for the change to show.
+pub async fn apply(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<ApplyQuery>,
+    Extension(caller): Extension<Caller>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let spec = parse_spec(&headers, &body)?;
+    if spec.name != name {
+        return Err(ApiError {
+            param: Some("name".into()),
+            ..ApiError::bad_request(format!("the spec names {:?}, the path {name:?}", spec.name))
+        });
+    }
+    let reg = st.mesh.registry();
+    let Some(entry) = reg.personas.get(&name).cloned() else {
+        let mut r = ApplyResponse {
+            persona: name.clone(),
+            created: true,
+            changed: true,
+            restart: false,
+            dry_run: q.dry_run,
+            changes: spec_diff::diff(None, &spec),
+            node: None,
+            pid: None,
+            note: None,
+        };
+        if q.dry_run {
+            return Ok(Json(r).into_response());
+        }
+        let added = create(&st, spec, AddQuery { start: true, node: None }, &headers, &caller, body).await?;
+        if !added.status().is_success() {
+            return Ok(added);
+        }
+        let bytes = axum::body::to_bytes(added.into_body(), MAX_VIEW_BYTES)
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the added persona: {e}")))?;
+        if let Ok(v) = serde_json::from_slice::<PersonaView>(&bytes) {
+            r.node = v.node;
+            r.pid = v.pid;
+        }
+        return Ok((StatusCode::CREATED, Json(r)).into_response());
+    };
+    if let Some(api) = elsewhere(&st, &name) {
+        let deadline = st.forward.default_deadline() + LOCAL_EFFECT_TIMEOUT;
+        return st.forward.forward(&api, Method::PUT, &uri.0.to_string(), &headers, body, &caller, deadline).await;
+    }
+    // the budget as it is now (an operator or the brain may have changed it since the spec)
+    let mut old = entry.spec.clone();
+    old.budget = entry.budget.clone();
+    let changes = spec_diff::diff(Some(&old), &spec);
+    let restart = !spec_diff::keeps_process(&changes);
+    let me = st.mesh.node_id();
+    let before = st.supervisor.status().borrow().get(&name).cloned();
+    let mut r = ApplyResponse {
+        persona: name.clone(),
+        created: false,
+        changed: !changes.is_empty(),
+        restart,
+        dry_run: q.dry_run,
+        changes,
+        node: node_name(&reg, entry.node),
+        pid: before.as_ref().and_then(|s| s.pid),
+        note: None,
+    };
+    if !r.changed || q.dry_run {
+        return Ok(Json(r).into_response());
+    }
+    let here = entry.node == Some(me);
+    if here && restart {
+        st.supervisor.check_command(&spec).await.map_err(|e| {
+            let mut e = ApiError::from(e);
+            e.message = format!("persona {name:?} not changed: {} (node {})", e.message, st.node_name);
+            e
+        })?;
+    }
+    let budget = spec.budget.clone();
+    propose(&st, Command::put_persona(spec, entry.node)).await?;
+    tracing::info!(
+        persona = %name,
+        restart,
+        fields = %r.changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(","),
+        "persona spec applied"
+    );
+    let Some(before) = before.filter(|_| here) else { return Ok(Json(r).into_response()) };
+    let mut status = st.supervisor.status();
+    let old_pid = before.pid;
+    let shown = status.wait_for(|t| {
+        t.get(&name).is_some_and(|s| match (restart, old_pid) {
+            // a new process, up (or the reason it is not: a failed start shows as its phase)
+            (true, Some(old)) => s.pid.is_some_and(|p| p != old) || matches!(s.phase, Phase::Failed | Phase::Killed),
+            _ => s.budget == budget,
+        })
+    });
+    match tokio::time::timeout(LOCAL_EFFECT_TIMEOUT, shown).await {
+        Ok(Ok(t)) => r.pid = t.get(&name).and_then(|s| s.pid),
+        _ => {
+            r.note = Some(format!(
+                "committed; not yet in effect on {} after {} s (see `mindmesh persona show {name}`)",
+                st.node_name,
+                LOCAL_EFFECT_TIMEOUT.as_secs()
+            ))
+        }
+    }
+    Ok(Json(r).into_response())
 }
 
 pub async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {

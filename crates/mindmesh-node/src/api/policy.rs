@@ -76,6 +76,8 @@ pub fn policy(method: &Method, route: &str) -> Option<Policy> {
         ) => p(Scope::Operate, JSON),
         (false, &Method::PATCH, "/api/v1/personas/{name}/budget") => p(Scope::Operate, JSON),
         (false, &Method::POST, "/api/v1/personas") => p(Scope::Admin, SPEC),
+        // a spec names the command a node runs: as adding one, an admin's change
+        (false, &Method::PUT, "/api/v1/personas/{name}") => p(Scope::Admin, SPEC),
         (false, &Method::DELETE, "/api/v1/personas/{name}") => p(Scope::Admin, NONE),
         (false, &Method::POST, "/api/v1/nodes/{name}/drain" | "/api/v1/node/leave") => p(Scope::Admin, JSON),
         _ => None,

@@ -286,3 +286,29 @@ pub struct LogFilesView {
     pub node: String,
     pub files: Vec<mindmesh_supervisor::logs::LogFileInfo>,
 }
+
+/// What `PUT /api/v1/personas/{name}` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub persona: String,
+    /// The persona did not exist: it was (or would be) added.
+    pub created: bool,
+    /// False: the spec is what the mesh already has; nothing was done.
+    pub changed: bool,
+    /// The change replaces the persona's process (see `mindmesh_core::spec_diff`).
+    pub restart: bool,
+    /// Nothing was changed: the diff is what applying would do.
+    pub dry_run: bool,
+    /// Field by field, from the mesh's spec (with its budget as it is now) to the new one.
+    pub changes: Vec<mindmesh_core::spec_diff::FieldChange>,
+    /// The node it is placed on, when it is.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Its process after the change, when the node that runs it answered (a restart: a new
+    /// pid).
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// What the change did not do in time, or at all (a restart still under way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
