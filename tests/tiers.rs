@@ -148,5 +148,7 @@ async fn the_idle_policy_pauses_a_slow_starter_and_stops_a_quick_one() {
     node.wait_persona("slow", T, |v| phase(v) == "paused").await;
     node.wait_persona("slow", T, |v| phase(v) == "hibernating").await;
     let events = node.events("slow").await;
-    assert!(events.iter().any(|e| e["kind"] == "hibernate" && e["detail"].as_str().is_some_and(|d| d.contains("paused"))));
+    assert!(
+        events.iter().any(|e| e["kind"] == "hibernate" && e["detail"].as_str().is_some_and(|d| d.contains("paused")))
+    );
 }
