@@ -186,7 +186,7 @@ pub fn apply(
             let m = d.throttle_multiplier.unwrap_or(0.5);
             d.throttle_multiplier = Some(if m.is_finite() { m.clamp(0.1, 0.9) } else { 0.5 });
         }
-        if d.action == Action::Wake && p.phase != Phase::Hibernating {
+        if d.action == Action::Wake && !p.phase.is_hibernated() {
             change(d, &mut changes, "schema", Action::Continue, format!("it is {}, not hibernating", p.phase));
         }
         // --- stale or unusable data, or not running

@@ -227,7 +227,8 @@ impl Supervisor {
             let _ = reply.send(Err(SupervisorError::NotFound(name.to_owned())));
             return;
         };
-        let (Phase::Running, Some(port)) = (slot.life.phase(), slot.port) else {
+        // a frozen process cannot answer its hook (shown as paused, not running)
+        let (Phase::Running, Some(port)) = (slot.shown_phase(), slot.port) else {
             let _ = reply.send(Err(SupervisorError::Conflict(format!("{name} is not running"))));
             return;
         };
