@@ -113,3 +113,62 @@ async fn logs_tail_filter_rotate_survive_a_node_kill_and_go_with_their_persona()
     assert!(code == 200 || code == 204, "{code} {v}");
     assert!(wait_for(T, || (!dir.exists()).then_some(())).is_some(), "logs of a removed persona are deleted");
 }
+
+/// `mindmesh logs -f` asked of a node that does not run the persona: each page is forwarded
+/// to the owner, and new lines keep coming as the persona writes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_through_a_node_that_does_not_run_the_persona() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let nodes = common::three_nodes("", "").await;
+    let script = "i=0; while true; do echo \"out $i\"; i=$((i+1)); sleep 0.1; done";
+    let spec = format!("name = \"talker\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\n");
+    let (code, v) = nodes[0].post_raw("/api/v1/personas?node=b", "application/toml", &spec).await;
+    assert_eq!(code, 201, "{v}");
+    let v = nodes[0].wait_persona("talker", T, |v| v["phase"] == "running").await;
+    // placed on b; on a loaded machine the mesh may have moved it since (a node declared lost):
+    // what matters is that the node asked is not the one that runs it
+    let names = ["a", "b", "c"];
+    let at = names.iter().position(|n| v["node"] == *n).unwrap_or_else(|| panic!("on no node: {v}"));
+    let (owner, asked) = (&nodes[at], &nodes[(at + 1) % 3]);
+
+    let mut follow = std::process::Command::new(common::MINDMESH)
+        .args(["--api", &asked.api, "logs", "-f", "talker"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mindmesh logs -f");
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // the last line written when the follower started; then lines written after it must arrive
+    let started = wait_for(T, || {
+        let out = String::from_utf8_lossy(&owner.cli(&["logs", "talker", "--tail", "1"]).stdout).into_owned();
+        numbers(&out, "out ").last().copied()
+    })
+    .expect("the owner has lines");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    while seen.last().is_none_or(|&n| n < started + 20) && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.extend(numbers(&line, "out "));
+        }
+    }
+    let _ = follow.kill();
+    let out = follow.wait_with_output().unwrap();
+    assert!(
+        seen.last().is_some_and(|&n| n >= started + 20),
+        "the follower through a did not stream b's new lines (last {:?}, started at {started}); stderr: {}\nlog a:\n{}",
+        seen.last(),
+        String::from_utf8_lossy(&out.stderr),
+        asked.log()
+    );
+    assert_eq!(seen.first(), Some(&0), "from the first line: {:?}", &seen[..seen.len().min(5)]);
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "in order, none missing or repeated: {seen:?}");
+}

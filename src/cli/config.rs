@@ -84,6 +84,12 @@ pub async fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Every problem of a node config file, as (field, message): for a node that refuses a
+/// reload (SIGHUP) and logs why.
+pub(super) fn node_config_problems(path: &Path) -> Vec<(String, String)> {
+    check(path, Kind::Node).problems.into_iter().map(|p| (p.field, p.message)).collect()
+}
+
 fn check(path: &Path, kind: Kind) -> Checked {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {

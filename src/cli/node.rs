@@ -1,4 +1,5 @@
-//! `mindmesh node start`: the daemon in the foreground until SIGTERM or SIGINT.
+//! `mindmesh node start`: the daemon in the foreground until SIGTERM or SIGINT; SIGHUP
+//! re-reads the config's personas.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -19,7 +20,9 @@ use super::client::ApiArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Start a node in the foreground; it stops cleanly on SIGTERM or SIGINT.
+    /// Start a node in the foreground; it stops cleanly on SIGTERM or SIGINT. SIGHUP re-reads
+    /// the config file's [[persona]] list and applies it (see the README, "Reloading the
+    /// config").
     Start(Box<StartArgs>),
     /// Take the node (the one `--api` points at) out of its mesh cleanly, then stop it: its
     /// personas move to the other nodes first, and its process exits with status 0. Desired
@@ -229,6 +232,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().ok();
     let mut deps = mindmesh_node::daemon::NodeDeps::os(&config, Arc::new(SystemClock), exe)?;
     deps.rejoin_as_new = args.rejoin_as_new;
+    let mut current = config.clone();
     let node = Node::start_with(config, deps, shutdown.clone()).await?;
     let store_failure = node.store_failure();
     // not eprintln!: a node whose stderr reader went away must keep running, not panic
@@ -236,12 +240,20 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     // A signal, or the node stopping itself (`node leave`): either way the process ends once
     // the node has stopped — exit 0, so a service manager that restarts on failure leaves a
     // node that left the mesh stopped instead of showing it active with its ports closed.
-    tokio::select! {
-        signalled = wait_for_signal() => {
-            signalled?;
-            tracing::info!("signal received; stopping");
+    // SIGHUP re-reads the config's personas and goes on.
+    let mut signals = Signals::install()?;
+    let mut register: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        tokio::select! {
+            _ = signals.term.recv() => tracing::info!("SIGTERM received; stopping"),
+            _ = signals.int.recv() => tracing::info!("SIGINT received; stopping"),
+            _ = signals.hup.recv() => {
+                reload(&args, &node, &mut current, &mut register, &shutdown);
+                continue;
+            }
+            _ = shutdown.cancelled() => tracing::info!("the node stopped itself; exiting"),
         }
-        _ = shutdown.cancelled() => tracing::info!("the node stopped itself; exiting"),
+        break;
     }
     shutdown.cancel();
     if tokio::time::timeout(stop_bound, node.wait()).await.is_err() {
@@ -283,15 +295,85 @@ fn stop_bound(config: &NodeConfig) -> Duration {
 /// What a stop may take beyond its configured parts: the store's close, the mesh's goodbye.
 const STOP_MARGIN: Duration = Duration::from_secs(10);
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals a running node answers: SIGTERM and SIGINT stop it, SIGHUP reloads.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
+        })
     }
-    Ok(())
+}
+
+/// SIGHUP: re-read the config file and apply its `[[persona]]` list as at start-up (added and
+/// changed personas are put in the registry, placed on this node; a changed one restarts only
+/// if more than its budget changed). A config with any problem is refused whole, every problem
+/// logged, nothing changed. Personas the file no longer names are kept (see
+/// `mindmesh_node::mesh::report_config_reload`), as are those added through the API. The rest
+/// of the config (listen addresses, mesh, store, …) takes effect at the next start only.
+fn reload(
+    args: &StartArgs,
+    node: &Node,
+    current: &mut NodeConfig,
+    register: &mut Option<tokio::task::JoinHandle<()>>,
+    stop: &CancellationToken,
+) {
+    let Some(path) = &args.config else {
+        tracing::warn!("SIGHUP: the node was started without --config; there is nothing to re-read");
+        return;
+    };
+    tracing::info!(config = %path.display(), "SIGHUP: re-reading the config's [[persona]] list");
+    let new = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let problems = super::config::node_config_problems(path);
+            for (field, message) in &problems {
+                tracing::error!(config = %path.display(), %field, %message, "config reload: problem");
+            }
+            tracing::error!(
+                config = %path.display(),
+                problems = problems.len(),
+                error = %format!("{e:#}"),
+                "config reload refused: nothing changed"
+            );
+            return;
+        }
+    };
+    let without_personas = |c: &NodeConfig| NodeConfig { personas: Vec::new(), ..c.clone() };
+    if without_personas(current) != without_personas(&new) {
+        tracing::warn!(
+            "config reload: only [[persona]] is applied now; the config's other changes take effect at the next start"
+        );
+    }
+    let previous: Vec<String> = current.personas.iter().map(|p| p.name.clone()).collect();
+    let sum =
+        mindmesh_node::mesh::report_config_reload(&node.mesh.registry(), node.mesh.node_id(), &previous, &new.personas);
+    tracing::info!(
+        added = sum.added,
+        changed = sum.changed,
+        unchanged = sum.unchanged,
+        elsewhere = sum.elsewhere,
+        kept = sum.kept,
+        "config reload: applying the [[persona]] list"
+    );
+    // a registration still retrying (no leader yet) would apply the older list after this one
+    if let Some(old) = register.take() {
+        old.abort();
+    }
+    *register = Some(tokio::spawn(mindmesh_node::mesh::register_config_personas(
+        node.mesh.clone(),
+        new.personas.clone(),
+        stop.clone(),
+    )));
+    *current = new;
 }
 
 /// Each persona costs the node a few descriptors (its exit watcher, probes, the gateway's

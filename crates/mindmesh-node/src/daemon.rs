@@ -513,8 +513,15 @@ impl Node {
             clock: clock.clone(),
             audit,
             local_token_hint: config.api.local_token.then(|| api::policy::token_hint(&data_dir)),
+            sessions: crate::http::session::Sessions::default(),
         };
-        let app = api::router(state, door);
+        let login = crate::ui::Login {
+            credentials: door.credentials.clone(),
+            sessions: door.sessions.clone(),
+            port: api_addr.port(),
+            streams: crate::ui::live::Streams::default(),
+        };
+        let app = api::router(state, door, crate::ui::routes(login));
         let limits = api::server::Limits::from_config(&config.api).fitted_to_fd_limit();
         tracing::info!(max_tcp = limits.max_tcp, max_local = limits.max_local, "API connection caps");
         let api_stop = shutdown.clone();

@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`daemon`]: start-up (store, supervisor, take-over of a previous run, config personas,
 //!   API) and ordered shutdown
+//! - [`ui`]: the operator's dashboard at `/ui` (HTML and SVG drawn here from the API's
+//!   handlers, behind the API's door)
 //! - [`api`]: the HTTP API and its JSON types (shared with the CLI)
 //! - [`idle`]: hibernation of personas idle past their `hibernate_after_idle_s`
 //! - [`mesh`]: the node's part in the mesh (reconciler, fence, checkpoints, gossip, leader)
@@ -42,6 +44,7 @@ pub mod local;
 pub mod mesh;
 pub mod recorder;
 pub mod telemetry;
+pub mod ui;
 pub mod waker;
 
 pub use daemon::{API_ADDR_FILE, Node};
@@ -53,8 +56,22 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("fuzzing", &["gateway"]),
     (
         "daemon",
-        &["api", "idle", "mesh", "control", "recorder", "telemetry", "gateway", "waker", "http", "local", "error"],
+        &[
+            "ui",
+            "api",
+            "idle",
+            "mesh",
+            "control",
+            "recorder",
+            "telemetry",
+            "gateway",
+            "waker",
+            "http",
+            "local",
+            "error",
+        ],
     ),
+    ("ui", &["api", "http"]),
     ("api", &["mesh", "control", "telemetry", "gateway", "http", "local", "error"]),
     ("idle", &["control", "gateway"]),
     ("mesh", &["control", "recorder", "telemetry", "error"]),

@@ -87,13 +87,13 @@ pub async fn mesh_status(st: &ApiState) -> MeshStatusView {
 #[serde(deny_unknown_fields)]
 pub struct DecisionsQuery {
     #[serde(default)]
-    after: u64,
+    pub(crate) after: u64,
     /// Also answer (in `updated`) the decisions up to `after` whose verdict changed after this
     /// log index: `decisions --follow` updates its rows as outcomes land.
-    updated_after: Option<u64>,
-    limit: Option<usize>,
-    persona: Option<String>,
-    wait_ms: Option<u64>,
+    pub(crate) updated_after: Option<u64>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) persona: Option<String>,
+    pub(crate) wait_ms: Option<u64>,
 }
 
 /// `GET /api/v1/decisions`: the decision log, oldest first; `wait_ms` waits for new ones.

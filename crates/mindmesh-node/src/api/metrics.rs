@@ -22,9 +22,9 @@ use crate::telemetry::RESTART_REASONS;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesQuery {
-    from_ms: Option<u64>,
-    to_ms: Option<u64>,
-    max_points: Option<usize>,
+    pub(crate) from_ms: Option<u64>,
+    pub(crate) to_ms: Option<u64>,
+    pub(crate) max_points: Option<usize>,
 }
 
 /// `GET /api/v1/personas/{name}/series`: the last hour by default.

@@ -6,12 +6,12 @@
 
 mod events;
 mod logs;
-mod mesh;
-mod metrics;
-mod personas;
+pub(crate) mod mesh;
+pub(crate) mod metrics;
+pub(crate) mod personas;
 pub mod policy;
 pub mod server;
-mod status;
+pub(crate) mod status;
 pub mod types;
 
 use std::sync::Arc;
@@ -62,7 +62,8 @@ pub struct ApiState {
 
 /// The API's routes behind its door: every request passes [`policy::guard`] (host, origin,
 /// credential), every routed one [`policy::authorize`] (scope, content type, audit).
-pub fn router(state: ApiState, door: policy::Door) -> Router {
+/// `pages` are routes of a layer above (the dashboard, `/ui`), put behind the same door.
+pub fn router(state: ApiState, door: policy::Door, pages: Router<ApiState>) -> Router {
     let max_body_bytes = door.max_body_bytes;
     let api = Router::new()
         .route("/api/v1/status", get(status::status))
@@ -82,6 +83,7 @@ pub fn router(state: ApiState, door: policy::Door) -> Router {
         .route("/api/v1/node/leave", post(mesh::leave))
         .route("/metrics", get(metrics::prometheus))
         .merge(state.gateway.router())
+        .merge(pages)
         .route_layer(axum::middleware::from_fn_with_state(door.clone(), policy::authorize))
         .fallback(|| async { ApiError::not_found("no such route") });
     api.layer(axum::middleware::from_fn_with_state(door, policy::guard))

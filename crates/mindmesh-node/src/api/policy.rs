@@ -11,6 +11,11 @@
 //! 4. the caller is authenticated — the Unix socket's peer, a mesh member's signed forward,
 //!    or a bearer token — and put on the request as a [`Caller`].
 //!
+//! The dashboard (`/ui`) passes the same door. There a browser may also authenticate with a
+//! session cookie from the login form (read scope, `/ui` paths only; see
+//! [`crate::http::session`]); without one, a page answers 401 pointing to the login form,
+//! and only the form itself and the style sheet and script are served to anyone.
+//!
 //! [`authorize`] runs on matched routes: the caller's scope must grant the route's (see
 //! [`policy`]), a body must come with one of the route's content types (a browser can send
 //! `text/plain` or a form to any origin without asking; never `application/json`), and every
@@ -34,6 +39,7 @@ use super::ApiError;
 use super::auth::{Caller, Credentials};
 use super::forward::{CALLER, ForwardKey};
 use super::server::Peer;
+use crate::http::session::{Sessions, session_ids};
 use crate::local::LOCAL_TOKEN_FILE;
 
 /// What a route needs: a scope, and the content types its body may have.
@@ -42,18 +48,28 @@ pub struct Policy {
     pub need: Scope,
     /// Empty: the route takes no body.
     pub accepts: &'static [&'static str],
+    /// Served without a credential (the dashboard's login form and its static assets only).
+    pub anonymous: bool,
 }
 
 const JSON: &[&str] = &["application/json"];
 const SPEC: &[&str] = &["application/json", "application/toml"];
 const NONE: &[&str] = &[];
+/// The login form's body: a browser's form post (safe here only because the door refuses
+/// other origins, which every browser names in `Origin` on a POST).
+const FORM: &[&str] = &["application/x-www-form-urlencoded"];
 
 /// The policy of a route, by method and route template; `None` for a route this table does
 /// not know (refused to all but admin tokens: a new route must be added here to be usable).
 pub fn policy(method: &Method, route: &str) -> Option<Policy> {
-    let p = |need, accepts| Some(Policy { need, accepts });
+    let p = |need, accepts| Some(Policy { need, accepts, anonymous: false });
+    let open = |accepts| Some(Policy { need: Scope::Read, accepts, anonymous: true });
     let read = matches!(*method, Method::GET | Method::HEAD);
     match (read, method, route) {
+        (true, _, "/ui" | "/ui/personas/{name}" | "/ui/live") => p(Scope::Read, NONE),
+        (true, _, "/ui/login" | "/ui/assets/{file}") => open(NONE),
+        (false, &Method::POST, "/ui/login") => open(FORM),
+        (false, &Method::POST, "/ui/logout") => p(Scope::Read, FORM),
         (
             true,
             _,
@@ -82,6 +98,21 @@ pub fn policy(method: &Method, route: &str) -> Option<Policy> {
         (false, &Method::POST, "/api/v1/nodes/{name}/drain" | "/api/v1/node/leave") => p(Scope::Admin, JSON),
         _ => None,
     }
+}
+
+/// May this request (method and literal path) reach its route without a credential? The
+/// same routes as those [`policy`] marks `anonymous`, decided before routing.
+pub fn anonymous(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::GET | Method::HEAD => path == "/ui/login" || path.starts_with("/ui/assets/"),
+        Method::POST => path == "/ui/login",
+        _ => false,
+    }
+}
+
+/// Is this a dashboard path (where a session cookie counts)?
+pub fn is_ui(path: &str) -> bool {
+    path == "/ui" || path.starts_with("/ui/")
 }
 
 /// Which `Host` names this node answers to.
@@ -146,6 +177,8 @@ pub struct Door {
     pub audit: mpsc::Sender<Report>,
     /// Told in a 401, so an operator knows where the local token is.
     pub local_token_hint: Option<Arc<str>>,
+    /// The dashboard's browser sessions.
+    pub sessions: Sessions,
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
@@ -182,6 +215,9 @@ pub async fn guard(State(door): State<Door>, req: Request, next: Next) -> Respon
             format!("the body is larger than {} bytes (api.max_body_bytes)", door.max_body_bytes),
         );
     }
+    if is_ui(req.uri().path()) {
+        return ui_door(&door, req, next).await;
+    }
     let (caller, req) = match authenticate(&door, req).await {
         Ok(found) => found,
         Err(resp) => return *resp,
@@ -189,6 +225,56 @@ pub async fn guard(State(door): State<Door>, req: Request, next: Next) -> Respon
     let mut req = req;
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// The dashboard's part of the door: a session cookie, else any credential the API takes;
+/// without one, the login form and its assets are served and a page answers 401 in HTML
+/// that leads a browser to the form.
+async fn ui_door(door: &Door, mut req: Request, next: Next) -> Response {
+    let now = door.clock.now_ms();
+    let session = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(session_ids)
+        .find_map(|id| door.sessions.caller(id, now));
+    if let Some(caller) = session {
+        req.extensions_mut().insert(caller);
+        return next.run(req).await;
+    }
+    let presents = req.headers().contains_key(header::AUTHORIZATION) || req.headers().contains_key(CALLER);
+    let local = matches!(req.extensions().get::<Peer>(), Some(Peer::Local { .. }));
+    if !presents && !local {
+        if anonymous(req.method(), req.uri().path()) {
+            return next.run(req).await;
+        }
+        return sign_in_first();
+    }
+    match authenticate(door, req).await {
+        Ok((caller, mut req)) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(resp) => *resp,
+    }
+}
+
+/// A dashboard page asked for without a credential: 401, and a page that leads to the form.
+fn sign_in_first() -> Response {
+    const PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta http-equiv=\"refresh\" content=\"0; url=/ui/login\"><title>mindmesh: sign in</title></head>\
+        <body><p id=\"unauthorized\">Sign in first: <a href=\"/ui/login\">/ui/login</a>.</p></body></html>";
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::HeaderName::from_static("x-frame-options"), "DENY"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 /// Why a browser's request is from another origin, if it is.
@@ -255,12 +341,19 @@ async fn forwarded(door: &Door, req: Request) -> Result<(Caller, Request), Box<R
 
 /// Scope, content type and the audit record of one routed request; see the module's header.
 pub async fn authorize(State(door): State<Door>, req: Request, next: Next) -> Response {
-    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "no caller");
-    };
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
     let method = req.method().clone();
-    let policy = policy(&method, &route).unwrap_or(Policy { need: Scope::Admin, accepts: NONE });
+    let policy = policy(&method, &route).unwrap_or(Policy { need: Scope::Admin, accepts: NONE, anonymous: false });
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        // only the door lets a request through without a caller, and only to these routes
+        if policy.anonymous && anonymous(&method, req.uri().path()) {
+            if let Err(resp) = check_content_type(req.headers(), &policy) {
+                return *resp;
+            }
+            return next.run(req).await;
+        }
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "no caller");
+    };
     if !caller.scope.grants(policy.need) {
         return refuse(
             StatusCode::FORBIDDEN,
@@ -274,7 +367,8 @@ pub async fn authorize(State(door): State<Door>, req: Request, next: Next) -> Re
     if let Err(resp) = check_content_type(req.headers(), &policy) {
         return *resp;
     }
-    let acts = !matches!(method, Method::GET | Method::HEAD) && policy.need != Scope::Inference;
+    // the dashboard's posts (login, logout) change only sessions, logged by their handlers
+    let acts = !matches!(method, Method::GET | Method::HEAD) && policy.need != Scope::Inference && !is_ui(&route);
     if !acts {
         return next.run(req).await;
     }
@@ -404,5 +498,22 @@ mod tests {
         assert_eq!(policy(&Method::POST, "/api/v1/node/leave").unwrap().need, Scope::Admin);
         assert_eq!(policy(&Method::POST, "/api/v1/status"), None);
         assert_eq!(policy(&Method::PUT, "/api/v1/personas/{name}/budget"), None);
+    }
+
+    #[test]
+    fn the_dashboard_reads_and_only_its_login_is_open() {
+        for route in ["/ui", "/ui/personas/{name}", "/ui/live"] {
+            let p = policy(&Method::GET, route).unwrap();
+            assert_eq!((p.need, p.anonymous), (Scope::Read, false), "{route}");
+        }
+        assert!(policy(&Method::GET, "/ui/login").unwrap().anonymous);
+        assert!(policy(&Method::POST, "/ui/login").unwrap().anonymous);
+        assert!(!policy(&Method::POST, "/ui/logout").unwrap().anonymous);
+        assert_eq!(policy(&Method::DELETE, "/ui"), None);
+        assert!(anonymous(&Method::GET, "/ui/login") && anonymous(&Method::GET, "/ui/assets/style.css"));
+        for (m, path) in [(Method::GET, "/ui"), (Method::GET, "/ui/personas/x"), (Method::POST, "/ui/logout")] {
+            assert!(!anonymous(&m, path), "{m} {path}");
+        }
+        assert!(is_ui("/ui") && is_ui("/ui/live") && !is_ui("/uix") && !is_ui("/api/v1/status"));
     }
 }

@@ -5,5 +5,6 @@
 pub mod auth;
 mod error;
 pub mod forward;
+pub mod session;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};

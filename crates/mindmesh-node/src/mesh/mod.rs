@@ -128,6 +128,76 @@ pub fn advertised_api(config: &NodeConfig, bound: SocketAddr) -> String {
     SocketAddr::new(primary, bound.port()).to_string()
 }
 
+/// What a config reload (SIGHUP) will do, by persona, as [`report_config_reload`] counts it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+    /// In the config but placed on another node: left there.
+    pub elsewhere: usize,
+    /// In the previous config, not in this one: kept (see the log line for why).
+    pub kept: usize,
+}
+
+/// Log what re-reading the config's `[[persona]]` list changes against the registry, persona
+/// by persona (a changed one with its fields and whether it restarts), before
+/// [`register_config_personas`] applies it. `previous`: the names the config held before.
+///
+/// Personas the config no longer names are kept, never removed: the registry cannot tell a
+/// persona the file added from one an operator added or changed through the API since, and a
+/// line deleted from a file is too quiet a way to stop a process. `mindmesh persona remove`
+/// removes one.
+pub fn report_config_reload(
+    registry: &mindmesh_core::registry::Registry,
+    me: mindmesh_core::registry::NodeId,
+    previous: &[String],
+    personas: &[PersonaSpec],
+) -> ReloadSummary {
+    use mindmesh_core::spec_diff::{diff, keeps_process};
+    let mut sum = ReloadSummary::default();
+    for spec in personas {
+        match registry.personas.get(&spec.name) {
+            None => {
+                sum.added += 1;
+                tracing::info!(persona = %spec.name, "config reload: persona added");
+            }
+            Some(e) if e.node.is_some_and(|n| n != me) => {
+                sum.elsewhere += 1;
+                tracing::warn!(persona = %spec.name, "config reload: placed on another node, left there");
+            }
+            Some(e) if e.spec == *spec => sum.unchanged += 1,
+            Some(e) => {
+                sum.changed += 1;
+                let changes = diff(Some(&e.spec), spec);
+                let fields: Vec<String> = changes
+                    .iter()
+                    .map(|c| {
+                        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+                        format!("{}: {} -> {}", c.field, show(&c.old), show(&c.new))
+                    })
+                    .collect();
+                tracing::info!(
+                    persona = %spec.name,
+                    restart = !keeps_process(&changes),
+                    changes = %fields.join("; "),
+                    "config reload: persona changed"
+                );
+            }
+        }
+    }
+    for name in previous.iter().filter(|n| !personas.iter().any(|p| &p.name == *n)) {
+        if registry.personas.contains_key(name) {
+            sum.kept += 1;
+            tracing::warn!(
+                persona = %name,
+                "config reload: no longer in the config, kept (a reload never removes a persona; `mindmesh persona remove` does)"
+            );
+        }
+    }
+    sum
+}
+
 /// Put the personas of the node's config into the registry, placed on this node (once a
 /// leader is there to commit them); retried until it is done or the node stops.
 pub async fn register_config_personas(mesh: MeshHandle, personas: Vec<PersonaSpec>, stop: CancellationToken) {
