@@ -11,7 +11,9 @@ use mindmesh_core::{Action, Decision};
 use serde::Serialize;
 
 use crate::brain::{Brain, CycleReport};
+use crate::budget::Direction;
 use crate::scenario::{Expectation, Scenario};
+use crate::view::PersonaView;
 
 /// One persona of one scenario, judged.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +38,7 @@ pub fn judge(scenario: &Scenario, decisions: &[Decision]) -> Vec<Judged> {
             let e = scenario.expect.get(&p.id);
             let d = decisions.iter().find(|d| d.persona == p.id).cloned();
             let (correct, disruptive_fp, missed) = match (&d, e) {
-                (Some(d), Some(e)) => score_one(d, e, &p.node, scenario),
+                (Some(d), Some(e)) => score_one(d, e, p, scenario),
                 _ => (false, false, false),
             };
             Judged {
@@ -53,8 +55,16 @@ pub fn judge(scenario: &Scenario, decisions: &[Decision]) -> Vec<Judged> {
         .collect()
 }
 
-fn score_one(d: &Decision, e: &Expectation, own_node: &str, s: &Scenario) -> (bool, bool, bool) {
-    let mut correct = e.accept.contains(&d.action);
+fn score_one(d: &Decision, e: &Expectation, p: &PersonaView, s: &Scenario) -> (bool, bool, bool) {
+    let own_node = p.node.as_str();
+    // a budget change rides on a non-disruptive action: `budget` in accept takes it as such
+    let mut correct = e.accept.contains(&d.action)
+        || (d.budget.is_some() && !d.action.is_disruptive() && e.accept.contains(&Action::Budget));
+    // and each field named in `expect.budget` must move one of the ways it allows
+    correct &= e
+        .budget
+        .iter()
+        .all(|(&field, dirs)| dirs.contains(&Direction::of(field, p.budget.as_ref(), d.budget.as_ref())));
     if correct && d.action == Action::Migrate {
         correct = d.target.as_deref().is_some_and(|t| {
             t != own_node

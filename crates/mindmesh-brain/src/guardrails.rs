@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 
 use mindmesh_core::config::GuardrailConfig;
-use mindmesh_core::{Action, Decision, Importance, Phase};
+use mindmesh_core::{Action, BudgetPatch, Decision, Importance, Phase};
 use serde::Serialize;
 
 use crate::analyst::builtin::{HOG_SHARE, REFRESH_UPTIME_MS};
+use crate::budget::{self, Field};
 use crate::classify::ErrorClass;
 use crate::features::{FeatureSet, MemTrend, PersonaFeatures};
 use crate::view::MeshView;
@@ -84,6 +85,9 @@ struct Streak {
 #[derive(Debug, Default)]
 pub struct GuardState {
     streaks: HashMap<String, Streak>,
+    /// Consecutive cycles without a budget cause: a budget goes back to its start only after
+    /// `hysteresis_cycles` of them.
+    calm: HashMap<String, Streak>,
     last_disruptive_ms: HashMap<String, (u64, Action)>,
     generation: u64,
 }
@@ -101,11 +105,24 @@ impl GuardState {
             }
         }
         self.streaks.retain(|_, s| s.generation == g);
+        for f in &set.personas {
+            if budget::cause(f, set).is_none() {
+                let s = self.calm.entry(f.id.clone()).or_default();
+                s.count = if s.generation + 1 == g { s.count + 1 } else { 1 };
+                s.generation = g;
+            }
+        }
+        self.calm.retain(|_, s| s.generation == g);
         // forget cooldowns of personas that left the mesh
         if self.last_disruptive_ms.len() > set.personas.len() {
             let ids: std::collections::HashSet<&str> = set.personas.iter().map(|f| f.id.as_str()).collect();
             self.last_disruptive_ms.retain(|k, _| ids.contains(k.as_str()));
         }
+    }
+
+    /// Consecutive cycles (this one included) in which the persona had no budget cause.
+    pub fn calm(&self, persona: &str) -> u32 {
+        self.calm.get(persona).filter(|s| s.generation == self.generation).map_or(0, |s| s.count)
     }
 
     /// Consecutive cycles (this one included) in which the persona showed a condition.
@@ -134,6 +151,58 @@ fn change(d: &mut Decision, changes: &mut Vec<GuardChange>, rule: &'static str, 
     if to != Action::Throttle {
         d.throttle_multiplier = None;
     }
+}
+
+/// A proposed budget change as the guardrails let it through: only the adjustable fields, each
+/// inside the persona's envelope ([`budget::Envelope::clamp`]); none on stale or unusable data
+/// or for a persona that is not running; a move back toward its start only once its cause has
+/// been clear for `hysteresis_cycles` cycles. What a rule changed is said in the reason.
+fn guard_budget(
+    cfg: &GuardrailConfig,
+    state: &GuardState,
+    f: &PersonaFeatures,
+    set: &FeatureSet,
+    p: &crate::view::PersonaView,
+    patch: &BudgetPatch,
+    reason: &mut String,
+) -> Option<BudgetPatch> {
+    if f.data_problem.is_some() || f.stale || p.phase != Phase::Running {
+        return None;
+    }
+    let in_force = p.budget.as_ref()?;
+    let out = p.envelope.clamp(in_force, patch, p.importance);
+    let mut cut: Vec<String> = Field::ALL
+        .into_iter()
+        .filter_map(|field| {
+            let asked = field.of_patch(patch)?;
+            match field.of_patch(&out) {
+                Some(v) if (v - asked).abs() <= 1e-6 * asked.abs().max(1.0) => None,
+                Some(v) => Some(format!("{} {asked} -> {v}", field.short())),
+                None if (asked - field.get(in_force)).abs() <= 1e-9 => None,
+                None => Some(format!("{} {asked} refused", field.short())),
+            }
+        })
+        .collect();
+    if patch.max_memory_mb.is_some() || patch.allowed_to_run.is_some() {
+        cut.push("memory budget and allowed-to-run are an operator's".into());
+    }
+    if !cut.is_empty() {
+        reason.push_str(&format!("; guardrail envelope: {}", cut.join(", ")));
+    }
+    if out.is_empty() {
+        return None;
+    }
+    if budget::cause(f, set).is_none() && budget::is_return(&p.envelope, in_force, &out) {
+        let calm = state.calm(&f.id);
+        if calm < cfg.hysteresis_cycles {
+            reason.push_str(&format!(
+                "; guardrail hysteresis: budget back toward its start waits, its cause clear for {calm} of the last {} cycles",
+                cfg.hysteresis_cycles
+            ));
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// How urgent a disruptive decision is when the caps force a choice.
@@ -185,6 +254,13 @@ pub fn apply(
         if d.action == Action::Throttle {
             let m = d.throttle_multiplier.unwrap_or(0.5);
             d.throttle_multiplier = Some(if m.is_finite() { m.clamp(0.1, 0.9) } else { 0.5 });
+        }
+        // --- budget: inside its envelope, on good data, back to its start only with hysteresis
+        if let Some(patch) = d.budget.take() {
+            d.budget = guard_budget(cfg, state, f, set, p, &patch, &mut d.reason);
+        }
+        if d.action == Action::Budget && d.budget.is_none() {
+            change(d, &mut changes, "schema", Action::Continue, "no budget change inside its envelope".into());
         }
         if d.action == Action::Wake && !p.phase.is_hibernated() {
             change(d, &mut changes, "schema", Action::Continue, format!("it is {}, not hibernating", p.phase));

@@ -23,6 +23,7 @@
 //! - [`analyst`]: the built-in analyst and the naive baseline
 //! - [`llm`]: the LLM analyst (client trait and twin, prompt, answer validation)
 //! - [`guardrails`]: rules after any analyst
+//! - [`budget`]: budget envelopes, the fields the brain may move and why (causes)
 //! - [`brain`]: [`Brain`], one analysis per cycle, stateful across cycles
 //! - [`eval`]: scoring analysts on scenarios
 //! - [`stats`]: regression, medians, a Poisson tail
@@ -33,6 +34,7 @@
 pub mod analyst;
 pub mod anomaly;
 pub mod brain;
+pub mod budget;
 pub mod classify;
 pub mod digest;
 pub mod error;

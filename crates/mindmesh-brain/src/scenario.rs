@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use mindmesh_core::metrics::ErrorKind;
 use mindmesh_core::spec::Limits;
-use mindmesh_core::{Action, Budget, Importance, PersonaKind, Phase};
+use mindmesh_core::{Action, Budget, BudgetPatch, Importance, PersonaKind, Phase};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrainError;
@@ -60,8 +60,18 @@ struct FilePersona {
     model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uptime_s_at_start: Option<f64>,
+    /// The budget in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     budget: Option<Budget>,
+    /// The starting point the brain gives back to (the spec's `[budget]`), when the budget in
+    /// force differs from it; absent: `budget` is the starting point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget_spec: Option<Budget>,
+    /// The envelope (`[budget.min]` / `[budget.max]`); absent fields: the default envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget_min: Option<BudgetPatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget_max: Option<BudgetPatch>,
     /// Hard limits (`memory_max_mb`: crossing it kills the process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limits: Option<Limits>,
@@ -127,6 +137,9 @@ struct FileExpect {
     accept: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     migrate_to: Option<Vec<String>>,
+    /// Budget field name -> the acceptable directions of its change (`up`, `down`, `same`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    budget: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     why: String,
 }
@@ -136,6 +149,8 @@ struct FileExpect {
 pub struct Expectation {
     pub accept: Vec<Action>,
     pub migrate_to: Option<Vec<String>>,
+    /// Acceptable directions of each named budget field (unnamed fields: any).
+    pub budget: BTreeMap<crate::budget::Field, Vec<crate::budget::Direction>>,
     pub why: String,
 }
 
@@ -239,8 +254,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         if !node_ids.contains(p.node.as_str()) {
             return Err(BrainError::scenario(path, format!("{what} is on unknown node {:?}", p.node)));
         }
-        if let Some(b) = &p.budget {
-            b.validate().map_err(|e| BrainError::scenario(path, format!("{what}: {}", e.within("budget"))))?;
+        for (name, b) in [("budget", &p.budget), ("budget_spec", &p.budget_spec)] {
+            if let Some(b) = b {
+                b.validate().map_err(|e| BrainError::scenario(path, format!("{what}: {}", e.within(name))))?;
+            }
+        }
+        for (name, b) in [("budget_min", &p.budget_min), ("budget_max", &p.budget_max)] {
+            if let Some(b) = b {
+                b.check().map_err(|e| BrainError::scenario(path, format!("{what}: {}", e.within(name))))?;
+            }
         }
         let s = &p.series;
         let t = times(path, &what, &s.t)?;
@@ -295,6 +317,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             kind: p.kind,
             model: p.model.clone(),
             budget: p.budget.clone(),
+            envelope: crate::budget::Envelope {
+                spec: p.budget_spec.clone().or_else(|| p.budget.clone()),
+                min: p.budget_min.clone().unwrap_or_default(),
+                max: p.budget_max.clone().unwrap_or_default(),
+            },
             memory_limit_mb: p.limits.as_ref().and_then(|l| l.memory_max_mb).map(|m| m as f32),
             uptime_ms_at_first: p.uptime_s_at_start.filter(|u| u.is_finite() && (0.0..=MAX_TIME_S).contains(u)).map(ms),
             phase: p.phase.unwrap_or(Phase::Running),
@@ -323,7 +350,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
         {
             return Err(BrainError::scenario(path, format!("expect.{id}.migrate_to names unknown node {t:?}")));
         }
-        expect.insert(id.clone(), Expectation { accept, migrate_to: e.migrate_to.clone(), why: e.why.clone() });
+        let mut budget = BTreeMap::new();
+        for (field, dirs) in &e.budget {
+            let f = crate::budget::Field::parse(field)
+                .ok_or_else(|| BrainError::scenario(path, format!("expect.{id}.budget: unknown field {field:?}")))?;
+            let dirs = dirs
+                .iter()
+                .map(|d| {
+                    crate::budget::Direction::parse(d).ok_or_else(|| {
+                        BrainError::scenario(path, format!("expect.{id}.budget.{field}: {d:?} is not up, down or same"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if dirs.is_empty() {
+                return Err(BrainError::scenario(path, format!("expect.{id}.budget.{field} is empty")));
+            }
+            budget.insert(f, dirs);
+        }
+        expect.insert(id.clone(), Expectation { accept, migrate_to: e.migrate_to.clone(), budget, why: e.why.clone() });
     }
     // labels are all or nothing: a labelled file that misses a persona is a mistake
     if !expect.is_empty()
@@ -398,6 +442,9 @@ pub fn export(view: &MeshView, name: &str, description: &str, interval_ms: u64) 
                 model: p.model.clone(),
                 uptime_s_at_start: p.uptime_ms_at_first.map(|u| u as f64 / 1000.0),
                 budget: p.budget.clone(),
+                budget_spec: p.envelope.spec.clone().filter(|s| Some(s) != p.budget.as_ref()),
+                budget_min: Some(p.envelope.min.clone()).filter(|b| !b.is_empty()),
+                budget_max: Some(p.envelope.max.clone()).filter(|b| !b.is_empty()),
                 limits: p
                     .memory_limit_mb
                     .map(|m| Limits { memory_max_mb: Some(m.round() as u64), ..Limits::default() }),

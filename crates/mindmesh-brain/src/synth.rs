@@ -100,6 +100,7 @@ pub fn persona(
         kind,
         model: None,
         budget: None,
+        envelope: Default::default(),
         memory_limit_mb: None,
         uptime_ms_at_first: Some(3_600_000),
         phase: Phase::Running,

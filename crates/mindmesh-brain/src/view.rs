@@ -50,7 +50,10 @@ pub struct PersonaView {
     pub kind: PersonaKind,
     /// What it serves: personas with the same model are each other's fairest peers.
     pub model: Option<String>,
+    /// The budget in force (the spec's, or as an operator or the brain changed it).
     pub budget: Option<Budget>,
+    /// What the brain may do with the budget: its starting point and bounds.
+    pub envelope: crate::budget::Envelope,
     /// The hard memory limit (crossing it kills the process), if any: where a leak must be
     /// stopped before.
     pub memory_limit_mb: Option<f32>,
@@ -309,6 +312,7 @@ impl PersonaView {
             kind: spec.kind,
             model: spec.model.clone(),
             budget: Some(spec.budget.clone()),
+            envelope: crate::budget::Envelope { spec: Some(spec.budget.clone()), ..Default::default() },
             memory_limit_mb: spec.limits.memory_max_mb.map(|m| m as f32),
             uptime_ms_at_first,
             phase,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::BudgetPatch;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -13,10 +15,13 @@ pub enum Action {
     Throttle,
     Investigate,
     Migrate,
+    /// A change of the persona's budget (priority, timeout, tokens, concurrency, throttle)
+    /// within its envelope. (Last: postcard numbers variants, and stored logs hold the others.)
+    Budget,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Continue,
         Action::Restart,
         Action::Hibernate,
@@ -25,6 +30,7 @@ impl Action {
         Action::Throttle,
         Action::Investigate,
         Action::Migrate,
+        Action::Budget,
     ];
 
     /// Disruptive actions interrupt the persona's service; guardrails ration them.
@@ -48,6 +54,7 @@ impl Action {
             Action::Throttle => "throttle",
             Action::Investigate => "investigate",
             Action::Migrate => "migrate",
+            Action::Budget => "budget",
         }
     }
 
@@ -104,6 +111,12 @@ pub struct Decision {
     pub confidence: f32,
     pub analyst: AnalystKind,
     pub cycle: u64,
+    /// The budget change the decision carries along (any action but a phase change may; the
+    /// leader commits it as a `budget` decision of its own with its before and after in the
+    /// reason). Not on the wire: the registry change (`SetBudget`) is what travels and stays,
+    /// so the decision log's layout is unchanged.
+    #[serde(skip)]
+    pub budget: Option<BudgetPatch>,
 }
 
 impl Decision {
@@ -123,6 +136,7 @@ impl Decision {
             confidence: confidence.clamp(0.0, 1.0),
             analyst,
             cycle: 0,
+            budget: None,
         }
     }
 }

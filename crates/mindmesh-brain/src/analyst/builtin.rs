@@ -178,7 +178,8 @@ pub fn decide(set: &FeatureSet, view: &MeshView) -> Vec<Decision> {
         }
     }
     let relief = memory_relief(set, view, &urgent);
-    set.personas
+    let mut decisions: Vec<Decision> = set
+        .personas
         .iter()
         .map(|f| {
             if let Some(d) = urgent.remove(&f.index) {
@@ -189,7 +190,9 @@ pub fn decide(set: &FeatureSet, view: &MeshView) -> Vec<Decision> {
             }
             calm_decision(f, set, view)
         })
-        .collect()
+        .collect();
+    super::allocate::allocate(set, view, &mut decisions);
+    decisions
 }
 
 /// Failures that need action whatever the host does: crash loops, permanent errors, hangs,

@@ -2,8 +2,10 @@
 //! them.
 //! - [`builtin`]: the embedded statistical analyst (the default)
 //! - [`naive`]: the fixed-threshold baseline
+//! - [`allocate`]: the built-in allocation policy (budgets), after the built-in analyst
 //!
 //! The LLM analyst lives in [`crate::llm`].
 
+pub mod allocate;
 pub mod builtin;
 pub mod naive;

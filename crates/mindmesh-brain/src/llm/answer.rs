@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use mindmesh_core::{Action, AnalystKind, Decision};
+use mindmesh_core::{Action, AnalystKind, BudgetPatch, Decision};
 use serde::Deserialize;
 
 use crate::error::BrainError;
@@ -31,6 +31,10 @@ struct Item {
     #[serde(default)]
     target: Option<String>,
     confidence: f64,
+    /// A budget change (any of the budget's fields; the guardrails keep what the brain may
+    /// move and clamp it to the persona's envelope).
+    #[serde(default)]
+    budget: Option<BudgetPatch>,
 }
 
 /// The JSON object in `content`: the whole text, or inside a code fence, or between the first
@@ -90,6 +94,7 @@ pub fn parse(content: &str, included: &[usize], view: &MeshView) -> Result<HashM
         if action == Action::Throttle {
             d.throttle_multiplier = Some(0.5);
         }
+        d.budget = item.budget.filter(|b| !b.is_empty());
         out.insert(i, d);
     }
     Ok(out)
@@ -111,6 +116,7 @@ mod tests {
             kind: PersonaKind::Api,
             model: None,
             budget: None,
+            envelope: Default::default(),
             memory_limit_mb: None,
             uptime_ms_at_first: None,
             phase: Phase::Running,

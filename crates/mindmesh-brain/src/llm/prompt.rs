@@ -336,7 +336,10 @@ pub fn build(
     let _ = write!(u, "\nDecide for each of: {}.", ids.join(", "));
 
     let nodes: Vec<&str> = view.nodes.iter().map(|n| n.id.as_str()).collect();
-    let mut actions: Vec<&str> = Action::ALL.iter().filter(|a| **a != Action::Wake).map(|a| a.as_str()).collect();
+    // (a budget change rides on an answer's optional `budget` object, not on an action the
+    // strict schema could ask for without one)
+    let mut actions: Vec<&str> =
+        Action::ALL.iter().filter(|a| !matches!(a, Action::Wake | Action::Budget)).map(|a| a.as_str()).collect();
     if view.personas.iter().any(|p| p.phase == Phase::Hibernating) {
         actions.push(Action::Wake.as_str());
     }

@@ -333,12 +333,15 @@ impl Registry {
     /// which will only ever carry out the newest. (A throttle and a change of phase do not
     /// overtake each other: the node applies both.)
     fn supersede(&mut self, newer: &Decision, by_seq: u64, ctx: ApplyCtx) {
-        if newer.action == Action::Throttle {
+        if matches!(newer.action, Action::Throttle | Action::Budget) {
             return;
         }
         let mut changed = false;
         for d in self.decisions.iter_mut().rev().take(MAX_SUPERSEDE_SCAN) {
-            if d.verdict.is_pending() && d.decision.action != Action::Throttle && d.decision.persona == newer.persona {
+            if d.verdict.is_pending()
+                && !matches!(d.decision.action, Action::Throttle | Action::Budget)
+                && d.decision.persona == newer.persona
+            {
                 d.verdict = Verdict::Superseded { by_seq: Some(by_seq) };
                 d.updated_index = ctx.index;
                 changed = true;
@@ -548,7 +551,11 @@ const QUIET_GAP_MS: u64 = 5 * 60_000;
 /// record not seen again for [`QUIET_GAP_MS`] is closed (the persona was fine in between, or
 /// nobody led): the next one starts a new record.
 fn repeated<'a>(log: &'a mut VecDeque<DecisionRecord>, d: &Decision, at_ms: u64) -> Option<&'a mut DecisionRecord> {
-    if d.action.is_disruptive() || d.action == Action::Wake || d.analyst == AnalystKind::Operator {
+    // a budget change is a change, with its own before and after: always a line of its own
+    if d.action.is_disruptive()
+        || matches!(d.action, Action::Wake | Action::Budget)
+        || d.analyst == AnalystKind::Operator
+    {
         return None;
     }
     let last = log.iter_mut().rev().find(|r| r.decision.persona == d.persona)?;

@@ -96,6 +96,8 @@ impl History {
         view.node = node.to_owned();
         view.phase = p.phase;
         view.budget = Some(entry.budget.clone());
+        // the starting point the brain gives back to: the spec's, as it is now
+        view.envelope.spec = Some(entry.spec.budget.clone());
         view.importance = entry.spec.importance;
         view.model = entry.spec.model.clone();
         if let Some(e) = &p.last_error

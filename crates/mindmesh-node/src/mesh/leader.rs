@@ -117,7 +117,7 @@ impl Leader {
     }
 
     async fn commit(&self, report: &CycleReport, registry: &Registry, now_ms: u64) {
-        let Some(cmd) = cycle_command(report, registry, self.config.act, now_ms) else { return };
+        let Some(cmd) = cycle_command(&report.decisions, registry, self.config.act, now_ms) else { return };
         let mut personas = Vec::new();
         if let Command::Decide { decisions, .. } = &cmd {
             for d in decisions {
@@ -144,15 +144,26 @@ impl Leader {
 /// changes they ask for, as ONE registry entry — each change applied or refused there, and
 /// its decision logged with that verdict. A brain that only advises (`act = false`) records
 /// them without changes.
-pub fn cycle_command(report: &CycleReport, registry: &Registry, act: bool, now_ms: u64) -> Option<Command> {
-    let decisions: Vec<Decided> = report
-        .decisions
+pub fn cycle_command(decisions: &[Decision], registry: &Registry, act: bool, now_ms: u64) -> Option<Command> {
+    let decisions: Vec<Decided> = decisions
         .iter()
-        .filter(|d| d.action != Action::Continue && registry.personas.contains_key(&d.persona))
+        .filter(|d| registry.personas.contains_key(&d.persona))
+        .flat_map(|d| {
+            // a budget change rides on any action; it is logged (and undone) as a decision of
+            // its own, so `decisions` shows it with its before and after
+            let budget = d.budget.as_ref().filter(|b| !b.is_empty() && d.action != Action::Budget).map(|_| {
+                let mut b = d.clone();
+                b.action = Action::Budget;
+                b
+            });
+            let main =
+                (d.action != Action::Continue && (d.action != Action::Budget || d.budget.is_some())).then(|| d.clone());
+            main.into_iter().chain(budget)
+        })
         .take(mindmesh_core::registry::MAX_DECISIONS_PER_COMMAND)
         .map(|d| {
-            let change = if act { command_for(d, registry) } else { None };
-            Decided::analyst(d.clone(), change)
+            let change = if act { command_for(&d, registry) } else { None };
+            Decided::analyst(d, change)
         })
         .collect();
     (!decisions.is_empty()).then_some(Command::Decide { decisions, at_ms: now_ms })
@@ -181,6 +192,78 @@ pub fn command_for(d: &Decision, registry: &Registry) -> Option<Command> {
             let target = registry.node_by_name(d.target.as_deref()?)?;
             Command::Migrate { name, to: target.info.id }
         }
+        Action::Budget => Command::SetBudget { name, patch: d.budget.clone()? },
         Action::Continue | Action::Investigate => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mindmesh_core::registry::{ApplyCtx, Capacity, NodeInfo, Proposal, ProposalId, Verdict};
+    use mindmesh_core::{AnalystKind, PersonaSpec};
+
+    fn registry() -> Registry {
+        let mut r = Registry::new();
+        let prop = |nonce, command| Proposal { id: ProposalId { node: 1, nonce }, command };
+        let info = NodeInfo {
+            id: 1,
+            name: "a".into(),
+            addrs: vec![],
+            capacity: Capacity::default(),
+            labels: Default::default(),
+            api: String::new(),
+        };
+        r.apply(&prop(1, Command::AddNode(info)), ApplyCtx { index: 1, term: 1 });
+        for (i, name) in ["desk", "batch"].into_iter().enumerate() {
+            let put = Command::put_persona(PersonaSpec::new(name, "x"), Some(1));
+            r.apply(&prop(2 + i as u64, put), ApplyCtx { index: 2 + i as u64, term: 1 });
+        }
+        r
+    }
+
+    fn with_budget(persona: &str, action: Action, priority: u8) -> Decision {
+        let mut d = Decision::new(
+            persona,
+            action,
+            format!("idle; budget priority 50->{priority}: idle"),
+            0.7,
+            AnalystKind::Builtin,
+        );
+        d.budget = Some(BudgetPatch { inference_queue_priority: Some(priority), ..BudgetPatch::default() });
+        d
+    }
+
+    /// A budget change is committed as a `budget` decision of its own with its `SetBudget`,
+    /// beside the action it rode on; a `continue` with one is only the budget decision.
+    #[test]
+    fn a_budget_change_is_a_decision_of_its_own() {
+        let mut reg = registry();
+        let decisions = [with_budget("desk", Action::Continue, 10), with_budget("batch", Action::Hibernate, 10)];
+        let Some(Command::Decide { decisions: entries, .. }) = cycle_command(&decisions, &reg, true, 5) else {
+            panic!("a command")
+        };
+        let kinds: Vec<(&str, Action)> =
+            entries.iter().map(|e| (e.decision.persona.as_str(), e.decision.action)).collect();
+        assert_eq!(kinds, [("desk", Action::Budget), ("batch", Action::Hibernate), ("batch", Action::Budget)]);
+        for e in &entries {
+            let want_budget = e.decision.action == Action::Budget;
+            assert_eq!(matches!(e.change, Some(Command::SetBudget { .. })), want_budget, "{:?}", e.change);
+        }
+        let cmd = Command::Decide { decisions: entries, at_ms: 5 };
+        reg.apply(&Proposal { id: ProposalId { node: 1, nonce: 9 }, command: cmd }, ApplyCtx { index: 9, term: 1 });
+        assert_eq!(reg.personas["desk"].budget.inference_queue_priority, 10);
+        assert_eq!(reg.personas["batch"].budget.inference_queue_priority, 10);
+        let budget_records: Vec<_> = reg.decisions.iter().filter(|r| r.decision.action == Action::Budget).collect();
+        assert_eq!(budget_records.len(), 2);
+        for r in budget_records {
+            assert!(r.decision.reason.contains("priority 50->10"), "before and after: {}", r.decision.reason);
+            assert_eq!(r.verdict, Verdict::Pending, "the node carries it out");
+        }
+        // an advising brain records, changes nothing
+        let Some(Command::Decide { decisions: entries, .. }) = cycle_command(&decisions, &reg, false, 6) else {
+            panic!("a command")
+        };
+        assert!(entries.iter().all(|e| e.change.is_none()));
+    }
 }

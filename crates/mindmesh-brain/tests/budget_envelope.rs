@@ -1,0 +1,267 @@
+//! The brain never moves a budget outside its envelope, whoever proposes the move: random plans
+//! from the LLM twin (adversarial ones included: priorities past the envelope, a memory budget,
+//! `allowed_to_run = false`, a system persona starved) and the built-in analyst on random
+//! situations. Every budget change that leaves the brain is inside the envelope of its persona,
+//! touches only the five adjustable fields, and never lowers a system persona below its spec.
+
+use std::sync::Arc;
+
+use mindmesh_brain::budget::{Envelope, Field};
+use mindmesh_brain::llm::{Reply, ScriptedLlm};
+use mindmesh_brain::synth::{self, Memory, Rng};
+use mindmesh_brain::view::MeshView;
+use mindmesh_brain::{Brain, CycleReport};
+use mindmesh_core::config::BrainConfig;
+use mindmesh_core::{Budget, BudgetPatch, Importance, PersonaKind};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const MIN: u64 = 60_000;
+const T0: u64 = 1_700_000_000_000;
+const N: usize = 90;
+const PERSONAS: usize = 4;
+
+fn importance(k: u8) -> Importance {
+    match k % 3 {
+        0 => Importance::System,
+        1 => Importance::UserFacing,
+        _ => Importance::Background,
+    }
+}
+
+/// A budget within the core's rules, from raw numbers.
+fn budget(prio: u8, timeout_ms: u64, tokens: u32, conc: u32, throttle: f64) -> Budget {
+    Budget {
+        inference_queue_priority: prio % 101,
+        max_response_time_ms: timeout_ms.clamp(1, 600_000),
+        tokens_per_response: tokens.clamp(1, 100_000),
+        max_concurrent_inferences: conc.clamp(1, 64),
+        throttle_multiplier: throttle.clamp(0.1, 4.0),
+        ..Budget::default()
+    }
+}
+
+fn arb_budget() -> impl Strategy<Value = Budget> {
+    (any::<u8>(), 1u64..600_000, 1u32..100_000, 1u32..64, 0.1f64..4.0).prop_map(|(p, t, k, c, m)| budget(p, t, k, c, m))
+}
+
+/// A patch with any subset of fields, values anywhere (the envelope's min and max, or a plan).
+fn arb_patch() -> impl Strategy<Value = BudgetPatch> {
+    (
+        proptest::option::of(any::<u8>()),
+        proptest::option::of(1u64..3_600_000),
+        proptest::option::of(1u32..1_000_000),
+        proptest::option::of(1u32..65_536),
+        proptest::option::of(0.01f64..12.0),
+    )
+        .prop_map(|(p, t, k, c, m)| BudgetPatch {
+            inference_queue_priority: p.map(|p| p % 101),
+            max_response_time_ms: t,
+            tokens_per_response: k,
+            max_concurrent_inferences: c,
+            throttle_multiplier: m,
+            ..BudgetPatch::default()
+        })
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    importance: Vec<u8>,
+    in_force: Vec<Budget>,
+    spec: Vec<Budget>,
+    min: Vec<BudgetPatch>,
+    max: Vec<BudgetPatch>,
+    /// What the LLM answers for each persona (its `budget` object, raw JSON).
+    plans: Vec<Value>,
+    actions: Vec<u8>,
+    idle: Vec<bool>,
+    seed: u64,
+}
+
+fn arb_plan() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        // anything in range of the core's rules
+        arb_patch().prop_map(|p| serde_json::to_value(p).unwrap()),
+        // the adversary: memory, allowed_to_run, extremes
+        (any::<u8>(), any::<bool>(), 1u64..2_000_000).prop_map(|(p, run, mem)| json!({
+            "inference_queue_priority": p % 101,
+            "allowed_to_run": run,
+            "max_memory_mb": mem,
+            "throttle_multiplier": 10.0,
+            "max_concurrent_inferences": 65_536,
+            "max_response_time_ms": 3_600_000,
+        })),
+        Just(json!({"inference_queue_priority": 0, "throttle_multiplier": 0.1, "max_concurrent_inferences": 1})),
+        Just(Value::Null),
+    ]
+}
+
+fn arb_case() -> impl Strategy<Value = Case> {
+    (
+        proptest::collection::vec(any::<u8>(), PERSONAS),
+        proptest::collection::vec(arb_budget(), PERSONAS),
+        proptest::collection::vec(arb_budget(), PERSONAS),
+        proptest::collection::vec(arb_patch(), PERSONAS),
+        proptest::collection::vec(arb_patch(), PERSONAS),
+        proptest::collection::vec(arb_plan(), PERSONAS),
+        proptest::collection::vec(any::<u8>(), PERSONAS),
+        proptest::collection::vec(any::<bool>(), PERSONAS),
+        any::<u64>(),
+    )
+        .prop_map(|(importance, in_force, spec, min, max, plans, actions, idle, seed)| Case {
+            importance,
+            in_force,
+            spec,
+            min,
+            max,
+            plans,
+            actions,
+            idle,
+            seed,
+        })
+}
+
+fn view(c: &Case) -> MeshView {
+    let mut rng = Rng::new(c.seed);
+    let personas = (0..PERSONAS)
+        .map(|i| {
+            let mut p =
+                synth::persona(&format!("p{i}"), "a", PersonaKind::Api, 300.0, Memory::Flat, N, MIN, T0, &mut rng);
+            p.importance = importance(c.importance[i]);
+            p.budget = Some(c.in_force[i].clone());
+            p.envelope = Envelope { spec: Some(c.spec[i].clone()), min: c.min[i].clone(), max: c.max[i].clone() };
+            if c.idle[i] {
+                // nobody asked for the last 40 minutes
+                let s = &mut p.series;
+                for k in N - 40..N {
+                    s.requests[k] = 0.0;
+                    s.errors[k] = 0.0;
+                }
+            }
+            p
+        })
+        .collect();
+    MeshView { nodes: vec![synth::node("a", N, MIN, T0, &mut rng)], personas }
+}
+
+fn answer(c: &Case) -> Reply {
+    const ACTIONS: [&str; 4] = ["budget", "continue", "throttle", "investigate"];
+    let items: Vec<Value> = (0..PERSONAS)
+        .map(|i| {
+            let mut item = json!({
+                "persona": format!("p{i}"),
+                "reason": "the adversary wants this",
+                "action": ACTIONS[c.actions[i] as usize % ACTIONS.len()],
+                "target": null,
+                "confidence": 0.9,
+            });
+            if !c.plans[i].is_null() {
+                item["budget"] = c.plans[i].clone();
+            }
+            item
+        })
+        .collect();
+    Reply::content(json!({ "decisions": items }).to_string())
+}
+
+/// Every budget change in `r` is inside its persona's envelope.
+fn check(c: &Case, v: &MeshView, r: &CycleReport) -> Result<(), TestCaseError> {
+    for d in &r.decisions {
+        let Some(b) = &d.budget else { continue };
+        let i: usize = d.persona[1..].parse().unwrap();
+        let p = &v.personas[i];
+        let in_force = p.budget.as_ref().unwrap();
+        prop_assert!(b.max_memory_mb.is_none() && b.allowed_to_run.is_none(), "{}: {b:?}", d.persona);
+        prop_assert!(!b.is_empty(), "an empty change is no change: {}", d.reason);
+        for f in Field::ALL {
+            let Some(x) = f.of_patch(b) else { continue };
+            prop_assert!(
+                p.envelope.holds(in_force, f, x, p.importance),
+                "{} {}: {x} outside {:?} (case {c:?}; {})",
+                d.persona,
+                f.name(),
+                p.envelope.bounds(in_force, f, p.importance),
+                d.reason
+            );
+            if p.importance == Importance::System {
+                prop_assert!(
+                    x >= p.envelope.start(in_force, f).min(f.get(in_force)) - 1e-9,
+                    "system starved: {}",
+                    d.reason
+                );
+            }
+        }
+        // what the budget becomes is one the core accepts
+        prop_assert!(in_force.patched(b).is_ok(), "{}: {b:?}", d.persona);
+    }
+    Ok(())
+}
+
+fn run(brain: &mut Brain, v: &MeshView) -> CycleReport {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let end = v.last_sample_ms().unwrap();
+    for k in (1..4).rev() {
+        brain.prime(v, end - k * MIN);
+    }
+    rt.block_on(brain.analyse(v, end))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_llm_plan_moves_a_budget_outside_its_envelope(c in arb_case()) {
+        let v = view(&c);
+        let mut brain = Brain::with_llm(BrainConfig::default(), Arc::new(ScriptedLlm::new(vec![answer(&c)])));
+        let r = run(&mut brain, &v);
+        check(&c, &v, &r)?;
+    }
+
+    #[test]
+    fn the_builtin_analyst_stays_inside_every_envelope(c in arb_case()) {
+        let v = view(&c);
+        let mut brain = Brain::builtin(BrainConfig::default());
+        let r = run(&mut brain, &v);
+        check(&c, &v, &r)?;
+    }
+
+    #[test]
+    fn clamp_lands_inside_and_keeps_the_start_reachable(b in arb_budget(), s in arb_budget(), min in arb_patch(), max in arb_patch(), plan in arb_patch(), k in any::<u8>()) {
+        let env = Envelope { spec: Some(s), min, max };
+        let imp = importance(k);
+        let out = env.clamp(&b, &plan, imp);
+        for f in Field::ALL {
+            let (lo, hi) = env.bounds(&b, f, imp);
+            prop_assert!(lo <= hi, "{}: {lo} > {hi}", f.name());
+            prop_assert!(env.holds(&b, f, env.start(&b, f), imp), "{}: the start is always allowed", f.name());
+            if let Some(x) = f.of_patch(&out) {
+                prop_assert!(env.holds(&b, f, x, imp), "{}: {x} outside {lo}..{hi}", f.name());
+            }
+        }
+        prop_assert!(b.patched(&out).is_ok());
+    }
+}
+
+/// A budget the brain moved goes back to its start when its cause has gone — but only after
+/// the cause has been clear for `hysteresis_cycles` cycles, and the reason says so meanwhile.
+#[tokio::test]
+async fn a_budget_returns_to_its_start_with_hysteresis() {
+    let mut rng = Rng::new(7);
+    let mut p = synth::persona("chat", "a", PersonaKind::Api, 300.0, Memory::Flat, N, MIN, T0, &mut rng);
+    let spec = Budget::default();
+    // given back while it was idle; now busy again (no cause)
+    p.budget = Some(Budget { inference_queue_priority: 10, ..spec.clone() });
+    p.envelope = Envelope { spec: Some(spec.clone()), ..Envelope::default() };
+    let v = MeshView { nodes: vec![synth::node("a", N, MIN, T0, &mut rng)], personas: vec![p] };
+    let end = v.last_sample_ms().unwrap();
+    let mut brain = Brain::builtin(BrainConfig::default());
+    let r = brain.analyse(&v, end).await;
+    let d = &r.decisions[0];
+    assert_eq!(d.budget, None, "held: {}", d.reason);
+    assert!(d.reason.contains("guardrail hysteresis: budget back toward its start waits"), "{}", d.reason);
+    let _ = brain.analyse(&v, end).await;
+    let r = brain.analyse(&v, end).await;
+    let d = &r.decisions[0];
+    assert_eq!(d.budget.as_ref().and_then(|b| b.inference_queue_priority), Some(50), "{}", d.reason);
+    assert!(d.reason.contains("priority 10->50") && d.reason.contains("cleared"), "{}", d.reason);
+}
