@@ -416,6 +416,8 @@ mod tests {
             checkpoint_at_ms: None,
             spec: None,
             log_files: None,
+            reload_ms: None,
+            paused_s: None,
         }
     }
 

@@ -65,6 +65,8 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         checkpoint_at_ms: None,
         spec: None,
         log_files: None,
+        reload_ms: s.ready_ms,
+        paused_s: s.paused_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
     }
 }
 
@@ -106,6 +108,8 @@ fn remote_view(
         checkpoint_at_ms: None,
         spec: None,
         log_files: None,
+        reload_ms: None,
+        paused_s: None,
     }
 }
 

@@ -71,6 +71,13 @@ pub struct PersonaView {
     /// Only in `show`: its output's files on the node that answered (`mindmesh logs` reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_files: Option<LogFilesView>,
+    /// Its last cold start on this node, spawn to healthy: the reload cost the idle policy
+    /// weighs when it picks a hibernation tier.
+    #[serde(default)]
+    pub reload_ms: Option<u64>,
+    /// How long it has been paused (frozen), while it is.
+    #[serde(default)]
+    pub paused_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
