@@ -128,7 +128,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             let body = BODY.replace("MODEL", name);
             let direct =
                 Target::post_json(SocketAddr::from(([127, 0, 0, 1], port)), "/v1/chat/completions", None, &body);
-            let via = Target::post_json(node.api, "/v1/chat/completions", None, &body);
+            let via = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &body);
             match name {
                 "bench" => {
                     println!("\noverhead: demo persona (steady, no added latency), {} s per run", args.duration_s)
@@ -189,8 +189,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let node = BenchNode::start(&exe, &gw, &personas, args.node_threads).await?;
         node.persona_port("high").await?;
         node.persona_port("low").await?;
-        let high = Target::post_json(node.api, "/v1/chat/completions", None, &BODY.replace("MODEL", "high"));
-        let low = Target::post_json(node.api, "/v1/chat/completions", None, &BODY.replace("MODEL", "low"));
+        let high = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "high"));
+        let low = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "low"));
         println!(
             "\npriority: personas at priority 90 and 10, {} ms each, node admits {} at once, {} s per run, {} rounds",
             args.priority_latency_ms, args.node_in_flight, args.duration_s, args.rounds
@@ -270,7 +270,9 @@ pub(super) struct BenchNode {
     pub(super) _dir: tempfile_dir::TempDir,
     pub(super) child: Child,
     pub(super) api: SocketAddr,
+    /// Sent with every request of `http` (and to be given to load generators).
     pub(super) http: reqwest::Client,
+    pub(super) token: String,
 }
 
 impl BenchNode {
@@ -316,8 +318,15 @@ impl BenchNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        Ok(BenchNode { _dir: dir, child, api, http })
+        // the API and the gateway want a token, even on loopback: the node's own local one
+        let token = std::fs::read_to_string(data.join(mindmesh_node::local::LOCAL_TOKEN_FILE))
+            .context("the node's local token")?
+            .trim()
+            .to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+        let http = reqwest::Client::builder().no_proxy().default_headers(headers).build()?;
+        Ok(BenchNode { _dir: dir, child, api, http, token })
     }
 
     pub(super) async fn persona_pid(&self, name: &str) -> anyhow::Result<u32> {

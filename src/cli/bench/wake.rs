@@ -73,9 +73,8 @@ pub async fn run(args: WakeArgs) -> anyhow::Result<ExitCode> {
         launcher.display().to_string()
     );
     let node = BenchNode::start(&exe, "", &persona, None).await?;
-    let token = std::fs::read_to_string(node._dir.path().join("data").join(mindmesh_node::local::LOCAL_TOKEN_FILE))
-        .context("the node's local token")?;
-    let token = token.trim();
+    let token = node.token.clone();
+    let token = token.as_str();
     wait_running(&node, token).await?;
     // the first answer warms llama.cpp's caches: not counted
     ttft_ms(&http, node.api, token).await?;
