@@ -320,6 +320,19 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
     None
 }
 
+/// The starting point the brain gives back to: the spec's budget, except where an operator
+/// changed a field since (by [`source`]): that value is the operator's word, never undone by
+/// the brain.
+pub fn start_point(in_force: &Budget, spec: &Budget, brain_reason: Option<&str>) -> Budget {
+    let mut patch = BudgetPatch::default();
+    for f in Field::ALL {
+        if source(f, in_force, spec, brain_reason) == Source::Operator {
+            f.set(&mut patch, f.get(in_force));
+        }
+    }
+    spec.patched(&patch).unwrap_or_else(|_| in_force.clone())
+}
+
 /// Where a field of the budget in force comes from, as `mindmesh persona show` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

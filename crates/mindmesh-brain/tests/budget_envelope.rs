@@ -280,3 +280,16 @@ fn the_source_of_a_value_in_force() {
     assert_eq!(source(Field::Throttle, &now, &spec, said), Source::Brain);
     assert_eq!(source(Field::Priority, &now, &spec, None), Source::Operator);
 }
+
+/// The brain gives back to the spec, never undoing an operator's change: a value the brain's
+/// latest budget decision did not set is the operator's, and is the new starting point.
+#[test]
+fn an_operators_change_is_the_new_start() {
+    use mindmesh_brain::budget::start_point;
+    let spec = Budget { throttle_multiplier: 0.5, ..Budget::default() };
+    // the operator set 1.0x; the brain lowered the priority
+    let now = Budget { throttle_multiplier: 1.0, inference_queue_priority: 10, ..spec.clone() };
+    let start = start_point(&now, &spec, Some("budget priority 50->10: idle"));
+    assert_eq!((start.throttle_multiplier, start.inference_queue_priority), (1.0, 50));
+    assert_eq!(start_point(&spec, &spec, None), spec);
+}
