@@ -24,6 +24,7 @@ mod persona;
 mod status;
 mod store;
 mod table;
+mod top;
 mod when;
 
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ enum Command {
     Persona(persona::PersonaArgs),
     /// The node and its mesh at a glance: members, leader, personas, the brain's view.
     Status(status::StatusArgs),
+    /// A live view of the mesh: nodes and every persona sorted by CPU, memory or latency
+    /// (`c`, `m`, `l`), phase changes and decisions as they happen; `q` quits.
+    Top(top::TopArgs),
     /// The event log of the node.
     Events(events::EventsArgs),
     /// A persona's output (stdout and stderr), from any node of the mesh.
@@ -104,6 +108,7 @@ impl Command {
             Command::Persona(p) => Some(&mut p.api),
             Command::Status(s) => Some(&mut s.api),
             Command::Events(e) => Some(&mut e.api),
+            Command::Top(t) => Some(&mut t.api),
             Command::Logs(l) => Some(&mut l.api),
             Command::Decisions(d) => Some(&mut d.api),
             Command::Node(n) => n.api_args(),
@@ -150,6 +155,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Persona(args) => persona::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Top(args) => top::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Brain(cmd) => brain::run(cmd).await,
         Command::Demo(cmd) => demo::run(cmd).await,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use mindmesh_core::BudgetPatch;
 use mindmesh_core::budget::{check_queue_priority, check_throttle_multiplier};
+use mindmesh_core::hibernate::Tier;
 use mindmesh_node::api::types::{
     ActionRequest, ActionResponse, ApplyResponse, DecisionsPage, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage,
     ThrottleRequest,
@@ -85,9 +86,18 @@ pub enum PersonaCommand {
     /// Start it (again). Desired state: `running` (a new epoch if it was down: this also lifts
     /// a crash loop the node stopped it for). A no-op, said so, if it runs already.
     Start(ActionArgs),
-    /// Save its state (if it offers the hook) and stop it; `wake`, or a request for it through
-    /// the gateway, brings it back. Desired state: `hibernating`.
-    Hibernate(ActionArgs),
+    /// Hibernate it: `--tier stopped` (the default) saves its state (if it offers the hook)
+    /// and stops it; `--tier paused` freezes its process (SIGSTOP), memory kept. `wake`, or a
+    /// request for it through the gateway, brings it back (from paused in milliseconds).
+    /// Desired state: `hibernating` or `paused`.
+    Hibernate {
+        #[command(flatten)]
+        args: ActionArgs,
+        /// How deep: `paused` (frozen, memory kept, wakes in milliseconds) or `stopped`
+        /// (state saved, process gone, wakes with a cold start).
+        #[arg(long, value_parser = tier, default_value = "stopped")]
+        tier: Tier,
+    },
     /// Bring a hibernating persona back with the state it saved (a request through the
     /// gateway wakes it too). Desired state: `running`. A no-op, said so, if it runs already.
     Wake(ActionArgs),
@@ -315,7 +325,7 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
         PersonaCommand::Restart(a) => act(&client, "restart", a, None).await?,
         PersonaCommand::Stop(a) => act(&client, "stop", a, None).await?,
         PersonaCommand::Start(a) => act(&client, "start", a, None).await?,
-        PersonaCommand::Hibernate(a) => act(&client, "hibernate", a, None).await?,
+        PersonaCommand::Hibernate { args, tier } => act_with(&client, "hibernate", args, None, Some(tier)).await?,
         PersonaCommand::Wake(a) => act(&client, "wake", a, None).await?,
         PersonaCommand::Kill { args, reason } => act(&client, "kill", args, reason).await?,
         PersonaCommand::Migrate { name, to, no_wait, timeout, timeout_s, json } => {
@@ -360,8 +370,25 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn act(client: &Client, action: &str, a: ActionArgs, reason: Option<String>) -> anyhow::Result<()> {
+    act_with(client, action, a, reason, None).await
+}
+
+/// `--tier`: a hibernation tier by name.
+fn tier(s: &str) -> Result<Tier, String> {
+    Tier::parse(s).ok_or_else(|| format!("{s:?} is not a tier: paused or stopped"))
+}
+
+async fn act_with(
+    client: &Client,
+    action: &str,
+    a: ActionArgs,
+    reason: Option<String>,
+    tier: Option<Tier>,
+) -> anyhow::Result<()> {
     let wait = a.timeout_ms.unwrap_or(a.timeout);
-    let req = ActionRequest { reason, wait_ms: (!a.no_wait).then_some(wait.as_millis() as u64) };
+    // the default tier is left out: a node of an older version knows no `tier`
+    let tier = tier.filter(|t| *t != Tier::Stopped);
+    let req = ActionRequest { reason, wait_ms: (!a.no_wait).then_some(wait.as_millis() as u64), tier };
     let r: ActionResponse = client.post(&format!("/api/v1/personas/{}/{action}", seg(&a.name)), &req).await?;
     if a.json {
         table::json(&r)?;

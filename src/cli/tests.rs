@@ -56,6 +56,7 @@ fn the_node_api_flags_are_only_where_a_node_is_asked() {
         [
             "mindmesh persona",
             "mindmesh status",
+            "mindmesh top",
             "mindmesh events",
             "mindmesh decisions",
             "mindmesh logs",

@@ -266,15 +266,20 @@ fn persona_toml(name: &str, demo: &Path, flags: &[&str], priority: u8, max_concu
 }
 
 /// A node started as a child process with its own data dir; stopped (SIGTERM) when done.
-struct BenchNode {
-    _dir: tempfile_dir::TempDir,
-    child: Child,
-    api: SocketAddr,
-    http: reqwest::Client,
+pub(super) struct BenchNode {
+    pub(super) _dir: tempfile_dir::TempDir,
+    pub(super) child: Child,
+    pub(super) api: SocketAddr,
+    pub(super) http: reqwest::Client,
 }
 
 impl BenchNode {
-    async fn start(exe: &Path, extra: &str, personas: &str, threads: Option<usize>) -> anyhow::Result<BenchNode> {
+    pub(super) async fn start(
+        exe: &Path,
+        extra: &str,
+        personas: &str,
+        threads: Option<usize>,
+    ) -> anyhow::Result<BenchNode> {
         let dir = tempfile_dir::TempDir::new()?;
         let data = dir.path().join("data");
         let config = dir.path().join("node.toml");
@@ -315,7 +320,7 @@ impl BenchNode {
         Ok(BenchNode { _dir: dir, child, api, http })
     }
 
-    async fn persona_pid(&self, name: &str) -> anyhow::Result<u32> {
+    pub(super) async fn persona_pid(&self, name: &str) -> anyhow::Result<u32> {
         let url = format!("http://{}/api/v1/personas/{name}", self.api);
         let v: serde_json::Value = self.http.get(&url).send().await?.json().await?;
         v["pid"].as_u64().map(|p| p as u32).context("persona without a pid")
@@ -329,7 +334,7 @@ impl BenchNode {
     }
 
     /// Wait until the persona runs and is healthy; its port.
-    async fn persona_port(&self, name: &str) -> anyhow::Result<u16> {
+    pub(super) async fn persona_port(&self, name: &str) -> anyhow::Result<u16> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let url = format!("http://{}/api/v1/personas/{name}", self.api);
@@ -347,7 +352,7 @@ impl BenchNode {
         }
     }
 
-    fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -382,11 +387,11 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn load_average() -> String {
+pub(super) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -394,7 +399,7 @@ fn load_average() -> String {
 }
 
 /// A temporary directory removed on drop (tempfile is a dev-dependency only).
-mod tempfile_dir {
+pub(super) mod tempfile_dir {
     use std::path::{Path, PathBuf};
 
     pub struct TempDir(PathBuf);

@@ -237,6 +237,10 @@ pub struct ActionRequest {
     pub reason: Option<String>,
     /// Wait until the action has settled (at most this long) before answering.
     pub wait_ms: Option<u64>,
+    /// Hibernate: how deep (`paused` keeps the process frozen with its memory, `stopped` —
+    /// the default — saves state and ends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<mindmesh_core::hibernate::Tier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
