@@ -53,6 +53,7 @@ async fn a_paused_persona_keeps_its_process_and_a_request_thaws_it() {
     hibernate(&node, "frozen", "paused");
     let v = node.wait_persona("frozen", T, |v| phase(v) == "paused").await;
     assert_eq!((v["pid"].as_u64(), v["desired"].as_str()), (Some(pid), Some("paused")), "{v}");
+    assert!(v["paused_s"].as_u64().is_some() && v["reload_ms"].as_u64().is_some(), "{v}");
     assert_eq!(proc_state(pid), 'T', "the process is frozen");
     let list = node.cli(&["persona", "list"]);
     assert!(text(&list).lines().any(|l| l.starts_with("frozen") && l.contains("paused")), "{}", text(&list));

@@ -505,6 +505,13 @@ fn print_show(v: &PersonaView, series: &SeriesPage, sources: &std::collections::
     println!("health:      {}", v.health);
     println!("restarts:    {}", v.restarts);
     println!("uptime:      {}", table::duration_s(v.uptime_s));
+    if let Some(ms) = v.reload_ms {
+        // what the idle policy weighs between the paused and stopped tiers
+        println!("cold start:  {ms} ms (spawn to healthy)");
+    }
+    if v.paused_s.is_some() {
+        println!("paused for:  {}", table::duration_s(v.paused_s));
+    }
     println!("rss:         {} MB (peak {} MB)", table::mb(v.rss_bytes), table::mb(v.peak_rss_bytes));
     println!("cpu:         {:.1} %", v.cpu_percent);
     println!("importance:  {}", v.importance.as_str());

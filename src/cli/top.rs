@@ -417,6 +417,8 @@ mod tests {
             spec: None,
             log_files: None,
             budget_spec: None,
+            reload_ms: None,
+            paused_s: None,
         }
     }
 

@@ -66,6 +66,8 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         spec: None,
         log_files: None,
         budget_spec: None,
+        reload_ms: s.ready_ms,
+        paused_s: s.paused_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
     }
 }
 
@@ -108,6 +110,8 @@ fn remote_view(
         spec: None,
         log_files: None,
         budget_spec: None,
+        reload_ms: None,
+        paused_s: None,
     }
 }
 

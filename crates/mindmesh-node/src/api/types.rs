@@ -75,6 +75,13 @@ pub struct PersonaView {
     /// from by an operator's or the brain's change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_spec: Option<Budget>,
+    /// Its last cold start on this node, spawn to healthy: the reload cost the idle policy
+    /// weighs when it picks a hibernation tier.
+    #[serde(default)]
+    pub reload_ms: Option<u64>,
+    /// How long it has been paused (frozen), while it is.
+    #[serde(default)]
+    pub paused_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
