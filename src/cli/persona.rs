@@ -9,7 +9,8 @@ use mindmesh_core::BudgetPatch;
 use mindmesh_core::budget::{check_queue_priority, check_throttle_multiplier};
 use mindmesh_core::hibernate::Tier;
 use mindmesh_node::api::types::{
-    ActionRequest, ActionResponse, ApplyResponse, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage, ThrottleRequest,
+    ActionRequest, ActionResponse, ApplyResponse, DecisionsPage, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage,
+    ThrottleRequest,
 };
 
 use super::client::{ApiArgs, Client, seg};
@@ -307,10 +308,14 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
             let v: PersonaView = client.get(&format!("/api/v1/personas/{}", seg(&name))).await?;
             let series: SeriesPage =
                 client.get(&format!("/api/v1/personas/{}/series?max_points=10", seg(&name))).await?;
+            // the brain's latest budget decision says what it set; the rest is spec or operator
+            let page: DecisionsPage =
+                client.get(&format!("/api/v1/decisions?after=0&limit=1000&persona={}", seg(&name))).await?;
+            let sources = budget_sources(&v, &page);
             if json {
-                table::json(&serde_json::json!({ "persona": v, "recent": series.samples }))?;
+                table::json(&serde_json::json!({ "persona": v, "budget_source": sources, "recent": series.samples }))?;
             } else {
-                print_show(&v, &series);
+                print_show(&v, &series, &sources);
             }
         }
         PersonaCommand::Remove { name } => {
@@ -472,7 +477,20 @@ fn budget_line(b: &mindmesh_core::Budget) -> String {
     )
 }
 
-fn print_show(v: &PersonaView, series: &SeriesPage) {
+/// Each adjustable budget field in force with where it comes from (spec, brain, operator).
+fn budget_sources(v: &PersonaView, page: &DecisionsPage) -> std::collections::BTreeMap<&'static str, &'static str> {
+    use mindmesh_brain::budget::{self, Field};
+    let Some(spec) = v.budget_spec.as_ref() else { return Default::default() };
+    let brain = page
+        .decisions
+        .iter()
+        .filter(|d| d.by_kind == "analyst" && d.action == "budget" && d.verdict != "refused")
+        .max_by_key(|d| d.seq)
+        .map(|d| d.reason.as_str());
+    Field::ALL.into_iter().map(|f| (f.name(), budget::source(f, &v.budget, spec, brain).as_str())).collect()
+}
+
+fn print_show(v: &PersonaView, series: &SeriesPage, sources: &std::collections::BTreeMap<&'static str, &'static str>) {
     let now = when::now_ms();
     println!("name:        {}", v.name);
     println!("node:        {}", v.node.as_deref().unwrap_or("-"));
@@ -501,6 +519,18 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
         println!("model:       {m}");
     }
     println!("budget:      {}", budget_line(&v.budget));
+    let moved: Vec<String> =
+        sources.iter().filter(|(_, s)| **s != "spec").map(|(f, s)| format!("{f} by {s}")).collect();
+    if !sources.is_empty() {
+        println!(
+            "  source:    {} (the brain reconsiders every cycle; its changes return to the spec once their cause has cleared)",
+            if moved.is_empty() {
+                "all as the spec says".to_string()
+            } else {
+                format!("{}; the rest as the spec says", moved.join(", "))
+            }
+        );
+    }
     if let Some(spec) = &v.spec {
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }

@@ -65,6 +65,7 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         checkpoint_at_ms: None,
         spec: None,
         log_files: None,
+        budget_spec: None,
         reload_ms: s.ready_ms,
         paused_s: s.paused_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
     }
@@ -108,6 +109,7 @@ fn remote_view(
         checkpoint_at_ms: None,
         spec: None,
         log_files: None,
+        budget_spec: None,
         reload_ms: None,
         paused_s: None,
     }
@@ -215,6 +217,8 @@ pub async fn show(
         None => reg.personas.get(&name).map(|e| e.spec.clone()),
     };
     v.log_files = Some(super::logs::local_files(&st, &name));
+    // the budget its spec starts from (the registry's spec: a budget change never rewrites it)
+    v.budget_spec = reg.personas.get(&name).map(|e| e.spec.budget.clone());
     // a spec's env is where a persona's own secrets (API keys) live: only admins read them
     if !caller.scope.grants(mindmesh_core::config::Scope::Admin)
         && let Some(spec) = v.spec.as_mut()

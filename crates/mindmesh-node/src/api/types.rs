@@ -71,6 +71,10 @@ pub struct PersonaView {
     /// Only in `show`: its output's files on the node that answered (`mindmesh logs` reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_files: Option<LogFilesView>,
+    /// Only in `show`: the budget its spec starts from, which `budget` (in force) may differ
+    /// from by an operator's or the brain's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_spec: Option<Budget>,
     /// Its last cold start on this node, spawn to healthy: the reload cost the idle policy
     /// weighs when it picks a hibernation tier.
     #[serde(default)]
