@@ -189,7 +189,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let node = BenchNode::start(&exe, &gw, &personas, args.node_threads).await?;
         node.persona_port("high").await?;
         node.persona_port("low").await?;
-        let high = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "high"));
+        let high =
+            Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "high"));
         let low = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "low"));
         println!(
             "\npriority: personas at priority 90 and 10, {} ms each, node admits {} at once, {} s per run, {} rounds",
