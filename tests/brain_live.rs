@@ -105,7 +105,8 @@ async fn a_snapshot_replays_to_the_live_decisions_and_a_repeated_watch_is_one_li
     // the watch, decided every cycle, is one record with a count
     let fat = common::wait_for_async(Duration::from_secs(30), || async {
         let log = decisions(&node).await;
-        let fat: Vec<Value> = log.into_iter().filter(|d| d["persona"] == "fat").collect();
+        // (its budget moves, an idle persona giving its priority back, are lines of their own)
+        let fat: Vec<Value> = log.into_iter().filter(|d| d["persona"] == "fat" && d["action"] != "budget").collect();
         assert_eq!(fat.len(), 1, "one line for an unchanged watch: {fat:?}");
         (fat[0]["count"].as_u64().unwrap() > 3).then(|| fat[0].clone())
     })

@@ -107,6 +107,12 @@ fn assert_chats(v: &Value) {
     assert_eq!(v["unknown"], 404, "an unknown model is a 404: {v}");
 }
 
+/// The state letter of `/proc/<pid>/stat` (`T`: stopped by a signal).
+fn proc_state(pid: u64) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').and_then(|i| stat[i + 2..].chars().next()).unwrap_or('?')
+}
+
 fn phase(v: &Value) -> &str {
     v["phase"].as_str().unwrap_or("")
 }
@@ -122,7 +128,7 @@ fn cli_ok(node: &TestNode, args: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn llama_cpp_as_a_persona_chats_hibernates_wakes_and_restarts() {
+async fn llama_cpp_as_a_persona_chats_pauses_hibernates_wakes_and_restarts() {
     let Some(python) = model_python() else { return };
     if !have_openai_sdk() {
         return;
@@ -140,6 +146,16 @@ async fn llama_cpp_as_a_persona_chats_hibernates_wakes_and_restarts() {
 
     // through the gateway with the official SDK
     assert_chats(&sdk_chat(&node, "llama"));
+
+    // hibernate, paused tier: the server is frozen with its model in memory; a request thaws
+    // the same process
+    cli_ok(&node, &["persona", "hibernate", "llama", "--tier", "paused"]);
+    let v = node.wait_persona("llama", T, |v| phase(v) == "paused").await;
+    assert_eq!(v["pid"].as_u64(), Some(first_pid), "{v}");
+    assert_eq!(proc_state(first_pid), 'T', "frozen");
+    assert_chats(&sdk_chat(&node, "llama"));
+    let v = node.wait_persona("llama", T, healthy).await;
+    assert_eq!(v["pid"].as_u64(), Some(first_pid), "thawed, not restarted: {v}");
 
     // hibernate (stopped): the process is gone; a request wakes it and is served
     cli_ok(&node, &["persona", "hibernate", "llama"]);

@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::Subcommand;
 use mindmesh_core::BudgetPatch;
 use mindmesh_core::budget::{check_queue_priority, check_throttle_multiplier};
+use mindmesh_core::hibernate::Tier;
 use mindmesh_node::api::types::{
-    ActionRequest, ActionResponse, ApplyResponse, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage, ThrottleRequest,
+    ActionRequest, ActionResponse, ApplyResponse, DecisionsPage, MAX_ACTION_WAIT_MS, PersonaView, SeriesPage,
+    ThrottleRequest,
 };
 
 use super::client::{ApiArgs, Client, seg};
@@ -84,9 +86,18 @@ pub enum PersonaCommand {
     /// Start it (again). Desired state: `running` (a new epoch if it was down: this also lifts
     /// a crash loop the node stopped it for). A no-op, said so, if it runs already.
     Start(ActionArgs),
-    /// Save its state (if it offers the hook) and stop it; `wake`, or a request for it through
-    /// the gateway, brings it back. Desired state: `hibernating`.
-    Hibernate(ActionArgs),
+    /// Hibernate it: `--tier stopped` (the default) saves its state (if it offers the hook)
+    /// and stops it; `--tier paused` freezes its process (SIGSTOP), memory kept. `wake`, or a
+    /// request for it through the gateway, brings it back (from paused in milliseconds).
+    /// Desired state: `hibernating` or `paused`.
+    Hibernate {
+        #[command(flatten)]
+        args: ActionArgs,
+        /// How deep: `paused` (frozen, memory kept, wakes in milliseconds) or `stopped`
+        /// (state saved, process gone, wakes with a cold start).
+        #[arg(long, value_parser = tier, default_value = "stopped")]
+        tier: Tier,
+    },
     /// Bring a hibernating persona back with the state it saved (a request through the
     /// gateway wakes it too). Desired state: `running`. A no-op, said so, if it runs already.
     Wake(ActionArgs),
@@ -297,10 +308,14 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
             let v: PersonaView = client.get(&format!("/api/v1/personas/{}", seg(&name))).await?;
             let series: SeriesPage =
                 client.get(&format!("/api/v1/personas/{}/series?max_points=10", seg(&name))).await?;
+            // the brain's latest budget decision says what it set; the rest is spec or operator
+            let page: DecisionsPage =
+                client.get(&format!("/api/v1/decisions?after=0&limit=1000&persona={}", seg(&name))).await?;
+            let sources = budget_sources(&v, &page);
             if json {
-                table::json(&serde_json::json!({ "persona": v, "recent": series.samples }))?;
+                table::json(&serde_json::json!({ "persona": v, "budget_source": sources, "recent": series.samples }))?;
             } else {
-                print_show(&v, &series);
+                print_show(&v, &series, &sources);
             }
         }
         PersonaCommand::Remove { name } => {
@@ -310,7 +325,7 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
         PersonaCommand::Restart(a) => act(&client, "restart", a, None).await?,
         PersonaCommand::Stop(a) => act(&client, "stop", a, None).await?,
         PersonaCommand::Start(a) => act(&client, "start", a, None).await?,
-        PersonaCommand::Hibernate(a) => act(&client, "hibernate", a, None).await?,
+        PersonaCommand::Hibernate { args, tier } => act_with(&client, "hibernate", args, None, Some(tier)).await?,
         PersonaCommand::Wake(a) => act(&client, "wake", a, None).await?,
         PersonaCommand::Kill { args, reason } => act(&client, "kill", args, reason).await?,
         PersonaCommand::Migrate { name, to, no_wait, timeout, timeout_s, json } => {
@@ -355,8 +370,25 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn act(client: &Client, action: &str, a: ActionArgs, reason: Option<String>) -> anyhow::Result<()> {
+    act_with(client, action, a, reason, None).await
+}
+
+/// `--tier`: a hibernation tier by name.
+fn tier(s: &str) -> Result<Tier, String> {
+    Tier::parse(s).ok_or_else(|| format!("{s:?} is not a tier: paused or stopped"))
+}
+
+async fn act_with(
+    client: &Client,
+    action: &str,
+    a: ActionArgs,
+    reason: Option<String>,
+    tier: Option<Tier>,
+) -> anyhow::Result<()> {
     let wait = a.timeout_ms.unwrap_or(a.timeout);
-    let req = ActionRequest { reason, wait_ms: (!a.no_wait).then_some(wait.as_millis() as u64) };
+    // the default tier is left out: a node of an older version knows no `tier`
+    let tier = tier.filter(|t| *t != Tier::Stopped);
+    let req = ActionRequest { reason, wait_ms: (!a.no_wait).then_some(wait.as_millis() as u64), tier };
     let r: ActionResponse = client.post(&format!("/api/v1/personas/{}/{action}", seg(&a.name)), &req).await?;
     if a.json {
         table::json(&r)?;
@@ -445,7 +477,20 @@ fn budget_line(b: &mindmesh_core::Budget) -> String {
     )
 }
 
-fn print_show(v: &PersonaView, series: &SeriesPage) {
+/// Each adjustable budget field in force with where it comes from (spec, brain, operator).
+fn budget_sources(v: &PersonaView, page: &DecisionsPage) -> std::collections::BTreeMap<&'static str, &'static str> {
+    use mindmesh_brain::budget::{self, Field};
+    let Some(spec) = v.budget_spec.as_ref() else { return Default::default() };
+    let brain = page
+        .decisions
+        .iter()
+        .filter(|d| d.by_kind == "analyst" && d.action == "budget" && d.verdict != "refused")
+        .max_by_key(|d| d.seq)
+        .map(|d| d.reason.as_str());
+    Field::ALL.into_iter().map(|f| (f.name(), budget::source(f, &v.budget, spec, brain).as_str())).collect()
+}
+
+fn print_show(v: &PersonaView, series: &SeriesPage, sources: &std::collections::BTreeMap<&'static str, &'static str>) {
     let now = when::now_ms();
     println!("name:        {}", v.name);
     println!("node:        {}", v.node.as_deref().unwrap_or("-"));
@@ -460,6 +505,13 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
     println!("health:      {}", v.health);
     println!("restarts:    {}", v.restarts);
     println!("uptime:      {}", table::duration_s(v.uptime_s));
+    if let Some(ms) = v.reload_ms {
+        // what the idle policy weighs between the paused and stopped tiers
+        println!("cold start:  {ms} ms (spawn to healthy)");
+    }
+    if v.paused_s.is_some() {
+        println!("paused for:  {}", table::duration_s(v.paused_s));
+    }
     println!("rss:         {} MB (peak {} MB)", table::mb(v.rss_bytes), table::mb(v.peak_rss_bytes));
     println!("cpu:         {:.1} %", v.cpu_percent);
     println!("importance:  {}", v.importance.as_str());
@@ -467,6 +519,18 @@ fn print_show(v: &PersonaView, series: &SeriesPage) {
         println!("model:       {m}");
     }
     println!("budget:      {}", budget_line(&v.budget));
+    let moved: Vec<String> =
+        sources.iter().filter(|(_, s)| **s != "spec").map(|(f, s)| format!("{f} by {s}")).collect();
+    if !sources.is_empty() {
+        println!(
+            "  source:    {} (the brain reconsiders every cycle; its changes return to the spec once their cause has cleared)",
+            if moved.is_empty() {
+                "all as the spec says".to_string()
+            } else {
+                format!("{}; the rest as the spec says", moved.join(", "))
+            }
+        );
+    }
     if let Some(spec) = &v.spec {
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }

@@ -416,6 +416,9 @@ mod tests {
             checkpoint_at_ms: None,
             spec: None,
             log_files: None,
+            budget_spec: None,
+            reload_ms: None,
+            paused_s: None,
         }
     }
 

@@ -111,7 +111,7 @@ impl Field {
         }
     }
 
-    fn format(self, v: f64) -> String {
+    pub fn format(self, v: f64) -> String {
         match self {
             Field::Throttle => format!("{v:.2}x"),
             _ => format!("{v:.0}"),
@@ -318,4 +318,58 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
         }
     }
     None
+}
+
+/// The starting point the brain gives back to: the spec's budget, except where an operator
+/// changed a field since (by [`source`]): that value is the operator's word, never undone by
+/// the brain.
+pub fn start_point(in_force: &Budget, spec: &Budget, brain_reason: Option<&str>) -> Budget {
+    let mut patch = BudgetPatch::default();
+    for f in Field::ALL {
+        if source(f, in_force, spec, brain_reason) == Source::Operator {
+            f.set(&mut patch, f.get(in_force));
+        }
+    }
+    spec.patched(&patch).unwrap_or_else(|_| in_force.clone())
+}
+
+/// Where a field of the budget in force comes from, as `mindmesh persona show` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Its value is the spec's.
+    Spec,
+    /// The brain's latest budget decision about the persona set it to this value.
+    Brain,
+    /// Neither: an operator changed it (`persona budget`, `persona throttle`).
+    Operator,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Spec => "spec",
+            Source::Brain => "brain",
+            Source::Operator => "operator",
+        }
+    }
+}
+
+/// The source of `field`'s value in force: the spec's, or set by the brain when its latest
+/// budget decision about the persona (`brain_reason`, its `… priority 50->10 …`) says so, else
+/// an operator's. (Operators' changes are not in the decision log; the brain's say their after.)
+pub fn source(field: Field, in_force: &Budget, spec: &Budget, brain_reason: Option<&str>) -> Source {
+    let v = field.get(in_force);
+    if (v - field.get(spec)).abs() <= 1e-9 {
+        return Source::Spec;
+    }
+    let after = format!("{} ", field.short());
+    let said = brain_reason.is_some_and(|r| {
+        r.match_indices(&after).any(|(i, _)| {
+            let rest = &r[i + after.len()..];
+            let end = rest.find([',', ':', ';']).unwrap_or(rest.len());
+            rest[..end].rsplit("->").next().is_some_and(|a| a.trim() == field.format(v))
+        })
+    });
+    if said { Source::Brain } else { Source::Operator }
 }

@@ -262,7 +262,7 @@ pub fn apply(
         if d.action == Action::Budget && d.budget.is_none() {
             change(d, &mut changes, "schema", Action::Continue, "no budget change inside its envelope".into());
         }
-        if d.action == Action::Wake && p.phase != Phase::Hibernating {
+        if d.action == Action::Wake && !p.phase.is_hibernated() {
             change(d, &mut changes, "schema", Action::Continue, format!("it is {}, not hibernating", p.phase));
         }
         // --- stale or unusable data, or not running

@@ -38,6 +38,7 @@ pub mod event;
 pub mod failover;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hibernate;
 pub mod lifecycle;
 pub mod mesh_view;
 pub mod metrics;

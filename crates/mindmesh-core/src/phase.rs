@@ -23,6 +23,9 @@ pub enum Phase {
     Hibernating,
     /// Killed for a reason (crash loop, operator, decision); stays down until an operator acts.
     Killed,
+    /// Hibernated in the shallowest tier: the process group is frozen (SIGSTOP) and keeps its
+    /// memory; a request or `wake` thaws it in milliseconds. Last, so older encodings decode.
+    Paused,
 }
 
 impl Phase {
@@ -37,17 +40,23 @@ impl Phase {
             Phase::Failed => "failed",
             Phase::Hibernating => "hibernating",
             Phase::Killed => "killed",
+            Phase::Paused => "paused",
         }
     }
 
     /// A process may exist in this phase.
     pub fn has_process(self) -> bool {
-        matches!(self, Phase::Starting | Phase::Running | Phase::Stopping)
+        matches!(self, Phase::Starting | Phase::Running | Phase::Stopping | Phase::Paused)
     }
 
     /// Down, and nothing will bring it back without an operator, a decision or a request.
     pub fn is_at_rest(self) -> bool {
         matches!(self, Phase::Stopped | Phase::Failed | Phase::Hibernating | Phase::Killed | Phase::Pending)
+    }
+
+    /// Hibernated in some tier: a request or `wake` brings it back.
+    pub fn is_hibernated(self) -> bool {
+        matches!(self, Phase::Hibernating | Phase::Paused)
     }
 }
 

@@ -34,6 +34,10 @@ pub enum Step {
     Restart,
     Stop,
     Hibernate,
+    /// Freeze the running process (the paused tier).
+    Pause,
+    /// Thaw a paused process, at the entry's epoch.
+    Resume,
     Kill {
         reason: String,
     },
@@ -55,7 +59,10 @@ pub fn plan(entry: &PersonaEntry, local: Option<&Local<'_>>) -> Vec<Step> {
     let down = !local.phase.has_process() && local.phase != Phase::Backoff;
     match entry.phase {
         DesiredPhase::Running => {
-            if entry.epoch > local.epoch {
+            if local.phase == Phase::Paused {
+                // the same process goes on: a thaw, not a restart (which would pay a cold start)
+                steps.push(Step::Resume);
+            } else if entry.epoch > local.epoch {
                 steps.push(if down { Step::Start } else { Step::Restart });
             } else if regains_the_right_to_run(entry, local) {
                 // the budget stopped it, not the mesh: giving the right back restores the phase
@@ -70,6 +77,12 @@ pub fn plan(entry: &PersonaEntry, local: Option<&Local<'_>>) -> Vec<Step> {
         DesiredPhase::Hibernating => {
             if local.phase != Phase::Hibernating {
                 steps.push(Step::Hibernate);
+            }
+        }
+        DesiredPhase::Paused => {
+            if local.phase != Phase::Paused {
+                // a persona down here has nothing to freeze: it hibernates (stopped) instead
+                steps.push(if local.phase.has_process() { Step::Pause } else { Step::Hibernate });
             }
         }
         DesiredPhase::Killed => {
@@ -91,7 +104,8 @@ fn from_nothing(entry: &PersonaEntry) -> Vec<Step> {
     match entry.phase {
         DesiredPhase::Running => vec![Step::Add { start: true }],
         DesiredPhase::Stopped => vec![Step::Add { start: false }, Step::Stop],
-        DesiredPhase::Hibernating => vec![Step::Add { start: false }, Step::Hibernate],
+        // nothing to freeze yet: the deeper tier, woken by a request as any other
+        DesiredPhase::Hibernating | DesiredPhase::Paused => vec![Step::Add { start: false }, Step::Hibernate],
         DesiredPhase::Killed => vec![Step::Add { start: false }, Step::Kill { reason: kill_reason(entry) }],
     }
 }
@@ -177,6 +191,22 @@ mod tests {
         );
         let e = entry(DesiredPhase::Hibernating, 5);
         assert!(plan(&e, Some(&local(Phase::Hibernating, 5, &e))).is_empty());
+    }
+
+    #[test]
+    fn the_paused_tier_freezes_and_thaws_the_same_process() {
+        let e = entry(DesiredPhase::Paused, 5);
+        assert_eq!(plan(&e, Some(&local(Phase::Running, 5, &e))), vec![Step::Pause]);
+        assert!(plan(&e, Some(&local(Phase::Paused, 5, &e))).is_empty());
+        // nothing to freeze: the deeper tier
+        assert_eq!(plan(&e, Some(&local(Phase::Stopped, 5, &e))), vec![Step::Hibernate]);
+        assert_eq!(plan(&e, None), vec![Step::Add { start: false }, Step::Hibernate]);
+        // a wake (a new epoch) thaws rather than restarts
+        let e = entry(DesiredPhase::Running, 9);
+        assert_eq!(plan(&e, Some(&local(Phase::Paused, 5, &e))), vec![Step::Resume]);
+        // a deeper tier asked of a paused persona
+        let e = entry(DesiredPhase::Hibernating, 9);
+        assert_eq!(plan(&e, Some(&local(Phase::Paused, 5, &e))), vec![Step::Hibernate]);
     }
 
     #[test]

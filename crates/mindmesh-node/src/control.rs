@@ -53,7 +53,8 @@ impl Control {
 
     /// [`Control::act`] on behalf of the mesh, which records the registry `epoch` it follows.
     pub async fn act_at(&self, name: &str, act: Act, epoch: Option<u64>) -> Result<Phase, SupervisorError> {
-        let drains = matches!(act, Act::Restart | Act::Stop | Act::Hibernate);
+        // a pause drains too: a request frozen mid-answer would wait for the next wake
+        let drains = matches!(act, Act::Restart | Act::Stop | Act::Hibernate | Act::Pause);
         let serving = self.supervisor.status().borrow().get(name).is_some_and(|s| s.phase.has_process());
         if !drains || !serving {
             return self.supervisor.act_at(name, act, epoch).await;

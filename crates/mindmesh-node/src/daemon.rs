@@ -391,6 +391,7 @@ impl Node {
             control.clone(),
             gateway.clone(),
             supervisor.status(),
+            host_rx.clone(),
             clock.clone(),
             Duration::from_millis(config.gateway.idle_check_interval_ms),
             shutdown.clone(),

@@ -45,7 +45,7 @@ impl Waker {
                 }
                 match e.phase {
                     DesiredPhase::Running => {}
-                    DesiredPhase::Hibernating => {
+                    DesiredPhase::Hibernating | DesiredPhase::Paused => {
                         let wake =
                             Command::SetPhase { name: name.to_owned(), phase: DesiredPhase::Running, reason: None };
                         mesh.propose(wake).await.map_err(|e| format!("the mesh cannot commit its wake: {e}"))?;

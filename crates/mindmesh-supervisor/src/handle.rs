@@ -17,6 +17,8 @@ pub enum Act {
     Restart,
     /// Save state through the persona's hook, then stop; `wake` brings it back with it.
     Hibernate,
+    /// Freeze the process group (the paused tier): memory kept, `wake` thaws it.
+    Pause,
     /// Start again, restoring the given state blob (or the last one saved here).
     Wake {
         state: Option<Vec<u8>>,
@@ -40,6 +42,7 @@ impl Act {
             Act::Stop => "stop",
             Act::Restart => "restart",
             Act::Hibernate => "hibernate",
+            Act::Pause => "pause",
             Act::Wake { .. } => "wake",
             Act::Kill { .. } => "kill",
             Act::Fence { .. } => "fence",

@@ -33,6 +33,10 @@ pub struct PersonaStatus {
     /// Bumped at every spawn: the gateway refuses to send a request to an older one.
     pub spawn_id: u64,
     pub hibernate_after_idle_s: Option<u64>,
+    /// Frozen (the paused tier) since then.
+    pub paused_at_ms: Option<u64>,
+    /// Its last cold start, spawn to healthy (its reload cost).
+    pub ready_ms: Option<u64>,
 }
 
 pub type StatusTable = Arc<BTreeMap<String, PersonaStatus>>;

@@ -8,6 +8,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::host::{ProcessHost, Sig};
 
+/// A running duty cycle: cancel it, and (to freeze the group for good) wait for its last
+/// SIGCONT first.
+pub struct DutyCycle {
+    pub token: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl DutyCycle {
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+}
+
 /// Length of one stop/continue cycle: short enough that a request never waits long.
 const PERIOD_MS: u64 = 100;
 

@@ -128,7 +128,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             let body = BODY.replace("MODEL", name);
             let direct =
                 Target::post_json(SocketAddr::from(([127, 0, 0, 1], port)), "/v1/chat/completions", None, &body);
-            let via = Target::post_json(node.api, "/v1/chat/completions", None, &body);
+            let via = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &body);
             match name {
                 "bench" => {
                     println!("\noverhead: demo persona (steady, no added latency), {} s per run", args.duration_s)
@@ -189,8 +189,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let node = BenchNode::start(&exe, &gw, &personas, args.node_threads).await?;
         node.persona_port("high").await?;
         node.persona_port("low").await?;
-        let high = Target::post_json(node.api, "/v1/chat/completions", None, &BODY.replace("MODEL", "high"));
-        let low = Target::post_json(node.api, "/v1/chat/completions", None, &BODY.replace("MODEL", "low"));
+        let high =
+            Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "high"));
+        let low = Target::post_json(node.api, "/v1/chat/completions", Some(&node.token), &BODY.replace("MODEL", "low"));
         println!(
             "\npriority: personas at priority 90 and 10, {} ms each, node admits {} at once, {} s per run, {} rounds",
             args.priority_latency_ms, args.node_in_flight, args.duration_s, args.rounds
@@ -266,15 +267,22 @@ fn persona_toml(name: &str, demo: &Path, flags: &[&str], priority: u8, max_concu
 }
 
 /// A node started as a child process with its own data dir; stopped (SIGTERM) when done.
-struct BenchNode {
-    _dir: tempfile_dir::TempDir,
-    child: Child,
-    api: SocketAddr,
-    http: reqwest::Client,
+pub(super) struct BenchNode {
+    pub(super) _dir: tempfile_dir::TempDir,
+    pub(super) child: Child,
+    pub(super) api: SocketAddr,
+    /// Sent with every request of `http` (and to be given to load generators).
+    pub(super) http: reqwest::Client,
+    pub(super) token: String,
 }
 
 impl BenchNode {
-    async fn start(exe: &Path, extra: &str, personas: &str, threads: Option<usize>) -> anyhow::Result<BenchNode> {
+    pub(super) async fn start(
+        exe: &Path,
+        extra: &str,
+        personas: &str,
+        threads: Option<usize>,
+    ) -> anyhow::Result<BenchNode> {
         let dir = tempfile_dir::TempDir::new()?;
         let data = dir.path().join("data");
         let config = dir.path().join("node.toml");
@@ -311,11 +319,18 @@ impl BenchNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        Ok(BenchNode { _dir: dir, child, api, http })
+        // the API and the gateway want a token, even on loopback: the node's own local one
+        let token = std::fs::read_to_string(data.join(mindmesh_node::local::LOCAL_TOKEN_FILE))
+            .context("the node's local token")?
+            .trim()
+            .to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+        let http = reqwest::Client::builder().no_proxy().default_headers(headers).build()?;
+        Ok(BenchNode { _dir: dir, child, api, http, token })
     }
 
-    async fn persona_pid(&self, name: &str) -> anyhow::Result<u32> {
+    pub(super) async fn persona_pid(&self, name: &str) -> anyhow::Result<u32> {
         let url = format!("http://{}/api/v1/personas/{name}", self.api);
         let v: serde_json::Value = self.http.get(&url).send().await?.json().await?;
         v["pid"].as_u64().map(|p| p as u32).context("persona without a pid")
@@ -329,7 +344,7 @@ impl BenchNode {
     }
 
     /// Wait until the persona runs and is healthy; its port.
-    async fn persona_port(&self, name: &str) -> anyhow::Result<u16> {
+    pub(super) async fn persona_port(&self, name: &str) -> anyhow::Result<u16> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let url = format!("http://{}/api/v1/personas/{name}", self.api);
@@ -347,7 +362,7 @@ impl BenchNode {
         }
     }
 
-    fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -382,11 +397,11 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn load_average() -> String {
+pub(super) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -394,7 +409,7 @@ fn load_average() -> String {
 }
 
 /// A temporary directory removed on drop (tempfile is a dev-dependency only).
-mod tempfile_dir {
+pub(super) mod tempfile_dir {
     use std::path::{Path, PathBuf};
 
     pub struct TempDir(PathBuf);

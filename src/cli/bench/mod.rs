@@ -5,6 +5,7 @@ mod failover_plan;
 mod gateway;
 mod load;
 mod supervise;
+mod wake;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,9 @@ pub enum BenchCommand {
     Gateway(gateway::GatewayArgs),
     /// Restart latency and node overhead with N supervised personas under a kill storm.
     Supervise(supervise::SuperviseArgs),
+    /// Time to first token from a real llama.cpp persona when it is running, paused and
+    /// stopped (hibernated), against the same server's own cold start.
+    Wake(wake::WakeArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -27,5 +31,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::FailoverPlan(args) => failover_plan::run(args).await,
         BenchCommand::Gateway(args) => gateway::run(args).await,
         BenchCommand::Supervise(args) => supervise::run(args).await,
+        BenchCommand::Wake(args) => wake::run(args).await,
     }
 }

@@ -558,7 +558,9 @@ fn repeated<'a>(log: &'a mut VecDeque<DecisionRecord>, d: &Decision, at_ms: u64)
     {
         return None;
     }
-    let last = log.iter_mut().rev().find(|r| r.decision.persona == d.persona)?;
+    // (budget changes are lines of their own between the watches: a watch repeats the
+    // persona's latest other record)
+    let last = log.iter_mut().rev().find(|r| r.decision.persona == d.persona && r.decision.action != Action::Budget)?;
     let same =
         last.decision.action == d.action && last.decision.target == d.target && last.decision.analyst == d.analyst;
     let recent = at_ms.saturating_sub(last.last_seen_ms.unwrap_or(last.decided_at_ms)) <= QUIET_GAP_MS;

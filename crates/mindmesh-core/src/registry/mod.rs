@@ -123,6 +123,9 @@ pub enum DesiredPhase {
     Killed,
     /// Stopped by an operator.
     Stopped,
+    /// Hibernated in the shallowest tier: frozen with its memory kept (see
+    /// [`crate::hibernate::Tier`]); a request or `wake` thaws it. Last, so older encodings decode.
+    Paused,
 }
 
 impl DesiredPhase {
@@ -132,6 +135,7 @@ impl DesiredPhase {
             DesiredPhase::Hibernating => "hibernating",
             DesiredPhase::Killed => "killed",
             DesiredPhase::Stopped => "stopped",
+            DesiredPhase::Paused => "paused",
         }
     }
 }

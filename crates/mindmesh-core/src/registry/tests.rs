@@ -378,3 +378,23 @@ fn a_version_2_snapshot_still_decodes() {
     );
     assert_eq!(Registry::decode(&back.encode().unwrap()).unwrap(), back);
 }
+
+/// A budget change between two cycles' watches is a line of its own and does not break the
+/// watch's count (the quiet log counts the watch on its record).
+#[test]
+fn a_budget_change_between_watches_keeps_the_watch_one_line() {
+    let mut r = seeded();
+    let watch = |reason: &str| {
+        Decided::analyst(Decision::new("chat", Action::Investigate, reason, 0.6, AnalystKind::Builtin), None)
+    };
+    let budget = Decided::analyst(
+        Decision::new("chat", Action::Budget, "budget priority 50->10: idle", 0.6, AnalystKind::Builtin),
+        None,
+    );
+    r.apply(&prop(1, 10, Command::Decide { decisions: vec![watch("over budget")], at_ms: 1_000 }), ctx(4));
+    r.apply(&prop(1, 11, Command::Decide { decisions: vec![budget.clone()], at_ms: 2_000 }), ctx(5));
+    r.apply(&prop(1, 12, Command::Decide { decisions: vec![watch("over budget, idle")], at_ms: 3_000 }), ctx(6));
+    r.apply(&prop(1, 13, Command::Decide { decisions: vec![budget], at_ms: 4_000 }), ctx(7));
+    let actions: Vec<(Action, u32)> = r.decisions.iter().map(|d| (d.decision.action, d.repeats)).collect();
+    assert_eq!(actions, [(Action::Investigate, 1), (Action::Budget, 0), (Action::Budget, 0)]);
+}

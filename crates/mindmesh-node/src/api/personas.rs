@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use mindmesh_core::hibernate::Tier;
 use mindmesh_core::placement::{loads, place};
 use mindmesh_core::registry::{Actor, Command, Decided, DesiredPhase, Outcome, PersonaEntry, Registry};
 use mindmesh_core::spec::parse_json;
@@ -64,6 +65,9 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         checkpoint_at_ms: None,
         spec: None,
         log_files: None,
+        budget_spec: None,
+        reload_ms: s.ready_ms,
+        paused_s: s.paused_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
     }
 }
 
@@ -105,6 +109,9 @@ fn remote_view(
         checkpoint_at_ms: None,
         spec: None,
         log_files: None,
+        budget_spec: None,
+        reload_ms: None,
+        paused_s: None,
     }
 }
 
@@ -210,6 +217,8 @@ pub async fn show(
         None => reg.personas.get(&name).map(|e| e.spec.clone()),
     };
     v.log_files = Some(super::logs::local_files(&st, &name));
+    // the budget its spec starts from (the registry's spec: a budget change never rewrites it)
+    v.budget_spec = reg.personas.get(&name).map(|e| e.spec.budget.clone());
     // a spec's env is where a persona's own secrets (API keys) live: only admins read them
     if !caller.scope.grants(mindmesh_core::config::Scope::Admin)
         && let Some(spec) = v.spec.as_mut()
@@ -534,9 +543,15 @@ pub async fn action(
     } else {
         parse_json(std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?)?
     };
+    if req.tier.is_some() && action != "hibernate" {
+        return Err(ApiError { param: Some("tier".into()), ..ApiError::bad_request("only hibernate takes a tier") });
+    }
+    let tier = req.tier.unwrap_or_default();
     let settled: &[Phase] = match action.as_str() {
         "start" | "restart" | "wake" => &[Phase::Running, Phase::Killed, Phase::Failed],
         "stop" => &[Phase::Stopped, Phase::Failed, Phase::Killed],
+        // a paused tier asked of a persona with no process ends in the deeper one
+        "hibernate" if tier == Tier::Paused => &[Phase::Paused, Phase::Hibernating],
         "hibernate" => &[Phase::Hibernating],
         "kill" => &[Phase::Killed],
         other => {
@@ -561,7 +576,7 @@ pub async fn action(
         ));
     }
     let local = st.supervisor.status().borrow().get(&name).map(|s| s.phase);
-    if let Some(phase) = already(&action, entry.phase, local) {
+    if let Some(phase) = already(&action, tier, entry.phase, local) {
         // as `systemctl start` of an active unit: nothing to do, and nothing recorded
         let note = format!("{name} is already {phase}: nothing done");
         return Ok(
@@ -578,7 +593,7 @@ pub async fn action(
         "start" | "wake" => (set(DesiredPhase::Running), true),
         "restart" => (bump, true),
         "stop" => (set(DesiredPhase::Stopped), false),
-        "hibernate" => (set(DesiredPhase::Hibernating), false),
+        "hibernate" => (set(tier.desired()), false),
         _ => (
             Command::SetPhase {
                 name: name.clone(),
@@ -634,12 +649,12 @@ pub async fn action(
 /// The phase that makes `action` a no-op: the mesh already wants what it asks, and this node
 /// (which runs the persona) already has it so. A persona wanted running but down here (a crash
 /// loop the node stopped, a failed start) does start again.
-fn already(action: &str, desired: DesiredPhase, local: Option<Phase>) -> Option<Phase> {
+fn already(action: &str, tier: Tier, desired: DesiredPhase, local: Option<Phase>) -> Option<Phase> {
     let local = local?;
     let holds = match action {
+        "hibernate" => desired == tier.desired() && local == tier.phase(),
         "start" | "wake" => desired == DesiredPhase::Running && matches!(local, Phase::Running | Phase::Starting),
         "stop" => desired == DesiredPhase::Stopped && matches!(local, Phase::Stopped | Phase::Pending),
-        "hibernate" => desired == DesiredPhase::Hibernating && local == Phase::Hibernating,
         "kill" => desired == DesiredPhase::Killed && local == Phase::Killed,
         _ => false,
     };

@@ -71,6 +71,17 @@ pub struct PersonaView {
     /// Only in `show`: its output's files on the node that answered (`mindmesh logs` reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_files: Option<LogFilesView>,
+    /// Only in `show`: the budget its spec starts from, which `budget` (in force) may differ
+    /// from by an operator's or the brain's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_spec: Option<Budget>,
+    /// Its last cold start on this node, spawn to healthy: the reload cost the idle policy
+    /// weighs when it picks a hibernation tier.
+    #[serde(default)]
+    pub reload_ms: Option<u64>,
+    /// How long it has been paused (frozen), while it is.
+    #[serde(default)]
+    pub paused_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +244,10 @@ pub struct ActionRequest {
     pub reason: Option<String>,
     /// Wait until the action has settled (at most this long) before answering.
     pub wait_ms: Option<u64>,
+    /// Hibernate: how deep (`paused` keeps the process frozen with its memory, `stopped` —
+    /// the default — saves state and ends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<mindmesh_core::hibernate::Tier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -195,7 +195,8 @@ impl Admission {
             return Verdict::Refuse(Refusal::NotAllowed);
         }
         match s.phase {
-            Phase::Hibernating => Verdict::Wake,
+            // any tier: the request waits for the wake, never a 404 or 503 for it
+            Phase::Hibernating | Phase::Paused => Verdict::Wake,
             Phase::Stopped | Phase::Failed | Phase::Killed | Phase::Pending => {
                 Verdict::Refuse(Refusal::Unavailable { phase: s.phase, reason: s.reason.clone() })
             }
@@ -223,7 +224,7 @@ impl Admission {
     fn settle_all(&mut self) {
         {
             let table = self.status.borrow();
-            self.waking.retain(|p| table.get(&**p).is_some_and(|s| s.phase == Phase::Hibernating));
+            self.waking.retain(|p| table.get(&**p).is_some_and(|s| s.phase.is_hibernated()));
         }
         let personas: Vec<Arc<str>> = self.queue.personas().cloned().collect();
         for persona in personas {

@@ -96,8 +96,6 @@ impl History {
         view.node = node.to_owned();
         view.phase = p.phase;
         view.budget = Some(entry.budget.clone());
-        // the starting point the brain gives back to: the spec's, as it is now
-        view.envelope.spec = Some(entry.spec.budget.clone());
         view.importance = entry.spec.importance;
         view.model = entry.spec.model.clone();
         if let Some(e) = &p.last_error
@@ -156,6 +154,23 @@ impl History {
         }
         for p in &mut self.view.personas {
             p.recent_actions = by_persona.remove(p.id.as_str()).unwrap_or_default();
+        }
+        // what the brain gives back to: the spec, but an operator's change is the operator's
+        // word (the brain's latest budget decision says which values are its own)
+        let mut brain_said: BTreeMap<&str, &str> = BTreeMap::new();
+        for d in &registry.decisions {
+            if d.decision.action == mindmesh_core::Action::Budget
+                && matches!(d.by, mindmesh_core::registry::Actor::Analyst { .. })
+                && !matches!(d.verdict, mindmesh_core::registry::Verdict::Refused { .. })
+            {
+                brain_said.insert(d.decision.persona.as_str(), d.decision.reason.as_str());
+            }
+        }
+        for p in &mut self.view.personas {
+            if let Some(entry) = registry.personas.get(&p.id) {
+                let said = brain_said.get(p.id.as_str()).copied();
+                p.envelope.spec = Some(mindmesh_brain::budget::start_point(&entry.budget, &entry.spec.budget, said));
+            }
         }
     }
 }

@@ -294,6 +294,9 @@ async fn run_step(
         Step::Restart => control.act_at(name, Act::Restart, epoch).await.map(|_| ()),
         Step::Stop => control.act(name, Act::Stop).await.map(|_| ()),
         Step::Hibernate => control.act(name, Act::Hibernate).await.map(|_| ()),
+        Step::Pause => control.act(name, Act::Pause).await.map(|_| ()),
+        // the thaw is the wake: it carries the entry's new epoch
+        Step::Resume => control.act_at(name, Act::Wake { state: None }, epoch).await.map(|_| ()),
         Step::Kill { reason } => control.act(name, Act::Kill { reason: reason.clone() }).await.map(|_| ()),
     };
     r.map_err(|e| e.to_string())
@@ -308,6 +311,8 @@ fn step_name(step: &Step) -> &'static str {
         Step::Restart => "restart",
         Step::Stop => "stop",
         Step::Hibernate => "hibernate",
+        Step::Pause => "pause",
+        Step::Resume => "resume",
         Step::Kill { .. } => "kill",
     }
 }

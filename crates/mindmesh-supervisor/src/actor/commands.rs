@@ -38,8 +38,8 @@ impl Supervisor {
                 None => {
                     let _ = reply.send(Err(SupervisorError::NotFound(name)));
                 }
-                Some(slot) if phases.contains(&slot.life.phase()) => {
-                    let _ = reply.send(Ok(slot.life.phase()));
+                Some(slot) if phases.contains(&slot.shown_phase()) => {
+                    let _ = reply.send(Ok(slot.shown_phase()));
                 }
                 Some(slot) => slot.waiters.push((phases, reply)),
             },
@@ -105,6 +105,8 @@ impl Supervisor {
             sample: PersonaSample::default(),
             peak_rss_bytes: 0,
             duty_cycle: None,
+            paused_at_ms: None,
+            ready_ms: None,
             saving: false,
             remove_reply: None,
             waiters: Vec::new(),
@@ -163,8 +165,24 @@ impl Supervisor {
                 "{name} is not allowed to run (budget.allowed_to_run = false)"
             )));
         }
+        if slot.paused_at_ms.is_some() {
+            match act {
+                Act::Pause => return Ok(Phase::Paused),
+                Act::Start | Act::Wake { .. } => {
+                    self.resume(name);
+                    return Ok(self.slots.get(name).map_or(Phase::Stopped, |s| s.shown_phase()));
+                }
+                // the state hook needs a live process
+                Act::Hibernate => self.resume(name),
+                // the stop's SIGTERM is followed by a SIGCONT (so the group acts on it);
+                // SIGKILL needs none
+                Act::Stop | Act::Restart | Act::Kill { .. } | Act::Fence { .. } => self.end_pause(name),
+            }
+        }
+        let Some(slot) = self.slots.get_mut(name) else { return Err(SupervisorError::NotFound(name.to_owned())) };
         let phase = slot.life.phase();
         match act {
+            Act::Pause => self.pause(name)?,
             Act::Start => {
                 self.event(name, EventKind::Start, "operator".into());
                 self.drive(name, Input::Start);
@@ -201,7 +219,7 @@ impl Supervisor {
             }
             Act::Hibernate => self.hibernate(name),
         }
-        Ok(self.slots.get(name).map_or(Phase::Stopped, |s| s.life.phase()))
+        Ok(self.slots.get(name).map_or(Phase::Stopped, |s| s.shown_phase()))
     }
 
     pub(super) fn save_state(&mut self, name: &str, reply: oneshot::Sender<Result<Option<Vec<u8>>>>) {
@@ -209,7 +227,8 @@ impl Supervisor {
             let _ = reply.send(Err(SupervisorError::NotFound(name.to_owned())));
             return;
         };
-        let (Phase::Running, Some(port)) = (slot.life.phase(), slot.port) else {
+        // a frozen process cannot answer its hook (shown as paused, not running)
+        let (Phase::Running, Some(port)) = (slot.shown_phase(), slot.port) else {
             let _ = reply.send(Err(SupervisorError::Conflict(format!("{name} is not running"))));
             return;
         };

@@ -51,10 +51,16 @@ impl Supervisor {
             Internal::Timer { name, token } => self.drive(&name, Input::Timer { token }),
             Internal::Health { name, spawn_id, ok } => {
                 let Some(slot) = self.slots.get_mut(&name) else { return };
-                if slot.spawn_id != spawn_id || !slot.life.phase().has_process() {
+                if slot.spawn_id != spawn_id || !slot.life.phase().has_process() || slot.paused_at_ms.is_some() {
                     return;
                 }
                 let health = if ok { Health::Healthy } else { Health::Unhealthy };
+                if ok
+                    && slot.life.phase() == mindmesh_core::Phase::Starting
+                    && let Some(p) = &slot.record.process
+                {
+                    slot.ready_ms = Some(self.settings.clock.now_ms().saturating_sub(p.started_at_ms));
+                }
                 if slot.health != health {
                     let was = slot.health;
                     slot.health = health;

@@ -53,8 +53,8 @@ impl Supervisor {
         }
         if let Some(cap) = cap.filter(|c| *c < 100.0) {
             let token = CancellationToken::new();
-            throttle::spawn_duty_cycle(self.host.clone(), pgid, cap / 100.0, token.clone());
-            slot.duty_cycle = Some(token);
+            let task = throttle::spawn_duty_cycle(self.host.clone(), pgid, cap / 100.0, token.clone());
+            slot.duty_cycle = Some(throttle::DutyCycle { token, task });
         }
     }
 }

@@ -18,6 +18,7 @@ mod drive;
 mod exits;
 mod limits;
 mod observe;
+mod pause;
 mod publish;
 mod restore;
 mod shutdown;
@@ -95,7 +96,12 @@ struct Slot {
     health: Health,
     sample: PersonaSample,
     peak_rss_bytes: u64,
-    duty_cycle: Option<CancellationToken>,
+    duty_cycle: Option<crate::throttle::DutyCycle>,
+    /// Frozen (the paused tier) since then; the lifecycle still says running: the process
+    /// lives, and every way out of running (an exit, a stop) ends the pause.
+    paused_at_ms: Option<u64>,
+    /// The last cold start, spawn to healthy: the reload cost the idle policy weighs.
+    ready_ms: Option<u64>,
     /// A hibernate is saving state before it stops the process.
     saving: bool,
     /// Removal waits for the process to be gone.

@@ -61,7 +61,8 @@ impl Supervisor {
         for (name, slot) in &self.slots {
             let (Some(port), Some(path)) = (slot.port, slot.record.spec.health_path.clone()) else { continue };
             // starting personas are probed by their start-up prober
-            if slot.life.phase() != Phase::Running {
+            // a frozen process cannot answer: that is not a hang
+            if slot.life.phase() != Phase::Running || slot.paused_at_ms.is_some() {
                 continue;
             }
             let probe = self.host.probe(port, &path);

@@ -38,7 +38,11 @@ impl Supervisor {
             // nothing to probe: up once spawned
             slot.life.mark_running();
         }
-        let phase = slot.life.phase();
+        if slot.paused_at_ms.is_some() && slot.life.phase() != mindmesh_core::Phase::Running {
+            // it exited or is being stopped: no longer frozen (a stop sends SIGCONT)
+            slot.paused_at_ms = None;
+        }
+        let phase = slot.shown_phase();
         if !slot.life.phase().has_process() {
             slot.record.process = None;
         }
@@ -73,7 +77,7 @@ impl Supervisor {
                 let spec = &s.record.spec;
                 let status = PersonaStatus {
                     name: name.clone(),
-                    phase: s.life.phase(),
+                    phase: s.shown_phase(),
                     reason: s.life.reason().map(str::to_owned),
                     pid: s.life.pid(),
                     port: s.port.filter(|_| s.life.phase().has_process()),
@@ -90,6 +94,8 @@ impl Supervisor {
                     started_at_ms: s.record.process.as_ref().map(|p| p.started_at_ms),
                     spawn_id: s.spawn_id,
                     hibernate_after_idle_s: spec.hibernate_after_idle_s,
+                    paused_at_ms: s.paused_at_ms,
+                    ready_ms: s.ready_ms,
                 };
                 (name.clone(), status)
             })

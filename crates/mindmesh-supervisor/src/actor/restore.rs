@@ -89,6 +89,9 @@ impl Supervisor {
             return;
         };
         let cgroup = if wants_memory { self.cgroups.as_ref().and_then(|c| c.create(name).ok()) } else { None };
+        // a persona paused (or caught mid duty cycle) when the last run died is still frozen:
+        // it is adopted as running, so it must run; the mesh pauses it again if it wants it so
+        self.host.signal_group(found.pid, crate::host::Sig::Cont);
         let Some(slot) = self.slots.get_mut(name) else { return };
         let restarts = slot.record.restarts;
         slot.life =
