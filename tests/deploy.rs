@@ -4,6 +4,8 @@
 //! verify` where it is installed; the Kubernetes manifests against Kubernetes' own schemas
 //! (kubernetes-validate, which `.ci/run` installs) and against what the node accepts.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::missing;
 use mindmesh_core::config::NodeConfig;
 use serde_json::Value;
 
@@ -20,19 +23,6 @@ static DOCKER: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// CI installs every tool these tests need: there a missing one is a failure, not a skip.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// A tool is missing: fail under CI, else say so and skip.
-fn missing(what: &str) {
-    if in_ci() {
-        panic!("{what}; CI must have it (.ci/run installs it)");
-    }
-    eprintln!("skipped: {what}");
 }
 
 struct ScriptRun {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestNode, demo_persona};
+use common::{TestNode, demo_persona, missing};
 
 const T: Duration = Duration::from_secs(30);
 /// A read-scoped token: what a Prometheus server holds.
@@ -21,18 +21,6 @@ const APP: &str = "app-inference-token-0123456789ab";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// A tool is missing: fail under CI, else say so and skip.
-fn missing(what: &str) {
-    if in_ci() {
-        panic!("{what}; CI must have it (.ci/run installs it)");
-    }
-    eprintln!("skipped: {what}");
 }
 
 fn have_promtool() -> bool {

