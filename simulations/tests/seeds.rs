@@ -47,9 +47,11 @@ fn a_hundred_seeds_hold_every_invariant() {
 
 /// Seeds beyond the CI range that once broke an invariant, and what they found. A change to the
 /// simulator may send them down other paths; they stay as extra seeds.
-const REGRESSION_SEEDS: [(u64, &str); 2] = [
+const REGRESSION_SEEDS: [(u64, &str); 4] = [
     (892, "a deposed leader's failover write was never answered; its failover loop stalled"),
     (941, "the same, on another schedule"),
+    (2296, "a reconcile step the supervisor refused (start while not allowed to run) was retried at once, forever"),
+    (3882, "the same, on another schedule"),
 ];
 
 #[test]

@@ -63,6 +63,10 @@ impl Reconciler {
         // the entry version (registry index) each persona was last planned at
         let mut seen: HashMap<String, u64> = HashMap::new();
         let mut in_flight: HashSet<String> = HashSet::new();
+        // personas whose plan failed: the entry version it failed at and when to try again.
+        // Retried at once, a step that keeps failing (a start the supervisor refuses) spun
+        // this loop without end; a new version of the entry is planned at once still.
+        let mut failed: HashMap<String, (u64, tokio::time::Instant)> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut registry = self.mesh.watch_registry();
         let mut may_run = self.may_run.clone();
@@ -77,9 +81,11 @@ impl Reconciler {
                 Some(done) = tasks.join_next() => {
                     if let Ok(done) = done {
                         in_flight.remove(&done.name);
-                        if !done.ok {
-                            // plan it again at the next pass
-                            seen.remove(&done.name);
+                        if done.ok {
+                            failed.remove(&done.name);
+                        } else if let Some(index) = seen.remove(&done.name) {
+                            // plan it again once the retry interval has passed
+                            failed.insert(done.name.clone(), (index, tokio::time::Instant::now() + RETRY_INTERVAL));
                         }
                         self.report_executed(me, &done).await;
                     }
@@ -104,6 +110,12 @@ impl Reconciler {
                     break;
                 }
                 if in_flight.contains(name) || in_flight.len() >= MAX_IN_FLIGHT {
+                    continue;
+                }
+                if failed
+                    .get(name)
+                    .is_some_and(|(index, until)| *index == entry.updated_index && tokio::time::Instant::now() < *until)
+                {
                     continue;
                 }
                 if let Some(to) = entry.migrating_to {
@@ -145,6 +157,7 @@ impl Reconciler {
                 tracing::info!(persona = %name, "no longer assigned here: removing");
                 specs.remove(name);
                 seen.remove(name);
+                failed.remove(name);
                 in_flight.insert(name.clone());
                 let control = self.control.clone();
                 let name = name.clone();
