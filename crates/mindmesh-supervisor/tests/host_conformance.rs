@@ -74,7 +74,16 @@ async fn suite(f: &dyn Fixture) {
     assert!(sleeper.pid > 0);
     assert!(host.group_alive(sleeper.pid));
     // it is found again by its instance marker, with its persona and port
-    let found = host.scan_instance(&f.instance());
+    // (the shell is exec'ing `sleep` just now: while a process execs, its environment cannot
+    // be read, so a scan at that instant misses it and the next one finds it)
+    let mut found = host.scan_instance(&f.instance());
+    for _ in 0..40 {
+        if found.iter().any(|p| p.pid == sleeper.pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        found = host.scan_instance(&f.instance());
+    }
     let me = found.iter().find(|p| p.pid == sleeper.pid).expect("scan finds the sleeper");
     assert_eq!((me.persona.as_str(), me.port, me.start_ticks), ("sleeper", Some(port), sleeper.start_ticks));
     assert!(host.scan_instance("another-instance").iter().all(|p| p.pid != sleeper.pid));
