@@ -490,6 +490,18 @@ fn budget_sources(v: &PersonaView, page: &DecisionsPage) -> std::collections::BT
     Field::ALL.into_iter().map(|f| (f.name(), budget::source(f, &v.budget, spec, brain).as_str())).collect()
 }
 
+/// What a persona last reported of itself, on one line.
+fn reported_line(r: &mindmesh_core::reported::ReportedMetrics) -> String {
+    let share = |v: Option<f32>| v.map_or("-".to_owned(), |x| format!("{:.0} %", x * 100.0));
+    let mut parts =
+        vec![format!("cache hit {}", share(r.cache_hit_rate)), format!("kv cache {}", share(r.kv_cache_usage))];
+    if !r.adapters.is_empty() {
+        parts.push(format!("adapters {}", r.adapters.join(",")));
+    }
+    parts.extend(r.counters.iter().map(|(k, v)| format!("{k}={v}")));
+    parts.join("  ")
+}
+
 fn print_show(v: &PersonaView, series: &SeriesPage, sources: &std::collections::BTreeMap<&'static str, &'static str>) {
     let now = when::now_ms();
     println!("name:        {}", v.name);
@@ -514,6 +526,12 @@ fn print_show(v: &PersonaView, series: &SeriesPage, sources: &std::collections::
     }
     println!("rss:         {} MB (peak {} MB)", table::mb(v.rss_bytes), table::mb(v.peak_rss_bytes));
     println!("cpu:         {:.1} %", v.cpu_percent);
+    if let Some(r) = &v.reported {
+        println!("reported:    {}", reported_line(r));
+    }
+    if v.metrics_refused > 0 {
+        println!("  refused:   {} answers of its metrics path (garbage, oversized or late)", v.metrics_refused);
+    }
     println!("importance:  {}", v.importance.as_str());
     if let Some(m) = &v.model {
         println!("model:       {m}");

@@ -124,9 +124,24 @@ pub struct Flags {
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,
 
+    /// What `GET /mindmesh/metrics` answers: its figures (`ok`), or — to test a node's
+    /// refusal — `garbage` (not JSON), `oversize` (1 MiB) or `out-of-range` (a rate of 7.5).
+    #[arg(long, env = "MINDMESH_DEMO_METRICS", value_enum, default_value = "ok")]
+    pub metrics: MetricsAnswer,
+
     /// After SIGTERM/SIGINT, in-flight requests get this long before the process exits.
     #[arg(long, env = "MINDMESH_DEMO_SHUTDOWN_GRACE_MS", default_value_t = 2_000)]
     pub shutdown_grace_ms: u64,
+}
+
+/// What the persona's metrics path answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsAnswer {
+    Ok,
+    Garbage,
+    Oversize,
+    OutOfRange,
 }
 
 /// An injected error, as an upstream model API would fail.

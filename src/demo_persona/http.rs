@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/mindmesh/state/save", post(save_state))
+        .route("/mindmesh/metrics", get(crate::demo_persona::reported::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -119,7 +120,7 @@ async fn save_state(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
     let msg = format!(
         "Unknown request URL: {}. mindmesh-demo-persona serves /v1/chat/completions, /v1/completions, \
-                       /v1/models, /health and /mindmesh/state/save",
+                       /v1/models, /health, /mindmesh/state/save and /mindmesh/metrics",
         uri.path()
     );
     tag(&state, error_response(StatusCode::NOT_FOUND, &msg, "invalid_request_error", None, Some("unknown_url")))

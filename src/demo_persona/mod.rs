@@ -7,6 +7,7 @@
 //! - `flags`: every flag, each also an env var `MINDMESH_DEMO_<FLAG>` (`mindmesh-demo-persona --help`)
 //! - `state`: counters, memory, the state blob and its restore
 //! - `http`: routes, `/health`, `/v1/models`, `/mindmesh/state/save`, response headers
+//! - `reported`: `/mindmesh/metrics`, its own figures (prompt cache, KV use, counters)
 //! - `completions`: `/v1/chat/completions` and `/v1/completions`, whole or streamed (SSE)
 //! - `openai`: OpenAI's request, response, chunk and error shapes
 //! - `faults`: injected errors (seeded), added latency and its ramp
@@ -17,7 +18,7 @@
 //! # Endpoints
 //! `POST /v1/chat/completions`, `POST /v1/completions` (`"stream": true` for SSE, one chunk per
 //! token, `stream_options.include_usage` honoured, then `data: [DONE]`), `GET /v1/models`,
-//! `GET /health`, `POST /mindmesh/state/save`. Every response carries `x-mindmesh-persona-id`
+//! `GET /health`, `POST /mindmesh/state/save`, `GET /mindmesh/metrics`. Every response carries `x-mindmesh-persona-id`
 //! and `x-mindmesh-state-restored: true|false`.
 //!
 //! # Exit
@@ -31,6 +32,7 @@ mod faults;
 mod flags;
 mod http;
 mod openai;
+mod reported;
 mod server;
 mod state;
 mod tokens;

@@ -98,6 +98,8 @@ pub struct AppState {
     last_user_message: Mutex<String>,
     /// PID of the `--spawn-child` grandchild; 0 while there is none.
     child_pid: AtomicU32,
+    /// Recent user messages: what `/mindmesh/metrics` reports as its cache hit rate.
+    pub prompt_cache: crate::demo_persona::reported::PromptCache,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -135,6 +137,7 @@ impl AppState {
             conversation_digest: AtomicU64::new(digest),
             last_user_message: Mutex::new(last),
             child_pid: AtomicU32::new(0),
+            prompt_cache: Default::default(),
             flags,
         })
     }
@@ -154,6 +157,7 @@ impl AppState {
 
     /// Remember the last user message of a request.
     pub fn remember(&self, user_message: &str) {
+        self.prompt_cache.touch(fnv1a(FNV_OFFSET, user_message.as_bytes()));
         let mut h = self.conversation_digest.load(Ordering::Relaxed);
         loop {
             let next = fnv1a(h, user_message.as_bytes());

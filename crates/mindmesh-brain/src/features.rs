@@ -7,7 +7,7 @@
 //! first, then same kind); error rate against its own base rate (a Poisson test) and the kinds
 //! of errors; idle time against its usual gaps; a queue that grows while nothing completes;
 //! restarts in the last 5 minutes and hour; uptime; CPU against its own baseline and its
-//! host. Per node: CPU and memory pressure. Mesh-wide: the share of personas degraded at once.
+//! host; what it reports of itself (cache hit rate falling, KV cache near full). Per node: CPU and memory pressure. Mesh-wide: the share of personas degraded at once.
 //!
 //! Cost: the history older than the recent window is read through the persona's
 //! [`PersonaDigest`] and its [`HistSummary`] (both cached across cycles by [`FeatureCache`],
@@ -24,7 +24,7 @@ use crate::digest::{PersonaDigest, is_collapse};
 use crate::history::{self, HIGH_RATIO, HistSummary, WARMUP_MS, latency_ratio};
 use crate::recent::{self, LOAD_SKIP_MS, MemoryLine};
 use crate::stats::{linreg, median_of, poisson_tail};
-use crate::view::{MeshView, NodeView, PersonaView, ViewEventKind};
+use crate::view::{MeshView, NodeView, PersonaSeries, PersonaView, ViewEventKind};
 
 const MIN: u64 = 60_000;
 /// Read raw each cycle; everything older is in the digest.
@@ -331,6 +331,26 @@ pub struct CpuFeatures {
     pub share_of_host: f32,
 }
 
+/// A share of its cache hits this far below its usual (and at most this share of it) is
+/// falling: its working set no longer fits, or its traffic changed.
+pub const CACHE_HIT_FALL: f32 = 0.15;
+pub const CACHE_HIT_FALL_RATIO: f32 = 0.7;
+/// KV-cache use at or above this is full: new requests wait for room or evict others.
+pub const KV_CACHE_FULL: f32 = 0.95;
+/// Fewest reports each window needs before a fall is called.
+const MIN_REPORTS: usize = 3;
+
+/// What the persona reports of itself (its metrics path), over the recent window: its cache
+/// hit rate now (the latency window) against before it in the raw window, and its KV-cache use.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedFeatures {
+    pub cache_hit_rate_now: f32,
+    pub cache_hit_rate_before: f32,
+    pub cache_hit_falling: bool,
+    pub kv_cache_usage_now: f32,
+    pub kv_cache_full: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PersonaFeatures {
     pub id: String,
@@ -363,6 +383,8 @@ pub struct PersonaFeatures {
     pub activity: ActivityFeatures,
     pub restarts: RestartFeatures,
     pub cpu: CpuFeatures,
+    /// None: the persona reports nothing of itself.
+    pub reported: Option<ReportedFeatures>,
 }
 
 impl PersonaFeatures {
@@ -622,6 +644,7 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
         },
         restarts: RestartFeatures { last_5m: 0.0, last_1h: 0.0, last_restart_ms: None, exits_5m: 0, crash_loop: false },
         cpu: CpuFeatures { recent_percent: nan, base_percent: nan, share_of_host: nan },
+        reported: None,
     }
 }
 
@@ -767,7 +790,37 @@ fn persona_features(
         f.cpu.base_percent = hist.cpu_base_percent;
         f.cpu.share_of_host = f.cpu.recent_percent / (host_cores as f32 * 100.0);
     }
+    let split_at = (raw_start + s.t_ms[raw.clone()].partition_point(|&t| t + w.latency_ms <= now_ms)).min(end);
+    f.reported = reported_features(s, raw_start, split_at, end);
     f
+}
+
+/// The persona's own figures: `before` is the raw window up to `split`, `now` from it to `end`.
+fn reported_features(s: &PersonaSeries, raw_start: usize, split: usize, end: usize) -> Option<ReportedFeatures> {
+    if s.cache_hit_rate.is_empty() && s.kv_cache_usage.is_empty() {
+        return None;
+    }
+    let mean = |c: &[f32], r: std::ops::Range<usize>| {
+        let v: Vec<f32> = c.get(r).unwrap_or_default().iter().copied().filter(|x| x.is_finite()).collect();
+        (if v.is_empty() { f32::NAN } else { v.iter().sum::<f32>() / v.len() as f32 }, v.len())
+    };
+    let (now, n_now) = mean(&s.cache_hit_rate, split..end);
+    let (before, n_before) = mean(&s.cache_hit_rate, raw_start..split);
+    // the last few reports: KV use swings with every request
+    let kv_from = s.kv_cache_usage.get(..end).map_or(end, |c| {
+        c.iter().enumerate().rev().filter(|(_, x)| x.is_finite()).nth(2).map_or(raw_start, |(i, _)| i)
+    });
+    let (kv, _) = mean(&s.kv_cache_usage, kv_from.max(raw_start)..end);
+    Some(ReportedFeatures {
+        cache_hit_rate_now: now,
+        cache_hit_rate_before: before,
+        cache_hit_falling: n_now >= MIN_REPORTS
+            && n_before >= MIN_REPORTS
+            && before - now >= CACHE_HIT_FALL
+            && now <= before * CACHE_HIT_FALL_RATIO,
+        kv_cache_usage_now: kv,
+        kv_cache_full: kv >= KV_CACHE_FULL,
+    })
 }
 
 fn memory_features(
@@ -1401,5 +1454,54 @@ mod tests {
         assert_eq!(median_excluding(&v, 1.0), 3.5);
         assert_eq!(median_excluding(&v, 3.0), 3.0);
         assert!(median_excluding(&[5.0], 5.0).is_nan());
+    }
+}
+
+#[cfg(test)]
+mod reported_tests {
+    use mindmesh_core::metrics::PersonaSample;
+    use mindmesh_core::reported::ReportedMetrics;
+    use mindmesh_core::spec::PersonaSpec;
+
+    use super::*;
+
+    /// One persona sampled every 10 s for 30 minutes; `report(i)` is what it reported at i.
+    fn features(report: impl Fn(u64) -> Option<(f32, f32)>) -> PersonaFeatures {
+        let spec = PersonaSpec::new("llama", "srv");
+        let samples: Vec<PersonaSample> = (0..180u64)
+            .map(|i| PersonaSample {
+                ts_ms: i * 10_000,
+                rss_bytes: 500 << 20,
+                requests: 5,
+                reported: report(i).map(|(hit, kv)| ReportedMetrics {
+                    cache_hit_rate: Some(hit),
+                    kv_cache_usage: Some(kv),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let p = PersonaView::from_samples(&spec, "n1", Phase::Running, &samples, &[], Some(0), 0);
+        let view = MeshView { nodes: Vec::new(), personas: vec![p] };
+        let now = 180 * 10_000;
+        extract(&view, now, 60_000, &mut FeatureCache::default()).personas.remove(0)
+    }
+
+    #[test]
+    fn a_falling_cache_hit_rate_and_a_full_kv_cache_are_seen() {
+        // 80 % hits for the first quarter hour, 30 % since; the KV cache fills at the end
+        let f = features(|i| Some(if i < 90 { (0.8, 0.3) } else { (0.3, if i >= 177 { 0.99 } else { 0.5 }) }));
+        let r = f.reported.expect("reported figures");
+        assert!((r.cache_hit_rate_before - 0.8).abs() < 0.05, "{r:?}");
+        assert!((r.cache_hit_rate_now - 0.3).abs() < 0.05, "{r:?}");
+        assert!(r.cache_hit_falling && r.kv_cache_full, "{r:?}");
+        // steady figures: nothing called
+        let r = features(|_| Some((0.8, 0.4))).reported.unwrap();
+        assert!(!r.cache_hit_falling && !r.kv_cache_full, "{r:?}");
+        // a persona that reports nothing has no such features; one that began reporting late
+        // is judged on what it reported
+        assert!(features(|_| None).reported.is_none());
+        let r = features(|i| (i >= 170).then_some((0.5, 0.2))).reported.unwrap();
+        assert!(!r.cache_hit_falling && (r.kv_cache_usage_now - 0.2).abs() < 1e-6, "{r:?}");
     }
 }

@@ -122,6 +122,11 @@ struct FilePersonaSeries {
     queue_depth: Option<Vec<Option<f64>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restarts: Option<Vec<Option<f64>>>,
+    /// What the persona reported of itself (0..=1); scenarios before these columns have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_hit_rate: Option<Vec<Option<f64>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kv_cache_usage: Option<Vec<Option<f64>>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -211,6 +216,21 @@ fn column(path: &Path, what: &str, name: &str, n: usize, c: Option<&Vec<Option<f
     Ok(c.iter().map(|v| v.map_or(f32::NAN, |x| x as f32)).collect())
 }
 
+/// A column of shares: every value within 0..=1 (or missing), as a persona's report must be.
+fn share_column(
+    path: &Path,
+    what: &str,
+    name: &str,
+    n: usize,
+    c: Option<&Vec<Option<f64>>>,
+) -> Result<Vec<f32>, BrainError> {
+    let v = column(path, what, name, n, c)?;
+    if v.iter().any(|x| !x.is_nan() && !(0.0..=1.0).contains(x)) {
+        return Err(BrainError::scenario(path, format!("{what}.{name} has a value outside 0..=1")));
+    }
+    Ok(v)
+}
+
 /// Parse one scenario from its text; `path` only names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
     let f: FileScenario =
@@ -277,6 +297,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             latency_p99_ms: column(path, &what, "latency_p99_ms", n, s.latency_p99_ms.as_ref())?,
             queue_depth: column(path, &what, "queue_depth", n, s.queue_depth.as_ref())?,
             restarts: column(path, &what, "restarts", n, s.restarts.as_ref())?,
+            cache_hit_rate: share_column(path, &what, "cache_hit_rate", n, s.cache_hit_rate.as_ref())?,
+            kv_cache_usage: share_column(path, &what, "kv_cache_usage", n, s.kv_cache_usage.as_ref())?,
             t_ms: t,
             error_kinds: Vec::new(),
         };
@@ -460,6 +482,8 @@ pub fn export(view: &MeshView, name: &str, description: &str, interval_ms: u64) 
                     latency_p99_ms: col(&s.latency_p99_ms),
                     queue_depth: col(&s.queue_depth),
                     restarts: col(&s.restarts),
+                    cache_hit_rate: col(&s.cache_hit_rate),
+                    kv_cache_usage: col(&s.kv_cache_usage),
                 },
                 events: p
                     .events

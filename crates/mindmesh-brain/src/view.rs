@@ -84,8 +84,23 @@ pub struct PersonaSeries {
     pub latency_p99_ms: Vec<f32>,
     pub queue_depth: Vec<f32>,
     pub restarts: Vec<f32>,
+    /// What the persona reports of itself (its metrics path), 0..=1: empty until its first
+    /// report, NaN where a sample has none.
+    pub cache_hit_rate: Vec<f32>,
+    pub kv_cache_usage: Vec<f32>,
     /// Errors by kind as the gateway classified them, sparse and sorted by time.
     pub error_kinds: Vec<KindCount>,
+}
+
+/// Push `v` onto a column that stays empty until its first value (then NaN-filled behind it).
+fn push_sparse(c: &mut Vec<f32>, v: Option<f32>, n_before: usize) {
+    if c.is_empty() {
+        let Some(v) = v else { return };
+        c.resize(n_before, f32::NAN);
+        c.push(v);
+    } else {
+        c.push(v.unwrap_or(f32::NAN));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -183,7 +198,7 @@ impl PersonaSeries {
     /// a hand-built view out of order gives wrong features, never a panic.
     pub fn check_lengths(&self) -> Result<(), String> {
         let n = self.t_ms.len();
-        let cols: [(&str, &Vec<f32>); 9] = [
+        let cols: [(&str, &Vec<f32>); 11] = [
             ("memory_mb", &self.memory_mb),
             ("cpu_percent", &self.cpu_percent),
             ("requests", &self.requests),
@@ -193,6 +208,8 @@ impl PersonaSeries {
             ("latency_p99_ms", &self.latency_p99_ms),
             ("queue_depth", &self.queue_depth),
             ("restarts", &self.restarts),
+            ("cache_hit_rate", &self.cache_hit_rate),
+            ("kv_cache_usage", &self.kv_cache_usage),
         ];
         for (name, c) in cols {
             if !c.is_empty() && c.len() != n {
@@ -207,6 +224,10 @@ impl PersonaSeries {
 
     fn push(&mut self, s: &PersonaSample) {
         let opt = |v: Option<f32>| v.unwrap_or(f32::NAN);
+        let n_before = self.t_ms.len();
+        let r = s.reported.as_ref();
+        push_sparse(&mut self.cache_hit_rate, r.and_then(|r| r.cache_hit_rate), n_before);
+        push_sparse(&mut self.kv_cache_usage, r.and_then(|r| r.kv_cache_usage), n_before);
         self.t_ms.push(s.ts_ms);
         self.memory_mb.push((s.rss_bytes as f64 / BYTES_PER_MB) as f32);
         self.cpu_percent.push(s.cpu_percent);
@@ -239,6 +260,8 @@ impl PersonaSeries {
             &mut self.latency_p99_ms,
             &mut self.queue_depth,
             &mut self.restarts,
+            &mut self.cache_hit_rate,
+            &mut self.kv_cache_usage,
         ] {
             if !c.is_empty() {
                 c.drain(..k.min(c.len()));

@@ -18,6 +18,7 @@
 //!   loops, graceful stop)
 //! - [`event`]: the event log's records
 //! - [`metrics`]: per-tick samples of personas and hosts, and their rollups
+//! - [`reported`]: what a persona reports of itself (`GET /mindmesh/metrics`), parsed and bounded
 //! - [`action`]: decisions and the actions they name
 //! - [`wire`]: versioned, size-bounded postcard encoding
 //! - [`clock`]: wall-clock time behind a trait
@@ -49,6 +50,7 @@ pub mod placement;
 pub mod reconcile;
 pub mod record;
 pub mod registry;
+pub mod reported;
 pub mod snapshot;
 pub mod spec;
 pub mod spec_diff;

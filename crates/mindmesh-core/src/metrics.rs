@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::reported::ReportedMetrics;
+
 /// How a request through the gateway failed. Recoverable kinds (timeouts, 5xx, refused
 /// connections) differ from permanent ones (auth, quota) and from client edge cases (context
 /// length, other 4xx): the brain weighs them differently.
@@ -76,6 +78,61 @@ pub struct PersonaSample {
     pub queue_depth: u32,
     pub in_flight: u32,
     pub tokens_out: u64,
+    // --- from the persona itself (its metrics path), the latest report; stored version 2
+    /// What the persona last reported of itself (None: it reports nothing, or its last
+    /// answer was refused).
+    #[serde(default)]
+    pub reported: Option<ReportedMetrics>,
+}
+
+/// [`PersonaSample`] as stored before persona-reported metrics (store version 1): the same
+/// fields without `reported`. Kept so version-1 series still decode; never written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonaSampleV1 {
+    pub ts_ms: u64,
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub cpu_percent: f32,
+    pub disk_read_bytes: u64,
+    pub disk_written_bytes: u64,
+    pub restarts: u32,
+    pub healthy: Option<bool>,
+    pub requests: u32,
+    pub errors: u32,
+    pub errors_by_kind: Vec<(ErrorKind, u32)>,
+    pub latency_p50_ms: Option<f32>,
+    pub latency_p95_ms: Option<f32>,
+    pub latency_p99_ms: Option<f32>,
+    pub ttft_p50_ms: Option<f32>,
+    pub queue_depth: u32,
+    pub in_flight: u32,
+    pub tokens_out: u64,
+}
+
+impl From<PersonaSampleV1> for PersonaSample {
+    fn from(s: PersonaSampleV1) -> Self {
+        PersonaSample {
+            ts_ms: s.ts_ms,
+            rss_bytes: s.rss_bytes,
+            peak_rss_bytes: s.peak_rss_bytes,
+            cpu_percent: s.cpu_percent,
+            disk_read_bytes: s.disk_read_bytes,
+            disk_written_bytes: s.disk_written_bytes,
+            restarts: s.restarts,
+            healthy: s.healthy,
+            requests: s.requests,
+            errors: s.errors,
+            errors_by_kind: s.errors_by_kind,
+            latency_p50_ms: s.latency_p50_ms,
+            latency_p95_ms: s.latency_p95_ms,
+            latency_p99_ms: s.latency_p99_ms,
+            ttft_p50_ms: s.ttft_p50_ms,
+            queue_depth: s.queue_depth,
+            in_flight: s.in_flight,
+            tokens_out: s.tokens_out,
+            reported: None,
+        }
+    }
 }
 
 /// The host at one tick.
@@ -137,6 +194,7 @@ impl PersonaSample {
             queue_depth: mean(&|s| f64::from(s.queue_depth)).round() as u32,
             in_flight: mean(&|s| f64::from(s.in_flight)).round() as u32,
             tokens_out: samples.iter().map(|s| s.tokens_out).sum(),
+            reported: ReportedMetrics::rollup(samples.iter().map(|s| s.reported.as_ref())),
         })
     }
 }

@@ -69,6 +69,8 @@ fn sample(ts_ms: u64, i: usize) -> PersonaSample {
         queue_depth: 2,
         in_flight: 1,
         tokens_out: 800,
+        // a persona without a metrics path (the common case): nothing reported
+        reported: None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use mindmesh_core::PersonaRecord;
 use mindmesh_core::event::Event;
-use mindmesh_core::metrics::{HostSample, PersonaSample};
+use mindmesh_core::metrics::{HostSample, PersonaSample, PersonaSampleV1};
 use mindmesh_core::record::PersonaRecordV1;
 use mindmesh_core::wire;
 use serde::Serialize;
@@ -26,10 +26,15 @@ pub(crate) const RECORD: Kind = Kind { version: 2, max_bytes: 4 << 20, what: "pe
 const RECORD_V1: u8 = 1;
 /// Event details are cut to 1 KiB and names to 63 bytes.
 pub(crate) const EVENT: Kind = Kind { version: 1, max_bytes: 4 << 10, what: "event" };
-/// A sample is ~100 bytes; the rest is room for many error kinds.
-pub(crate) const PERSONA_SAMPLE: Kind = Kind { version: 1, max_bytes: 16 << 10, what: "persona sample" };
+/// A sample is ~100 bytes, plus up to ~4.5 KB of what the persona reported of itself
+/// (`mindmesh_core::reported`); the rest is room for many error kinds. Version 2: samples
+/// carry the persona-reported metrics; version 1 samples still decode ([`Stored::legacy`]).
+pub(crate) const PERSONA_SAMPLE: Kind = Kind { version: 2, max_bytes: 32 << 10, what: "persona sample" };
 /// One persona's raw samples of one interval: room for a long interval of big samples.
-pub(crate) const RAW_CHUNK: Kind = Kind { version: 1, max_bytes: 64 << 20, what: "raw sample chunk" };
+/// Version 2 as for [`PERSONA_SAMPLE`].
+pub(crate) const RAW_CHUNK: Kind = Kind { version: 2, max_bytes: 64 << 20, what: "raw sample chunk" };
+/// The version both sample kinds had before persona-reported metrics.
+const SAMPLE_V1: u8 = 1;
 pub(crate) const HOST_SAMPLE: Kind = Kind { version: 1, max_bytes: 1 << 10, what: "host sample" };
 
 /// Which kind of value a type is stored as.
@@ -55,9 +60,21 @@ impl Stored for Event {
 }
 impl Stored for PersonaSample {
     const KIND: Kind = PERSONA_SAMPLE;
+
+    fn legacy(bytes: &[u8]) -> Option<mindmesh_core::error::Result<Self>> {
+        (bytes.first() == Some(&SAMPLE_V1))
+            .then(|| wire::decode::<PersonaSampleV1>(SAMPLE_V1, bytes, PERSONA_SAMPLE.max_bytes).map(Into::into))
+    }
 }
 impl Stored for Vec<PersonaSample> {
     const KIND: Kind = RAW_CHUNK;
+
+    fn legacy(bytes: &[u8]) -> Option<mindmesh_core::error::Result<Self>> {
+        (bytes.first() == Some(&SAMPLE_V1)).then(|| {
+            wire::decode::<Vec<PersonaSampleV1>>(SAMPLE_V1, bytes, RAW_CHUNK.max_bytes)
+                .map(|v| v.into_iter().map(Into::into).collect())
+        })
+    }
 }
 impl Stored for HostSample {
     const KIND: Kind = HOST_SAMPLE;
@@ -90,10 +107,13 @@ pub(crate) fn decode<T: Stored>(bytes: &[u8], key: &dyn std::fmt::Display) -> Re
 }
 
 /// How many samples an encoded chunk holds, read from its length prefix alone (postcard
-/// writes a sequence's length first), so expiring chunks does not decode them.
+/// writes a sequence's length first), so expiring chunks does not decode them. Both
+/// versions start so.
 pub(crate) fn chunk_len(bytes: &[u8]) -> u64 {
     match bytes.split_first() {
-        Some((&tag, body)) if tag == RAW_CHUNK.version => postcard::take_from_bytes::<u64>(body).map_or(0, |(n, _)| n),
+        Some((&tag, body)) if tag == RAW_CHUNK.version || tag == SAMPLE_V1 => {
+            postcard::take_from_bytes::<u64>(body).map_or(0, |(n, _)| n)
+        }
         _ => 0,
     }
 }
@@ -126,5 +146,46 @@ mod tests {
         assert_eq!(decode::<PersonaRecord>(&new, &"chat").unwrap(), rec);
         // another kind has no older version: its wrong tag is an error, as before
         assert!(decode::<Event>(&old, &"chat").is_err());
+    }
+
+    /// Samples and raw chunks stored before persona-reported metrics still decode, whole,
+    /// and read as reporting nothing; new ones carry the report.
+    #[test]
+    fn version_1_samples_and_chunks_still_decode() {
+        use mindmesh_core::metrics::ErrorKind;
+        use mindmesh_core::reported::ReportedMetrics;
+        let v1 = PersonaSampleV1 {
+            ts_ms: 1_000,
+            rss_bytes: 5 << 20,
+            cpu_percent: 12.5,
+            healthy: Some(true),
+            requests: 9,
+            errors: 1,
+            errors_by_kind: vec![(ErrorKind::Upstream4xx(418), 1)],
+            latency_p95_ms: Some(40.0),
+            tokens_out: 77,
+            ..Default::default()
+        };
+        // the bytes the old layout wrote: tag 1, then the fields in order
+        let old = wire::encode(SAMPLE_V1, &v1).unwrap();
+        let back: PersonaSample = decode(&old, &At("chat", 1_000)).unwrap();
+        assert_eq!(back, PersonaSample::from(v1.clone()));
+        assert_eq!((back.rss_bytes, back.tokens_out, back.reported.as_ref()), (5 << 20, 77, None));
+        let old_chunk = wire::encode(SAMPLE_V1, &vec![v1.clone(), v1]).unwrap();
+        assert_eq!(chunk_len(&old_chunk), 2);
+        let chunk: Vec<PersonaSample> = decode(&old_chunk, &At("chat", 0)).unwrap();
+        assert_eq!(chunk, vec![back.clone(), back.clone()]);
+        // written now: version 2, with the report
+        let reported = ReportedMetrics { cache_hit_rate: Some(0.8), ..Default::default() };
+        let new = PersonaSample { reported: Some(reported), ..back };
+        let bytes = encode(&new).unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode::<PersonaSample>(&bytes, &"chat").unwrap(), new);
+        let chunk_bytes = encode(&vec![new.clone()]).unwrap();
+        assert_eq!((chunk_bytes[0], chunk_len(&chunk_bytes)), (2, 1));
+        // a tag from the future is refused, not misread
+        let mut future = bytes.clone();
+        future[0] = 3;
+        assert!(decode::<PersonaSample>(&future, &"chat").is_err());
     }
 }

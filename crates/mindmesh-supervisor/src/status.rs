@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use mindmesh_core::event::Event;
 use mindmesh_core::metrics::{HostSample, PersonaSample};
+use mindmesh_core::reported::ReportedMetrics;
 use mindmesh_core::{Budget, Health, Importance, PersonaRecord, Phase};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,10 @@ pub struct PersonaStatus {
     pub paused_at_ms: Option<u64>,
     /// Its last cold start, spawn to healthy (its reload cost).
     pub ready_ms: Option<u64>,
+    /// What it last reported of itself at its metrics path.
+    pub reported: Option<ReportedMetrics>,
+    /// Answers of its metrics path refused since it was added here.
+    pub metrics_refused: u64,
 }
 
 pub type StatusTable = Arc<BTreeMap<String, PersonaStatus>>;

@@ -15,10 +15,14 @@ use tokio::sync::mpsc;
 /// Long enough for a loaded machine; the twin never needs it (its time is virtual).
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// What the server kind answers at [`METRICS_PATH`].
+const METRICS: &[u8] = br#"{"cache_hit_rate": 0.5}"#;
+const METRICS_PATH: &str = "/mindmesh/metrics";
+
 /// The kinds of process the suite starts.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    /// Serves `GET /` with 200 once up; stops on SIGTERM.
+    /// Serves `GET /` with 200 once up, and [`METRICS`] at [`METRICS_PATH`]; stops on SIGTERM.
     Server,
     /// Exits by itself soon, with code 3.
     ExitsWith3,
@@ -125,6 +129,12 @@ async fn suite(f: &dyn Fixture) {
     let server = host.spawn(&plan(f, "server", Kind::Server, port)).unwrap();
     probe_until(&host, port, true).await;
     assert_eq!(within("save state", host.save_state(port, Duration::from_secs(5), 1024)).await, Ok(None));
+    // its own metrics: the body at its path, none at another, an error past the size cap
+    let fetch = |path: &str, max_bytes: u64| host.fetch_metrics(port, path, Duration::from_secs(5), max_bytes);
+    assert_eq!(within("metrics", fetch(METRICS_PATH, 1024)).await, Ok(Some(METRICS.to_vec())));
+    assert_eq!(within("metrics elsewhere", fetch("/mindmesh/nothing-here", 1024)).await, Ok(None));
+    let small = within("oversized metrics", fetch(METRICS_PATH, 4)).await;
+    assert!(small.as_ref().is_err_and(|e| e.contains("larger than")), "{small:?}");
     let (tx, mut rx) = mpsc::channel(2);
     let sampler = host.sampler(tx, 1).unwrap();
     assert!(sampler.request(42, vec![server.pid]));
@@ -142,12 +152,15 @@ async fn suite(f: &dyn Fixture) {
     assert_eq!(within("server exit", server.exited).await, ExitStatus::Signal(15));
     assert!(!host.probe(port, "/").await, "a probe answered for a process that exited");
     assert!(host.save_state(port, Duration::from_secs(1), 1024).await.is_err());
+    assert!(host.fetch_metrics(port, METRICS_PATH, Duration::from_secs(1), 1024).await.is_err());
     assert!(host.watch_exit(server.pid).is_none() || !host.group_alive(server.pid));
 }
 
 struct Os {
     host: Arc<dyn ProcessHost>,
     instance: String,
+    /// The server's document root, holding [`METRICS`] at [`METRICS_PATH`].
+    root: PathBuf,
 }
 
 impl Fixture for Os {
@@ -162,7 +175,17 @@ impl Fixture for Os {
         match kind {
             Kind::Server => (
                 PathBuf::from("python3"),
-                ["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()].map(str::to_owned).to_vec(),
+                [
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    &self.root.display().to_string(),
+                    &port.to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
             ),
             Kind::ExitsWith3 => sh("sleep 0.2; exit 3"),
             Kind::IgnoresTerm => sh("trap '' TERM; sleep 60"),
@@ -199,13 +222,17 @@ async fn the_os_host_conforms() {
     let resolved = mindmesh_supervisor::process::resolve_program("python3");
     assert!(resolved.is_absolute(), "python3 is needed for the OS host's health server");
     let instance = format!("conformance-os-{}", std::process::id());
-    suite(&Os { host, instance }).await;
+    let root = std::env::temp_dir().join(&instance);
+    std::fs::create_dir_all(root.join("mindmesh")).unwrap();
+    std::fs::write(root.join(METRICS_PATH.trim_start_matches('/')), METRICS).unwrap();
+    suite(&Os { host, instance, root: root.clone() }).await;
+    let _ = std::fs::remove_dir_all(root);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_in_memory_host_conforms() {
     let host = MemHost::new(7)
-        .with_program("server", Program::server())
+        .with_program("server", Program::server().with_metrics(METRICS_PATH, METRICS))
         .with_program("exits-with-3", Program::silent().exits_after(200, ExitStatus::Code(3)))
         .with_program("ignores-term", Program::silent().ignoring_term())
         .with_program("sleeper", Program::silent());

@@ -121,8 +121,24 @@ fn row(f: &PersonaFeatures, h: &PersonaHealth, view: &MeshView) -> String {
     } else {
         h.anomalies.iter().map(|x| format!("{}:{}", x.kind.as_str(), x.severity.as_str())).collect::<Vec<_>>().join(",")
     };
+    // what the persona says of itself: cache hits now (before), KV cache in use
+    let reported = f.reported.as_ref().map_or("-".to_string(), |r| {
+        let mut s = format!(
+            "cache_hit {}%({}%) kv {}%",
+            num(100.0 * r.cache_hit_rate_now, 0),
+            num(100.0 * r.cache_hit_rate_before, 0),
+            num(100.0 * r.kv_cache_usage_now, 0)
+        );
+        if r.cache_hit_falling {
+            s.push_str(" cache_hits_falling");
+        }
+        if r.kv_cache_full {
+            s.push_str(" kv_full");
+        }
+        s
+    });
     format!(
-        "{}|{}|{imp}|{kind}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}({})|{}|{}|{}/{}|{}|{}",
+        "{}|{}|{imp}|{kind}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}({})|{}|{}|{}/{}|{}|{}|{}",
         p.id,
         p.node,
         f.uptime_ms.map_or("-".into(), |u| format!("{:.1}", u as f64 / 3_600_000.0)),
@@ -142,6 +158,7 @@ fn row(f: &PersonaFeatures, h: &PersonaHealth, view: &MeshView) -> String {
         num(f.restarts.last_5m, 0),
         num(f.restarts.last_1h, 0),
         num(100.0 * f.cpu.share_of_host, 0),
+        reported,
         anomalies
     )
 }
@@ -295,7 +312,7 @@ pub fn build(
     }
     let _ = writeln!(
         u,
-        "\nPersonas: id|node|importance|kind|uptime_h|mem_mb|mem_trend|p95_ms|latency_x_own_baseline|latency_x_peers|err%_recent|err%_usual|err%_peers|error_kinds|req_per_min(usual)|idle_min|queue|restarts_5min/1h|cpu%_of_host|anomalies"
+        "\nPersonas: id|node|importance|kind|uptime_h|mem_mb|mem_trend|p95_ms|latency_x_own_baseline|latency_x_peers|err%_recent|err%_usual|err%_peers|error_kinds|req_per_min(usual)|idle_min|queue|restarts_5min/1h|cpu%_of_host|self_reported|anomalies"
     );
     for &i in &order {
         let _ = writeln!(u, "{}", row(&set.personas[i], &health[i], view));

@@ -26,6 +26,9 @@ pub struct SupervisorConfig {
     /// sysinfo refreshes the supervised processes (disk I/O totals) every this many metrics
     /// ticks; CPU and RSS are read from `/proc/<pid>/stat` every tick, which costs a sixth.
     pub full_sample_every_ticks: u32,
+    /// A persona with a `metrics_path` is asked for its own metrics every this many metrics
+    /// ticks (an HTTP request each: cheap, but not free for a busy model server).
+    pub reported_metrics_every_ticks: u32,
     pub health_interval_ms: u64,
     pub health_timeout_ms: u64,
     /// A started persona that is not healthy within this long counts as failed to start.
@@ -54,6 +57,7 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             metrics_interval_ms: 1000,
             full_sample_every_ticks: 15,
+            reported_metrics_every_ticks: 5,
             health_interval_ms: 2000,
             health_timeout_ms: 1000,
             start_timeout_ms: 30_000,
@@ -76,6 +80,7 @@ impl SupervisorConfig {
         use crate::bounds::{MAX_TIMER_MS, MAX_WINDOW_S, at_most, within};
         within("metrics_interval_ms", self.metrics_interval_ms, 100, MAX_TIMER_MS)?;
         within("full_sample_every_ticks", u64::from(self.full_sample_every_ticks), 1, 3600)?;
+        within("reported_metrics_every_ticks", u64::from(self.reported_metrics_every_ticks), 1, 3600)?;
         within("health_interval_ms", self.health_interval_ms, 100, MAX_TIMER_MS)?;
         within("health_timeout_ms", self.health_timeout_ms, 10, MAX_TIMER_MS)?;
         within("start_timeout_ms", self.start_timeout_ms, 100, MAX_TIMER_MS)?;

@@ -83,6 +83,12 @@ pub struct PersonaView {
     /// How long it has been paused (frozen), while it is.
     #[serde(default)]
     pub paused_s: Option<u64>,
+    /// What it last reported of itself at its `metrics_path` (on the node that runs it).
+    #[serde(default)]
+    pub reported: Option<mindmesh_core::reported::ReportedMetrics>,
+    /// Answers of its metrics path refused (garbage, oversized, out of range, late).
+    #[serde(default)]
+    pub metrics_refused: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ impl Supervisor {
                 slot.saving = false;
                 // figures of a gone process would read as a live one's
                 slot.sample = PersonaSample::default();
+                slot.reported = None;
                 if let Some(n) = oom {
                     slot.oom_kills_seen = n;
                     let limit = slot.record.spec.limits.memory_max_mb.unwrap_or(0);
@@ -73,6 +74,7 @@ impl Supervisor {
                     self.changed(&name);
                 }
             }
+            Internal::Reported { name, spawn_id, result } => self.on_reported(&name, spawn_id, result),
             Internal::StateSaved { name, spawn_id, result } => {
                 let Some(slot) = self.slots.get_mut(&name) else { return };
                 slot.saving = false;

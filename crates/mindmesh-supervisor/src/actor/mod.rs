@@ -9,6 +9,7 @@
 //! - [`drive`]: feeding a lifecycle and carrying out its effects (spawn, signal, timers)
 //! - [`exits`]: what comes back from the processes (exits, timers, health, saved state)
 //! - [`observe`]: sampling and periodic health probes
+//! - [`reported`]: the personas' own metrics (`GET <metrics_path>`), parsed and bounded
 //! - [`limits`]: CPU caps (cgroup quota or duty cycle)
 //! - [`shutdown`]: stopping every process at the end
 //! - [`publish`]: records, events and the status table
@@ -20,6 +21,7 @@ mod limits;
 mod observe;
 mod pause;
 mod publish;
+mod reported;
 mod restore;
 mod shutdown;
 
@@ -33,6 +35,7 @@ use mindmesh_core::config::{LogsConfig, SupervisorConfig};
 use mindmesh_core::lifecycle::{ExitStatus, Lifecycle, RestartConfig};
 use mindmesh_core::metrics::PersonaSample;
 use mindmesh_core::persona_env;
+use mindmesh_core::reported::ReportedMetrics;
 use mindmesh_core::{Health, PersonaRecord, Phase};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -80,6 +83,7 @@ enum Internal {
     Timer { name: String, token: u64 },
     Health { name: String, spawn_id: u64, ok: bool },
     StateSaved { name: String, spawn_id: u64, result: std::result::Result<Option<Vec<u8>>, String> },
+    Reported { name: String, spawn_id: u64, result: std::result::Result<Option<Vec<u8>>, String> },
 }
 
 struct Slot {
@@ -96,6 +100,14 @@ struct Slot {
     health: Health,
     sample: PersonaSample,
     peak_rss_bytes: u64,
+    /// What the persona last reported of itself (None: nothing, or its answer was refused).
+    reported: Option<ReportedMetrics>,
+    /// Its metrics are being asked for (one question at a time).
+    fetching_metrics: bool,
+    /// Answers of its metrics path refused (garbage, oversized, out of range, late).
+    metrics_refused: u64,
+    /// Its last answer was refused (a refusal after a good answer is logged at WARN).
+    reporting_fails: bool,
     duty_cycle: Option<crate::throttle::DutyCycle>,
     /// Frozen (the paused tier) since then; the lifecycle still says running: the process
     /// lives, and every way out of running (an exit, a stop) ends the pause.
@@ -118,6 +130,8 @@ pub struct Supervisor {
     sampler: Box<dyn SampleSource>,
     rng: SmallRng,
     next_spawn_id: u64,
+    /// Metrics ticks so far: personas' own metrics are asked for every few.
+    metrics_ticks: u32,
     internal_tx: mpsc::Sender<Internal>,
     reports: mpsc::Sender<Report>,
     status_tx: watch::Sender<StatusTable>,
@@ -178,6 +192,7 @@ impl Supervisor {
             sampler,
             rng,
             next_spawn_id: 1,
+            metrics_ticks: 0,
             internal_tx,
             reports,
             status_tx,
@@ -217,7 +232,10 @@ impl Supervisor {
                     }
                 },
                 Some(reading) = readings.recv() => self.on_reading(reading),
-                _ = metrics_tick.tick() => self.request_sample(),
+                _ = metrics_tick.tick() => {
+                    self.request_sample();
+                    self.fetch_reported();
+                }
                 _ = health_tick.tick() => self.probe_all(),
                 _ = shutdown.cancelled() => {
                     self.stop_all(&mut internal).await;

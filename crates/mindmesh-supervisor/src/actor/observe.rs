@@ -36,6 +36,7 @@ impl Supervisor {
                     Health::Unknown => None,
                     h => Some(h == Health::Healthy),
                 },
+                reported: slot.reported.clone(),
                 ..PersonaSample::default()
             };
             samples.push((name.clone(), slot.sample.clone()));

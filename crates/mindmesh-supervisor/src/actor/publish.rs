@@ -96,6 +96,8 @@ impl Supervisor {
                     hibernate_after_idle_s: spec.hibernate_after_idle_s,
                     paused_at_ms: s.paused_at_ms,
                     ready_ms: s.ready_ms,
+                    reported: s.reported.clone(),
+                    metrics_refused: s.metrics_refused,
                 };
                 (name.clone(), status)
             })

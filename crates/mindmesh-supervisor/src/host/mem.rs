@@ -76,6 +76,8 @@ pub struct Program {
     pub rss_bytes: u64,
     /// What its state hook returns; None: it has no hook.
     pub state: Option<Vec<u8>>,
+    /// The path it serves its own metrics at, and what it answers there (other paths: 404).
+    pub metrics: Option<(String, Vec<u8>)>,
     /// Delays above are stretched by up to this share, drawn from the host's seed.
     pub jitter: f64,
 }
@@ -89,6 +91,7 @@ impl Program {
             term_exit_ms: Some(10),
             rss_bytes: 64 * 1024 * 1024,
             state: None,
+            metrics: None,
             jitter: 0.5,
         }
     }
@@ -112,6 +115,11 @@ impl Program {
 
     pub fn with_state(self, state: Vec<u8>) -> Program {
         Program { state: Some(state), ..self }
+    }
+
+    /// It answers `GET path` with `body` (its own metrics).
+    pub fn with_metrics(self, path: &str, body: impl Into<Vec<u8>>) -> Program {
+        Program { metrics: Some((path.to_owned(), body.into())), ..self }
     }
 }
 
@@ -508,6 +516,27 @@ impl ProcessHost for MemHost {
                 None => Ok(None),
                 Some(s) if s.len() as u64 > max_bytes => Err(format!("state larger than {max_bytes} bytes")),
                 Some(s) => Ok(Some(s.clone())),
+            },
+        };
+        Box::pin(futures::future::ready(r))
+    }
+
+    fn fetch_metrics(
+        &self,
+        port: u16,
+        path: &str,
+        _timeout: Duration,
+        max_bytes: u64,
+    ) -> BoxFuture<'static, std::result::Result<Option<Vec<u8>>, String>> {
+        let r = match self.lock().by_port(port) {
+            None => Err("connection refused".to_owned()),
+            Some(_) if !path.starts_with('/') => Err("bad path".to_owned()),
+            Some(p) if p.view.frozen => Err("operation timed out".to_owned()),
+            Some(p) => match &p.program.metrics {
+                Some((at, _)) if at != path => Ok(None),
+                None => Ok(None),
+                Some((_, b)) if b.len() as u64 > max_bytes => Err(format!("metrics larger than {max_bytes} bytes")),
+                Some((_, b)) => Ok(Some(b.clone())),
             },
         };
         Box::pin(futures::future::ready(r))

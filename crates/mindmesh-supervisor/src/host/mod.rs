@@ -1,6 +1,6 @@
 //! The process seam: everything the supervisor does to the operating system — spawn a
 //! persona, signal its process group, learn of its exit, find processes a previous run left,
-//! probe its health, ask for its state, sample its memory and CPU — goes through one
+//! probe its health, ask for its state and its own metrics, sample its memory and CPU — goes through one
 //! [`ProcessHost`]. [`OsHost`] is the real one (process groups, pidfds, `/proc`, HTTP probes,
 //! cgroups); [`MemHost`] is its in-memory twin on tokio's clock, whose processes start, answer
 //! health probes or not, exit, crash and use memory on a seeded RNG — what the simulator and
@@ -87,6 +87,16 @@ pub trait ProcessHost: std::fmt::Debug + Send + Sync + 'static {
     fn save_state(
         &self,
         port: u16,
+        timeout: Duration,
+        max_bytes: u64,
+    ) -> BoxFuture<'static, std::result::Result<Option<Vec<u8>>, String>>;
+    /// `GET path` on the persona at `port`: the body of a 2xx answer, at most `max_bytes`
+    /// (more is an error, unread); None if it has no such path (404, 405, 501). The persona's
+    /// own metrics, which the caller parses ([`mindmesh_core::reported::parse`]).
+    fn fetch_metrics(
+        &self,
+        port: u16,
+        path: &str,
         timeout: Duration,
         max_bytes: u64,
     ) -> BoxFuture<'static, std::result::Result<Option<Vec<u8>>, String>>;

@@ -138,6 +138,18 @@ impl ProcessHost for OsHost {
         Box::pin(async move { prober.save_state(port, timeout, max_bytes).await })
     }
 
+    fn fetch_metrics(
+        &self,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+        max_bytes: u64,
+    ) -> BoxFuture<'static, std::result::Result<Option<Vec<u8>>, String>> {
+        let prober = self.prober.clone();
+        let path = path.to_owned();
+        Box::pin(async move { prober.fetch(port, &path, timeout, max_bytes).await })
+    }
+
     fn sampler(&self, out: mpsc::Sender<Reading>, full_every_ticks: u32) -> std::io::Result<Box<dyn SampleSource>> {
         Ok(Sampler::spawn(out, full_every_ticks)?.boxed())
     }
