@@ -70,6 +70,8 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         paused_s: s.paused_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
         reported: s.reported.clone(),
         metrics_refused: s.metrics_refused,
+        adapter: s.adapter.clone(),
+        adapters: s.adapters.clone(),
     }
 }
 
