@@ -33,7 +33,27 @@ impl Waker {
     /// otherwise the next replan would hibernate it again and every request would pay a cold
     /// start. One the node hibernated by itself (idle) the mesh still wants running: it wakes
     /// here at once.
+    ///
+    /// An adapter persona is served by its base's process: waking the adapter wakes its base
+    /// too, when that is hibernated (by the same rules).
     pub async fn wake(&self, name: &str) -> Result<Phase, String> {
+        let phase = self.wake_one(name).await?;
+        let base = {
+            let table = self.supervisor.status().borrow().clone();
+            table
+                .get(name)
+                .and_then(|s| s.adapter.as_ref())
+                .map(|a| a.base.clone())
+                .filter(|base| table.get(base).is_some_and(|b| b.phase.is_hibernated()))
+        };
+        if let Some(base) = base {
+            tracing::info!(adapter = name, %base, "waking the base of an adapter");
+            self.wake_one(&base).await.map_err(|e| format!("its base {base}: {e}"))?;
+        }
+        Ok(phase)
+    }
+
+    async fn wake_one(&self, name: &str) -> Result<Phase, String> {
         if let Some((mesh, may_run)) = &self.mesh {
             if !*may_run.borrow() {
                 return Err("this node is fenced (no lease): it wakes nothing".into());
