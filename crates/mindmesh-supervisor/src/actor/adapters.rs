@@ -36,6 +36,8 @@ pub(super) struct AdapterView {
     pub port: Option<u16>,
     pub spawn_id: u64,
     pub status: AdapterStatus,
+    /// Servable since then: its idle time counts from here, not from while its base loaded.
+    pub up_ms: Option<u64>,
 }
 
 impl Supervisor {
@@ -56,6 +58,8 @@ impl Supervisor {
         let now = self.now();
         let Some(slot) = self.slots.get_mut(name) else { return };
         if slot.life.phase() == phase && phase != Phase::Killed {
+            // nothing changes but what the mesh may have recorded with it (its epoch)
+            self.changed(name);
             return;
         }
         let restarts = slot.life.restarts();
@@ -135,6 +139,7 @@ impl Supervisor {
             port: None,
             spawn_id: 0,
             status: status.clone(),
+            up_ms: s.adapter_up_ms,
         };
         if own != Phase::Running {
             return Some(down(own, s.life.reason().map(str::to_owned)));
@@ -144,7 +149,16 @@ impl Supervisor {
         };
         let view = match b.shown_phase() {
             Phase::Running if b.port.is_some() && lora_id.is_some() => {
-                AdapterView { phase: Phase::Running, reason: None, port: b.port, spawn_id: b.spawn_id, status }
+                let base_ready =
+                    b.record.process.as_ref().map(|p| p.started_at_ms.saturating_add(b.ready_ms.unwrap_or(0)));
+                AdapterView {
+                    phase: Phase::Running,
+                    reason: None,
+                    port: b.port,
+                    spawn_id: b.spawn_id,
+                    status,
+                    up_ms: s.adapter_up_ms.max(base_ready),
+                }
             }
             // a request for it wakes the adapter, which wakes its base
             p @ (Phase::Paused | Phase::Hibernating) => {

@@ -99,7 +99,7 @@ impl Supervisor {
                     peak_rss_bytes: s.peak_rss_bytes,
                     cpu_percent: s.sample.cpu_percent,
                     started_at_ms: match &adapter {
-                        Some(_) => s.adapter_up_ms,
+                        Some(a) => a.up_ms,
                         None => s.record.process.as_ref().map(|p| p.started_at_ms),
                     },
                     spawn_id: adapter.as_ref().map_or(s.spawn_id, |a| a.spawn_id),
