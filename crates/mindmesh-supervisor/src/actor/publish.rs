@@ -106,7 +106,7 @@ impl Supervisor {
                     hibernate_after_idle_s: spec.hibernate_after_idle_s,
                     paused_at_ms: s.paused_at_ms,
                     ready_ms: s.ready_ms,
-                    adapters: s.loaded_adapters.clone(),
+                    adapters: s.loaded_adapters.iter().map(|a| a.name.clone()).collect(),
                     adapter: adapter.map(|a| a.status),
                 };
                 (name.clone(), status)
