@@ -37,6 +37,8 @@ pub struct PersonaStatus {
     pub paused_at_ms: Option<u64>,
     /// Its last cold start, spawn to healthy (its reload cost).
     pub ready_ms: Option<u64>,
+    /// Its spec's `requests.memory_mb`: what admission counts it as holding at least.
+    pub requested_memory_mb: u64,
 }
 
 pub type StatusTable = Arc<BTreeMap<String, PersonaStatus>>;
