@@ -30,14 +30,6 @@ fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-async fn chat(node: &TestNode, model: &str) -> (u16, Value) {
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
-    let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
-    let r = client.post(node.url("/v1/chat/completions")).bearer_auth(node.token()).json(&body).send().await.unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Finding 1: a hibernated persona woken by a request stays awake — the wake commits
 /// `desired = running`, so the node does not hibernate it again a few seconds later.
 #[tokio::test(flavor = "multi_thread")]
@@ -49,7 +41,7 @@ async fn a_wake_by_request_makes_desired_running_and_it_stays_up() {
     assert!(out.status.success(), "{}", text(&out));
     node.wait_persona("sleepy", T, |v| phase(v) == "hibernating" && desired(v) == "hibernating").await;
 
-    let (code, v) = chat(&node, "sleepy").await;
+    let (code, v) = node.chat("sleepy").await;
     assert_eq!(code, 200, "{v}");
     let v = node.wait_persona("sleepy", T, |v| desired(v) == "running" && phase(v) == "running").await;
     let pid = v["pid"].as_u64();
@@ -60,7 +52,7 @@ async fn a_wake_by_request_makes_desired_running_and_it_stays_up() {
         assert_eq!((phase(&v), desired(&v), v["pid"].as_u64()), ("running", "running", pid), "{v}\n{}", node.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (code, v) = chat(&node, "sleepy").await;
+    let (code, v) = node.chat("sleepy").await;
     assert_eq!(code, 200, "{v}");
 }
 
@@ -74,7 +66,7 @@ async fn restoring_allowed_to_run_restores_the_phase() {
     let out = node.cli(&["persona", "budget", "gated", "--allowed-to-run", "false"]);
     assert!(out.status.success(), "{}", text(&out));
     node.wait_persona("gated", T, |v| phase(v) == "stopped").await;
-    let (code, v) = chat(&node, "gated").await;
+    let (code, v) = node.chat("gated").await;
     assert_eq!(code, 503, "{v}");
     assert_eq!(v["error"]["code"], "not_allowed_to_run", "{v}");
     let msg = v["error"]["message"].as_str().unwrap_or_default();
@@ -84,7 +76,7 @@ async fn restoring_allowed_to_run_restores_the_phase() {
     assert!(out.status.success(), "{}", text(&out));
     let v = node.wait_persona("gated", T, |v| phase(v) == "running").await;
     assert_eq!(desired(&v), "running", "{v}");
-    let (code, v) = chat(&node, "gated").await;
+    let (code, v) = node.chat("gated").await;
     assert_eq!(code, 200, "{v}");
 
     // a persona the operator stopped stays stopped when it is allowed again

@@ -26,14 +26,6 @@ fn proc_state(pid: u64) -> char {
     stat.rfind(')').and_then(|i| stat[i + 2..].chars().next()).unwrap_or('?')
 }
 
-async fn chat(node: &TestNode, model: &str) -> (u16, Value) {
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
-    let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
-    let r = client.post(node.url("/v1/chat/completions")).bearer_auth(node.token()).json(&body).send().await.unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
-}
-
 fn hibernate(node: &TestNode, name: &str, tier: &str) {
     let out = node.cli(&["persona", "hibernate", name, "--tier", tier]);
     assert!(out.status.success(), "{}", text(&out));
@@ -67,7 +59,7 @@ async fn a_paused_persona_keeps_its_process_and_a_request_thaws_it() {
     assert_eq!(r["changed"], false, "{r}");
 
     // a request is held, the process thawed, and the answer comes from the same process
-    let (code, body) = chat(&node, "frozen").await;
+    let (code, body) = node.chat("frozen").await;
     assert_eq!(code, 200, "{body}");
     let v = node.wait_persona("frozen", T, |v| phase(v) == "running" && v["desired"] == "running").await;
     assert_eq!((v["pid"].as_u64(), v["restarts"].as_u64()), (Some(pid), restarts), "thawed, not restarted: {v}");
@@ -103,7 +95,7 @@ async fn a_paused_persona_hibernated_deeper_saves_its_state_and_a_request_brings
     assert!(!common::pid_alive(pid as u32));
     let events = node.events("deep").await;
     assert!(events.iter().any(|e| e["kind"] == "state_saved"), "thawed to save its state: {events:?}");
-    let (code, body) = chat(&node, "deep").await;
+    let (code, body) = node.chat("deep").await;
     assert_eq!(code, 200, "{body}");
     let v = node.wait_persona("deep", T, |v| phase(v) == "running").await;
     assert_ne!(v["pid"].as_u64(), Some(pid), "a cold start: {v}");
@@ -125,7 +117,7 @@ async fn only_hibernate_takes_a_tier_and_only_a_running_persona_pauses() {
     hibernate(&node, "p", "paused");
     let v = node.wait_persona("p", T, |v| phase(v) == "hibernating").await;
     assert_eq!(v["desired"], "paused", "{v}");
-    let (code, body) = chat(&node, "p").await;
+    let (code, body) = node.chat("p").await;
     assert_eq!(code, 200, "{body}");
 }
 
@@ -143,7 +135,7 @@ async fn the_idle_policy_pauses_a_slow_starter_and_stops_a_quick_one() {
     let v = node.wait_persona("slow", T, |v| phase(v) == "paused").await;
     assert!(v["pid"].as_u64().is_some(), "{v}");
     node.wait_persona("quick", T, |v| phase(v) == "hibernating").await;
-    let (code, body) = chat(&node, "slow").await;
+    let (code, body) = node.chat("slow").await;
     assert_eq!(code, 200, "{body}");
     // idle again: paused again, then (after four limits paused) stopped
     node.wait_persona("slow", T, |v| phase(v) == "paused").await;

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::{SimConfig, SimReport, run_seed_traced, run_seeds};
+use crate::{SimConfig, SimReport, run_seed_traced, run_seeds_reporting};
 
 /// The simulator's options, shared by `mindmesh-sim` and `mindmesh sim`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,6 +75,37 @@ fn print_report(r: &SimReport) {
     println!("  network {:?}, trace {:016x}", r.network, r.trace_hash);
 }
 
+/// Progress of a batch on stderr: a line every [`Progress::EVERY`] of wall time, with what is
+/// done, what failed and an estimate of what is left, so a 5,000-seed run is not silent.
+struct Progress {
+    total: u64,
+    started: Instant,
+    state: std::sync::Mutex<(u64, u64, Instant)>,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn new(total: u64, started: Instant) -> Self {
+        Progress { total, started, state: std::sync::Mutex::new((0, 0, started)) }
+    }
+
+    fn record(&self, failed: bool) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let (done, failures, last) = &mut *state;
+        *done += 1;
+        *failures += u64::from(failed);
+        let now = Instant::now();
+        if now.duration_since(*last) < Self::EVERY || *done == self.total {
+            return;
+        }
+        *last = now;
+        let elapsed_s = now.duration_since(self.started).as_secs_f64();
+        let left_s = elapsed_s / *done as f64 * self.total.saturating_sub(*done) as f64;
+        eprintln!("{done}/{} seeds, {failures} failed, {elapsed_s:.0} s so far, about {left_s:.0} s left", self.total);
+    }
+}
+
 /// Run the simulator as its command line asks, printing what happened; fails if any seed
 /// broke an invariant (each failing seed is printed with the command that replays it).
 pub fn run(args: &SimArgs) -> ExitCode {
@@ -113,20 +144,25 @@ pub fn run(args: &SimArgs) -> ExitCode {
         eprintln!("--seeds takes START..END or N");
         return ExitCode::FAILURE;
     };
-    let results = run_seeds(range, &cfg, args.threads);
+    let flags: String = [
+        (args.amnesia, " --amnesia"),
+        (args.broken_fencing, " --broken-fencing"),
+        (args.broken_desired, " --broken-desired"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, flag)| *flag)
+    .collect();
+    let progress = Progress::new(range.end.saturating_sub(range.start), started);
+    // failures print the moment they happen, so a long batch can be stopped and replayed early
+    let on_result = |_seed: u64, r: &Result<SimReport, crate::SimError>| {
+        if let Err(e) = r {
+            eprintln!("FAILED {e}  (replay: mindmesh sim --seed {}{flags})", e.seed());
+        }
+        progress.record(r.is_err());
+    };
+    let results = run_seeds_reporting(range, &cfg, args.threads, &on_result);
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    for e in &failed {
-        let flags: String = [
-            (args.amnesia, " --amnesia"),
-            (args.broken_fencing, " --broken-fencing"),
-            (args.broken_desired, " --broken-desired"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, flag)| *flag)
-        .collect();
-        eprintln!("FAILED {e}  (replay: mindmesh sim --seed {}{flags})", e.seed());
-    }
     let ok: Vec<&SimReport> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     println!("{} seeds, {} failed, {} ms wall", results.len(), failed.len(), started.elapsed().as_millis());
     if !ok.is_empty() {

@@ -97,6 +97,17 @@ pub fn run_seed_traced(seed: u64, cfg: &SimConfig) -> (Result<SimReport, SimErro
 
 /// Run seeds `seeds` on `threads` threads; every result, in seed order.
 pub fn run_seeds(seeds: std::ops::Range<u64>, cfg: &SimConfig, threads: usize) -> Vec<Result<SimReport, SimError>> {
+    run_seeds_reporting(seeds, cfg, threads, &|_, _| {})
+}
+
+/// [`run_seeds`], calling `on_result` with each seed's result as soon as it is known (from the
+/// thread that ran it), so a long batch can show progress and its failures as they happen.
+pub fn run_seeds_reporting(
+    seeds: std::ops::Range<u64>,
+    cfg: &SimConfig,
+    threads: usize,
+    on_result: &(dyn Fn(u64, &Result<SimReport, SimError>) + Sync),
+) -> Vec<Result<SimReport, SimError>> {
     let seeds: Vec<u64> = seeds.collect();
     let threads = threads.clamp(1, 64);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -108,6 +119,7 @@ pub fn run_seeds(seeds: std::ops::Range<u64>, cfg: &SimConfig, threads: usize) -
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(seed) = seeds.get(i) else { break };
                     let r = run_seed(*seed, cfg);
+                    on_result(*seed, &r);
                     if let Ok(mut v) = results.lock() {
                         v.push((*seed, r));
                     }

@@ -5,26 +5,10 @@ use std::process::ExitCode;
 
 use mindmesh_node::api::types::{DecisionView, DecisionsPage};
 
-use super::client::{ApiArgs, Client, seg};
+use super::client::{Client, seg};
 use super::when;
 
-#[derive(Debug, clap::Args)]
-pub struct DecisionsArgs {
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// Keep printing decisions as they are committed, and their outcomes as they land.
-    #[arg(long, short)]
-    pub follow: bool,
-    /// Only the decisions about this persona (a name the mesh has never heard of is an error).
-    #[arg(long)]
-    pub persona: Option<String>,
-    /// How many of the latest decisions to show first.
-    #[arg(long, default_value_t = 50)]
-    pub last: u64,
-    /// One JSON object per line (times in epoch milliseconds).
-    #[arg(long)]
-    pub json: bool,
-}
+pub use super::log_args::LogArgs as DecisionsArgs;
 
 pub async fn run(args: DecisionsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.api)?;

@@ -5,26 +5,10 @@ use std::process::ExitCode;
 use mindmesh_core::event::Event;
 use mindmesh_node::api::types::{EventsPage, NodeStatus};
 
-use super::client::{ApiArgs, Client, seg};
+use super::client::{Client, seg};
 use super::when;
 
-#[derive(Debug, clap::Args)]
-pub struct EventsArgs {
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// Keep printing events as they happen.
-    #[arg(long, short)]
-    pub follow: bool,
-    /// Only this persona's events (a name the node has never heard of is an error).
-    #[arg(long)]
-    pub persona: Option<String>,
-    /// How many of the latest events to show first.
-    #[arg(long, default_value_t = 50)]
-    pub last: u64,
-    /// One JSON object per line (times in epoch milliseconds).
-    #[arg(long)]
-    pub json: bool,
-}
+pub use super::log_args::LogArgs as EventsArgs;
 
 /// Column widths: a followed log prints line by line, so the table cannot measure its rows.
 const HEADER: [&str; 6] = ["SEQ", "TIME", "AGO", "PERSONA", "KIND", "DETAIL"];

@@ -16,6 +16,7 @@ mod docs;
 pub mod duration;
 mod events;
 mod files;
+mod log_args;
 mod logs;
 mod mesh;
 mod moves;

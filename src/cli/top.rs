@@ -380,7 +380,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mindmesh_core::{Budget, Health, Importance, Phase};
+    use mindmesh_core::{Health, Phase};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
@@ -388,37 +388,14 @@ mod tests {
         PersonaView {
             name: name.into(),
             node: Some(node.into()),
-            desired: None,
             epoch: 1,
             phase,
-            reason: None,
             pid: Some(100),
-            port: None,
-            restarts: 0,
             health: Health::Healthy,
-            importance: Importance::default(),
-            model: None,
             rss_bytes: rss_mb << 20,
-            peak_rss_bytes: 0,
             cpu_percent: cpu,
-            uptime_s: None,
             throttle_multiplier: 1.0,
-            budget: Budget::default(),
-            queue_depth: 0,
-            in_flight: 0,
-            requests_total: 0,
-            errors_total: 0,
-            last_activity_ms: None,
-            idle_s: None,
-            burst_s: None,
-            migrating_to: None,
-            checkpoint_bytes: None,
-            checkpoint_at_ms: None,
-            spec: None,
-            log_files: None,
-            budget_spec: None,
-            reload_ms: None,
-            paused_s: None,
+            ..PersonaView::default()
         }
     }
 

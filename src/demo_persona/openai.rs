@@ -192,18 +192,6 @@ impl<'a> ChatCompletion<'a> {
 }
 
 #[derive(Serialize)]
-pub struct ChatChunk<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: &'a str,
-    pub system_fingerprint: &'static str,
-    pub choices: &'a [ChunkChoice<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-}
-
-#[derive(Serialize)]
 pub struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
@@ -219,11 +207,28 @@ pub struct Delta<'a> {
     pub content: Option<&'a str>,
 }
 
-impl<'a> ChatChunk<'a> {
-    pub fn new(env: Envelope<'a>, choices: &'a [ChunkChoice<'a>], usage: Option<Usage>) -> Self {
-        ChatChunk {
+/// A body whose choices are a slice: a streamed chat chunk, or a legacy text completion (whole
+/// or as one streamed chunk, the same shape in OpenAI's API). Only `object` tells them apart.
+#[derive(Serialize)]
+pub struct ChoiceList<'a, C> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub system_fingerprint: &'static str,
+    pub choices: &'a [C],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+pub type ChatChunk<'a> = ChoiceList<'a, ChunkChoice<'a>>;
+pub type TextCompletion<'a> = ChoiceList<'a, TextChoice<'a>>;
+
+impl<'a, C> ChoiceList<'a, C> {
+    fn with_object(object: &'static str, env: Envelope<'a>, choices: &'a [C], usage: Option<Usage>) -> Self {
+        ChoiceList {
             id: env.id,
-            object: "chat.completion.chunk",
+            object,
             created: env.created,
             model: env.model,
             system_fingerprint: FINGERPRINT,
@@ -233,17 +238,16 @@ impl<'a> ChatChunk<'a> {
     }
 }
 
-/// The legacy text completion, whole or as one streamed chunk (same shape in OpenAI's API).
-#[derive(Serialize)]
-pub struct TextCompletion<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: &'a str,
-    pub system_fingerprint: &'static str,
-    pub choices: &'a [TextChoice<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+impl<'a> ChatChunk<'a> {
+    pub fn new(env: Envelope<'a>, choices: &'a [ChunkChoice<'a>], usage: Option<Usage>) -> Self {
+        Self::with_object("chat.completion.chunk", env, choices, usage)
+    }
+}
+
+impl<'a> TextCompletion<'a> {
+    pub fn new(env: Envelope<'a>, choices: &'a [TextChoice<'a>], usage: Option<Usage>) -> Self {
+        Self::with_object("text_completion", env, choices, usage)
+    }
 }
 
 #[derive(Serialize)]
@@ -252,20 +256,6 @@ pub struct TextChoice<'a> {
     pub index: u32,
     pub logprobs: Option<()>,
     pub finish_reason: Option<&'static str>,
-}
-
-impl<'a> TextCompletion<'a> {
-    pub fn new(env: Envelope<'a>, choices: &'a [TextChoice<'a>], usage: Option<Usage>) -> Self {
-        TextCompletion {
-            id: env.id,
-            object: "text_completion",
-            created: env.created,
-            model: env.model,
-            system_fingerprint: FINGERPRINT,
-            choices,
-            usage,
-        }
-    }
 }
 
 /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.

@@ -226,6 +226,17 @@ impl TestNode {
         http("PATCH", &self.url(path), Some(("application/json", body.to_string()))).await
     }
 
+    /// A one-message chat through the gateway with the node's token: status and JSON answer
+    /// (null when the answer is not JSON).
+    pub async fn chat(&self, model: &str) -> (u16, Value) {
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
+        let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
+        let r =
+            client.post(self.url("/v1/chat/completions")).bearer_auth(self.token()).json(&body).send().await.unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         http("DELETE", &self.url(path), None).await
     }

@@ -5,7 +5,8 @@
 //! in, so the same logic runs in a node and in the deterministic simulator.
 //!
 //! # Layout
-//! - [`spec`]: the persona spec (TOML/JSON), importance, restart policy, limits
+//! - [`spec`]: the persona spec (TOML/JSON), importance, restart policy, limits, adapters
+//! - [`spec_v3`]: the spec as wire version 3 laid it out, so older bytes still decode
 //! - [`bounds`]: the upper bound of every number a user, a client or a config gives
 //! - [`budget`]: the compute budget and run-time patches to it
 //! - [`config`]: the node's config file, one section per subsystem
@@ -53,6 +54,7 @@ pub mod registry;
 pub mod snapshot;
 pub mod spec;
 pub mod spec_diff;
+pub mod spec_v3;
 pub mod telemetry;
 pub mod wire;
 

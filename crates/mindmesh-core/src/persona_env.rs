@@ -10,8 +10,9 @@
 //!    zone and a temporary directory), never one in the node's own `MINDMESH_` namespace;
 //! 2. the spec's `env`;
 //! 3. the contract ([`CONTRACT`]): `MINDMESH_PORT`, `MINDMESH_PERSONA_ID`,
-//!    `MINDMESH_STATE_FILE` (only when there is state to restore), `MINDMESH_EXE` and the
-//!    node's instance marker.
+//!    `MINDMESH_STATE_FILE` (only when there is state to restore), `MINDMESH_EXE`, the
+//!    node's instance marker and, for a model server that is the base of adapter personas,
+//!    `MINDMESH_LORA_ADAPTERS`.
 
 use std::collections::BTreeMap;
 
@@ -29,8 +30,15 @@ pub const ENV_EXE: &str = "MINDMESH_EXE";
 /// left behind even if it died before recording the PID.
 pub const ENV_NODE_INSTANCE: &str = "MINDMESH_NODE_INSTANCE";
 
+/// The adapters a base persona's server must load at start, as a JSON array in id order:
+/// `[{"id": 0, "name": "pirate", "path": "/m/pirate.gguf", "scale": 1.0}]` (set only for a
+/// persona that has adapter personas). llama.cpp numbers its `--lora` adapters in the order
+/// given, and the gateway selects one per request by that id.
+pub const ENV_LORA_ADAPTERS: &str = "MINDMESH_LORA_ADAPTERS";
+
 /// Variables the node sets for every persona; a spec may not set them.
-pub const CONTRACT: [&str; 5] = [ENV_PORT, ENV_PERSONA_ID, ENV_STATE_FILE, ENV_EXE, ENV_NODE_INSTANCE];
+pub const CONTRACT: [&str; 6] =
+    [ENV_PORT, ENV_PERSONA_ID, ENV_STATE_FILE, ENV_EXE, ENV_NODE_INSTANCE, ENV_LORA_ADAPTERS];
 
 /// The node's namespace: its token, its LLM key and its settings live here, so no
 /// passthrough pattern may reach into it.

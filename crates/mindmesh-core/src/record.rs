@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::phase::Phase;
 use crate::spec::PersonaSpec;
+use crate::spec_v3::PersonaSpecV3;
 
 /// A process the node started: enough to find it again after the node restarts and to be
 /// sure it is the same process (a PID alone may have been reused).
@@ -56,5 +57,53 @@ impl PersonaRecord {
     /// Should the persona be running after a node restart? Phases at rest stay at rest.
     pub fn wants_running(&self) -> bool {
         matches!(self.phase, Phase::Pending | Phase::Starting | Phase::Running | Phase::Backoff | Phase::Stopping)
+    }
+}
+
+/// [`PersonaRecord`] as a node stored it before the spec's wire version 4 (its spec is the
+/// frozen [`PersonaSpecV3`]): a node upgraded in place reads the records it wrote before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaRecordV1 {
+    pub spec: PersonaSpecV3,
+    pub phase: Phase,
+    pub reason: Option<String>,
+    pub restarts: u32,
+    pub generation: u64,
+    pub epoch: u64,
+    pub process: Option<ProcessRecord>,
+    pub added_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl From<PersonaRecordV1> for PersonaRecord {
+    fn from(r: PersonaRecordV1) -> Self {
+        PersonaRecord {
+            spec: r.spec.into(),
+            phase: r.phase,
+            reason: r.reason,
+            restarts: r.restarts,
+            generation: r.generation,
+            epoch: r.epoch,
+            process: r.process,
+            added_ms: r.added_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
+impl From<&PersonaRecord> for PersonaRecordV1 {
+    /// As version 1 would have stored it (the spec's later fields dropped), for tests.
+    fn from(r: &PersonaRecord) -> Self {
+        PersonaRecordV1 {
+            spec: (&r.spec).into(),
+            phase: r.phase,
+            reason: r.reason.clone(),
+            restarts: r.restarts,
+            generation: r.generation,
+            epoch: r.epoch,
+            process: r.process.clone(),
+            added_ms: r.added_ms,
+            updated_ms: r.updated_ms,
+        }
     }
 }

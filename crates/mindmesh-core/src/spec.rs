@@ -74,6 +74,9 @@ pub struct Requests {
 #[serde(deny_unknown_fields)]
 pub struct PersonaSpec {
     pub name: String,
+    /// The program to run; empty (left out) only for an adapter persona, which has no
+    /// process of its own.
+    #[serde(default)]
     pub command: String,
     #[serde(default)]
     pub args: Vec<String>,
@@ -108,6 +111,73 @@ pub struct PersonaSpec {
     /// Hibernate after this long without a request (the gateway measures idleness).
     #[serde(default)]
     pub hibernate_after_idle_s: Option<u64>,
+    // wire version 4 from here on; every field at the end, each with a default
+    /// A LoRA adapter served by another persona's model server (its base): the persona has
+    /// no process; its requests go to the base with this adapter selected.
+    #[serde(default)]
+    pub adapter: Option<Adapter>,
+    /// The persona's own sleep hooks (the `asleep` hibernation tier): POSTed by the node to
+    /// release its heavy memory while the process lives, and to take it back.
+    #[serde(default)]
+    pub sleep: Option<SleepHooks>,
+    /// `GET` path where the persona reports its own metrics as JSON (the contract's is
+    /// [`CONTRACT_METRICS_PATH`]); none: it reports none.
+    #[serde(default)]
+    pub metrics_path: Option<String>,
+}
+
+/// A persona that is a LoRA adapter on the model server of another persona, its base.
+/// llama.cpp's server loads every adapter of its base at start (`--lora`) and selects one per
+/// request (`"lora": [{"id": N, "scale": S}]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adapter {
+    /// The persona whose server carries the adapter; not itself an adapter.
+    pub base: String,
+    /// The adapter file (a LoRA GGUF for llama.cpp), absolute: the base's process reads it.
+    pub path: PathBuf,
+    /// How strongly the adapter applies (llama.cpp's per-request `scale`).
+    #[serde(default = "default_adapter_scale")]
+    pub scale: f64,
+}
+
+fn default_adapter_scale() -> f64 {
+    1.0
+}
+
+/// Largest adapter scale accepted: LoRA scales are around 1; far beyond, output is noise.
+pub const MAX_ADAPTER_SCALE: f64 = 100.0;
+
+/// The contract's sleep hook paths, used when `[sleep]` names none.
+pub const CONTRACT_SLEEP_PATH: &str = "/mindmesh/sleep";
+pub const CONTRACT_WAKE_PATH: &str = "/mindmesh/wake";
+/// The contract's path for persona-reported metrics.
+pub const CONTRACT_METRICS_PATH: &str = "/mindmesh/metrics";
+
+/// Paths the node POSTs to put a persona to sleep (release its heavy memory, the process
+/// lives on) and to wake it: e.g. vLLM's `/sleep` and `/wake_up`. An empty `[sleep]` table
+/// names the contract's own hooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepHooks {
+    #[serde(default = "default_sleep_path")]
+    pub sleep_path: String,
+    #[serde(default = "default_wake_path")]
+    pub wake_path: String,
+}
+
+fn default_sleep_path() -> String {
+    CONTRACT_SLEEP_PATH.to_owned()
+}
+
+fn default_wake_path() -> String {
+    CONTRACT_WAKE_PATH.to_owned()
+}
+
+impl Default for SleepHooks {
+    fn default() -> Self {
+        SleepHooks { sleep_path: default_sleep_path(), wake_path: default_wake_path() }
+    }
 }
 
 /// Node labels placement must (`require`) or should (`prefer`) find on the node that runs a
@@ -138,7 +208,7 @@ impl Placement {
 }
 
 /// Variables the node sets for every persona; a spec may not override them.
-pub const RESERVED_ENV: [&str; 5] = crate::persona_env::CONTRACT;
+pub const RESERVED_ENV: [&str; 6] = crate::persona_env::CONTRACT;
 
 /// Longest persona name: it becomes a cgroup, a file name and a metric label.
 pub const MAX_NAME_LEN: usize = 63;
@@ -168,7 +238,23 @@ impl PersonaSpec {
             labels: BTreeMap::new(),
             placement: Placement::default(),
             hibernate_after_idle_s: None,
+            adapter: None,
+            sleep: None,
+            metrics_path: None,
         }
+    }
+
+    /// A minimal valid adapter persona on `base`, for tests and examples.
+    pub fn adapter(name: &str, base: &str, path: impl Into<PathBuf>, scale: f64) -> Self {
+        PersonaSpec {
+            adapter: Some(Adapter { base: base.to_owned(), path: path.into(), scale }),
+            ..PersonaSpec::new(name, "")
+        }
+    }
+
+    /// The base persona of an adapter persona.
+    pub fn base(&self) -> Option<&str> {
+        self.adapter.as_ref().map(|a| a.base.as_str())
     }
 
     pub fn from_toml_str(s: &str) -> Result<Self> {
@@ -204,9 +290,13 @@ impl PersonaSpec {
     /// Every problem of the spec, each naming its field (`mindmesh config check` lists them
     /// all; within one field only the first is told).
     pub fn problems(&self) -> Vec<CoreError> {
-        let checks: [&dyn Fn() -> Result<()>; 12] = [
+        let checks: [&dyn Fn() -> Result<()>; 15] = [
             &|| validate_name(&self.name),
             &|| {
+                if self.adapter.is_some() {
+                    // an adapter's process is its base's: nothing here may describe another
+                    return self.adapter_process_problem();
+                }
                 if self.command.trim().is_empty() {
                     return Err(CoreError::invalid("command", "must not be empty"));
                 }
@@ -275,10 +365,40 @@ impl PersonaSpec {
                 Some(v) => bounds::within("hibernate_after_idle_s", v, 1, bounds::MAX_IDLE_S),
                 None => Ok(()),
             },
+            &|| self.adapter.as_ref().map_or(Ok(()), |a| a.problem(&self.name)),
+            &|| {
+                let Some(h) = &self.sleep else { return Ok(()) };
+                http_path("sleep.sleep_path", &h.sleep_path)?;
+                http_path("sleep.wake_path", &h.wake_path)
+            },
+            &|| self.metrics_path.as_deref().map_or(Ok(()), |p| http_path("metrics_path", p)),
         ];
         let mut out: Vec<CoreError> = checks.iter().filter_map(|check| check().err()).collect();
         out.extend(self.budget.problems().into_iter().map(|e| e.within("budget")));
         out
+    }
+
+    /// An adapter persona runs no process: the fields that describe one must be left out.
+    fn adapter_process_problem(&self) -> Result<()> {
+        let set = [
+            ("command", !self.command.is_empty()),
+            ("args", !self.args.is_empty()),
+            ("env", !self.env.is_empty()),
+            ("working_dir", self.working_dir.is_some()),
+            ("health_path", self.health_path.is_some()),
+            ("limits", self.limits != Limits::default()),
+            ("sleep", self.sleep.is_some()),
+            ("metrics_path", self.metrics_path.is_some()),
+            // it runs where its base runs
+            ("placement", !self.placement.is_empty()),
+        ];
+        match set.iter().find(|(_, is_set)| *is_set) {
+            Some((field, _)) => Err(CoreError::invalid(
+                *field,
+                "an adapter persona has no process of its own (its base's serves it): leave this out",
+            )),
+            None => Ok(()),
+        }
     }
 
     fn env_problem(&self) -> Result<()> {
@@ -311,6 +431,45 @@ impl PersonaSpec {
     }
 }
 
+impl Adapter {
+    fn problem(&self, own_name: &str) -> Result<()> {
+        validate_name(&self.base).map_err(|e| CoreError::invalid("adapter.base", e.to_string()))?;
+        if self.base == own_name {
+            return Err(CoreError::invalid("adapter.base", "a persona cannot be its own base"));
+        }
+        let path = self.path.to_string_lossy();
+        if path.is_empty() {
+            return Err(CoreError::invalid("adapter.path", "must not be empty"));
+        }
+        bounded("adapter.path", &path)?;
+        no_nul("adapter.path", &path)?;
+        if !self.path.is_absolute() {
+            return Err(CoreError::invalid("adapter.path", "must be absolute (the base's process reads it)"));
+        }
+        bounds::within_f("adapter.scale", self.scale, 0.0, MAX_ADAPTER_SCALE)
+    }
+}
+
+/// The problems of a set of specs taken together, which no spec shows alone: an adapter's
+/// base must be one of them, and not itself an adapter. (A node's config and the registry
+/// both hold such a set.)
+pub fn adapter_problems<'a>(specs: impl IntoIterator<Item = &'a PersonaSpec> + Clone) -> Vec<CoreError> {
+    let by_name: BTreeMap<&str, &PersonaSpec> = specs.clone().into_iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut out = Vec::new();
+    for spec in specs {
+        let Some(base) = spec.base() else { continue };
+        let field = format!("{}.adapter.base", spec.name);
+        match by_name.get(base) {
+            None => out.push(CoreError::invalid(field, format!("no persona {base:?}"))),
+            Some(b) if b.adapter.is_some() => {
+                out.push(CoreError::invalid(field, format!("{base:?} is itself an adapter; name the model server")))
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
 pub fn validate_name(name: &str) -> Result<()> {
     let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let ok_chars =
@@ -331,6 +490,15 @@ fn bounded(field: &str, s: &str) -> Result<()> {
         return Err(CoreError::invalid(field, format!("longer than {MAX_STRING_LEN} bytes")));
     }
     Ok(())
+}
+
+/// A path of the persona's HTTP server.
+fn http_path(field: &str, p: &str) -> Result<()> {
+    if !p.starts_with('/') {
+        return Err(CoreError::invalid(field, "must start with '/'"));
+    }
+    bounded(field, p)?;
+    no_nul(field, p)
 }
 
 fn no_nul(field: &str, s: &str) -> Result<()> {
@@ -445,6 +613,72 @@ mod tests {
             bounds::MAX_RESPONSE_TIME_MS
         );
         PersonaSpec::from_toml_str(&at_bounds).unwrap();
+    }
+
+    #[test]
+    fn an_adapter_persona_names_its_base_and_no_process() {
+        let a = PersonaSpec::from_toml_str(
+            "name = \"pirate\"\nhibernate_after_idle_s = 60\n[adapter]\nbase = \"llama\"\npath = \"/m/pirate.gguf\"\n",
+        )
+        .unwrap();
+        assert_eq!(a.base(), Some("llama"));
+        assert_eq!(a.adapter.as_ref().unwrap().scale, 1.0, "scale defaults to 1");
+        let adapter = "name = \"a\"\n[adapter]\nbase = \"b\"\npath = \"/x.gguf\"\n";
+        for (extra, field) in [
+            ("scale = -1", "adapter.scale"),
+            ("scale = 1e9", "adapter.scale"),
+            ("scale = nan", "adapter.scale"),
+            ("colour = 1", "adapter.colour"),
+        ] {
+            assert_eq!(field_of(&format!("{adapter}{extra}")), field, "{extra}");
+        }
+        assert_eq!(field_of("name = \"a\"\n[adapter]\nbase = \"b\"\npath = \"x.gguf\""), "adapter.path");
+        assert_eq!(field_of("name = \"a\"\n[adapter]\nbase = \"b\"\npath = \"\""), "adapter.path");
+        assert_eq!(field_of("name = \"a\"\n[adapter]\nbase = \"a\"\npath = \"/x\""), "adapter.base");
+        assert_eq!(field_of("name = \"a\"\n[adapter]\nbase = \"B A\"\npath = \"/x\""), "adapter.base");
+        // a missing field is told at its table (serde: "missing field `base`")
+        assert_eq!(field_of("name = \"a\"\n[adapter]\npath = \"/x\""), "adapter");
+        // a process of its own is refused, field by field
+        for (extra, field) in [
+            ("command = \"srv\"", "command"),
+            ("args = [\"-v\"]", "args"),
+            ("health_path = \"/health\"", "health_path"),
+            ("metrics_path = \"/m\"", "metrics_path"),
+        ] {
+            assert_eq!(field_of(&format!("name = \"a\"\n{extra}\n[adapter]\nbase = \"b\"\npath = \"/x\"")), field);
+        }
+        // and a persona without an adapter still needs a command
+        assert_eq!(field_of("name = \"a\""), "command");
+    }
+
+    #[test]
+    fn an_adapters_base_must_be_a_model_server_of_the_same_set() {
+        let base = PersonaSpec::new("llama", "srv");
+        let a = PersonaSpec::adapter("a", "llama", "/a.gguf", 1.0);
+        let b = PersonaSpec::adapter("b", "a", "/b.gguf", 1.0);
+        let c = PersonaSpec::adapter("c", "nobody", "/c.gguf", 1.0);
+        assert!(adapter_problems([&base, &a]).is_empty());
+        let p = adapter_problems([&base, &a, &b, &c]);
+        let fields: Vec<_> = p.iter().map(|e| e.field().unwrap_or_default().to_owned()).collect();
+        assert_eq!(fields, ["b.adapter.base", "c.adapter.base"]);
+        assert!(p[0].to_string().contains("itself an adapter"), "{}", p[0]);
+    }
+
+    #[test]
+    fn sleep_hooks_and_metrics_path_default_to_the_contract() {
+        let s = PersonaSpec::from_toml_str(
+            "name = \"v\"\ncommand = \"x\"\nmetrics_path = \"/mindmesh/metrics\"\n[sleep]\n",
+        )
+        .unwrap();
+        assert_eq!(s.sleep, Some(SleepHooks::default()));
+        assert_eq!(s.sleep.as_ref().unwrap().wake_path, CONTRACT_WAKE_PATH);
+        let s = PersonaSpec::from_toml_str(
+            "name = \"v\"\ncommand = \"x\"\n[sleep]\nsleep_path = \"/sleep\"\nwake_path = \"/wake_up\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.sleep.unwrap().wake_path, "/wake_up");
+        assert_eq!(field_of("name = \"v\"\ncommand = \"x\"\n[sleep]\nsleep_path = \"sleep\""), "sleep.sleep_path");
+        assert_eq!(field_of("name = \"v\"\ncommand = \"x\"\nmetrics_path = \"m\""), "metrics_path");
     }
 
     #[test]

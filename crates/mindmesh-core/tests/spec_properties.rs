@@ -89,6 +89,9 @@ fn spec() -> impl Strategy<Value = PersonaSpec> {
             labels,
             placement: Placement { require, prefer },
             hibernate_after_idle_s: hibernate,
+            adapter: None,
+            sleep: None,
+            metrics_path: None,
         },
     )
 }

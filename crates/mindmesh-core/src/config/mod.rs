@@ -109,6 +109,8 @@ impl NodeConfig {
                 out.push(CoreError::invalid(format!("persona[{i}].name"), format!("duplicate name {:?}", p.name)));
             }
         }
+        // an adapter's base is a persona of the same file (adapters load when their base starts)
+        out.extend(crate::spec::adapter_problems(&self.personas).into_iter().map(|e| e.within("persona")));
         out
     }
 }

@@ -98,10 +98,12 @@ pub fn plan(registry: &Registry, lost: &BTreeSet<NodeId>, silent_ms: impl Fn(Nod
     let name_of = |id: NodeId| registry.nodes.get(&id).map_or_else(|| id.to_string(), |n| n.info.name.clone());
     let mut out = FailoverPlan::default();
 
-    // personas that must find a node: those of lost nodes, and the pending ones
+    // personas that must find a node: those of lost nodes, and the pending ones (not adapters:
+    // the registry places each where its base is)
     let mut homeless: Vec<(&String, Option<NodeId>)> = registry
         .personas
         .iter()
+        .filter(|(_, p)| p.spec.adapter.is_none())
         .filter(|(_, p)| match p.node {
             Some(n) => lost.contains(&n) || !registry.nodes.contains_key(&n),
             None => true,

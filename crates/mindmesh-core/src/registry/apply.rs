@@ -12,7 +12,7 @@ use super::{
 };
 use crate::action::{Action, AnalystKind, Decision};
 use crate::snapshot::truncate_str;
-use crate::spec::{MAX_LABELS, MAX_STRING_LEN, validate_name};
+use crate::spec::{MAX_LABELS, MAX_STRING_LEN, PersonaSpec, validate_name};
 
 impl Registry {
     /// Apply one committed proposal. A proposal id seen before answers its first outcome again.
@@ -56,6 +56,7 @@ impl Registry {
                 Command::AddNode(_)
                 | Command::RemoveNode { .. }
                 | Command::PutPersona { .. }
+                | Command::PutPersonaV3 { .. }
                 | Command::RemovePersona { .. }
                 | Command::AssignPersona { .. }
                 | Command::Migrate { .. }
@@ -69,56 +70,106 @@ impl Registry {
         };
         if moved_placement {
             self.placement_index = ctx.index;
+            self.adapters_follow_their_base(ctx);
         }
         outcome
+    }
+
+    /// The adapter personas whose base is `base`.
+    pub(crate) fn adapters_of<'a>(&'a self, base: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.personas.values().filter(move |p| p.spec.base() == Some(base)).map(|p| p.spec.name.as_str())
+    }
+
+    /// An adapter persona runs where its base's server runs: after any change of placement,
+    /// each adapter is placed where its base is (a new placement, so a new epoch: the node
+    /// that had it lets it go, the base's node takes it up).
+    fn adapters_follow_their_base(&mut self, ctx: ApplyCtx) {
+        let moves: Vec<(String, Option<NodeId>)> = self
+            .personas
+            .values()
+            .filter_map(|p| {
+                let base = self.personas.get(p.spec.base()?)?;
+                (p.node != base.node).then(|| (p.spec.name.clone(), base.node))
+            })
+            .collect();
+        for (name, node) in moves {
+            if let Some(p) = self.personas.get_mut(&name) {
+                p.node = node;
+                p.epoch = ctx.index;
+                p.migrating_to = None;
+                p.updated_index = ctx.index;
+            }
+        }
+    }
+
+    fn put_persona(&mut self, spec: &PersonaSpec, node: Option<NodeId>, ctx: ApplyCtx) -> Outcome {
+        if let Err(e) = spec.validate() {
+            return Outcome::rejected(format!("persona spec: {e}"));
+        }
+        if let Some(base) = spec.base() {
+            match self.personas.get(base) {
+                None => return Outcome::rejected(format!("adapter.base: no persona {base:?}")),
+                Some(b) if b.spec.adapter.is_some() => {
+                    return Outcome::rejected(format!("adapter.base: {base:?} is itself an adapter"));
+                }
+                Some(_) => {}
+            }
+            if let Some(a) = self.adapters_of(&spec.name).next() {
+                return Outcome::rejected(format!("{} is the base of {a}: it cannot become an adapter", spec.name));
+            }
+        }
+        if let Some(n) = node
+            && !self.nodes.contains_key(&n)
+        {
+            return Outcome::rejected(format!("no node {n}"));
+        }
+        match self.personas.get_mut(&spec.name) {
+            Some(p) => {
+                p.spec = spec.clone();
+                p.budget = spec.budget.clone();
+                if p.node != node {
+                    p.node = node;
+                    p.epoch = ctx.index;
+                    p.migrating_to = None;
+                }
+                p.updated_index = ctx.index;
+                Outcome::Persona { generation: p.generation, epoch: p.epoch }
+            }
+            None => {
+                if self.personas.len() >= MAX_PERSONAS {
+                    return Outcome::rejected(format!("the mesh holds at most {MAX_PERSONAS} personas"));
+                }
+                let entry = PersonaEntry {
+                    spec: spec.clone(),
+                    node,
+                    phase: DesiredPhase::Running,
+                    reason: None,
+                    budget: spec.budget.clone(),
+                    generation: 0,
+                    epoch: ctx.index,
+                    checkpoint: None,
+                    migrating_to: None,
+                    created_index: ctx.index,
+                    updated_index: ctx.index,
+                };
+                self.personas.insert(spec.name.clone(), entry);
+                Outcome::Persona { generation: 0, epoch: ctx.index }
+            }
+        }
     }
 
     fn change(&mut self, cmd: &Command, ctx: ApplyCtx) -> Outcome {
         match cmd {
             Command::AddNode(info) => self.add_node(info, ctx),
             Command::RemoveNode { id } => self.remove_node(*id, ctx),
-            Command::PutPersona { spec, node } => {
-                if let Err(e) = spec.validate() {
-                    return Outcome::rejected(format!("persona spec: {e}"));
-                }
-                if let Some(n) = node
-                    && !self.nodes.contains_key(n)
-                {
-                    return Outcome::rejected(format!("no node {n}"));
-                }
-                match self.personas.get_mut(&spec.name) {
-                    Some(p) => {
-                        p.spec = (**spec).clone();
-                        p.budget = spec.budget.clone();
-                        if p.node != *node {
-                            p.node = *node;
-                            p.epoch = ctx.index;
-                            p.migrating_to = None;
-                        }
-                        p.updated_index = ctx.index;
-                        Outcome::Persona { generation: p.generation, epoch: p.epoch }
-                    }
-                    None => {
-                        if self.personas.len() >= MAX_PERSONAS {
-                            return Outcome::rejected(format!("the mesh holds at most {MAX_PERSONAS} personas"));
-                        }
-                        let entry = PersonaEntry {
-                            spec: (**spec).clone(),
-                            node: *node,
-                            phase: DesiredPhase::Running,
-                            reason: None,
-                            budget: spec.budget.clone(),
-                            generation: 0,
-                            epoch: ctx.index,
-                            checkpoint: None,
-                            migrating_to: None,
-                            created_index: ctx.index,
-                            updated_index: ctx.index,
-                        };
-                        self.personas.insert(spec.name.clone(), entry);
-                        Outcome::Persona { generation: 0, epoch: ctx.index }
-                    }
-                }
+            Command::PutPersona { spec, node } => self.put_persona(spec, *node, ctx),
+            Command::PutPersonaV3 { spec, node } => {
+                let spec: PersonaSpec = (**spec).clone().into();
+                self.put_persona(&spec, *node, ctx)
+            }
+            Command::RemovePersona { name } if self.adapters_of(name).next().is_some() => {
+                let adapters: Vec<&str> = self.adapters_of(name).collect();
+                Outcome::rejected(format!("{name} is the base of {}: remove them first", adapters.join(", ")))
             }
             Command::RemovePersona { name } => match self.personas.remove(name) {
                 Some(_) => Outcome::Done,

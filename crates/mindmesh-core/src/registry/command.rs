@@ -6,6 +6,7 @@ use super::{Actor, Capacity, Decided, DesiredPhase, NodeId};
 use crate::action::Decision;
 use crate::budget::BudgetPatch;
 use crate::spec::PersonaSpec;
+use crate::spec_v3::PersonaSpecV3;
 use std::collections::BTreeMap;
 
 /// A command with the id its proposer gave it. A proposer that retries after a lost answer
@@ -47,10 +48,10 @@ pub enum Command {
     RemoveNode {
         id: NodeId,
     },
-    /// Create a persona, or replace the spec of an existing one (its phase and generation stay).
-    /// Boxed: a spec is far larger than any other command.
-    PutPersona {
-        spec: Box<PersonaSpec>,
+    /// [`Command::PutPersona`] as log entries of wire version 3 and older hold it: applied as
+    /// that, with the spec brought up to date. Never proposed any more.
+    PutPersonaV3 {
+        spec: Box<PersonaSpecV3>,
         node: Option<NodeId>,
     },
     RemovePersona {
@@ -148,6 +149,13 @@ pub enum Command {
         ok: bool,
         outcome: String,
     },
+    /// Create a persona, or replace the spec of an existing one (its phase and generation stay).
+    /// Boxed: a spec is far larger than any other command. (Wire version 4: the spec with
+    /// adapters; [`Command::PutPersonaV3`] is the older layout.)
+    PutPersona {
+        spec: Box<PersonaSpec>,
+        node: Option<NodeId>,
+    },
 }
 
 /// Move `name` from `from` (None: pending) to `to` (None: pending).
@@ -167,7 +175,7 @@ impl Command {
         match self {
             Command::AddNode(_) => "add_node",
             Command::RemoveNode { .. } => "remove_node",
-            Command::PutPersona { .. } => "put_persona",
+            Command::PutPersona { .. } | Command::PutPersonaV3 { .. } => "put_persona",
             Command::RemovePersona { .. } => "remove_persona",
             Command::AssignPersona { .. } => "assign_persona",
             Command::SetPhase { .. } => "set_phase",

@@ -1,20 +1,101 @@
-//! Registry snapshots of wire version 2 (before the audit trail), decoded and brought up to
-//! date: postcard has no field names, so the old layout is spelled out here, field for field.
+//! Registry snapshots of older wire versions, decoded and brought up to date: postcard has no
+//! field names, so each old layout is spelled out here, field for field. Version 2: before the
+//! audit trail; version 3: before the spec's adapters, sleep hooks and metrics path (the spec
+//! of both is [`crate::spec_v3`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Deserialize;
 
-use super::{Actor, DecisionRecord, NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Registry, Verdict};
+use super::{
+    Actor, Checkpoint, DecisionRecord, DesiredPhase, NodeEntry, NodeId, NodeInfo, Outcome, PersonaEntry, Registry,
+    Verdict,
+};
 use crate::action::Decision;
+use crate::spec_v3::{BudgetV3, PersonaSpecV3};
 
 pub(super) const V2: u8 = 2;
+pub(super) const V3: u8 = 3;
+
+/// [`Registry`] of wire version 3.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct RegistryV3 {
+    nodes: BTreeMap<NodeId, NodeEntry>,
+    personas: BTreeMap<String, PersonaEntryV3>,
+    decisions: VecDeque<DecisionRecord>,
+    next_decision_seq: u64,
+    decisions_updated_index: u64,
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
+    recent: BTreeMap<NodeId, VecDeque<(u64, Outcome)>>,
+    applied_index: u64,
+    placement_index: u64,
+    digest: u64,
+}
+
+/// [`PersonaEntry`] of wire versions 2 and 3.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct PersonaEntryV3 {
+    spec: PersonaSpecV3,
+    node: Option<NodeId>,
+    phase: DesiredPhase,
+    reason: Option<String>,
+    budget: BudgetV3,
+    generation: u64,
+    epoch: u64,
+    checkpoint: Option<Checkpoint>,
+    migrating_to: Option<NodeId>,
+    created_index: u64,
+    updated_index: u64,
+}
+
+impl From<PersonaEntryV3> for PersonaEntry {
+    fn from(p: PersonaEntryV3) -> Self {
+        PersonaEntry {
+            spec: p.spec.into(),
+            node: p.node,
+            phase: p.phase,
+            reason: p.reason,
+            budget: p.budget.into(),
+            generation: p.generation,
+            epoch: p.epoch,
+            checkpoint: p.checkpoint,
+            migrating_to: p.migrating_to,
+            created_index: p.created_index,
+            updated_index: p.updated_index,
+        }
+    }
+}
+
+fn personas_v3(personas: BTreeMap<String, PersonaEntryV3>) -> BTreeMap<String, PersonaEntry> {
+    personas.into_iter().map(|(name, p)| (name, p.into())).collect()
+}
+
+impl From<RegistryV3> for Registry {
+    fn from(r: RegistryV3) -> Self {
+        Registry {
+            nodes: r.nodes,
+            personas: personas_v3(r.personas),
+            decisions: r.decisions,
+            next_decision_seq: r.next_decision_seq,
+            decisions_updated_index: r.decisions_updated_index,
+            voters: r.voters,
+            learners: r.learners,
+            recent: r.recent,
+            applied_index: r.applied_index,
+            placement_index: r.placement_index,
+            digest: r.digest,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct RegistryV2<D = DecisionRecordV2> {
     nodes: BTreeMap<NodeId, NodeEntryV2>,
-    personas: BTreeMap<String, PersonaEntry>,
+    personas: BTreeMap<String, PersonaEntryV3>,
     decisions: VecDeque<D>,
     next_decision_seq: u64,
     voters: BTreeSet<NodeId>,
@@ -122,7 +203,7 @@ impl<D: Into<DecisionRecord>> From<RegistryV2<D>> for Registry {
         let decisions_updated_index = decisions.iter().map(|d| d.updated_index).max().unwrap_or(0);
         Registry {
             nodes,
-            personas: r.personas,
+            personas: personas_v3(r.personas),
             decisions,
             next_decision_seq: r.next_decision_seq,
             decisions_updated_index,
@@ -154,7 +235,7 @@ pub(super) fn tests_v2(r: &Registry, executed: &[(u64, bool)]) -> RegistryV2 {
                 (*id, n)
             })
             .collect(),
-        personas: r.personas.clone(),
+        personas: tests_personas_v3(r),
         decisions: r
             .decisions
             .iter()
@@ -176,6 +257,49 @@ pub(super) fn tests_v2(r: &Registry, executed: &[(u64, bool)]) -> RegistryV2 {
         learners: r.learners.clone(),
         recent: r.recent.clone(),
         applied_index: r.applied_index,
+        digest: r.digest,
+    }
+}
+
+/// The personas of `r` as versions 2 and 3 laid them out.
+#[cfg(test)]
+fn tests_personas_v3(r: &Registry) -> BTreeMap<String, PersonaEntryV3> {
+    r.personas
+        .iter()
+        .map(|(name, p)| {
+            let spec = PersonaSpecV3::from(&p.spec);
+            let entry = PersonaEntryV3 {
+                budget: spec.budget.clone(),
+                spec,
+                node: p.node,
+                phase: p.phase,
+                reason: p.reason.clone(),
+                generation: p.generation,
+                epoch: p.epoch,
+                checkpoint: p.checkpoint.clone(),
+                migrating_to: p.migrating_to,
+                created_index: p.created_index,
+                updated_index: p.updated_index,
+            };
+            (name.clone(), entry)
+        })
+        .collect()
+}
+
+/// A version 3 registry with the content of `r`, the way the version 3 code laid it out.
+#[cfg(test)]
+pub(super) fn tests_v3(r: &Registry) -> RegistryV3 {
+    RegistryV3 {
+        nodes: r.nodes.clone(),
+        personas: tests_personas_v3(r),
+        decisions: r.decisions.clone(),
+        next_decision_seq: r.next_decision_seq,
+        decisions_updated_index: r.decisions_updated_index,
+        voters: r.voters.clone(),
+        learners: r.learners.clone(),
+        recent: r.recent.clone(),
+        applied_index: r.applied_index,
+        placement_index: r.placement_index,
         digest: r.digest,
     }
 }

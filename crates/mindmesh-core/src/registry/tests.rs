@@ -398,3 +398,59 @@ fn a_budget_change_between_watches_keeps_the_watch_one_line() {
     let actions: Vec<(Action, u32)> = r.decisions.iter().map(|d| (d.decision.action, d.repeats)).collect();
     assert_eq!(actions, [(Action::Investigate, 1), (Action::Budget, 0), (Action::Budget, 0)]);
 }
+
+/// A snapshot written before adapter personas (wire version 3) still decodes, whole.
+#[test]
+fn a_version_3_snapshot_still_decodes() {
+    let mut r = seeded();
+    let mut spec = PersonaSpec::new("tuned", "srv");
+    spec.budget.inference_queue_priority = 80;
+    spec.hibernate_after_idle_s = Some(60);
+    r.apply(&prop(1, 10, Command::put_persona(spec, Some(2))), ctx(4));
+    let d = Decision::new("chat", Action::Restart, "leak", 0.9, AnalystKind::Builtin);
+    r.apply(&prop(1, 11, Command::RecordDecisions { decisions: vec![d], at_ms: 5 }), ctx(5));
+    let bytes = crate::wire::encode(3, &legacy::tests_v3(&r)).unwrap();
+    let back = Registry::decode(&bytes).unwrap();
+    assert_eq!(back, r, "every field, the specs' new ones at their defaults");
+    assert_eq!(back.personas["tuned"].spec.budget.inference_queue_priority, 80);
+    assert_eq!(Registry::decode(&back.encode().unwrap()).unwrap(), back);
+}
+
+/// A `PutPersona` entry of a version 3 log (variant 2, the old spec) still applies.
+#[test]
+fn a_version_3_put_persona_entry_still_decodes_and_applies() {
+    let mut spec = PersonaSpec::new("old", "srv");
+    spec.args = vec!["--port".into(), "${MINDMESH_PORT}".into()];
+    let v3 = Proposal {
+        id: ProposalId { node: 1, nonce: 9 },
+        command: Command::PutPersonaV3 { spec: Box::new((&spec).into()), node: Some(1) },
+    };
+    // the variant index of PutPersona in version 3 was 2: the frozen layout must keep it there
+    let bytes = crate::wire::encode(3, &v3).unwrap();
+    assert_eq!(bytes[3], 2, "variant 2, after the tag and the id's two one-byte varints");
+    let decoded: Proposal = crate::wire::decode(3, &bytes, MAX_PROPOSAL_BYTES).unwrap();
+    let mut r = seeded();
+    assert!(matches!(r.apply(&decoded, ctx(4)), Outcome::Persona { .. }));
+    assert_eq!(r.personas["old"].spec, spec);
+}
+
+#[test]
+fn adapters_need_a_base_follow_it_and_keep_it() {
+    let mut r = seeded();
+    let adapter = |name: &str, base: &str| PersonaSpec::adapter(name, base, format!("/m/{name}.gguf"), 1.0);
+    assert!(r.apply(&prop(1, 10, Command::put_persona(adapter("a", "none"), None)), ctx(4)).is_rejected());
+    // placed where its base is, whatever the proposal said
+    assert!(!r.apply(&prop(1, 11, Command::put_persona(adapter("a", "chat"), Some(2))), ctx(5)).is_rejected());
+    assert_eq!(r.personas["a"].node, Some(1));
+    // an adapter of an adapter, and a base turned adapter, are refused
+    assert!(r.apply(&prop(1, 12, Command::put_persona(adapter("b", "a"), None)), ctx(6)).is_rejected());
+    r.apply(&prop(1, 13, Command::put_persona(PersonaSpec::new("other", "srv"), Some(2))), ctx(7));
+    assert!(r.apply(&prop(1, 14, Command::put_persona(adapter("chat", "other"), None)), ctx(8)).is_rejected());
+    // the base moves: its adapter moves with it, at a new epoch
+    r.apply(&prop(1, 15, Command::AssignPersona { name: "chat".into(), node: Some(2) }), ctx(9));
+    assert_eq!((r.personas["a"].node, r.personas["a"].epoch), (Some(2), 9));
+    // a base with adapters is not removed from under them
+    assert!(r.apply(&prop(1, 16, Command::RemovePersona { name: "chat".into() }), ctx(10)).is_rejected());
+    assert!(!r.apply(&prop(1, 17, Command::RemovePersona { name: "a".into() }), ctx(11)).is_rejected());
+    assert!(!r.apply(&prop(1, 18, Command::RemovePersona { name: "chat".into() }), ctx(12)).is_rejected());
+}

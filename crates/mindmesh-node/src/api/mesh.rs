@@ -191,6 +191,32 @@ fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) ->
     }
 }
 
+/// A GET only the leader can answer: `None` on the leader itself; elsewhere the leader's answer,
+/// forwarded with the caller's credentials, or 503 naming `what` is missing while no leader is
+/// known.
+async fn ask_leader(
+    st: &ApiState,
+    caller: &super::auth::Caller,
+    uri: &OriginalUri,
+    headers: &HeaderMap,
+    what: &str,
+) -> Option<Result<Response, ApiError>> {
+    let status = st.mesh.status();
+    if status.role == MeshRole::Leader {
+        return None;
+    }
+    let reg = st.mesh.registry();
+    let Some(api) = status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.api.clone()) else {
+        return Some(Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            format!("no leader is known: no {what}"),
+        )));
+    };
+    let deadline = st.forward.default_deadline();
+    Some(st.forward.forward(&api, Method::GET, &uri.0.to_string(), headers, Bytes::new(), caller, deadline).await)
+}
+
 /// `GET /api/v1/brain`: the leader's last analysis (asked of the leader by any node).
 pub async fn brain(
     State(st): State<ApiState>,
@@ -198,17 +224,8 @@ pub async fn brain(
     uri: OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let status = st.mesh.status();
-    if status.role != MeshRole::Leader {
-        let reg = st.mesh.registry();
-        let Some(api) = status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.api.clone()) else {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known: no analysis"));
-        };
-        let deadline = st.forward.default_deadline();
-        return st
-            .forward
-            .forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new(), &caller, deadline)
-            .await;
+    if let Some(answer) = ask_leader(&st, &caller, &uri, &headers, "analysis").await {
+        return answer;
     }
     let report = st.brain.borrow().clone();
     match report {
@@ -233,17 +250,8 @@ pub async fn brain_snapshot(
     uri: OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let status = st.mesh.status();
-    if status.role != MeshRole::Leader {
-        let reg = st.mesh.registry();
-        let Some(api) = status.leader.and_then(|l| reg.nodes.get(&l)).map(|n| n.info.api.clone()) else {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known: no view"));
-        };
-        let deadline = st.forward.default_deadline();
-        return st
-            .forward
-            .forward(&api, Method::GET, &uri.0.to_string(), &headers, Bytes::new(), &caller, deadline)
-            .await;
+    if let Some(answer) = ask_leader(&st, &caller, &uri, &headers, "view").await {
+        return answer;
     }
     let busy = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the leader's brain loop did not answer");
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// a longer `--timeout` rather than letting the node cut it short.
 pub const MAX_ACTION_WAIT_MS: u64 = 120_000;
 
-/// One persona as `list` and `show` present it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One persona as `list` and `show` present it. The default is a pending persona that nothing
+/// is known about yet, for rows built from partial knowledge.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PersonaView {
     pub name: String,
     /// The node it is placed on (none: waiting for placement).

@@ -178,24 +178,11 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mindmesh_core::registry::{ApplyCtx, Command, NodeInfo, Proposal, ProposalId};
+    use mindmesh_core::Phase;
     use mindmesh_core::snapshot::NodeSnapshot;
-    use mindmesh_core::{PersonaSpec, Phase, registry::Capacity};
 
     fn registry() -> Registry {
-        let mut r = Registry::new();
-        let prop = |nonce, command| Proposal { id: ProposalId { node: 1, nonce }, command };
-        let info = NodeInfo {
-            id: 1,
-            name: "a".into(),
-            addrs: vec![],
-            capacity: Capacity::default(),
-            labels: Default::default(),
-            api: String::new(),
-        };
-        r.apply(&prop(1, Command::AddNode(info)), ApplyCtx { index: 1, term: 1 });
-        r.apply(&prop(2, Command::put_persona(PersonaSpec::new("p", "x"), Some(1))), ApplyCtx { index: 2, term: 1 });
-        r
+        super::super::test_registry::one_node(&["p"])
     }
 
     fn row(seq: u64, rss_mb: u64) -> GossipRow {

@@ -200,26 +200,11 @@ pub fn command_for(d: &Decision, registry: &Registry) -> Option<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mindmesh_core::registry::{ApplyCtx, Capacity, NodeInfo, Proposal, ProposalId, Verdict};
-    use mindmesh_core::{AnalystKind, PersonaSpec};
+    use mindmesh_core::AnalystKind;
+    use mindmesh_core::registry::{ApplyCtx, Proposal, ProposalId, Verdict};
 
     fn registry() -> Registry {
-        let mut r = Registry::new();
-        let prop = |nonce, command| Proposal { id: ProposalId { node: 1, nonce }, command };
-        let info = NodeInfo {
-            id: 1,
-            name: "a".into(),
-            addrs: vec![],
-            capacity: Capacity::default(),
-            labels: Default::default(),
-            api: String::new(),
-        };
-        r.apply(&prop(1, Command::AddNode(info)), ApplyCtx { index: 1, term: 1 });
-        for (i, name) in ["desk", "batch"].into_iter().enumerate() {
-            let put = Command::put_persona(PersonaSpec::new(name, "x"), Some(1));
-            r.apply(&prop(2 + i as u64, put), ApplyCtx { index: 2 + i as u64, term: 1 });
-        }
-        r
+        super::super::test_registry::one_node(&["desk", "batch"])
     }
 
     fn with_budget(persona: &str, action: Action, priority: u8) -> Decision {

@@ -11,6 +11,8 @@ pub mod history;
 pub mod leader;
 pub mod log_retention;
 pub mod reconcile;
+#[cfg(test)]
+pub(crate) mod test_registry;
 
 use std::net::SocketAddr;
 use std::path::Path;
