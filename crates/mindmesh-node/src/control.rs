@@ -61,12 +61,26 @@ impl Control {
         }
         let what = act.name();
         let guard = self.drain(name, what).await;
+        // the requests of its adapter personas run on this process too
+        let adapters: Vec<String> = {
+            let table = self.supervisor.status().borrow().clone();
+            table
+                .values()
+                .filter(|s| s.adapter.as_ref().is_some_and(|a| a.base == name))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        let mut adapter_guards = Vec::with_capacity(adapters.len());
+        for a in &adapters {
+            adapter_guards.push(self.drain(a, what).await);
+        }
         let phase = self.supervisor.act_at(name, act, epoch).await?;
         if phase == Phase::Running {
             // a hibernation saves state before it stops: keep new requests off until it goes
             let _ = self.supervisor.wait_for(name, &LEFT_RUNNING, self.settle_timeout).await;
         }
         drop(guard);
+        drop(adapter_guards);
         Ok(phase)
     }
 

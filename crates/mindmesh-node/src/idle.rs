@@ -8,6 +8,9 @@
 //! host with memory to spare; stopped otherwise. A persona left paused for
 //! [`PAUSED_DEEPEN_AFTER_LIMITS`] times its idle limit goes on to stopped: its gaps are long
 //! after all, and its memory is better given back.
+//!
+//! An adapter persona (no process of its own) hibernates in name when idle; its base
+//! hibernates only once every adapter of it has, and it is idle itself.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,6 +53,14 @@ pub fn due(
             if s.phase != Phase::Running {
                 return None;
             }
+            // a base stays up while an adapter of it is awake: their requests run on its process
+            let adapter_awake = table.values().any(|a| {
+                a.adapter.as_ref().is_some_and(|x| x.base == s.name)
+                    && matches!(a.phase, Phase::Running | Phase::Starting)
+            });
+            if adapter_awake {
+                return None;
+            }
             let t = gateway.traffic(&s.name, now_ms).unwrap_or_default();
             if t.live.active > 0 || t.in_flight > 0 || t.queue_depth > 0 {
                 return None;
@@ -57,6 +68,14 @@ pub fn due(
             let since = t.live.last_activity_ms.unwrap_or(0).max(s.started_at_ms.unwrap_or(now_ms));
             if now_ms.saturating_sub(since) < limit_ms {
                 return None;
+            }
+            if s.adapter.is_some() {
+                // nothing of its own to keep: its base holds its weights
+                return Some((
+                    s.name.clone(),
+                    Tier::Stopped,
+                    "an adapter: hibernated in name, its base keeps it loaded".into(),
+                ));
             }
             let facts = IdleFacts {
                 reload_ms: s.ready_ms,

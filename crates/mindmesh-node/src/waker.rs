@@ -67,7 +67,33 @@ impl Waker {
     /// start. One the node hibernated by itself (idle, or evicted) the mesh still wants running:
     /// it wakes here at once. Either way it is admitted first: evictions make room for it, or
     /// the wake is refused and nothing is committed.
+    ///
+    /// An adapter persona is served by its base's process: waking the adapter wakes its base
+    /// too, when that is hibernated (by the same rules, admission included: the memory is the
+    /// base's).
     pub async fn wake(&self, name: &str) -> Result<Phase, WakeError> {
+        let phase = self.wake_one(name).await?;
+        let base = {
+            let table = self.supervisor.status().borrow().clone();
+            table
+                .get(name)
+                .and_then(|s| s.adapter.as_ref())
+                .map(|a| a.base.clone())
+                .filter(|base| table.get(base).is_some_and(|b| b.phase.is_hibernated()))
+        };
+        if let Some(base) = base {
+            tracing::info!(adapter = name, %base, "waking the base of an adapter");
+            self.wake_one(&base).await.map_err(|e| match e {
+                WakeError::NoRoom(n) => {
+                    WakeError::NoRoom(NoRoom { message: format!("its base {base}: {}", n.message), ..n })
+                }
+                WakeError::Failed(why) => failed(format!("its base {base}: {why}")),
+            })?;
+        }
+        Ok(phase)
+    }
+
+    async fn wake_one(&self, name: &str) -> Result<Phase, WakeError> {
         let mut through_mesh = None;
         if let Some((mesh, may_run)) = &self.mesh {
             if !*may_run.borrow() {

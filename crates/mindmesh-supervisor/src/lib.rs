@@ -44,4 +44,4 @@ pub use error::SupervisorError;
 pub use handle::{Act, RestoreSummary, SupervisorHandle};
 pub use host::{MemHost, OsHost, ProcessHost};
 pub use spawn_gate::SpawnGate;
-pub use status::{PersonaStatus, Report, StatusTable};
+pub use status::{AdapterStatus, PersonaStatus, Report, StatusTable};

@@ -38,7 +38,25 @@ pub struct PersonaStatus {
     /// Its last cold start, spawn to healthy (its reload cost).
     pub ready_ms: Option<u64>,
     /// Its spec's `requests.memory_mb`: what admission counts it as holding at least.
+    #[serde(default)]
     pub requested_memory_mb: u64,
+    /// A base persona: the adapter personas its process loaded at start, in id order.
+    #[serde(default)]
+    pub adapters: Vec<String>,
+    /// An adapter persona: its base and how the gateway selects it there. Its `port` and
+    /// `spawn_id` are its base's while both run.
+    #[serde(default)]
+    pub adapter: Option<AdapterStatus>,
+}
+
+/// How an adapter persona is served by its base's server.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AdapterStatus {
+    pub base: String,
+    /// Its id in the base's running server (llama.cpp's per-request `lora` list); None until
+    /// the base's process has loaded it.
+    pub lora_id: Option<u32>,
+    pub scale: f64,
 }
 
 pub type StatusTable = Arc<BTreeMap<String, PersonaStatus>>;

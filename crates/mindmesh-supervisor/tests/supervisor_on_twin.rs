@@ -144,3 +144,59 @@ async fn a_persona_gets_the_allowlist_the_spec_and_the_contract_never_the_nodes_
     assert_eq!(env["MINDMESH_PERSONA_ID"], "s");
     assert_eq!(env["MINDMESH_NODE_INSTANCE"], "twin");
 }
+
+/// An adapter persona has no process: it is running on its base's port once the base's process
+/// loaded it (its id in `MINDMESH_LORA_ADAPTERS`), shows its base's hibernation, hibernates in
+/// name by itself, and one added while its base runs without it restarts the base to load it.
+#[tokio::test(start_paused = true)]
+async fn an_adapter_rides_on_its_base_and_a_new_one_restarts_the_base() {
+    let r = rig(4);
+    let status = |name: &str| r.sup.status().borrow().get(name).cloned().unwrap();
+    r.sup.add(PersonaSpec::adapter("b-adapter", "base", "/m/b.gguf", 0.5), true).await.unwrap();
+    assert_eq!(status("b-adapter").phase, Phase::Starting, "no base yet: it waits");
+    r.sup.add(server("base"), true).await.unwrap();
+    r.sup.wait_for("base", &[Phase::Running], LONG).await.unwrap();
+    let procs = r.host.processes();
+    assert_eq!(procs.len(), 1, "the adapter has no process of its own");
+    let loaded: serde_json::Value = serde_json::from_str(&procs[0].env["MINDMESH_LORA_ADAPTERS"]).unwrap();
+    assert_eq!(loaded, serde_json::json!([{"id": 0, "name": "b-adapter", "path": "/m/b.gguf", "scale": 0.5}]));
+    let a = status("b-adapter");
+    assert_eq!((a.phase, a.port, a.pid), (Phase::Running, status("base").port, None));
+    assert_eq!(a.adapter.as_ref().map(|a| (a.lora_id, a.scale)), Some((Some(0), 0.5)));
+
+    // a new adapter sorts first: the base restarts to load both, the ids follow the names
+    let first_pid = procs[0].pid;
+    r.sup.add(PersonaSpec::adapter("a-adapter", "base", "/m/a.gguf", 1.0), true).await.unwrap();
+    let restarted = tokio::time::timeout(LONG, async {
+        loop {
+            let s = status("base");
+            if s.phase == Phase::Running && s.pid != Some(first_pid) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(restarted.adapters, ["a-adapter", "b-adapter"]);
+    assert_eq!(status("b-adapter").adapter.unwrap().lora_id, Some(1));
+
+    // hibernating an adapter is in name only; hibernating the base shows on its adapters
+    r.sup.act("a-adapter", Act::Hibernate).await.unwrap();
+    assert_eq!(status("a-adapter").phase, Phase::Hibernating);
+    assert_eq!(r.host.processes().len(), 1, "the base runs on");
+    r.sup.act("base", Act::Hibernate).await.unwrap();
+    r.sup.wait_for("base", &[Phase::Hibernating], LONG).await.unwrap();
+    let b = status("b-adapter");
+    assert_eq!((b.phase, b.reason.as_deref()), (Phase::Hibernating, Some("its base base is hibernating")));
+    // waking the adapter alone does not start the base (the node's waker wakes both)
+    r.sup.act("a-adapter", Act::Wake { state: None }).await.unwrap();
+    assert_eq!(status("a-adapter").phase, Phase::Hibernating);
+    r.sup.act("base", Act::Wake { state: None }).await.unwrap();
+    r.sup.wait_for("base", &[Phase::Running], LONG).await.unwrap();
+    assert_eq!(status("a-adapter").phase, Phase::Running);
+    // removing an adapter touches no process
+    r.sup.remove("a-adapter").await.unwrap();
+    assert_eq!(r.host.processes().len(), 1);
+    r.sup.shutdown().await;
+}

@@ -68,6 +68,8 @@ pub fn view(s: &PersonaStatus, now_ms: u64, gateway: &Gateway) -> PersonaView {
         budget_spec: None,
         reload_ms: s.ready_ms,
         paused_s: s.paused_at_ms.map(|t| now_ms.saturating_sub(t) / 1000),
+        adapter: s.adapter.clone(),
+        adapters: s.adapters.clone(),
     }
 }
 

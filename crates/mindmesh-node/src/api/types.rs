@@ -83,6 +83,12 @@ pub struct PersonaView {
     /// How long it has been paused (frozen), while it is.
     #[serde(default)]
     pub paused_s: Option<u64>,
+    /// An adapter persona: its base, and its id on the base's running server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<mindmesh_supervisor::AdapterStatus>,
+    /// A base persona: the adapters its process loaded at start, in id order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

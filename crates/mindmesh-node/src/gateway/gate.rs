@@ -91,6 +91,8 @@ pub struct Permit {
     pub port: u16,
     pub spawn_id: u64,
     pub budget: Budget,
+    /// An adapter persona: its id on its base's server (which `port` is) and its scale.
+    pub lora: Option<(u32, f64)>,
     duty: f64,
     since: Instant,
 }
@@ -158,6 +160,7 @@ pub fn admit(
             port: s.port.unwrap_or_default(),
             spawn_id: s.spawn_id,
             budget: s.budget.clone(),
+            lora: s.adapter.as_ref().and_then(|a| Some((a.lora_id?, a.scale))),
             duty: eff.duty,
             since: Instant::now(),
         }),

@@ -15,7 +15,7 @@ use super::admission::Refusal;
 use super::classify::{MAX_ERROR_BODY_BYTES, classify};
 use super::error::GatewayError;
 use super::measure::{MeteredBody, Record};
-use super::request::{Api, PeekError, clamp_tokens, peek};
+use super::request::{Api, PeekError, clamp_tokens, peek, select_adapter};
 use super::routing::{MeshRoute, Route, route};
 use super::upstream::{self, UpstreamError, read_to_end};
 use crate::http::auth::Caller;
@@ -173,6 +173,14 @@ async fn serve(gw: &Gateway, api: Api, headers: &HeaderMap, body: Bytes, caller:
         Ok(Some(clamped)) => Bytes::from(clamped),
         Ok(None) => body.clone(),
         Err(e) => return GatewayError::bad_request(e.to_string(), None).into_response(),
+    };
+    // an adapter persona is served by its base's server, with the adapter selected
+    let upstream_body = match permit.lora {
+        Some((id, scale)) => match select_adapter(&upstream_body, id, scale) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return GatewayError::bad_request(e.to_string(), None).into_response(),
+        },
+        None => upstream_body,
     };
     let sse = p.streams();
     drop(p);

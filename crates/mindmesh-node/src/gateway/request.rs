@@ -109,6 +109,16 @@ pub fn clamp_tokens(body: &[u8], p: &Peek<'_>, api: Api, limit: u32) -> Result<O
     serde_json::to_vec(&map).map(Some).map_err(|e| PeekError::Invalid(e.to_string()))
 }
 
+/// The body of a request for an adapter persona, as its base's server takes it: llama.cpp's
+/// per-request adapter list, naming this adapter alone (the client's own `lora`, if any, is
+/// replaced: an adapter persona's caller selects nothing else on the shared server).
+pub fn select_adapter(body: &[u8], id: u32, scale: f64) -> Result<Vec<u8>, PeekError> {
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| PeekError::Invalid(e.to_string()))?;
+    map.insert("lora".to_owned(), serde_json::json!([{ "id": id, "scale": scale }]));
+    serde_json::to_vec(&map).map_err(|e| PeekError::Invalid(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -156,6 +166,16 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("max_tokens").count(), 1, "{text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["max_tokens"], 16);
+    }
+
+    #[test]
+    fn an_adapter_request_selects_that_adapter_alone() {
+        let body = json!({"model": "pirate", "lora": [{"id": 0, "scale": 9.0}], "max_tokens": 4});
+        let out = select_adapter(&serde_json::to_vec(&body).unwrap(), 2, 0.5).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["lora"], json!([{"id": 2, "scale": 0.5}]));
+        assert_eq!((v["model"].as_str(), v["max_tokens"].as_u64()), (Some("pirate"), Some(4)));
+        assert!(select_adapter(b"[1]", 0, 1.0).is_err());
     }
 
     #[test]

@@ -209,6 +209,8 @@ pub async fn register_config_personas(mesh: MeshHandle, personas: Vec<PersonaSpe
     let me = mesh.node_id();
     let mut backoff = Duration::from_millis(200);
     let mut pending = personas;
+    // bases before their adapters: the registry takes an adapter only once its base is there
+    pending.sort_by_key(|s| s.adapter.is_some());
     while !pending.is_empty() {
         let mut left = Vec::new();
         let registry = mesh.registry();

@@ -105,7 +105,11 @@ impl Reconciler {
             }
             was_allowed = allowed;
             let local = self.supervisor.status().borrow().clone();
-            for (name, entry) in reg.personas_on(me) {
+            let mut ours: Vec<_> = reg.personas_on(me).collect();
+            // adapters first: a base started now loads the adapters its node has (one added
+            // later restarts it to load it)
+            ours.sort_by_key(|(_, e)| e.spec.adapter.is_none());
+            for (name, entry) in ours {
                 if !allowed {
                     break;
                 }

@@ -86,6 +86,7 @@ impl Supervisor {
         } else {
             self.changed(&name);
         }
+        self.load_into_base(&name);
         Ok(())
     }
 
@@ -108,6 +109,8 @@ impl Supervisor {
             paused_at_ms: None,
             ready_ms: None,
             saving: false,
+            loaded_adapters: Vec::new(),
+            adapter_up_ms: None,
             remove_reply: None,
             waiters: Vec::new(),
         };
@@ -164,6 +167,10 @@ impl Supervisor {
             return Err(SupervisorError::Conflict(format!(
                 "{name} is not allowed to run (budget.allowed_to_run = false)"
             )));
+        }
+        if slot.record.spec.adapter.is_some() {
+            self.act_adapter(name, act);
+            return Ok(self.slots.get(name).map_or(Phase::Stopped, |s| s.shown_phase()));
         }
         if slot.paused_at_ms.is_some() {
             match act {

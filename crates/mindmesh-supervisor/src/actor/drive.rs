@@ -16,6 +16,11 @@ use crate::process::{self, SpawnPlan};
 impl Supervisor {
     /// Feed one input to a persona's lifecycle and carry out everything it asks for.
     pub(super) fn drive(&mut self, name: &str, input: Input) {
+        if self.is_adapter(name) {
+            // no process: the input only sets its phase
+            self.drive_adapter(name, input);
+            return;
+        }
         let mut queue = VecDeque::from([input]);
         while let Some(input) = queue.pop_front() {
             let now = self.now();
@@ -90,6 +95,7 @@ impl Supervisor {
             Some(Err(e)) => return Err(SupervisorError::io(format!("open the logs of {name}"), e)),
             None => None,
         };
+        let adapters = self.adapters_to_load(name);
         let slot = self.slots.get_mut(name).ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
         let spec = &slot.record.spec;
         let mut contract = vec![
@@ -100,6 +106,11 @@ impl Supervisor {
         ];
         if state_file.exists() {
             contract.push((process::ENV_STATE_FILE, state_file.display().to_string()));
+        }
+        if !adapters.is_empty() {
+            // serialising plain strings and numbers cannot fail
+            let list = serde_json::to_string(&adapters).unwrap_or_default();
+            contract.push((mindmesh_core::persona_env::ENV_LORA_ADAPTERS, list));
         }
         let env = persona_env::compose(&self.inherited_env, &spec.env, contract);
         let plan = SpawnPlan {
@@ -117,6 +128,7 @@ impl Supervisor {
         }
         slot.spawn_id = spawn_id;
         slot.port = Some(port);
+        slot.loaded_adapters = adapters.into_iter().map(|a| a.name).collect();
         slot.health = Health::Unknown;
         slot.peak_rss_bytes = 0;
         slot.oom_kills_seen = cgroup.as_ref().map_or(0, |c| c.oom_kills());

@@ -12,7 +12,9 @@
 //! - [`limits`]: CPU caps (cgroup quota or duty cycle)
 //! - [`shutdown`]: stopping every process at the end
 //! - [`publish`]: records, events and the status table
+//! - [`adapters`]: adapter personas, which have no process: their phase and their base's
 
+mod adapters;
 mod commands;
 mod drive;
 mod exits;
@@ -104,6 +106,10 @@ struct Slot {
     ready_ms: Option<u64>,
     /// A hibernate is saving state before it stops the process.
     saving: bool,
+    /// A base persona: the adapters its current process was started with, in id order.
+    loaded_adapters: Vec<String>,
+    /// An adapter persona: running (in name) since then.
+    adapter_up_ms: Option<u64>,
     /// Removal waits for the process to be gone.
     remove_reply: Option<oneshot::Sender<Result<()>>>,
     waiters: Vec<(Vec<Phase>, oneshot::Sender<Result<Phase>>)>,

@@ -75,12 +75,19 @@ impl Supervisor {
             .iter()
             .map(|(name, s)| {
                 let spec = &s.record.spec;
+                let adapter = self.adapter_view(name, s);
                 let status = PersonaStatus {
                     name: name.clone(),
-                    phase: s.shown_phase(),
-                    reason: s.life.reason().map(str::to_owned),
+                    phase: adapter.as_ref().map_or_else(|| s.shown_phase(), |a| a.phase),
+                    reason: match &adapter {
+                        Some(a) => a.reason.clone(),
+                        None => s.life.reason().map(str::to_owned),
+                    },
                     pid: s.life.pid(),
-                    port: s.port.filter(|_| s.life.phase().has_process()),
+                    port: match &adapter {
+                        Some(a) => a.port,
+                        None => s.port.filter(|_| s.life.phase().has_process()),
+                    },
                     restarts: s.life.restarts(),
                     generation: s.record.generation,
                     epoch: s.record.epoch,
@@ -91,12 +98,17 @@ impl Supervisor {
                     rss_bytes: s.sample.rss_bytes,
                     peak_rss_bytes: s.peak_rss_bytes,
                     cpu_percent: s.sample.cpu_percent,
-                    started_at_ms: s.record.process.as_ref().map(|p| p.started_at_ms),
-                    spawn_id: s.spawn_id,
+                    started_at_ms: match &adapter {
+                        Some(_) => s.adapter_up_ms,
+                        None => s.record.process.as_ref().map(|p| p.started_at_ms),
+                    },
+                    spawn_id: adapter.as_ref().map_or(s.spawn_id, |a| a.spawn_id),
                     hibernate_after_idle_s: spec.hibernate_after_idle_s,
                     paused_at_ms: s.paused_at_ms,
                     ready_ms: s.ready_ms,
                     requested_memory_mb: spec.requests.memory_mb,
+                    adapters: s.loaded_adapters.clone(),
+                    adapter: adapter.map(|a| a.status),
                 };
                 (name.clone(), status)
             })

@@ -14,7 +14,9 @@ use crate::host::Sig;
 use crate::process;
 
 impl Supervisor {
-    pub(super) fn restore(&mut self, records: Vec<PersonaRecord>) -> RestoreSummary {
+    pub(super) fn restore(&mut self, mut records: Vec<PersonaRecord>) -> RestoreSummary {
+        // adapters first: a base started (or adopted) below must know all its adapters
+        records.sort_by_key(|r| r.spec.adapter.is_none());
         let mut summary = RestoreSummary::default();
         let found = self.host.scan_instance(&self.settings.instance);
         let mut by_persona: HashMap<String, Vec<process::FoundProcess>> = HashMap::new();
@@ -124,6 +126,12 @@ impl Supervisor {
         });
         if let Some(Err(e)) = self.logs.as_mut().map(|l| l.collect(name)) {
             tracing::warn!(persona = %name, error = %e, "cannot collect the output of an adopted persona");
+        }
+        // started by the last run with the adapters it had then, which are those it has now
+        // unless the spec changed while the node was down (a changed set restarts it later)
+        let loaded = self.adapters_to_load(name).into_iter().map(|a| a.name).collect();
+        if let Some(slot) = self.slots.get_mut(name) {
+            slot.loaded_adapters = loaded;
         }
         self.event(name, EventKind::Adopt, format!("pid {} on port {}", found.pid, found.port.unwrap_or(0)));
         self.apply_cpu_control(name);
