@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::demo_persona::faults::{choose_fault, delay, inject, invalid_request};
+use crate::demo_persona::faults::{choose_fault, compute, delay, inject, invalid_request};
 use crate::demo_persona::http::tag;
 use crate::demo_persona::openai::{
     ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, CompletionRequest, Delta, Envelope, TextChoice,
@@ -94,6 +94,7 @@ async fn answer(state: &Arc<AppState>, api: Api, number: u64, ask: Ask<'_>, busy
         state.remember(m);
     }
     delay(state).await;
+    compute(state).await;
 
     let prefix = if api == Api::Chat { "chatcmpl" } else { "cmpl" };
     let id = format!("{prefix}-{:x}-{number}", state.pid);

@@ -152,6 +152,33 @@ pub fn added_latency(state: &AppState, now: Instant) -> Duration {
     Duration::from_millis(f.latency_ms.saturating_add(ramp_ms).min(MAX_ADDED_LATENCY_MS))
 }
 
+/// Compute for `--cpu-ms` of this thread's CPU time (not wall time: on a shared core the
+/// answer takes longer, as a model's would), on a blocking thread so the runtime keeps serving.
+pub async fn compute(state: &AppState) {
+    let cpu_ms = state.flags.cpu_ms;
+    if cpu_ms == 0 {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || burn_cpu(Duration::from_millis(cpu_ms))).await;
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a pointer to a timespec we own
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+fn burn_cpu(d: Duration) {
+    let end = thread_cpu() + d;
+    let mut x: u64 = 1;
+    while thread_cpu() < end {
+        for _ in 0..2000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+        }
+    }
+}
+
 /// Sleep the added latency, skipping the timer entirely when there is none.
 pub async fn delay(state: &AppState) {
     let d = added_latency(state, Instant::now());
@@ -192,6 +219,15 @@ mod tests {
         let none = state(&[], 1);
         assert!((0..100).all(|_| choose_fault(&none).is_none()));
         assert_eq!(none.draws.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn compute_uses_its_cpu_time() {
+        let s = state(&["--cpu-ms", "30"], 1);
+        let t = std::time::Instant::now();
+        compute(&s).await;
+        // at least its CPU time of wall time; more only when the host is busy
+        assert!(t.elapsed() >= Duration::from_millis(30), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use serde::Serialize;
 pub const MAX_TOKENS: u32 = 65_536;
 /// Most worker threads; the default current-thread runtime is what the benchmarks assume.
 pub const MAX_THREADS: usize = 64;
+/// Most CPU time one answer may compute for.
+pub const MAX_CPU_MS: u64 = 60_000;
 /// Most CPU a hog may burn, in percent of one core (one thread per started 100 %).
 pub const MAX_CPU_HOG_PERCENT: f64 = 1_600.0;
 
@@ -56,6 +58,13 @@ pub struct Flags {
     /// errors other than `timeout` answer at once, as a refusing upstream does.
     #[arg(long, env = "MINDMESH_DEMO_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
+
+    /// CPU time each answer computes for, as a model's forward pass does: a service time that
+    /// is work, so answers slow down when the host's cores are shared (`--latency-ms` only
+    /// sleeps). Computed on a blocking thread, so concurrent answers use as many cores.
+    #[arg(long, env = "MINDMESH_DEMO_CPU_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_CPU_MS))]
+    pub cpu_ms: u64,
 
     /// Added latency grows by this much per minute since start.
     #[arg(long, env = "MINDMESH_DEMO_LATENCY_RAMP_MS_PER_MIN", default_value_t = 0.0, value_parser = non_negative)]

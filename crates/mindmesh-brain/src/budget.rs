@@ -305,7 +305,7 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
         return Some(Cause::Idle);
     }
     if f.importance == Importance::Background {
-        if node.is_some_and(|n| n.cpu_saturated) {
+        if node.is_some_and(|n| n.cpu_saturated || released_would_saturate(f, n)) {
             return Some(Cause::HostCpu);
         }
         // only work that holds a share of the memory or grows: slowing a persona that holds a
@@ -318,6 +318,21 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
         }
     }
     None
+}
+
+/// A throttled persona whose host is clear only because of the throttle: released to full
+/// speed at its present demand (its CPU scaled by 1/throttle), the host would be saturated
+/// again. Without this the throttle is its own cause's cure, the cause looks clear, the budget
+/// goes back, the host saturates, and the brain flaps with the flood (measured by
+/// `mindmesh bench qos`). A flood that ends shows as the persona's own CPU falling.
+pub fn released_would_saturate(f: &PersonaFeatures, n: &crate::features::NodeFeatures) -> bool {
+    let m = f64::from(f.throttle_multiplier);
+    if n.stale || !m.is_finite() || m <= 0.0 || m >= 0.999 || !f.cpu.share_of_host.is_finite() {
+        return false;
+    }
+    let host = f64::from(n.cpu_recent_percent);
+    let own = 100.0 * f64::from(f.cpu.share_of_host.max(0.0));
+    host.is_finite() && host + own * (1.0 / m - 1.0) >= f64::from(crate::features::CPU_SATURATED_PERCENT)
 }
 
 /// The starting point the brain gives back to: the spec's budget, except where an operator

@@ -32,6 +32,8 @@ pub const RECENT_WINDOW_MS: u64 = 30 * MIN;
 /// "Now" for latency.
 pub const LATENCY_RECENT_MS: u64 = 15 * MIN;
 pub const CPU_RECENT_MS: u64 = 10 * MIN;
+/// A host at this recent CPU (median of the last `CPU_RECENT_MS`) is saturated.
+pub const CPU_SATURATED_PERCENT: f32 = 85.0;
 /// Most raw samples read per persona per cycle.
 pub const MAX_RAW_SAMPLES: usize = 512;
 /// Shortest history on which a memory trend is called a leak.
@@ -1179,7 +1181,7 @@ fn node_features(n: &NodeView, now_ms: u64, stale_after_ms: u64, base: &mut (u64
         f32::INFINITY
     };
     out.memory_pressure = out.memory_frac >= 0.85 || (out.memory_frac >= 0.75 && minutes_to_95 <= 30.0);
-    out.cpu_saturated = out.cpu_recent_percent >= 85.0;
+    out.cpu_saturated = out.cpu_recent_percent >= CPU_SATURATED_PERCENT;
     out
 }
 

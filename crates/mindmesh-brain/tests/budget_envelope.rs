@@ -293,3 +293,60 @@ fn an_operators_change_is_the_new_start() {
     assert_eq!((start.throttle_multiplier, start.inference_queue_priority), (1.0, 50));
     assert_eq!(start_point(&spec, &spec, None), spec);
 }
+
+/// A mesh of one 2-core host `host_cpu` busy in its last samples, four background personas
+/// each using `own_cpu` % (of one core), all with a budget `in_force` and the default spec.
+fn flooded_host(host_cpu: f32, own_cpu: f32, in_force: &Budget) -> MeshView {
+    let mut rng = Rng::new(11);
+    let mut node = synth::node("a", N, MIN, T0, &mut rng);
+    node.cpu_cores = 2;
+    for v in node.series.cpu_percent.iter_mut().skip(N - 15) {
+        *v = host_cpu;
+    }
+    let personas = (0..4)
+        .map(|i| {
+            let mut p =
+                synth::persona(&format!("batch-{i}"), "a", PersonaKind::Api, 300.0, Memory::Flat, N, MIN, T0, &mut rng);
+            p.importance = Importance::Background;
+            for v in p.series.cpu_percent.iter_mut().skip(N - 15) {
+                *v = own_cpu + i as f32;
+            }
+            p.budget = Some(in_force.clone());
+            p.envelope = Envelope { spec: Some(Budget::default()), ..Envelope::default() };
+            p
+        })
+        .collect();
+    MeshView { nodes: vec![node], personas }
+}
+
+/// Measured by `mindmesh bench qos`: on a pegged host, slowing the largest background persona
+/// frees nothing (the others take it), so every busy one is slowed in the same cycle; and a
+/// throttle that is all that keeps the host clear is held, not given back (no flapping).
+#[tokio::test]
+async fn a_flood_is_throttled_at_once_and_held_while_it_lasts() {
+    let v = flooded_host(100.0, 45.0, &Budget::default());
+    let end = v.last_sample_ms().unwrap();
+    let r = Brain::builtin(BrainConfig::default()).analyse(&v, end).await;
+    for d in &r.decisions {
+        assert_eq!(d.budget.as_ref().and_then(|b| b.throttle_multiplier), Some(0.25), "{}: {}", d.persona, d.reason);
+    }
+    // throttled, the host is at 70 %: released, each would take three times its 12 % again
+    let throttled = Budget { throttle_multiplier: 0.25, ..Budget::default() };
+    let v = flooded_host(70.0, 24.0, &throttled);
+    let mut brain = Brain::builtin(BrainConfig::default());
+    for _ in 0..4 {
+        let r = brain.analyse(&v, end).await;
+        for d in &r.decisions {
+            assert_eq!(d.budget, None, "{} held at 0.25x: {}", d.persona, d.reason);
+        }
+    }
+    // the flood is over (each uses 2 %): back to the spec once the hysteresis has passed
+    let v = flooded_host(20.0, 2.0, &throttled);
+    let mut brain = Brain::builtin(BrainConfig::default());
+    let mut back = false;
+    for _ in 0..4 {
+        let r = brain.analyse(&v, end).await;
+        back |= r.decisions.iter().all(|d| d.budget.as_ref().and_then(|b| b.throttle_multiplier) == Some(1.0));
+    }
+    assert!(back, "given back after the flood");
+}

@@ -4,6 +4,7 @@
 mod failover_plan;
 mod gateway;
 mod load;
+mod qos;
 mod supervise;
 mod wake;
 
@@ -19,6 +20,9 @@ pub enum BenchCommand {
     /// Gateway overhead (direct vs through the node, 1 and 64 connections) and priority under
     /// saturation.
     Gateway(gateway::GatewayArgs),
+    /// The budget-allocating brain in a closed loop: a node saturated on purpose, user-facing
+    /// bursts and a background flood, run with fixed budgets, the brain, and a naive rule.
+    Qos(qos::QosArgs),
     /// Restart latency and node overhead with N supervised personas under a kill storm.
     Supervise(supervise::SuperviseArgs),
     /// Time to first token from a real llama.cpp persona when it is running, paused and
@@ -30,6 +34,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::FailoverPlan(args) => failover_plan::run(args).await,
         BenchCommand::Gateway(args) => gateway::run(args).await,
+        BenchCommand::Qos(args) => qos::run(args).await,
         BenchCommand::Supervise(args) => supervise::run(args).await,
         BenchCommand::Wake(args) => wake::run(args).await,
     }

@@ -26,6 +26,11 @@ pub const CPU_THROTTLE: f64 = 0.25;
 pub const MEMORY_THROTTLE: f64 = 0.5;
 /// Slow background work on a saturated host until it is projected back under this CPU share.
 pub const CPU_RELIEF_PERCENT: f32 = 80.0;
+/// A host at this CPU is pegged: what its processes would use is unknown (more than it has),
+/// and CPU freed by slowing one background persona is taken at once by the others.
+pub const CPU_PEGGED_PERCENT: f32 = 95.0;
+/// On a pegged host, background personas using at least this share of it are all slowed.
+pub const BUSY_SHARE: f32 = 0.01;
 
 /// Background personas to slow on each CPU-saturated host, largest consumers first, until the
 /// host is projected under [`CPU_RELIEF_PERCENT`]; by persona index, with the fact that chose it.
@@ -43,8 +48,14 @@ fn cpu_relief(set: &FeatureSet, view: &MeshView) -> HashMap<usize, String> {
             .collect();
         background.sort_by(|a, b| b.cpu.recent_percent.total_cmp(&a.cpu.recent_percent));
         let mut host = n.cpu_recent_percent;
+        // on a pegged host the projection below is wrong: the other background personas,
+        // starved until now, take what one gives back (measured: slowing the largest two of
+        // four flooding personas left the host pegged, a cycle lost per step). Slow every busy
+        // one; the largest still come first in the reasons.
+        let pegged = host >= CPU_PEGGED_PERCENT;
         for (rank, f) in background.into_iter().enumerate() {
-            if host <= CPU_RELIEF_PERCENT && rank > 0 {
+            let done = if pegged { f.cpu.share_of_host < BUSY_SHARE } else { host <= CPU_RELIEF_PERCENT };
+            if done && rank > 0 {
                 break;
             }
             // slowing to CPU_THROTTLE frees about the rest of its share

@@ -182,7 +182,7 @@ mod tests {
     use mindmesh_core::snapshot::NodeSnapshot;
 
     fn registry() -> Registry {
-        super::super::test_registry::one_node(&["p"])
+        crate::mesh::test_registry::one_node(&["p"])
     }
 
     fn row(seq: u64, rss_mb: u64) -> GossipRow {

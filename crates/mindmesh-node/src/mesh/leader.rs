@@ -204,7 +204,7 @@ mod tests {
     use mindmesh_core::registry::{ApplyCtx, Proposal, ProposalId, Verdict};
 
     fn registry() -> Registry {
-        super::super::test_registry::one_node(&["desk", "batch"])
+        crate::mesh::test_registry::one_node(&["desk", "batch"])
     }
 
     fn with_budget(persona: &str, action: Action, priority: u8) -> Decision {
