@@ -99,7 +99,7 @@ impl Supervisor {
                     peak_rss_bytes: s.peak_rss_bytes,
                     cpu_percent: s.sample.cpu_percent,
                     started_at_ms: match &adapter {
-                        Some(_) => s.adapter_up_ms,
+                        Some(a) => a.up_ms,
                         None => s.record.process.as_ref().map(|p| p.started_at_ms),
                     },
                     spawn_id: adapter.as_ref().map_or(s.spawn_id, |a| a.spawn_id),
@@ -107,7 +107,7 @@ impl Supervisor {
                     paused_at_ms: s.paused_at_ms,
                     ready_ms: s.ready_ms,
                     requested_memory_mb: spec.requests.memory_mb,
-                    adapters: s.loaded_adapters.clone(),
+                    adapters: s.loaded_adapters.iter().map(|a| a.name.clone()).collect(),
                     adapter: adapter.map(|a| a.status),
                 };
                 (name.clone(), status)
