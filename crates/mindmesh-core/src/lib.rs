@@ -17,6 +17,7 @@
 //! - [`lifecycle`]: the sans-IO supervision state machine (restart policy, backoff, crash
 //!   loops, graceful stop)
 //! - [`event`]: the event log's records
+//! - [`evict`]: memory-aware admission on a node: who is evicted to make room
 //! - [`metrics`]: per-tick samples of personas and hosts, and their rollups
 //! - [`reported`]: what a persona reports of itself (`GET /mindmesh/metrics`), parsed and bounded
 //! - [`action`]: decisions and the actions they name
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod evict;
 pub mod failover;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -42,6 +42,9 @@ pub struct PersonaStatus {
     pub reported: Option<ReportedMetrics>,
     /// Answers of its metrics path refused since it was added here.
     pub metrics_refused: u64,
+    /// Its spec's `requests.memory_mb`: what admission counts it as holding at least.
+    #[serde(default)]
+    pub requested_memory_mb: u64,
     /// A base persona: the adapter personas its process loaded at start, in id order.
     #[serde(default)]
     pub adapters: Vec<String>,

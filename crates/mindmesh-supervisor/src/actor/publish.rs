@@ -108,6 +108,7 @@ impl Supervisor {
                     ready_ms: s.ready_ms,
                     reported: s.reported.clone(),
                     metrics_refused: s.metrics_refused,
+                    requested_memory_mb: spec.requests.memory_mb,
                     adapters: s.loaded_adapters.iter().map(|a| a.name.clone()).collect(),
                     adapter: adapter.map(|a| a.status),
                 };
