@@ -106,6 +106,7 @@ impl Supervisor {
                     hibernate_after_idle_s: spec.hibernate_after_idle_s,
                     paused_at_ms: s.paused_at_ms,
                     ready_ms: s.ready_ms,
+                    requested_memory_mb: spec.requests.memory_mb,
                     adapters: s.loaded_adapters.iter().map(|a| a.name.clone()).collect(),
                     adapter: adapter.map(|a| a.status),
                 };
