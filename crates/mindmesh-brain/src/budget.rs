@@ -333,8 +333,8 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
 /// A throttled persona whose host is clear only because of the throttle: released to full
 /// speed at its present demand (its CPU scaled by 1/throttle), the host would be saturated
 /// again. Without this the throttle is its own cause's cure, the cause looks clear, the budget
-/// goes back, the host saturates, and the brain flaps with the flood (measured by
-/// `mindmesh bench qos`). A flood that ends shows as the persona's own CPU falling.
+/// goes back, the host saturates, and the brain flaps with the flood (as `mindmesh bench qos`'s
+/// flood would; unit-tested in `tests/budget_envelope.rs`). A flood that ends shows as the persona's own CPU falling.
 pub fn released_would_saturate(f: &PersonaFeatures, n: &crate::features::NodeFeatures) -> bool {
     let m = f64::from(f.throttle_multiplier);
     if n.stale || !m.is_finite() || m <= 0.0 || m >= 0.999 || !f.cpu.share_of_host.is_finite() {

@@ -327,7 +327,7 @@ fn flooded_host(host_cpu: f32, own_cpu: f32, in_force: &Budget) -> MeshView {
     MeshView { nodes: vec![node], personas }
 }
 
-/// Measured by `mindmesh bench qos`: on a pegged host, slowing the largest background persona
+/// The set-up of `mindmesh bench qos`: on a pegged host, slowing the largest background persona
 /// frees nothing (the others take it), so every busy one is slowed in the same cycle; and a
 /// throttle that is all that keeps the host clear is held, not given back (no flapping).
 #[tokio::test]
