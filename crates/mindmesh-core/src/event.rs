@@ -37,6 +37,13 @@ pub enum EventKind {
     Error,
     /// An operator's request changed something (detail: what, which token, the answer).
     Operator,
+    // new kinds go last: events are stored postcard-encoded, by variant index
+    /// Moved to a deeper tier to make room for another persona (detail: to which tier, for
+    /// whom, how much it freed, why it was the one).
+    Evict,
+    /// Could not start or wake for want of memory here, and nothing idle could be evicted
+    /// (detail: the need, what is free, what was kept and why); the caller got 503.
+    NoRoom,
 }
 
 impl EventKind {
@@ -64,6 +71,8 @@ impl EventKind {
             EventKind::Decision => "decision",
             EventKind::Error => "error",
             EventKind::Operator => "operator",
+            EventKind::Evict => "evict",
+            EventKind::NoRoom => "no_room",
         }
     }
 }

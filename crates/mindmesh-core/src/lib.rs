@@ -17,6 +17,7 @@
 //! - [`lifecycle`]: the sans-IO supervision state machine (restart policy, backoff, crash
 //!   loops, graceful stop)
 //! - [`event`]: the event log's records
+//! - [`evict`]: memory-aware admission on a node: who is evicted to make room
 //! - [`metrics`]: per-tick samples of personas and hosts, and their rollups
 //! - [`action`]: decisions and the actions they name
 //! - [`wire`]: versioned, size-bounded postcard encoding
@@ -36,6 +37,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod evict;
 pub mod failover;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -12,7 +12,7 @@
 //! | `restart`, `health_path`, `kind`, `hibernate_after_idle_s` | yes | the supervisor takes them when it registers the persona |
 //! | `importance`, `model`, `labels.*`, `requests.*`, `placement.*` | yes | the same registration carries them (a later change could apply them in place) |
 //! | `sleep.*`, `metrics_path` | yes | the supervisor takes them when it registers the persona |
-//! | `adapter.*` | yes | an adapter persona has no process: it is registered anew; its base loads a changed `path` at its next start |
+//! | `adapter.*` | yes | an adapter persona has no process: it is registered anew; a changed `path` restarts its base to load it |
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -101,7 +101,7 @@ impl Control {
         self.supervisor.remove(name).await
     }
 
-    pub async fn wake(&self, name: &str) -> Result<Phase, String> {
+    pub async fn wake(&self, name: &str) -> Result<Phase, crate::waker::WakeError> {
         self.waker.wake(name).await
     }
 

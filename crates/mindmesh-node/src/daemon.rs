@@ -349,7 +349,10 @@ impl Node {
                 .run(shutdown.clone()),
             )
         };
-        let waker = Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone());
+        // memory-aware admission of every wake: the actor starts once the control facade exists
+        let (admitter, admit_inbox) = crate::admit::Admitter::channel(supervisor.status());
+        let waker =
+            Waker::new(supervisor.clone(), store.clone()).guarded(mesh.clone(), may_run.clone()).admitting(admitter);
         // nodes vouch for the callers whose requests they forward, with a key only members hold
         let key_path = mesh::key_path(&config, &data_dir);
         let mesh_key = match mindmesh_net::keys::MeshKey::read(&key_path) {
@@ -386,6 +389,20 @@ impl Node {
             waker,
             Duration::from_millis(config.gateway.drain_timeout_ms),
             Duration::from_millis(config.supervisor.stop_grace_ms.saturating_add(1000)),
+        );
+        let capacity = tokio::spawn(
+            crate::capacity::Keeper {
+                config: config.node.capacity.clone(),
+                control: control.clone(),
+                supervisor: supervisor.clone(),
+                gateway: gateway.clone(),
+                host: host_rx.clone(),
+                clock: clock.clone(),
+                reports: audit.clone(),
+                reserve_for: Duration::from_millis(config.supervisor.start_timeout_ms),
+                settle_timeout: Duration::from_millis(config.supervisor.stop_grace_ms.saturating_add(1000)),
+            }
+            .run(admit_inbox, shutdown.clone()),
         );
         let idle = tokio::spawn(crate::idle::run(
             control.clone(),
@@ -589,6 +606,7 @@ impl Node {
                 ("api", api_task),
                 ("gateway", gateway_task),
                 ("idle hibernation", idle),
+                ("capacity", capacity),
                 ("compactor", compactor),
                 ("gossip", gossip),
                 ("reconciler", reconciler),

@@ -10,12 +10,15 @@
 //!   handlers, behind the API's door)
 //! - [`api`]: the HTTP API and its JSON types (shared with the CLI)
 //! - [`idle`]: hibernation of personas idle past their `hibernate_after_idle_s`
+//! - [`capacity`]: memory-aware admission of wakes: evicts idle personas to make room, or
+//!   refuses (the gateway answers 503)
 //! - [`mesh`]: the node's part in the mesh (reconciler, fence, checkpoints, gossip, leader)
 //! - [`control`]: the one door for acting on a persona (drains before it stops a process)
 //! - [`recorder`]: persists the supervisor's reports in batches
 //! - [`gateway`]: the OpenAI-compatible gateway in front of the personas (budgets, queue,
 //!   wake, drain, measurements)
 //! - [`waker`]: wakes a hibernating persona with its saved state (gateway and control use it)
+//! - [`admit`]: the waker's door to admission (the actor lives in [`capacity`])
 //! - [`http`]: the HTTP error type, the caller a request acts for, and the forwarder, shared by
 //!   the API and the gateway
 //! - [`local`]: the local operator's credential (token file, Unix socket) and how the CLI
@@ -31,7 +34,9 @@
 //! `crate::` path in the sources and fails on one that points up or sideways, so no import ring
 //! can come back.
 
+pub mod admit;
 pub mod api;
+pub mod capacity;
 pub mod control;
 pub mod daemon;
 pub mod error;
@@ -60,12 +65,14 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "ui",
             "api",
             "idle",
+            "capacity",
             "mesh",
             "control",
             "recorder",
             "telemetry",
             "gateway",
             "waker",
+            "admit",
             "http",
             "local",
             "error",
@@ -74,12 +81,14 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("ui", &["api", "http"]),
     ("api", &["mesh", "control", "telemetry", "gateway", "http", "local", "error"]),
     ("idle", &["control", "gateway"]),
+    ("capacity", &["admit", "control", "gateway"]),
     ("mesh", &["control", "recorder", "telemetry", "error"]),
     ("control", &["gateway", "waker"]),
     ("recorder", &["telemetry", "gateway"]),
     ("telemetry", &[]),
     ("gateway", &["waker", "http", "error"]),
-    ("waker", &[]),
+    ("waker", &["admit"]),
+    ("admit", &[]),
     ("http", &["error"]),
     ("local", &[]),
     ("error", &[]),

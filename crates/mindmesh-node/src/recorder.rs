@@ -110,8 +110,16 @@ impl Recorder {
                     if let Some(t) = &self.telemetry {
                         t.event(&e);
                     }
-                    if matches!(e.kind, EventKind::Error | EventKind::Exit | EventKind::LimitHit | EventKind::CrashLoop)
-                        || (e.kind == EventKind::HealthChange && e.detail.ends_with("unhealthy"))
+                    // a refusal for want of memory travels too: the leader reads it from the
+                    // gossip and may place the persona on another node
+                    if matches!(
+                        e.kind,
+                        EventKind::Error
+                            | EventKind::Exit
+                            | EventKind::LimitHit
+                            | EventKind::CrashLoop
+                            | EventKind::NoRoom
+                    ) || (e.kind == EventKind::HealthChange && e.detail.ends_with("unhealthy"))
                     {
                         let (persona, detail) = (e.persona.clone(), e.detail.clone());
                         self.latest.send_modify(|l| {

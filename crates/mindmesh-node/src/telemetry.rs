@@ -70,6 +70,10 @@ pub struct PersonaCounts {
     /// By [`RESTART_REASONS`].
     pub restarts: [u64; RESTART_REASONS.len()],
     pub crash_loops: u64,
+    /// Evicted to a deeper tier to make room for another persona.
+    pub evictions: u64,
+    /// Refused a start or wake for want of memory (its callers got 503).
+    pub no_room: u64,
 }
 
 impl Default for Telemetry {
@@ -94,6 +98,8 @@ impl Telemetry {
                 per.entry(e.persona.clone()).or_default().restarts[i] += 1;
             }
             EventKind::CrashLoop => per.entry(e.persona.clone()).or_default().crash_loops += 1,
+            EventKind::Evict => per.entry(e.persona.clone()).or_default().evictions += 1,
+            EventKind::NoRoom => per.entry(e.persona.clone()).or_default().no_room += 1,
             EventKind::Removed => {
                 per.remove(&e.persona);
             }
@@ -306,7 +312,7 @@ mod tests {
         t.event(&ev("a", EventKind::CrashLoop, "crash loop"));
         t.event(&ev("b", EventKind::Restart, "restart #1 in 100 ms after exit code 1"));
         let rows = t.personas(["a", "c"].into_iter());
-        assert_eq!(rows[0].1, PersonaCounts { restarts: [1, 1, 0, 0, 0], crash_loops: 1 });
+        assert_eq!(rows[0].1, PersonaCounts { restarts: [1, 1, 0, 0, 0], crash_loops: 1, ..Default::default() });
         assert_eq!(rows[1].1, PersonaCounts::default(), "a persona without restarts has zeros");
         assert!(t.personas(["b"].into_iter())[0].1 == PersonaCounts::default(), "b was forgotten");
         assert_eq!(t.events().get("restart"), Some(&3));

@@ -37,6 +37,9 @@ pub struct PersonaStatus {
     pub paused_at_ms: Option<u64>,
     /// Its last cold start, spawn to healthy (its reload cost).
     pub ready_ms: Option<u64>,
+    /// Its spec's `requests.memory_mb`: what admission counts it as holding at least.
+    #[serde(default)]
+    pub requested_memory_mb: u64,
     /// A base persona: the adapter personas its process loaded at start, in id order.
     #[serde(default)]
     pub adapters: Vec<String>,

@@ -195,8 +195,24 @@ async fn an_adapter_rides_on_its_base_and_a_new_one_restarts_the_base() {
     r.sup.act("base", Act::Wake { state: None }).await.unwrap();
     r.sup.wait_for("base", &[Phase::Running], LONG).await.unwrap();
     assert_eq!(status("a-adapter").phase, Phase::Running);
-    // removing an adapter touches no process
+    // removing an adapter touches no process; adding it back with another file (a changed
+    // spec is a remove and an add) restarts the base to load the new file
+    let pid = status("base").pid;
     r.sup.remove("a-adapter").await.unwrap();
-    assert_eq!(r.host.processes().len(), 1);
+    assert_eq!((r.host.processes().len(), status("base").pid), (1, pid));
+    r.sup.add(PersonaSpec::adapter("a-adapter", "base", "/m/a2.gguf", 1.0), true).await.unwrap();
+    let reloaded = tokio::time::timeout(LONG, async {
+        loop {
+            let p = r.host.processes();
+            if p.len() == 1 && Some(p[0].pid) != pid && status("base").phase == Phase::Running {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(reloaded[0].env["MINDMESH_LORA_ADAPTERS"].contains("/m/a2.gguf"));
+    assert_eq!(status("a-adapter").adapter.unwrap().lora_id, Some(0));
     r.sup.shutdown().await;
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod brain;
+mod capacity;
 mod gateway;
 mod logs;
 pub mod mesh;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api::{ApiConfig, LEGACY_TOKEN_NAME, LOCAL_TOKEN_NAME, NamedToken, Scope};
 pub use brain::{AnalystChoice, BrainConfig, GuardrailConfig, LlmConfig, LlmResponseFormat};
+pub use capacity::CapacityConfig;
 pub use gateway::GatewayConfig;
 pub use logs::LogsConfig;
 pub use store::StoreConfig;
@@ -46,11 +48,18 @@ pub struct NodeSection {
     pub name: String,
     pub data_dir: PathBuf,
     pub labels: BTreeMap<String, String>,
+    /// What this node offers its personas (`[node.capacity]`).
+    pub capacity: CapacityConfig,
 }
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { name: String::new(), data_dir: PathBuf::from("./mindmesh-data"), labels: BTreeMap::new() }
+        NodeSection {
+            name: String::new(),
+            data_dir: PathBuf::from("./mindmesh-data"),
+            labels: BTreeMap::new(),
+            capacity: CapacityConfig::default(),
+        }
     }
 }
 
@@ -83,6 +92,7 @@ impl NodeConfig {
             out.push(CoreError::invalid("node.name", "too long"));
         }
         let sections = [
+            self.node.capacity.validate().map_err(|e| e.within("node.capacity")),
             self.api.validate().map_err(|e| e.within("api")),
             self.supervisor.validate().map_err(|e| e.within("supervisor")),
             self.store.validate().map_err(|e| e.within("store")),

@@ -120,6 +120,22 @@ pub async fn prometheus(State(st): State<ApiState>) -> impl IntoResponse {
         m.sample("mindmesh_persona_crash_loops_total", &[("persona", p)], c.crash_loops as f64);
     }
     m.family(
+        "mindmesh_persona_evictions_total",
+        "counter",
+        "Times the persona was moved to a deeper tier to make room for another",
+    );
+    for (p, c) in &counts {
+        m.sample("mindmesh_persona_evictions_total", &[("persona", p)], c.evictions as f64);
+    }
+    m.family(
+        "mindmesh_persona_no_room_total",
+        "counter",
+        "Starts or wakes refused for want of memory on this node (its requests got 503)",
+    );
+    for (p, c) in &counts {
+        m.sample("mindmesh_persona_no_room_total", &[("persona", p)], c.no_room as f64);
+    }
+    m.family(
         "mindmesh_persona_spawn_ready_seconds",
         "histogram",
         "Spawn to ready (healthy, or running without a probe)",

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::{effective, node_limit};
 use super::gate::{Gate, Gates, Permit, Rank, Shared, admit};
 use super::queue::{Lane, Queue};
-use crate::waker::Waker;
+use crate::waker::{WakeError, Waker};
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,11 @@ pub enum Refusal {
         limit_ms: u64,
     },
     WakeFailed(String),
+    /// Its wake needs memory this node does not have, and nothing idle could be evicted.
+    NoRoom {
+        retry_after_s: u32,
+        message: String,
+    },
     ShuttingDown,
 }
 
@@ -58,7 +63,7 @@ pub(crate) enum Command {
     },
     WakeFailed {
         persona: Arc<str>,
-        error: String,
+        error: WakeError,
     },
 }
 
@@ -160,9 +165,15 @@ impl Admission {
                 let _ = reply.send(self.gates.borrow().get(persona.as_str()).cloned());
             }
             Command::WakeFailed { persona, error } => {
-                tracing::warn!(%persona, %error, "wake on request failed");
                 self.waking.remove(&persona);
-                self.refuse_all(&persona, Refusal::WakeFailed(error));
+                let refusal = match error {
+                    WakeError::NoRoom(n) => Refusal::NoRoom { retry_after_s: n.retry_after_s, message: n.message },
+                    WakeError::Failed(why) => {
+                        tracing::warn!(%persona, error = %why, "wake on request failed");
+                        Refusal::WakeFailed(why)
+                    }
+                };
+                self.refuse_all(&persona, refusal);
             }
         }
     }

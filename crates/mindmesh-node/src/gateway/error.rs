@@ -134,6 +134,22 @@ impl GatewayError {
                 format!("persona {persona:?} is hibernating and could not be woken: {why}"),
                 Some(ErrorKind::Other),
             ),
+            // 503, not 429: the caller sent nothing wrong and not too much; this node has no
+            // memory for the persona now. The leader hears of it (a `no_room` event) and may
+            // place the persona where there is room.
+            Refusal::NoRoom { retry_after_s, message } => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "insufficient_capacity",
+                    format!(
+                        "persona {persona:?} is hibernating and this node cannot wake it: {message}; \
+                         retry after {retry_after_s} s"
+                    ),
+                    rejected,
+                );
+                e.retry_after_s = Some(retry_after_s);
+                e
+            }
             Refusal::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "node_stopping",

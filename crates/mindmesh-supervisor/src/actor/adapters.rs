@@ -36,6 +36,8 @@ pub(super) struct AdapterView {
     pub port: Option<u16>,
     pub spawn_id: u64,
     pub status: AdapterStatus,
+    /// Servable since then: its idle time counts from here, not from while its base loaded.
+    pub up_ms: Option<u64>,
 }
 
 impl Supervisor {
@@ -56,6 +58,8 @@ impl Supervisor {
         let now = self.now();
         let Some(slot) = self.slots.get_mut(name) else { return };
         if slot.life.phase() == phase && phase != Phase::Killed {
+            // nothing changes but what the mesh may have recorded with it (its epoch)
+            self.changed(name);
             return;
         }
         let restarts = slot.life.restarts();
@@ -109,14 +113,15 @@ impl Supervisor {
     /// An adapter was added (or changed): if its base's process runs without it, restart the
     /// base so that it loads it.
     pub(super) fn load_into_base(&mut self, adapter: &str) {
-        let Some(base) = self.slots.get(adapter).and_then(|s| s.record.spec.base().map(str::to_owned)) else {
-            return;
-        };
-        let Some(b) = self.slots.get(&base) else { return };
-        if !b.life.phase().has_process() || b.loaded_adapters.iter().any(|n| n == adapter) {
+        let Some(a) = self.slots.get(adapter).and_then(|s| s.record.spec.adapter.clone()) else { return };
+        let Some(b) = self.slots.get(&a.base) else { return };
+        // the file is what the process loaded; a new scale needs nothing (it goes per request)
+        let loaded = b.loaded_adapters.iter().any(|l| l.name == adapter && l.path == a.path);
+        if !b.life.phase().has_process() || loaded {
             return;
         }
-        self.event(&base, EventKind::Restart, format!("to load its new adapter {adapter}"));
+        let base = a.base;
+        self.event(&base, EventKind::Restart, format!("to load its new or changed adapter {adapter}"));
         if let Err(e) = self.act(&base, Act::Restart) {
             tracing::warn!(%base, %adapter, error = %e, "cannot restart the base to load its adapter");
         }
@@ -127,7 +132,8 @@ impl Supervisor {
         let a = s.record.spec.adapter.as_ref()?;
         let own = s.shown_phase();
         let base = self.slots.get(&a.base);
-        let lora_id = base.and_then(|b| b.loaded_adapters.iter().position(|n| n == name)).map(|i| i as u32);
+        let lora_id =
+            base.and_then(|b| b.loaded_adapters.iter().find(|l| l.name == name && l.path == a.path)).map(|l| l.id);
         let status = AdapterStatus { base: a.base.clone(), lora_id, scale: a.scale };
         let down = |phase: Phase, reason: Option<String>| AdapterView {
             phase,
@@ -135,6 +141,7 @@ impl Supervisor {
             port: None,
             spawn_id: 0,
             status: status.clone(),
+            up_ms: s.adapter_up_ms,
         };
         if own != Phase::Running {
             return Some(down(own, s.life.reason().map(str::to_owned)));
@@ -144,7 +151,16 @@ impl Supervisor {
         };
         let view = match b.shown_phase() {
             Phase::Running if b.port.is_some() && lora_id.is_some() => {
-                AdapterView { phase: Phase::Running, reason: None, port: b.port, spawn_id: b.spawn_id, status }
+                let base_ready =
+                    b.record.process.as_ref().map(|p| p.started_at_ms.saturating_add(b.ready_ms.unwrap_or(0)));
+                AdapterView {
+                    phase: Phase::Running,
+                    reason: None,
+                    port: b.port,
+                    spawn_id: b.spawn_id,
+                    status,
+                    up_ms: s.adapter_up_ms.max(base_ready),
+                }
             }
             // a request for it wakes the adapter, which wakes its base
             p @ (Phase::Paused | Phase::Hibernating) => {

@@ -128,7 +128,7 @@ impl Supervisor {
         }
         slot.spawn_id = spawn_id;
         slot.port = Some(port);
-        slot.loaded_adapters = adapters.into_iter().map(|a| a.name).collect();
+        slot.loaded_adapters = adapters;
         slot.health = Health::Unknown;
         slot.peak_rss_bytes = 0;
         slot.oom_kills_seen = cgroup.as_ref().map_or(0, |c| c.oom_kills());

@@ -107,7 +107,7 @@ struct Slot {
     /// A hibernate is saving state before it stops the process.
     saving: bool,
     /// A base persona: the adapters its current process was started with, in id order.
-    loaded_adapters: Vec<String>,
+    loaded_adapters: Vec<adapters::AdapterLoad>,
     /// An adapter persona: running (in name) since then.
     adapter_up_ms: Option<u64>,
     /// Removal waits for the process to be gone.

@@ -99,14 +99,15 @@ impl Supervisor {
                     peak_rss_bytes: s.peak_rss_bytes,
                     cpu_percent: s.sample.cpu_percent,
                     started_at_ms: match &adapter {
-                        Some(_) => s.adapter_up_ms,
+                        Some(a) => a.up_ms,
                         None => s.record.process.as_ref().map(|p| p.started_at_ms),
                     },
                     spawn_id: adapter.as_ref().map_or(s.spawn_id, |a| a.spawn_id),
                     hibernate_after_idle_s: spec.hibernate_after_idle_s,
                     paused_at_ms: s.paused_at_ms,
                     ready_ms: s.ready_ms,
-                    adapters: s.loaded_adapters.clone(),
+                    requested_memory_mb: spec.requests.memory_mb,
+                    adapters: s.loaded_adapters.iter().map(|a| a.name.clone()).collect(),
                     adapter: adapter.map(|a| a.status),
                 };
                 (name.clone(), status)

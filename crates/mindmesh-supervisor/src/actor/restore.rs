@@ -127,9 +127,9 @@ impl Supervisor {
         if let Some(Err(e)) = self.logs.as_mut().map(|l| l.collect(name)) {
             tracing::warn!(persona = %name, error = %e, "cannot collect the output of an adopted persona");
         }
-        // started by the last run with the adapters it had then, which are those it has now
-        // unless the spec changed while the node was down (a changed set restarts it later)
-        let loaded = self.adapters_to_load(name).into_iter().map(|a| a.name).collect();
+        // started by the last run with the adapters it had then: taken to be those it has now
+        // (adapter specs changed while the node was down are loaded at the base's next start)
+        let loaded = self.adapters_to_load(name);
         if let Some(slot) = self.slots.get_mut(name) {
             slot.loaded_adapters = loaded;
         }
