@@ -201,7 +201,9 @@ pub fn describe(in_force: &Budget, patch: &BudgetPatch) -> String {
 pub fn describe_change(before: &BudgetPatch, after: &BudgetPatch) -> String {
     Field::ALL
         .into_iter()
-        .filter_map(|f| Some(format!("{} {}->{}", f.short(), f.format(f.of_patch(before)?), f.format(f.of_patch(after)?))))
+        .filter_map(|f| {
+            Some(format!("{} {}->{}", f.short(), f.format(f.of_patch(before)?), f.format(f.of_patch(after)?)))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -208,10 +208,14 @@ mod tests {
     #[test]
     fn a_change_keeps_the_fields_it_set_before_and_after() {
         let b = Budget::default();
-        let patch = BudgetPatch { inference_queue_priority: Some(10), throttle_multiplier: Some(0.25), ..Default::default() };
+        let patch =
+            BudgetPatch { inference_queue_priority: Some(10), throttle_multiplier: Some(0.25), ..Default::default() };
         let after = b.patched(&patch).unwrap();
         let c = BudgetChange::between(&b, &patch, &after);
-        assert_eq!(c.before, BudgetPatch { inference_queue_priority: Some(50), throttle_multiplier: Some(1.0), ..Default::default() });
+        assert_eq!(
+            c.before,
+            BudgetPatch { inference_queue_priority: Some(50), throttle_multiplier: Some(1.0), ..Default::default() }
+        );
         assert_eq!(c.after, patch);
     }
 
