@@ -3,7 +3,7 @@
 //! a request for a hibernated persona that does not fit evicts the least valuable idle
 //! persona to the stopped tier and is served; with nothing evictable (a system persona, the
 //! others answering requests) it is answered 503 with `Retry-After`, the wake is not tried,
-//! and a `no_room` event says why.
+//! and a `no_room` event says why. An operator's wake is admitted the same way.
 
 mod common;
 
@@ -105,7 +105,7 @@ async fn with_nothing_evictable_the_wake_is_refused_with_503_and_retry_after() {
     let node = TestNode::start(&format!(
         "[node.capacity]\nmemory_mb = 250\nretry_after_s = 7\n{}{}{}",
         persona("sys", &[], "importance = \"system\""),
-        persona("slow", &["--latency-ms", "4000"], ""),
+        persona("slow", &["--latency-ms", "6000"], ""),
         persona("want", &[], ""),
     ));
     for name in ["sys", "slow", "want"] {
@@ -123,9 +123,13 @@ async fn with_nothing_evictable_the_wake_is_refused_with_503_and_retry_after() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("needs 100 MB") && message.contains("retry after 7 s"), "{message}");
 
+    // an operator's wake is admitted the same way, and refused before anything is committed
+    let (code, v) = node.post("/api/v1/personas/want/wake", json!({})).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (503, Some("insufficient_capacity")), "{v}");
+
     // not woken, nobody evicted, and the refusal is on the record (and in the metrics)
     let v = node.persona("want").await;
-    assert_eq!(phase(&v), "hibernating", "{v}");
+    assert_eq!((phase(&v), v["desired"].as_str()), ("hibernating", Some("hibernating")), "{v}");
     let events = node.events("want").await;
     assert_eq!(spawns(&events), want_spawns, "no wake was tried: {events:?}");
     let no_room = events.iter().find(|e| e["kind"] == "no_room").expect("a no_room event");
@@ -138,7 +142,7 @@ async fn with_nothing_evictable_the_wake_is_refused_with_503_and_retry_after() {
         assert_eq!(phase(&node.persona(kept).await), "running");
         assert!(node.events(kept).await.iter().all(|e| e["kind"] != "evict"), "{kept} was evicted");
     }
-    assert_eq!(metric(&node, "mindmesh_persona_no_room_total{node=\"test\",persona=\"want\"}").await, 1.0);
+    assert_eq!(metric(&node, "mindmesh_persona_no_room_total{node=\"test\",persona=\"want\"}").await, 2.0);
 
     // the slow answer ends; the retry evicts the slow persona, never the system one
     let (code, _, body) = in_flight.await.unwrap();

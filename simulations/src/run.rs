@@ -129,7 +129,7 @@ impl Checker {
 
     /// Replay the hosts' process events up to now into the process table; play the fence
     /// guards of crashed nodes whose lease ran out; measure how late live nodes fence.
-    fn absorb(&mut self, cluster: &mut Cluster) -> Result<(), SimError> {
+    fn absorb(&mut self, cluster: &Cluster) -> Result<(), SimError> {
         let now_us = cluster.now_us();
         let mut i = 0;
         while i < self.guards.len() {
@@ -372,7 +372,7 @@ async fn phases(
             let out = cluster.down().len() + isolated.len();
             let mut ctx = FaultCtx { cluster, checker, now, out, minority, isolated: &mut isolated, later: &mut later };
             if let Fault::Operator { verb, pick } = s.fault {
-                let what = operate(ctx.cluster, ctx.checker, verb, pick, now).await;
+                let what = operate(ctx.cluster, ctx.checker, verb, pick, now).await?;
                 checker.note(now, what);
             } else if let Some(what) = apply_fault(&mut ctx, &s.fault, cfg).await? {
                 checker.disturbed = true;
@@ -636,12 +636,18 @@ async fn apply_fault(ctx: &mut FaultCtx<'_>, fault: &Fault, cfg: &SimConfig) -> 
 
 /// Carry out an operator's verb on a persona picked by `pick` (among those placed on live
 /// nodes), through the API of the node that runs it, as the CLI would; what was done.
-async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64, now: u64) -> String {
+async fn operate(
+    cluster: &Cluster,
+    checker: &mut Checker,
+    verb: Verb,
+    pick: u64,
+    now: u64,
+) -> Result<String, SimError> {
     use axum::body::Body;
     use axum::http::{Method, Request};
 
     let Some((_, reg)) = cluster.registries().into_iter().max_by_key(|(_, r)| r.applied_index) else {
-        return format!("operator: {verb:?}: no live node");
+        return Ok(format!("operator: {verb:?}: no live node"));
     };
     let placed: Vec<(&String, NodeId)> = reg
         .personas
@@ -650,7 +656,7 @@ async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64
         .filter(|(_, n)| cluster.node(*n).is_some())
         .collect();
     if placed.is_empty() {
-        return format!("operator: {verb:?}: no persona on a live node");
+        return Ok(format!("operator: {verb:?}: no persona on a live node"));
     }
     let (persona, node) = placed[(pick % placed.len() as u64) as usize];
     let persona = persona.clone();
@@ -676,7 +682,7 @@ async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64
                 .map(|(id, _)| *id)
                 .collect();
             let Some(to) = targets.get((to_pick % targets.len().max(1) as u64) as usize) else {
-                return format!("operator: migrate {persona}: no node to move it to");
+                return Ok(format!("operator: migrate {persona}: no node to move it to"));
             };
             (
                 Method::POST,
@@ -690,7 +696,7 @@ async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64
             let open = reg.nodes.values().filter(|e| !e.draining).count();
             // keep a majority of nodes open: personas drained off must have somewhere to go
             if !undo && open <= reg.nodes.len() / 2 + 1 {
-                return format!("operator: drain {}: too few nodes left open", on(node));
+                return Ok(format!("operator: drain {}: too few nodes left open", on(node)));
             }
             let moved: Vec<String> = reg.personas_on(node).map(|(n, _)| n.clone()).collect();
             (
@@ -708,15 +714,25 @@ async fn operate(cluster: &Cluster, checker: &mut Checker, verb: Verb, pick: u64
         .header("content-type", "application/json")
         .body(Body::from(body))
         .expect("a valid request");
-    let Some(n) = cluster.node(node) else { return format!("operator: {what}: node down") };
-    let status = n.call(req).await.status();
+    let Some(n) = cluster.node(node) else { return Ok(format!("operator: {what}: node down")) };
+    // A verb may wait up to the proposal timeout; meanwhile the fence guards of crashed nodes
+    // must still act on time. Awaited alone, the call held them back: a crashed node's
+    // processes outlived its lease by seconds and seemed to run twice (seeds 1174, 1304).
+    let call = n.call(req);
+    tokio::pin!(call);
+    let status = loop {
+        tokio::select! {
+            answer = &mut call => break answer.status(),
+            _ = tokio::time::sleep(Duration::from_millis(checker.cfg.step_ms)) => checker.absorb(cluster)?,
+        }
+    };
     if status.is_success() {
         checker.verbs_acked += 1;
         checker.acted.push(Acted { what: format!("operator: {what}"), at_ms: now, personas });
     } else {
         checker.verbs_refused += 1;
     }
-    format!("operator: {what} on {} → {}", on(node), status.as_u16())
+    Ok(format!("operator: {what} on {} → {}", on(node), status.as_u16()))
 }
 
 /// A write of a new persona at a random live node, placed on a random node.

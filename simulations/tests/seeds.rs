@@ -47,11 +47,15 @@ fn a_hundred_seeds_hold_every_invariant() {
 
 /// Seeds beyond the CI range that once broke an invariant, and what they found. A change to the
 /// simulator may send them down other paths; they stay as extra seeds.
-const REGRESSION_SEEDS: [(u64, &str); 4] = [
+const REGRESSION_SEEDS: [(u64, &str); 8] = [
     (892, "a deposed leader's failover write was never answered; its failover loop stalled"),
     (941, "the same, on another schedule"),
     (2296, "a reconcile step the supervisor refused (start while not allowed to run) was retried at once, forever"),
     (3882, "the same, on another schedule"),
+    (249, "a lease lost and regained while the reconciler was busy: what fencing killed never started again"),
+    (332, "the same, on another schedule"),
+    (1174, "the run awaited an operator's verb for 5 s and played no fence guard meanwhile: a seeming double run"),
+    (1304, "the same, on another schedule"),
 ];
 
 #[test]

@@ -105,6 +105,11 @@ impl Control {
         self.waker.wake(name).await
     }
 
+    /// Make room for `name` to start here (see [`Waker::admit`]).
+    pub async fn admit(&self, name: &str) -> Result<(), crate::admit::NoRoom> {
+        self.waker.admit(name).await
+    }
+
     async fn drain(&self, name: &str, why: &str) -> Option<crate::gateway::DrainGuard> {
         let started = std::time::Instant::now();
         let (guard, left) = self.gateway.drain(name, self.drain_timeout).await?;

@@ -83,7 +83,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("idle", &["control", "gateway"]),
     ("capacity", &["admit", "control", "gateway"]),
     ("mesh", &["control", "recorder", "telemetry", "error"]),
-    ("control", &["gateway", "waker"]),
+    ("control", &["gateway", "waker", "admit"]),
     ("recorder", &["telemetry", "gateway"]),
     ("telemetry", &[]),
     ("gateway", &["waker", "http", "error"]),

@@ -60,6 +60,16 @@ impl Waker {
         self
     }
 
+    /// Admit `name` against the node's capacity without waking it: an operator's start or
+    /// wake, which the mesh's reconciler carries out once committed. Evictions make room, or
+    /// the refusal says why and nothing should be committed.
+    pub async fn admit(&self, name: &str) -> Result<(), NoRoom> {
+        match &self.admit {
+            Some(a) => a.admit(name).await,
+            None => Ok(()),
+        }
+    }
+
     /// Wake `name` for a request that waits for it. A persona the mesh wants hibernating (an
     /// operator's or the brain's word) is woken through the registry: the request's wake is
     /// committed as `desired = running`, and this node's reconciler starts it at the new epoch —

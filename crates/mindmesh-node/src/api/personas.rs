@@ -570,6 +570,20 @@ pub async fn action(
             Json(ActionResponse { persona: name, action, phase, changed: false, note: Some(note) }).into_response()
         );
     }
+    // a start or wake here needs memory: admitted first (idle personas evicted to make room),
+    // or refused before anything is committed
+    if matches!(action.as_str(), "start" | "wake")
+        && entry.node == Some(st.mesh.node_id())
+        && local.is_some_and(|p| !p.has_process())
+        && let Err(n) = st.control.admit(&name).await
+    {
+        let message = format!("{action} of {name} refused: {}; retry after {} s", n.message, n.retry_after_s);
+        let mut resp = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "insufficient_capacity", message).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&n.retry_after_s.to_string()) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
     let reason = req.reason.clone();
     let set = |phase| Command::SetPhase { name: name.clone(), phase, reason: None };
     let bump = Command::BumpGeneration { name: name.clone(), expected: entry.generation };

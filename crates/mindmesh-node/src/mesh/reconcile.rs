@@ -70,14 +70,24 @@ impl Reconciler {
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut registry = self.mesh.watch_registry();
         let mut may_run = self.may_run.clone();
-        let mut was_allowed = *may_run.borrow();
         let mut retry = tokio::time::interval(RETRY_INTERVAL);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The fence only publishes a change of the lease, so any change seen while the lease is
+        // held means it was lost in between and fencing may have killed what runs here.
+        // Comparing with the value seen last missed a loss and a return that both landed while
+        // this loop was busy (reporting to a leader it could not reach): nothing fencing had
+        // stopped ever started again (simulator seeds 249, 332, 335, …).
+        let mut lease_moved = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 changed = registry.changed() => if changed.is_err() { break },
-                changed = may_run.changed() => if changed.is_err() { break },
+                changed = may_run.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    lease_moved = true;
+                }
                 Some(done) = tasks.join_next() => {
                     if let Ok(done) = done {
                         in_flight.remove(&done.name);
@@ -98,12 +108,15 @@ impl Reconciler {
             if !reg.nodes.contains_key(&me) {
                 continue;
             }
+            // woken by another branch, this pass must still see a change the select did not
+            // (reading the value marks it seen)
+            lease_moved |= may_run.has_changed().unwrap_or(false);
             let allowed = *may_run.borrow_and_update();
-            if allowed && !was_allowed {
+            if allowed && lease_moved {
                 // the lease is back: what fencing stopped starts again where it is still ours
                 seen.clear();
             }
-            was_allowed = allowed;
+            lease_moved = false;
             let local = self.supervisor.status().borrow().clone();
             let mut ours: Vec<_> = reg.personas_on(me).collect();
             // adapters first: a base started now loads the adapters its node has (one added
