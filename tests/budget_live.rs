@@ -1,6 +1,6 @@
 //! Budget decisions on a live node (issue 15): a user-facing persona nobody asks gives its
-//! priority back — a `budget` decision in `mindmesh decisions` with its before and after,
-//! carried out by the node (the gateway's budget in force changes) — and gets it back once it
+//! priority back — a `budget` decision in `mindmesh decisions` (and `--json`) with its before
+//! and after as fields of the record, carried out by the node (the gateway's budget in force changes) — and gets it back once it
 //! is in use again, after the cause has been clear for the hysteresis cycles.
 //!
 //! Real binary, real demo persona processes. The brain's clock runs `SPEED` times faster, so
@@ -37,6 +37,17 @@ async fn wait_budget(node: &TestNode, persona: &str, says: &str) -> Value {
     }
 }
 
+/// The row of decision `seq` in `mindmesh decisions --json` (one JSON object a line).
+fn json_row(node: &TestNode, seq: u64) -> Value {
+    let out = node.cli(&["decisions", "--persona", "desk", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["seq"].as_u64() == Some(seq))
+        .unwrap_or_else(|| panic!("decision {seq} not in `decisions --json`: {text}"))
+}
+
 fn priority(v: &Value) -> Option<u64> {
     v["budget"]["inference_queue_priority"].as_u64()
 }
@@ -56,6 +67,14 @@ async fn an_idle_persona_gives_its_priority_back_and_gets_it_again_when_used() {
     let out = node.cli(&["decisions", "--persona", "desk"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("budget") && text.contains("50->10"), "`mindmesh decisions` shows it: {text}");
+    assert_eq!(
+        (down["budget_before"].clone(), down["budget_after"].clone()),
+        (json!({"inference_queue_priority": 50}), json!({"inference_queue_priority": 10})),
+        "before and after are fields of the record: {down:#}"
+    );
+    let row = json_row(&node, down["seq"].as_u64().unwrap());
+    assert_eq!(row["budget_before"]["inference_queue_priority"], 50, "`decisions --json`: {row:#}");
+    assert_eq!(row["budget_after"]["inference_queue_priority"], 10, "`decisions --json`: {row:#}");
     let out = node.cli(&["persona", "show", "desk"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("inference_queue_priority by brain"), "`persona show` says who set it: {text}");
@@ -79,6 +98,12 @@ async fn an_idle_persona_gives_its_priority_back_and_gets_it_again_when_used() {
     let out = node.cli(&["decisions", "--persona", "desk"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("10->50"), "{text}");
+    let row = json_row(&node, up["seq"].as_u64().unwrap());
+    assert_eq!(
+        (row["budget_before"].clone(), row["budget_after"].clone()),
+        (json!({"inference_queue_priority": 10}), json!({"inference_queue_priority": 50})),
+        "the revert's before and after: {row:#}"
+    );
     let out = node.cli(&["persona", "show", "desk"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("all as the spec says"), "back to the spec: {text}");

@@ -93,8 +93,12 @@ async fn a_paused_persona_hibernated_deeper_saves_its_state_and_a_request_brings
     let v = node.wait_persona("deep", T, |v| phase(v) == "hibernating" && v["desired"] == "hibernating").await;
     assert!(v["pid"].is_null(), "{v}");
     assert!(!common::pid_alive(pid as u32));
-    let events = node.events("deep").await;
-    assert!(events.iter().any(|e| e["kind"] == "state_saved"), "thawed to save its state: {events:?}");
+    // the event is stored a moment after the phase shows
+    let saved = common::wait_for_async(T, || async {
+        node.events("deep").await.iter().any(|e| e["kind"] == "state_saved").then_some(())
+    })
+    .await;
+    assert!(saved.is_some(), "thawed to save its state: {:?}", node.events("deep").await);
     let (code, body) = node.chat("deep").await;
     assert_eq!(code, 200, "{body}");
     let v = node.wait_persona("deep", T, |v| phase(v) == "running").await;

@@ -93,8 +93,17 @@ fn print_decision(d: &DecisionView, json: bool) -> anyhow::Result<()> {
         _ => String::new(),
     };
     let by = if d.by.is_empty() { d.analyst.as_str() } else { d.by.as_str() };
+    // a budget change's before and after, from the record's fields (the brain's reason says
+    // them too; an operator's or a throttle's may not)
+    let change = match (&d.budget_before, &d.budget_after) {
+        (Some(b), Some(a)) => {
+            let c = mindmesh_brain::budget::describe_change(b, a);
+            if c.is_empty() || d.reason.contains(&c) { String::new() } else { format!("[{c}] ") }
+        }
+        _ => String::new(),
+    };
     println!(
-        "{:>6}  {:<19}  {:<10} {:<20} {:<14} {:<22} {:<5.2} {:<26} {}{repeated}",
+        "{:>6}  {:<19}  {:<10} {:<20} {:<14} {:<22} {:<5.2} {:<26} {change}{}{repeated}",
         d.seq,
         when::local(d.decided_at_ms),
         when::ago(d.decided_at_ms, when::now_ms()),

@@ -308,7 +308,8 @@ pub async fn run(args: PersonaArgs) -> anyhow::Result<ExitCode> {
             let v: PersonaView = client.get(&format!("/api/v1/personas/{}", seg(&name))).await?;
             let series: SeriesPage =
                 client.get(&format!("/api/v1/personas/{}/series?max_points=10", seg(&name))).await?;
-            // the brain's latest budget decision says what it set; the rest is spec or operator
+            // the brain's budget decisions say (by their after values) what it set; the rest is
+            // spec or operator
             let page: DecisionsPage =
                 client.get(&format!("/api/v1/decisions?after=0&limit=1000&persona={}", seg(&name))).await?;
             let sources = budget_sources(&v, &page);
@@ -481,13 +482,15 @@ fn budget_line(b: &mindmesh_core::Budget) -> String {
 fn budget_sources(v: &PersonaView, page: &DecisionsPage) -> std::collections::BTreeMap<&'static str, &'static str> {
     use mindmesh_brain::budget::{self, Field};
     let Some(spec) = v.budget_spec.as_ref() else { return Default::default() };
-    let brain = page
+    let mut mine: Vec<_> = page
         .decisions
         .iter()
-        .filter(|d| d.by_kind == "analyst" && d.action == "budget" && d.verdict != "refused")
-        .max_by_key(|d| d.seq)
-        .map(|d| d.reason.as_str());
-    Field::ALL.into_iter().map(|f| (f.name(), budget::source(f, &v.budget, spec, brain).as_str())).collect()
+        .filter(|d| d.by_kind == "analyst" && d.action == "budget")
+        .filter_map(|d| Some((d.seq, d.budget_after.as_ref()?)))
+        .collect();
+    mine.sort_by_key(|(seq, _)| *seq);
+    let brain = budget::brain_values(mine.into_iter().map(|(_, after)| after));
+    Field::ALL.into_iter().map(|f| (f.name(), budget::source(f, &v.budget, spec, &brain).as_str())).collect()
 }
 
 /// What a persona last reported of itself, on one line.

@@ -196,6 +196,18 @@ pub fn describe(in_force: &Budget, patch: &BudgetPatch) -> String {
         .join(", ")
 }
 
+/// `priority 50->10, throttle 1.00x->0.25x`: a recorded change's before and after, field by
+/// field (the fields both sides name).
+pub fn describe_change(before: &BudgetPatch, after: &BudgetPatch) -> String {
+    Field::ALL
+        .into_iter()
+        .filter_map(|f| {
+            Some(format!("{} {}->{}", f.short(), f.format(f.of_patch(before)?), f.format(f.of_patch(after)?)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a patch moves every field it sets toward the starting point (a give-back or a
 /// revert), never away from it.
 pub fn is_return(env: &Envelope, in_force: &Budget, patch: &BudgetPatch) -> bool {
@@ -323,8 +335,8 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
 /// A throttled persona whose host is clear only because of the throttle: released to full
 /// speed at its present demand (its CPU scaled by 1/throttle), the host would be saturated
 /// again. Without this the throttle is its own cause's cure, the cause looks clear, the budget
-/// goes back, the host saturates, and the brain flaps with the flood (measured by
-/// `mindmesh bench qos`). A flood that ends shows as the persona's own CPU falling.
+/// goes back, the host saturates, and the brain flaps with the flood (as `mindmesh bench qos`'s
+/// flood would; unit-tested in `tests/budget_envelope.rs`). A flood that ends shows as the persona's own CPU falling.
 pub fn released_would_saturate(f: &PersonaFeatures, n: &crate::features::NodeFeatures) -> bool {
     let m = f64::from(f.throttle_multiplier);
     if n.stale || !m.is_finite() || m <= 0.0 || m >= 0.999 || !f.cpu.share_of_host.is_finite() {
@@ -335,13 +347,28 @@ pub fn released_would_saturate(f: &PersonaFeatures, n: &crate::features::NodeFea
     host.is_finite() && host + own * (1.0 / m - 1.0) >= f64::from(crate::features::CPU_SATURATED_PERCENT)
 }
 
+/// The brain's latest value of each field, folded in order from its budget decisions' `after`
+/// values (the decision log's fields; records older than registry wire version 4 carry none).
+/// A field the brain never set is left unset.
+pub fn brain_values<'a>(afters: impl IntoIterator<Item = &'a BudgetPatch>) -> BudgetPatch {
+    let mut out = BudgetPatch::default();
+    for after in afters {
+        for f in Field::ALL {
+            if let Some(v) = f.of_patch(after) {
+                f.set(&mut out, v);
+            }
+        }
+    }
+    out
+}
+
 /// The starting point the brain gives back to: the spec's budget, except where an operator
 /// changed a field since (by [`source`]): that value is the operator's word, never undone by
 /// the brain.
-pub fn start_point(in_force: &Budget, spec: &Budget, brain_reason: Option<&str>) -> Budget {
+pub fn start_point(in_force: &Budget, spec: &Budget, brain: &BudgetPatch) -> Budget {
     let mut patch = BudgetPatch::default();
     for f in Field::ALL {
-        if source(f, in_force, spec, brain_reason) == Source::Operator {
+        if source(f, in_force, spec, brain) == Source::Operator {
             f.set(&mut patch, f.get(in_force));
         }
     }
@@ -354,7 +381,7 @@ pub fn start_point(in_force: &Budget, spec: &Budget, brain_reason: Option<&str>)
 pub enum Source {
     /// Its value is the spec's.
     Spec,
-    /// The brain's latest budget decision about the persona set it to this value.
+    /// The brain's latest budget decision setting the field set it to this value.
     Brain,
     /// Neither: an operator changed it (`persona budget`, `persona throttle`).
     Operator,
@@ -371,20 +398,14 @@ impl Source {
 }
 
 /// The source of `field`'s value in force: the spec's, or set by the brain when its latest
-/// budget decision about the persona (`brain_reason`, its `… priority 50->10 …`) says so, else
-/// an operator's. (Operators' changes are not in the decision log; the brain's say their after.)
-pub fn source(field: Field, in_force: &Budget, spec: &Budget, brain_reason: Option<&str>) -> Source {
+/// value of the field ([`brain_values`]) is the one in force, else an operator's.
+pub fn source(field: Field, in_force: &Budget, spec: &Budget, brain: &BudgetPatch) -> Source {
     let v = field.get(in_force);
     if (v - field.get(spec)).abs() <= 1e-9 {
         return Source::Spec;
     }
-    let after = format!("{} ", field.short());
-    let said = brain_reason.is_some_and(|r| {
-        r.match_indices(&after).any(|(i, _)| {
-            let rest = &r[i + after.len()..];
-            let end = rest.find([',', ':', ';']).unwrap_or(rest.len());
-            rest[..end].rsplit("->").next().is_some_and(|a| a.trim() == field.format(v))
-        })
-    });
-    if said { Source::Brain } else { Source::Operator }
+    match field.of_patch(brain) {
+        Some(b) if (b - v).abs() <= 1e-9 => Source::Brain,
+        _ => Source::Operator,
+    }
 }

@@ -266,32 +266,40 @@ async fn a_budget_returns_to_its_start_with_hysteresis() {
     assert!(d.reason.contains("priority 10->50") && d.reason.contains("cleared"), "{}", d.reason);
 }
 
-/// `persona show` tells spec, brain and operator apart by the brain's latest budget decision.
+/// `persona show` tells spec, brain and operator apart by the `after` values of the brain's
+/// budget decisions (fields of the decision log, not its reason text).
 #[test]
 fn the_source_of_a_value_in_force() {
-    use mindmesh_brain::budget::{Source, source};
+    use mindmesh_brain::budget::{Source, brain_values, source};
     let spec = Budget::default();
     let now = Budget { inference_queue_priority: 10, throttle_multiplier: 0.25, ..spec.clone() };
-    let said = Some("idle; budget priority 50->10: idle 12 min: gives its priority back");
-    assert_eq!(source(Field::Priority, &now, &spec, said), Source::Brain);
-    assert_eq!(source(Field::Throttle, &now, &spec, said), Source::Operator, "the brain never said 0.25x");
-    assert_eq!(source(Field::Timeout, &now, &spec, said), Source::Spec);
-    let said = Some("x; budget priority 50->10, throttle 1.00x->0.25x: host busy");
-    assert_eq!(source(Field::Throttle, &now, &spec, said), Source::Brain);
-    assert_eq!(source(Field::Priority, &now, &spec, None), Source::Operator);
+    let prio = |p| BudgetPatch { inference_queue_priority: Some(p), ..BudgetPatch::default() };
+    let said = brain_values([&prio(10)]);
+    assert_eq!(source(Field::Priority, &now, &spec, &said), Source::Brain);
+    assert_eq!(source(Field::Throttle, &now, &spec, &said), Source::Operator, "the brain never set 0.25x");
+    assert_eq!(source(Field::Timeout, &now, &spec, &said), Source::Spec);
+    // an earlier decision's throttle still in force is the brain's, whatever came later
+    let throttle = BudgetPatch { throttle_multiplier: Some(0.25), ..BudgetPatch::default() };
+    let said = brain_values([&throttle, &prio(10)]);
+    assert_eq!(source(Field::Throttle, &now, &spec, &said), Source::Brain);
+    // the brain set 10, then gave 50 back: a 10 in force now is an operator's
+    let said = brain_values([&prio(10), &prio(50)]);
+    assert_eq!(source(Field::Priority, &now, &spec, &said), Source::Operator);
+    assert_eq!(source(Field::Priority, &now, &spec, &BudgetPatch::default()), Source::Operator);
 }
 
-/// The brain gives back to the spec, never undoing an operator's change: a value the brain's
-/// latest budget decision did not set is the operator's, and is the new starting point.
+/// The brain gives back to the spec, never undoing an operator's change: a value the brain
+/// did not set is the operator's, and is the new starting point.
 #[test]
 fn an_operators_change_is_the_new_start() {
     use mindmesh_brain::budget::start_point;
     let spec = Budget { throttle_multiplier: 0.5, ..Budget::default() };
     // the operator set 1.0x; the brain lowered the priority
     let now = Budget { throttle_multiplier: 1.0, inference_queue_priority: 10, ..spec.clone() };
-    let start = start_point(&now, &spec, Some("budget priority 50->10: idle"));
+    let said = BudgetPatch { inference_queue_priority: Some(10), ..BudgetPatch::default() };
+    let start = start_point(&now, &spec, &said);
     assert_eq!((start.throttle_multiplier, start.inference_queue_priority), (1.0, 50));
-    assert_eq!(start_point(&spec, &spec, None), spec);
+    assert_eq!(start_point(&spec, &spec, &BudgetPatch::default()), spec);
 }
 
 /// A mesh of one 2-core host `host_cpu` busy in its last samples, four background personas
@@ -319,7 +327,7 @@ fn flooded_host(host_cpu: f32, own_cpu: f32, in_force: &Budget) -> MeshView {
     MeshView { nodes: vec![node], personas }
 }
 
-/// Measured by `mindmesh bench qos`: on a pegged host, slowing the largest background persona
+/// The set-up of `mindmesh bench qos`: on a pegged host, slowing the largest background persona
 /// frees nothing (the others take it), so every busy one is slowed in the same cycle; and a
 /// throttle that is all that keeps the host clear is held, not given back (no flapping).
 #[tokio::test]

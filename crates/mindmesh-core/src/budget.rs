@@ -131,6 +131,38 @@ impl BudgetPatch {
     }
 }
 
+impl BudgetPatch {
+    /// The values `b` holds for the fields `like` sets (the others left unset).
+    pub fn values_of(b: &Budget, like: &BudgetPatch) -> BudgetPatch {
+        BudgetPatch {
+            max_response_time_ms: like.max_response_time_ms.map(|_| b.max_response_time_ms),
+            tokens_per_response: like.tokens_per_response.map(|_| b.tokens_per_response),
+            inference_queue_priority: like.inference_queue_priority.map(|_| b.inference_queue_priority),
+            max_memory_mb: like.max_memory_mb.map(|_| b.max_memory_mb),
+            max_concurrent_inferences: like.max_concurrent_inferences.map(|_| b.max_concurrent_inferences),
+            throttle_multiplier: like.throttle_multiplier.map(|_| b.throttle_multiplier),
+            allowed_to_run: like.allowed_to_run.map(|_| b.allowed_to_run),
+        }
+    }
+}
+
+/// A budget change as the registry carried it out: each field the change set, as it was and
+/// as it became. Kept on the decision's record, so the log, the API and the brain read the
+/// values as fields rather than out of the reason text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetChange {
+    pub before: BudgetPatch,
+    pub after: BudgetPatch,
+}
+
+impl BudgetChange {
+    /// The change `patch` made from `before` to `after`.
+    pub fn between(before: &Budget, patch: &BudgetPatch, after: &Budget) -> BudgetChange {
+        BudgetChange { before: BudgetPatch::values_of(before, patch), after: BudgetPatch::values_of(after, patch) }
+    }
+}
+
 /// The queue priority rule, on any integer (the CLI reads a flag as one before it knows it
 /// fits): within 0..=[`MAX_QUEUE_PRIORITY`].
 pub fn check_queue_priority(v: i64) -> Result<u8> {
@@ -171,6 +203,20 @@ mod tests {
         assert_eq!(b.validate().unwrap_err().field(), Some("inference_queue_priority"));
         let b = Budget { throttle_multiplier: -0.5, ..Budget::default() };
         assert_eq!(b.validate().unwrap_err().field(), Some("throttle_multiplier"));
+    }
+
+    #[test]
+    fn a_change_keeps_the_fields_it_set_before_and_after() {
+        let b = Budget::default();
+        let patch =
+            BudgetPatch { inference_queue_priority: Some(10), throttle_multiplier: Some(0.25), ..Default::default() };
+        let after = b.patched(&patch).unwrap();
+        let c = BudgetChange::between(&b, &patch, &after);
+        assert_eq!(
+            c.before,
+            BudgetPatch { inference_queue_priority: Some(50), throttle_multiplier: Some(1.0), ..Default::default() }
+        );
+        assert_eq!(c.after, patch);
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub mod telemetry;
 pub mod wire;
 
 pub use action::{Action, AnalystKind, Decision};
-pub use budget::{Budget, BudgetPatch};
+pub use budget::{Budget, BudgetChange, BudgetPatch};
 pub use error::CoreError;
 pub use phase::{Health, Phase};
 pub use record::{PersonaRecord, ProcessRecord};

@@ -49,9 +49,10 @@ fn cpu_relief(set: &FeatureSet, view: &MeshView) -> HashMap<usize, String> {
         background.sort_by(|a, b| b.cpu.recent_percent.total_cmp(&a.cpu.recent_percent));
         let mut host = n.cpu_recent_percent;
         // on a pegged host the projection below is wrong: the other background personas,
-        // starved until now, take what one gives back (measured: slowing the largest two of
-        // four flooding personas left the host pegged, a cycle lost per step). Slow every busy
-        // one; the largest still come first in the reasons.
+        // starved until now, take what one gives back (by the projection, four personas flooding
+        // `mindmesh bench qos`'s 2 cores would be slowed two at a time, a cycle lost per step:
+        // a unit test, not a measurement). Slow every busy one; the largest still come first
+        // in the reasons.
         let pegged = host >= CPU_PEGGED_PERCENT;
         for (rank, f) in background.into_iter().enumerate() {
             let done = if pegged { f.cpu.share_of_host < BUSY_SHARE } else { host <= CPU_RELIEF_PERCENT };

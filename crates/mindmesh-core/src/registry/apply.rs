@@ -11,6 +11,7 @@ use super::{
     Registry, Verdict,
 };
 use crate::action::{Action, AnalystKind, Decision};
+use crate::budget::BudgetChange;
 use crate::snapshot::truncate_str;
 use crate::spec::{MAX_LABELS, MAX_STRING_LEN, PersonaSpec, validate_name};
 
@@ -348,10 +349,22 @@ impl Registry {
         let mut outcomes = Vec::with_capacity(entries.len());
         for e in entries {
             let seq = self.next_decision_seq;
+            let mut budget = None;
             let (outcome, verdict) = match &e.change {
                 None => (Outcome::Done, Verdict::Recorded),
                 Some(change) => {
+                    let before = match change {
+                        Command::SetBudget { name, patch } => {
+                            self.personas.get(name).map(|p| (name, patch, p.budget.clone()))
+                        }
+                        _ => None,
+                    };
                     let outcome = self.execute(change, ctx);
+                    if let Some((name, patch, before)) = before
+                        && !matches!(outcome, Outcome::Rejected { .. })
+                    {
+                        budget = self.personas.get(name).map(|p| BudgetChange::between(&before, patch, &p.budget));
+                    }
                     let verdict = match &outcome {
                         Outcome::Rejected { reason } => {
                             Verdict::Refused { reason: truncate_str(reason, MAX_REASON_BYTES).to_owned() }
@@ -376,6 +389,9 @@ impl Registry {
                 self.supersede(&e.decision, seq, ctx);
             }
             self.push_decision(e.decision.clone(), e.by.bounded(MAX_REASON_BYTES), &e.verb, verdict, at_ms, ctx);
+            if let Some(r) = self.decisions.back_mut() {
+                r.budget = budget;
+            }
         }
         Outcome::Decided { first_seq, outcomes }
     }
@@ -434,6 +450,7 @@ impl Registry {
                 updated_index: ctx.index,
                 repeats: 0,
                 last_seen_ms: None,
+                budget: None,
             },
         );
         self.next_decision_seq += 1;

@@ -1,7 +1,8 @@
 //! Registry snapshots of older wire versions, decoded and brought up to date: postcard has no
 //! field names, so each old layout is spelled out here, field for field. Version 2: before the
 //! audit trail; version 3: before the spec's adapters, sleep hooks and metrics path (the spec
-//! of both is [`crate::spec_v3`]).
+//! of both is [`crate::spec_v3`]) and before a decision's record kept its budget change's
+//! before and after (old records have none).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -23,7 +24,7 @@ pub(super) const V3: u8 = 3;
 pub(super) struct RegistryV3 {
     nodes: BTreeMap<NodeId, NodeEntry>,
     personas: BTreeMap<String, PersonaEntryV3>,
-    decisions: VecDeque<DecisionRecord>,
+    decisions: VecDeque<DecisionRecordV3>,
     next_decision_seq: u64,
     decisions_updated_index: u64,
     voters: BTreeSet<NodeId>,
@@ -32,6 +33,41 @@ pub(super) struct RegistryV3 {
     applied_index: u64,
     placement_index: u64,
     digest: u64,
+}
+
+/// [`DecisionRecord`] of wire version 3: before a budget change's before and after were kept
+/// on its record (such records have none).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct DecisionRecordV3 {
+    seq: u64,
+    decision: Decision,
+    by: Actor,
+    verb: String,
+    index: u64,
+    decided_at_ms: u64,
+    verdict: Verdict,
+    updated_index: u64,
+    repeats: u32,
+    last_seen_ms: Option<u64>,
+}
+
+impl From<DecisionRecordV3> for DecisionRecord {
+    fn from(d: DecisionRecordV3) -> Self {
+        DecisionRecord {
+            seq: d.seq,
+            decision: d.decision,
+            by: d.by,
+            verb: d.verb,
+            index: d.index,
+            decided_at_ms: d.decided_at_ms,
+            verdict: d.verdict,
+            updated_index: d.updated_index,
+            repeats: d.repeats,
+            last_seen_ms: d.last_seen_ms,
+            budget: None,
+        }
+    }
 }
 
 /// [`PersonaEntry`] of wire versions 2 and 3.
@@ -78,7 +114,7 @@ impl From<RegistryV3> for Registry {
         Registry {
             nodes: r.nodes,
             personas: personas_v3(r.personas),
-            decisions: r.decisions,
+            decisions: r.decisions.into_iter().map(Into::into).collect(),
             next_decision_seq: r.next_decision_seq,
             decisions_updated_index: r.decisions_updated_index,
             voters: r.voters,
@@ -179,6 +215,7 @@ impl From<DecisionRecordV2> for DecisionRecord {
             updated_index: d.index,
             repeats: 0,
             last_seen_ms: None,
+            budget: None,
         }
     }
 }
@@ -292,7 +329,22 @@ pub(super) fn tests_v3(r: &Registry) -> RegistryV3 {
     RegistryV3 {
         nodes: r.nodes.clone(),
         personas: tests_personas_v3(r),
-        decisions: r.decisions.clone(),
+        decisions: r
+            .decisions
+            .iter()
+            .map(|d| DecisionRecordV3 {
+                seq: d.seq,
+                decision: d.decision.clone(),
+                by: d.by.clone(),
+                verb: d.verb.clone(),
+                index: d.index,
+                decided_at_ms: d.decided_at_ms,
+                verdict: d.verdict.clone(),
+                updated_index: d.updated_index,
+                repeats: d.repeats,
+                last_seen_ms: d.last_seen_ms,
+            })
+            .collect(),
         next_decision_seq: r.next_decision_seq,
         decisions_updated_index: r.decisions_updated_index,
         voters: r.voters.clone(),

@@ -29,7 +29,8 @@ pub type NodeId = u64;
 
 /// Version tag of registry snapshots and stored commands. 3: decisions carry who asked, the
 /// verb and a verdict, nodes who drains them. 4: the persona spec has adapters, sleep hooks
-/// and a metrics path. Snapshots of versions 2 and 3 still decode ([`Registry::decode`]).
+/// and a metrics path; a decision's record keeps the before and after of the budget change it
+/// carried out. Snapshots of versions 2 and 3 still decode ([`Registry::decode`]).
 /// Commands only ever gain variants at the end, so every stored log entry decodes under any
 /// later version: a spec that changes layout gets a new `PutPersona` variant, the old one
 /// keeps its frozen spec ([`crate::spec_v3`]).
@@ -195,6 +196,11 @@ pub struct DecisionRecord {
     /// When it was last decided again; its reason and confidence are that cycle's.
     #[serde(default)]
     pub last_seen_ms: Option<u64>,
+    /// A budget change it carried out (a `budget` or `throttle` decision, an operator's
+    /// budget): the fields set, before and after. None for the others, for a refused change,
+    /// and for records older than wire version 4.
+    #[serde(default)]
+    pub budget: Option<crate::budget::BudgetChange>,
 }
 
 /// Where in the log an entry sits.

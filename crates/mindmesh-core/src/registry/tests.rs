@@ -454,3 +454,36 @@ fn adapters_need_a_base_follow_it_and_keep_it() {
     assert!(!r.apply(&prop(1, 17, Command::RemovePersona { name: "a".into() }), ctx(11)).is_rejected());
     assert!(!r.apply(&prop(1, 18, Command::RemovePersona { name: "chat".into() }), ctx(12)).is_rejected());
 }
+
+/// A budget change carried out keeps the values it changed, before and after, on its record
+/// (fields, not reason text); a refused one and a decision without a budget keep none.
+#[test]
+fn a_budget_decision_records_its_before_and_after() {
+    let mut r = seeded();
+    let budget = |prio: u8, throttle: f64| {
+        let d = Decision::new("chat", Action::Budget, "idle", 0.7, AnalystKind::Builtin);
+        let patch = BudgetPatch {
+            inference_queue_priority: Some(prio),
+            throttle_multiplier: Some(throttle),
+            ..BudgetPatch::default()
+        };
+        Decided::analyst(d, Some(Command::SetBudget { name: "chat".into(), patch }))
+    };
+    let look = Decided::analyst(Decision::new("chat", Action::Investigate, "odd", 0.4, AnalystKind::Builtin), None);
+    let refused = budget(10, 0.0);
+    let cmd = Command::Decide { decisions: vec![budget(10, 0.25), look, refused], at_ms: 5 };
+    r.apply(&prop(1, 100, cmd), ctx(4));
+    let change = r.decision(1).unwrap().budget.clone().expect("a budget change recorded");
+    let patch = |p: u8, t: f64| BudgetPatch {
+        inference_queue_priority: Some(p),
+        throttle_multiplier: Some(t),
+        ..BudgetPatch::default()
+    };
+    assert_eq!((change.before, change.after), (patch(50, 1.0), patch(10, 0.25)));
+    assert_eq!(r.decision(2).unwrap().budget, None, "no budget change");
+    assert!(matches!(r.decision(3).unwrap().verdict, Verdict::Refused { .. }));
+    assert_eq!(r.decision(3).unwrap().budget, None, "refused: nothing changed");
+    // and it survives the snapshot (the wire format holds it)
+    let back = Registry::decode(&r.encode().unwrap()).unwrap();
+    assert_eq!(back.decision(1).unwrap().budget, r.decision(1).unwrap().budget);
+}

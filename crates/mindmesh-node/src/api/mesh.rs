@@ -188,6 +188,8 @@ fn decision_view(d: &mindmesh_core::registry::DecisionRecord, reg: &Registry) ->
         updated_index: d.updated_index,
         count: d.repeats.saturating_add(1),
         last_seen_ms: d.last_seen_ms,
+        budget_before: d.budget.as_ref().map(|c| c.before.clone()),
+        budget_after: d.budget.as_ref().map(|c| c.after.clone()),
     }
 }
 

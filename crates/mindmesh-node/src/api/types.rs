@@ -216,10 +216,26 @@ pub struct DecisionView {
     /// Log index of its last change.
     #[serde(default)]
     pub updated_index: u64,
+    /// For a budget change carried out: the fields it set as they were and as they became
+    /// (absent for other decisions and for records older than registry wire version 4).
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "set_fields")]
+    pub budget_before: Option<mindmesh_core::BudgetPatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "set_fields")]
+    pub budget_after: Option<mindmesh_core::BudgetPatch>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// A budget patch as JSON with only the fields it sets (`{"inference_queue_priority": 10}`),
+/// not a null for each of the others.
+fn set_fields<S: serde::Serializer>(p: &Option<mindmesh_core::BudgetPatch>, s: S) -> Result<S::Ok, S::Error> {
+    let mut v = serde_json::to_value(p).map_err(serde::ser::Error::custom)?;
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !x.is_null());
+    }
+    v.serialize(s)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

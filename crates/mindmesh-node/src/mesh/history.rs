@@ -156,20 +156,20 @@ impl History {
             p.recent_actions = by_persona.remove(p.id.as_str()).unwrap_or_default();
         }
         // what the brain gives back to: the spec, but an operator's change is the operator's
-        // word (the brain's latest budget decision says which values are its own)
-        let mut brain_said: BTreeMap<&str, &str> = BTreeMap::new();
+        // word (the after values of the brain's budget decisions say which values are its own)
+        let mut brain_after: BTreeMap<&str, Vec<&mindmesh_core::BudgetPatch>> = BTreeMap::new();
         for d in &registry.decisions {
             if d.decision.action == mindmesh_core::Action::Budget
                 && matches!(d.by, mindmesh_core::registry::Actor::Analyst { .. })
-                && !matches!(d.verdict, mindmesh_core::registry::Verdict::Refused { .. })
+                && let Some(change) = &d.budget
             {
-                brain_said.insert(d.decision.persona.as_str(), d.decision.reason.as_str());
+                brain_after.entry(d.decision.persona.as_str()).or_default().push(&change.after);
             }
         }
         for p in &mut self.view.personas {
             if let Some(entry) = registry.personas.get(&p.id) {
-                let said = brain_said.get(p.id.as_str()).copied();
-                p.envelope.spec = Some(mindmesh_brain::budget::start_point(&entry.budget, &entry.spec.budget, said));
+                let brain = mindmesh_brain::budget::brain_values(brain_after.remove(p.id.as_str()).unwrap_or_default());
+                p.envelope.spec = Some(mindmesh_brain::budget::start_point(&entry.budget, &entry.spec.budget, &brain));
             }
         }
     }
