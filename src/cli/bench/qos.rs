@@ -45,6 +45,8 @@ pub struct QosArgs {
     /// `--warmup-s` of them are not measured.
     #[arg(long, default_value_t = 20.0)]
     pub unloaded_s: f64,
+    /// Seconds at the start of the run that are not measured (the node and its personas
+    /// warming up).
     #[arg(long, default_value_t = 3.0)]
     pub warmup_s: f64,
     /// Seconds the background personas flood.
@@ -80,8 +82,10 @@ pub struct QosArgs {
     /// Bursts: `--burst-x` times the rate for `--burst-s` out of every `--burst-every-s`.
     #[arg(long, default_value_t = 3.0)]
     pub burst_x: f64,
+    /// Seconds each burst lasts.
     #[arg(long, default_value_t = 3.0)]
     pub burst_s: f64,
+    /// Seconds from the start of one burst to the start of the next.
     #[arg(long, default_value_t = 10.0)]
     pub burst_every_s: f64,
     /// Requests per second to each background persona outside the flood (evenly spaced, so
