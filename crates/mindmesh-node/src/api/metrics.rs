@@ -115,25 +115,25 @@ pub async fn prometheus(State(st): State<ApiState>) -> impl IntoResponse {
             m.sample("mindmesh_persona_restarts_total", &[("persona", p), ("reason", reason)], n as f64);
         }
     }
-    m.family("mindmesh_persona_crash_loops_total", "counter", "Crash loops declared (the persona was then killed)");
-    for (p, c) in &counts {
-        m.sample("mindmesh_persona_crash_loops_total", &[("persona", p)], c.crash_loops as f64);
-    }
-    m.family(
-        "mindmesh_persona_evictions_total",
-        "counter",
-        "Times the persona was moved to a deeper tier to make room for another",
-    );
-    for (p, c) in &counts {
-        m.sample("mindmesh_persona_evictions_total", &[("persona", p)], c.evictions as f64);
-    }
-    m.family(
-        "mindmesh_persona_no_room_total",
-        "counter",
-        "Starts or wakes refused for want of memory on this node (its requests got 503)",
-    );
-    for (p, c) in &counts {
-        m.sample("mindmesh_persona_no_room_total", &[("persona", p)], c.no_room as f64);
+    type Count = fn(&crate::telemetry::PersonaCounts) -> u64;
+    let per_persona: [(&str, &str, Count); 3] = [
+        ("mindmesh_persona_crash_loops_total", "Crash loops declared (the persona was then killed)", |c| c.crash_loops),
+        (
+            "mindmesh_persona_evictions_total",
+            "Times the persona was moved to a deeper tier to make room for another",
+            |c| c.evictions,
+        ),
+        (
+            "mindmesh_persona_no_room_total",
+            "Starts or wakes refused for want of memory on this node (its requests got 503)",
+            |c| c.no_room,
+        ),
+    ];
+    for (name, help, count) in per_persona {
+        m.family(name, "counter", help);
+        for (p, c) in &counts {
+            m.sample(name, &[("persona", p)], count(c) as f64);
+        }
     }
     m.family(
         "mindmesh_persona_spawn_ready_seconds",
