@@ -268,7 +268,7 @@ fn a_bad_sample_refuses_the_whole_tick(make: Make) {
     let f = make(StoreConfig::default());
     let s = &*f.store;
     let huge =
-        PersonaSample { errors_by_kind: (0..5000).map(|c| (ErrorKind::Upstream4xx(c), 1)).collect(), ..sample(0, 1) };
+        PersonaSample { errors_by_kind: (0..12_000).map(|c| (ErrorKind::Upstream4xx(c), 1)).collect(), ..sample(0, 1) };
     let err = s.append_samples(1000, &[("a".into(), sample(0, 1)), ("b".into(), huge)], Some(&host(1000))).unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { what: "persona sample", .. }), "{err}");
     let err = s.append_samples(1000, &[("a".into(), sample(0, 1)), (String::new(), sample(0, 1))], None).unwrap_err();
