@@ -402,7 +402,17 @@ fn throttled_flood(from: usize, to: usize, flood_host: f32, flood_own: f32) -> M
     let throttled = Budget { throttle_multiplier: 0.25, ..Budget::default() };
     let personas = (0..4)
         .map(|k| {
-            let mut p = synth::persona(&format!("batch-{k}"), "a", PersonaKind::Api, 300.0, Memory::Flat, N, interval, T0, &mut rng);
+            let mut p = synth::persona(
+                &format!("batch-{k}"),
+                "a",
+                PersonaKind::Api,
+                300.0,
+                Memory::Flat,
+                N,
+                interval,
+                T0,
+                &mut rng,
+            );
             p.importance = Importance::Background;
             for (i, v) in p.series.cpu_percent.iter_mut().enumerate() {
                 *v = if (from..to).contains(&i) { flood_own + k as f32 } else { 2.0 };
@@ -483,5 +493,8 @@ async fn a_demand_inside_the_band_waits_out_the_hysteresis() {
     }
     // the cycle the host's CPU first reads as clear counts as one
     let cycles = BrainConfig::default().guardrails.hysteresis_cycles as usize;
-    assert!(back_at.is_some_and(|c| c + 1 >= cycles && c <= cycles + 2), "given back after the hysteresis: {back_at:?}");
+    assert!(
+        back_at.is_some_and(|c| c + 1 >= cycles && c <= cycles + 2),
+        "given back after the hysteresis: {back_at:?}"
+    );
 }

@@ -21,7 +21,10 @@ async fn cycle(s: &Scenario) -> CycleReport {
 /// (horizon in minutes, description) of `persona`'s forecast, if it has one.
 fn forecast(r: &CycleReport, persona: &str) -> Option<(f32, String)> {
     let h = r.health.iter().find(|h| h.persona == persona).unwrap();
-    h.anomalies.iter().find(|a| a.kind == AnomalyKind::MemoryForecast).map(|a| (a.horizon_min.unwrap(), a.description.clone()))
+    h.anomalies
+        .iter()
+        .find(|a| a.kind == AnomalyKind::MemoryForecast)
+        .map(|a| (a.horizon_min.unwrap(), a.description.clone()))
 }
 
 fn decision(r: &CycleReport, persona: &str) -> (Action, String) {

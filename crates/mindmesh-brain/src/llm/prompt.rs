@@ -282,13 +282,8 @@ struct BudgetFields {
 }
 
 /// The fields the brain may move, by the budget's own names.
-const BUDGET_FIELDS: [&str; 5] = [
-    Field::ALL[0].name(),
-    Field::ALL[1].name(),
-    Field::ALL[2].name(),
-    Field::ALL[3].name(),
-    Field::ALL[4].name(),
-];
+const BUDGET_FIELDS: [&str; 5] =
+    [Field::ALL[0].name(), Field::ALL[1].name(), Field::ALL[2].name(), Field::ALL[3].name(), Field::ALL[4].name()];
 
 #[derive(Serialize)]
 struct Plain {
