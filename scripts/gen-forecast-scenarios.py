@@ -3,9 +3,9 @@
 
 The seed's predictive fact "time until memory reaches its budget or limit", forecast from the
 fitted trend, and its traps:
-  - a persona growing steadily that reaches its budget in about 14 minutes: watched
+  - a persona growing steadily that reaches its budget in about 13 minutes: watched
     (investigate), not restarted while it is still under it
-  - one that reaches its hard limit in about 45 minutes (no budget): watched; under 30 minutes
+  - one that reaches its hard limit in about 50 minutes (no budget): watched; under 30 minutes
     the existing policy restarts it (`l-leak-under-limit-soon`)
   - traps: a noisy but flat series sitting just under its budget (its fitted slope is noise:
     no forecast, nothing to do), and a GC sawtooth whose peaks touch its budget
@@ -36,17 +36,17 @@ def limit(mb):
 def build(out):
     made = []
 
-    sc = Scenario("f-budget-in-14-min", "A background indexer has grown 6 MB/min since it started 20 minutes ago "
-                  "and is about 80 MB under its 1100 MB budget: it gets there in about 14 minutes.", 10, 20, 601)
+    sc = Scenario("f-budget-in-13-min", "A background indexer has grown 6 MB/min since it started 20 minutes ago "
+                  "and is about 75 MB under its 1100 MB budget: it gets there in about 13 minutes.", 10, 20, 601)
     sc.node("n1")
     chats(sc, "n1")
-    sc.persona("indexer", "n1", ["investigate"], "its budget is 14 minutes away at its fitted growth: watch it "
+    sc.persona("indexer", "n1", ["investigate"], "its budget is 13 minutes away at its fitted growth: watch it "
                "(the forecast anomaly); under its budget, a restart is not yet due", importance="background",
                model="index", mem_mb=900, budget={"max_memory_mb": 1100}, mutate=leak(6))
     made.append(sc)
 
-    sc = Scenario("f-limit-in-45-min", "No budget, a 1 GB hard limit: memory has climbed 8 MB/min for 15 minutes "
-                  "and is at about 640 MB, so the limit is some 45 minutes away.", 10, 15, 602)
+    sc = Scenario("f-limit-in-50-min", "No budget, a 1 GB hard limit: memory has climbed 8 MB/min for 15 minutes "
+                  "and is at about 640 MB, so the limit is some 50 minutes away.", 10, 15, 602)
     sc.node("n1")
     chats(sc, "n1")
     sc.persona("scraper", "n1", ["investigate"], "the hard limit is within the hour but not minutes away: watch it",

@@ -34,7 +34,7 @@ fn decision(r: &CycleReport, persona: &str) -> (Action, String) {
 
 #[tokio::test]
 async fn a_budget_minutes_away_is_forecast_and_watched() {
-    let r = cycle(&scenario("f-budget-in-14-min")).await;
+    let r = cycle(&scenario("f-budget-in-13-min")).await;
     let (t, text) = forecast(&r, "indexer").expect("a forecast");
     assert!((5.0..=20.0).contains(&t), "{t} min: {text}");
     assert!(text.starts_with("memory reaches its budget 1100 MB in ~"), "{text}");
@@ -49,7 +49,7 @@ async fn a_budget_minutes_away_is_forecast_and_watched() {
 
 #[tokio::test]
 async fn a_hard_limit_within_the_hour_is_forecast() {
-    let r = cycle(&scenario("f-limit-in-45-min")).await;
+    let r = cycle(&scenario("f-limit-in-50-min")).await;
     let (t, text) = forecast(&r, "scraper").expect("a forecast");
     assert!((30.0..=FORECAST_HORIZON_MIN).contains(&t), "{t} min: {text}");
     assert!(text.starts_with("memory reaches its hard limit 1024 MB"), "{text}");
