@@ -3,8 +3,8 @@
 //! user-facing burst raises priority and timeout up to `[budget.max]`, and not at all where
 //! the spec leaves the ceiling open.
 
-use mindmesh_brain::view::{MeshView, NodeView, PersonaView};
 use mindmesh_brain::Brain;
+use mindmesh_brain::view::{MeshView, NodeView, PersonaView};
 use mindmesh_core::config::BrainConfig;
 use mindmesh_core::metrics::{HostSample, PersonaSample};
 use mindmesh_core::{PersonaSpec, Phase};
@@ -35,7 +35,6 @@ fn bursting(spec: &PersonaSpec) -> MeshView {
             memory_used_bytes: 4 << 30,
             memory_total_bytes: 16 << 30,
             cpu_cores: 8,
-            ..HostSample::default()
         })
         .collect();
     let p = PersonaView::from_samples(spec, "a", Phase::Running, &samples, &[], Some(T0 - 3_600_000), 0);

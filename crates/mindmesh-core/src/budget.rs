@@ -262,13 +262,21 @@ impl BudgetEnvelope {
                 if side == "min" && v > s {
                     out.push(CoreError::invalid(
                         format!("min.{field}"),
-                        format!("{} is above the budget's {}: the floor must not be above the starting point", fmt(v), fmt(s)),
+                        format!(
+                            "{} is above the budget's {}: the floor must not be above the starting point",
+                            fmt(v),
+                            fmt(s)
+                        ),
                     ));
                 }
                 if side == "max" && v < s {
                     out.push(CoreError::invalid(
                         format!("max.{field}"),
-                        format!("{} is below the budget's {}: the ceiling must not be below the starting point", fmt(v), fmt(s)),
+                        format!(
+                            "{} is below the budget's {}: the ceiling must not be below the starting point",
+                            fmt(v),
+                            fmt(s)
+                        ),
                     ));
                 }
             }

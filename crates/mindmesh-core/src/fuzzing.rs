@@ -160,7 +160,11 @@ fn largest_integer(spec: &PersonaSpec) -> u64 {
     let b = &spec.budget;
     [spec.limits.memory_max_mb, Some(spec.requests.memory_mb), Some(b.max_response_time_ms), Some(b.max_memory_mb)]
         .into_iter()
-        .chain([spec.hibernate_after_idle_s, spec.envelope.min.max_response_time_ms, spec.envelope.max.max_response_time_ms])
+        .chain([
+            spec.hibernate_after_idle_s,
+            spec.envelope.min.max_response_time_ms,
+            spec.envelope.max.max_response_time_ms,
+        ])
         .chain([spec.maintenance.restart_after_inferences, spec.maintenance.restart_after_s])
         .flatten()
         .max()

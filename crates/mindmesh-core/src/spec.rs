@@ -882,7 +882,10 @@ mod tests {
         assert_eq!(s.envelope.max.max_response_time_ms, Some(45_000));
         assert_eq!(s.envelope.min.throttle_multiplier, Some(0.5));
         assert_eq!(s.envelope.min.inference_queue_priority, None);
-        assert_eq!(s.maintenance, Maintenance { restart_after_inferences: Some(10_000), restart_after_s: Some(86_400) });
+        assert_eq!(
+            s.maintenance,
+            Maintenance { restart_after_inferences: Some(10_000), restart_after_s: Some(86_400) }
+        );
         // the same in JSON, and through it
         let j = PersonaSpec::from_json_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(j, s);
@@ -894,8 +897,16 @@ mod tests {
         // a budget table without bounds is as before
         assert!(PersonaSpec::from_toml_str(GOOD).unwrap().envelope.is_empty());
         for (extra, field, says) in [
-            ("[budget.max]\ninference_queue_priority = 40", "budget.max.inference_queue_priority", "below the budget's 50"),
-            ("[budget.min]\ninference_queue_priority = 60", "budget.min.inference_queue_priority", "above the budget's 50"),
+            (
+                "[budget.max]\ninference_queue_priority = 40",
+                "budget.max.inference_queue_priority",
+                "below the budget's 50",
+            ),
+            (
+                "[budget.min]\ninference_queue_priority = 60",
+                "budget.min.inference_queue_priority",
+                "above the budget's 50",
+            ),
             ("[budget.max]\ninference_queue_priority = 101", "budget.max.inference_queue_priority", "0..=100"),
             ("[budget.min]\nthrottle_multiplier = 0.0", "budget.min.throttle_multiplier", "> 0"),
             ("[budget.max]\nmax_response_time_ms = 18446744073709551615", "budget.max.max_response_time_ms", ""),

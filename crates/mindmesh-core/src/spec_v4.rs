@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Adapter, Importance, Limits, PersonaKind, PersonaSpec, Placement, Requests, RestartPolicy, SleepHooks};
+use crate::spec::{
+    Adapter, Importance, Limits, PersonaKind, PersonaSpec, Placement, Requests, RestartPolicy, SleepHooks,
+};
 use crate::spec_v3::{BudgetV3, LimitsV3, PlacementV3, RequestsV3};
 
 /// [`PersonaSpec`] of wire version 4.

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use mindmesh_core::budget::{Budget, BudgetBound, BudgetEnvelope, MAX_THROTTLE_MULTIPLIER};
 use mindmesh_core::config::NodeConfig;
 use mindmesh_core::fuzzing::check_spec_round_trips;
-use mindmesh_core::spec::{Importance, Limits, Maintenance, PersonaKind, PersonaSpec, Placement, Requests, RestartPolicy};
+use mindmesh_core::spec::{
+    Importance, Limits, Maintenance, PersonaKind, PersonaSpec, Placement, Requests, RestartPolicy,
+};
 use proptest::prelude::*;
 
 /// Integers as operators write them, and the extremes.

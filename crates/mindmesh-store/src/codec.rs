@@ -54,8 +54,12 @@ impl Stored for PersonaRecord {
 
     fn legacy(bytes: &[u8]) -> Option<mindmesh_core::error::Result<Self>> {
         match bytes.first() {
-            Some(&RECORD_V1) => Some(wire::decode::<PersonaRecordV1>(RECORD_V1, bytes, RECORD.max_bytes).map(Into::into)),
-            Some(&RECORD_V2) => Some(wire::decode::<PersonaRecordV2>(RECORD_V2, bytes, RECORD.max_bytes).map(Into::into)),
+            Some(&RECORD_V1) => {
+                Some(wire::decode::<PersonaRecordV1>(RECORD_V1, bytes, RECORD.max_bytes).map(Into::into))
+            }
+            Some(&RECORD_V2) => {
+                Some(wire::decode::<PersonaRecordV2>(RECORD_V2, bytes, RECORD.max_bytes).map(Into::into))
+            }
             _ => None,
         }
     }
