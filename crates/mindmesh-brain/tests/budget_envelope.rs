@@ -364,6 +364,14 @@ async fn a_flood_is_throttled_at_once_and_held_while_it_lasts() {
     for d in &r.decisions {
         assert_eq!(d.budget.as_ref().and_then(|b| b.throttle_multiplier), Some(0.25), "{}: {}", d.persona, d.reason);
     }
+    // a host pegged by someone else, the background personas trickling (4-7 % of a core,
+    // under what 0.25x would leave them): a throttle would slow nothing, none is set (else the
+    // settled demand gives it back next cycle, and the budgets flap with the other load)
+    let v_trickle = flooded_host(100.0, 4.0, &Budget::default());
+    let r = Brain::builtin(BrainConfig::default()).analyse(&v_trickle, end).await;
+    for d in &r.decisions {
+        assert_eq!(d.budget, None, "{} trickles: {}", d.persona, d.reason);
+    }
     // throttled, the host is at 70 %: released, each would take three times its 12 % again
     let throttled = Budget { throttle_multiplier: 0.25, ..Budget::default() };
     let v = flooded_host(70.0, 24.0, &throttled);

@@ -45,6 +45,11 @@ fn cpu_relief(set: &FeatureSet, view: &MeshView) -> HashMap<usize, String> {
             .iter()
             .filter(|f| f.node == Some(ni) && f.usable() && f.importance == Importance::Background)
             .filter(|f| f.cpu.recent_percent.is_finite())
+            // a throttle it would not feel (it uses less than what 0.25x lets through) slows
+            // nothing, and the guardrails would give it back at once as a settled demand
+            // (`budget::demand_settled`): on a host pegged by others, trickling personas were
+            // throttled and released cycle after cycle (`bench qos` under load)
+            .filter(|f| !below_throttle(f))
             .collect();
         background.sort_by(|a, b| b.cpu.recent_percent.total_cmp(&a.cpu.recent_percent));
         let mut host = n.cpu_recent_percent;
@@ -75,6 +80,13 @@ fn cpu_relief(set: &FeatureSet, view: &MeshView) -> HashMap<usize, String> {
         }
     }
     out
+}
+
+/// It uses at most what a [`CPU_THROTTLE`] throttle would leave it with the band of
+/// [`budget::SETTLED_SHARE_OF_THROTTLE`]: its CPU now (else its window's) is that low.
+fn below_throttle(f: &PersonaFeatures) -> bool {
+    let now = if f.cpu.now_percent.is_finite() { f.cpu.now_percent } else { f.cpu.recent_percent };
+    now <= budget::SETTLED_SHARE_OF_THROTTLE * CPU_THROTTLE as f32 * 100.0
 }
 
 /// Rate limits in its errors: its throttle is the remedy the analyst chose, not to be undone.
