@@ -299,6 +299,17 @@ fn rolled_up<T: Clone>(
     out
 }
 
+/// What a spec lets the brain do with the persona's budget: `[budget]` is the starting point,
+/// `[budget.min]` / `[budget.max]` bound each field (open ones: the default envelope, lower
+/// but never raise).
+pub fn envelope_of(spec: &PersonaSpec) -> crate::budget::Envelope {
+    crate::budget::Envelope {
+        spec: Some(spec.budget.clone()),
+        min: spec.envelope.min.to_patch(),
+        max: spec.envelope.max.to_patch(),
+    }
+}
+
 impl PersonaView {
     /// A persona as its node's store holds it: the spec, samples oldest first, its events and
     /// when its process started. Samples are rolled up to `resolution_ms` (e.g. 60,000 turns
@@ -335,7 +346,7 @@ impl PersonaView {
             kind: spec.kind,
             model: spec.model.clone(),
             budget: Some(spec.budget.clone()),
-            envelope: crate::budget::Envelope { spec: Some(spec.budget.clone()), ..Default::default() },
+            envelope: envelope_of(spec),
             memory_limit_mb: spec.limits.memory_max_mb.map(|m| m as f32),
             uptime_ms_at_first,
             phase,

@@ -18,6 +18,12 @@ pub const MAX_MEMORY_MB: u64 = 1 << 24;
 pub const MAX_CPU_PERCENT: f64 = 1024.0 * 100.0;
 /// `hibernate_after_idle_s`: a year.
 pub const MAX_IDLE_S: u64 = 366 * 24 * 3600;
+/// `maintenance.restart_after_inferences`: 2^40 (a trillion; a persona answering a thousand a
+/// second reaches it in 35 years).
+pub const MAX_INFERENCES: u64 = 1 << 40;
+/// `maintenance.restart_after_s` at least: a scheduled restart more often than this is a crash
+/// loop by design (the brain decides once a cycle and its cooldown spaces restarts anyway).
+pub const MIN_MAINTENANCE_S: u64 = 60;
 /// A budget's `max_response_time_ms`: an hour.
 pub const MAX_RESPONSE_TIME_MS: u64 = 3_600_000;
 /// A budget's `tokens_per_response`, and the LLM analyst's `max_completion_tokens`.

@@ -146,6 +146,145 @@ impl BudgetPatch {
     }
 }
 
+/// One side of the envelope an operator gives the brain (`[budget.min]` or `[budget.max]` of
+/// a persona spec): the five fields the brain may adjust, each open (`None`) or bounded. The
+/// memory budget and `allowed_to_run` are an operator's alone, so they have no bound here
+/// (naming one is an unknown field).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetBound {
+    pub max_response_time_ms: Option<u64>,
+    pub tokens_per_response: Option<u32>,
+    pub inference_queue_priority: Option<u8>,
+    pub max_concurrent_inferences: Option<u32>,
+    pub throttle_multiplier: Option<f64>,
+}
+
+impl BudgetBound {
+    pub fn is_empty(&self) -> bool {
+        *self == BudgetBound::default()
+    }
+
+    /// As a partial budget (the brain's envelope takes its bounds as one).
+    pub fn to_patch(&self) -> BudgetPatch {
+        BudgetPatch {
+            max_response_time_ms: self.max_response_time_ms,
+            tokens_per_response: self.tokens_per_response,
+            inference_queue_priority: self.inference_queue_priority,
+            max_concurrent_inferences: self.max_concurrent_inferences,
+            throttle_multiplier: self.throttle_multiplier,
+            ..BudgetPatch::default()
+        }
+    }
+
+    /// The adjustable fields of a partial budget (its memory and allowed-to-run dropped).
+    pub fn from_patch(p: &BudgetPatch) -> BudgetBound {
+        BudgetBound {
+            max_response_time_ms: p.max_response_time_ms,
+            tokens_per_response: p.tokens_per_response,
+            inference_queue_priority: p.inference_queue_priority,
+            max_concurrent_inferences: p.max_concurrent_inferences,
+            throttle_multiplier: p.throttle_multiplier,
+        }
+    }
+
+    /// `b` with the bound's values set, unchecked.
+    fn applied_to(&self, mut b: Budget) -> Budget {
+        if let Some(v) = self.max_response_time_ms {
+            b.max_response_time_ms = v;
+        }
+        if let Some(v) = self.tokens_per_response {
+            b.tokens_per_response = v;
+        }
+        if let Some(v) = self.inference_queue_priority {
+            b.inference_queue_priority = v;
+        }
+        if let Some(v) = self.max_concurrent_inferences {
+            b.max_concurrent_inferences = v;
+        }
+        if let Some(v) = self.throttle_multiplier {
+            b.throttle_multiplier = v;
+        }
+        b
+    }
+
+    /// (field name, bound if set, the budget's value) for each field, to compare as numbers.
+    fn sides(&self, b: &Budget) -> [(&'static str, Option<f64>, f64); 5] {
+        [
+            ("max_response_time_ms", self.max_response_time_ms.map(|v| v as f64), b.max_response_time_ms as f64),
+            ("tokens_per_response", self.tokens_per_response.map(f64::from), f64::from(b.tokens_per_response)),
+            (
+                "inference_queue_priority",
+                self.inference_queue_priority.map(f64::from),
+                f64::from(b.inference_queue_priority),
+            ),
+            (
+                "max_concurrent_inferences",
+                self.max_concurrent_inferences.map(f64::from),
+                f64::from(b.max_concurrent_inferences),
+            ),
+            ("throttle_multiplier", self.throttle_multiplier, b.throttle_multiplier),
+        ]
+    }
+}
+
+/// What the operator lets the brain do with a persona's budget: `[budget]` is its starting
+/// point, `[budget.min]` the lowest and `[budget.max]` the highest the brain may set each
+/// field. A field `max` leaves open is never raised above the spec; one `min` leaves open may
+/// be lowered to a floor the brain knows (its `budget` module).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetEnvelope {
+    pub min: BudgetBound,
+    pub max: BudgetBound,
+}
+
+impl BudgetEnvelope {
+    pub fn is_empty(&self) -> bool {
+        self.min.is_empty() && self.max.is_empty()
+    }
+
+    /// Every problem against the starting point `spec`, each naming its field (`min.…` or
+    /// `max.…`): each bound by its field's own rule, and `min <= spec <= max` field by field
+    /// (so the brain's range always holds the starting point it gives back to).
+    pub fn problems(&self, spec: &Budget) -> Vec<CoreError> {
+        let mut out = Vec::new();
+        for (side, bound) in [("min", &self.min), ("max", &self.max)] {
+            // each value by the budget's own rules (no rule relates two fields)
+            let broken = bound.applied_to(Budget::default()).problems();
+            for (field, v, s) in bound.sides(spec) {
+                let Some(v) = v else { continue };
+                if let Some(e) = broken.iter().find(|e| e.field() == Some(field)) {
+                    out.push(e.clone().within(side));
+                    continue;
+                }
+                let fmt = |x: f64| if field == "throttle_multiplier" { format!("{x}") } else { format!("{x:.0}") };
+                if side == "min" && v > s {
+                    out.push(CoreError::invalid(
+                        format!("min.{field}"),
+                        format!(
+                            "{} is above the budget's {}: the floor must not be above the starting point",
+                            fmt(v),
+                            fmt(s)
+                        ),
+                    ));
+                }
+                if side == "max" && v < s {
+                    out.push(CoreError::invalid(
+                        format!("max.{field}"),
+                        format!(
+                            "{} is below the budget's {}: the ceiling must not be below the starting point",
+                            fmt(v),
+                            fmt(s)
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A budget change as the registry carried it out: each field the change set, as it was and
 /// as it became. Kept on the decision's record, so the log, the API and the brain read the
 /// values as fields rather than out of the reason text.

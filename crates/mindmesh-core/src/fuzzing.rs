@@ -143,6 +143,16 @@ fn with_floats_of(spec: &PersonaSpec, back: &PersonaSpec) -> PersonaSpec {
     {
         b.limits.cpu_max_percent = Some(a);
     }
+    for (a, c) in [
+        (spec.envelope.min.throttle_multiplier, &mut b.envelope.min.throttle_multiplier),
+        (spec.envelope.max.throttle_multiplier, &mut b.envelope.max.throttle_multiplier),
+    ] {
+        if let (Some(a), Some(x)) = (a, c.as_mut())
+            && near(a, *x)
+        {
+            *x = a;
+        }
+    }
     b
 }
 
@@ -150,7 +160,12 @@ fn largest_integer(spec: &PersonaSpec) -> u64 {
     let b = &spec.budget;
     [spec.limits.memory_max_mb, Some(spec.requests.memory_mb), Some(b.max_response_time_ms), Some(b.max_memory_mb)]
         .into_iter()
-        .chain([spec.hibernate_after_idle_s])
+        .chain([
+            spec.hibernate_after_idle_s,
+            spec.envelope.min.max_response_time_ms,
+            spec.envelope.max.max_response_time_ms,
+        ])
+        .chain([spec.maintenance.restart_after_inferences, spec.maintenance.restart_after_s])
         .flatten()
         .max()
         .unwrap_or(0)

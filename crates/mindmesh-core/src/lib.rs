@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`spec`]: the persona spec (TOML/JSON), importance, restart policy, limits, adapters
 //! - [`spec_v3`]: the spec as wire version 3 laid it out, so older bytes still decode
+//! - [`spec_v4`]: the same for wire version 4 (before the budget envelope and maintenance)
 //! - [`bounds`]: the upper bound of every number a user, a client or a config gives
 //! - [`budget`]: the compute budget and run-time patches to it
 //! - [`config`]: the node's config file, one section per subsystem
@@ -57,11 +58,12 @@ pub mod snapshot;
 pub mod spec;
 pub mod spec_diff;
 pub mod spec_v3;
+pub mod spec_v4;
 pub mod telemetry;
 pub mod wire;
 
 pub use action::{Action, AnalystKind, Decision};
-pub use budget::{Budget, BudgetChange, BudgetPatch};
+pub use budget::{Budget, BudgetBound, BudgetChange, BudgetEnvelope, BudgetPatch};
 pub use error::CoreError;
 pub use phase::{Health, Phase};
 pub use record::{PersonaRecord, ProcessRecord};

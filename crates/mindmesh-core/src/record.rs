@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::phase::Phase;
 use crate::spec::PersonaSpec;
 use crate::spec_v3::PersonaSpecV3;
+use crate::spec_v4::PersonaSpecV4;
 
 /// A process the node started: enough to find it again after the node restarts and to be
 /// sure it is the same process (a PID alone may have been reused).
@@ -95,6 +96,54 @@ impl From<&PersonaRecord> for PersonaRecordV1 {
     /// As version 1 would have stored it (the spec's later fields dropped), for tests.
     fn from(r: &PersonaRecord) -> Self {
         PersonaRecordV1 {
+            spec: (&r.spec).into(),
+            phase: r.phase,
+            reason: r.reason.clone(),
+            restarts: r.restarts,
+            generation: r.generation,
+            epoch: r.epoch,
+            process: r.process.clone(),
+            added_ms: r.added_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
+/// [`PersonaRecord`] as a node stored it under the spec's wire version 4 (its spec is the
+/// frozen [`PersonaSpecV4`], before the budget envelope and maintenance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaRecordV2 {
+    pub spec: PersonaSpecV4,
+    pub phase: Phase,
+    pub reason: Option<String>,
+    pub restarts: u32,
+    pub generation: u64,
+    pub epoch: u64,
+    pub process: Option<ProcessRecord>,
+    pub added_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl From<PersonaRecordV2> for PersonaRecord {
+    fn from(r: PersonaRecordV2) -> Self {
+        PersonaRecord {
+            spec: r.spec.into(),
+            phase: r.phase,
+            reason: r.reason,
+            restarts: r.restarts,
+            generation: r.generation,
+            epoch: r.epoch,
+            process: r.process,
+            added_ms: r.added_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
+impl From<&PersonaRecord> for PersonaRecordV2 {
+    /// As version 2 would have stored it (the spec's later fields dropped), for tests.
+    fn from(r: &PersonaRecord) -> Self {
+        PersonaRecordV2 {
             spec: (&r.spec).into(),
             phase: r.phase,
             reason: r.reason.clone(),

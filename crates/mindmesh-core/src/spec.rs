@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds;
-use crate::budget::Budget;
+use crate::budget::{Budget, BudgetEnvelope};
 use crate::error::{CoreError, Result};
 
 /// How much a persona matters when the brain must choose whom to disrupt.
@@ -70,60 +70,77 @@ pub struct Requests {
 }
 
 /// A persona as the operator describes it.
+///
+/// Its text form (TOML, JSON) and its wire form (postcard) are [`repr::SpecRepr`], where the
+/// envelope sits inside the budget table, as `[budget.min]` and `[budget.max]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "repr::SpecRepr", into = "repr::SpecRepr")]
 pub struct PersonaSpec {
     pub name: String,
     /// The program to run; empty (left out) only for an adapter persona, which has no
     /// process of its own.
-    #[serde(default)]
     pub command: String,
-    #[serde(default)]
     pub args: Vec<String>,
-    #[serde(default)]
     pub env: BTreeMap<String, String>,
-    #[serde(default)]
     pub working_dir: Option<PathBuf>,
-    #[serde(default)]
     pub importance: Importance,
-    #[serde(default)]
     pub kind: PersonaKind,
     /// What it serves; personas with the same model are each other's fairest peers.
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub restart: RestartPolicy,
     /// `GET` path probed for health; none means the persona is not probed.
-    #[serde(default)]
     pub health_path: Option<String>,
-    #[serde(default)]
     pub limits: Limits,
-    #[serde(default)]
     pub requests: Requests,
-    #[serde(default)]
     pub budget: Budget,
-    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Which nodes may run it: labels a node must have, and labels it should have.
-    // no skip_serializing_if: postcard (the wire and the store) is not self-describing
-    #[serde(default)]
     pub placement: Placement,
     /// Hibernate after this long without a request (the gateway measures idleness).
-    #[serde(default)]
     pub hibernate_after_idle_s: Option<u64>,
-    // wire version 4 from here on; every field at the end, each with a default
+    // wire version 4 added these three
     /// A LoRA adapter served by another persona's model server (its base): the persona has
     /// no process; its requests go to the base with this adapter selected.
-    #[serde(default)]
     pub adapter: Option<Adapter>,
     /// The persona's own sleep hooks (the `asleep` hibernation tier): POSTed by the node to
     /// release its heavy memory while the process lives, and to take it back.
-    #[serde(default)]
     pub sleep: Option<SleepHooks>,
     /// `GET` path where the persona reports its own metrics as JSON (the contract's is
     /// [`CONTRACT_METRICS_PATH`]); none: it reports none.
-    #[serde(default)]
     pub metrics_path: Option<String>,
+    // wire version 5 added these two
+    /// `[budget.min]` / `[budget.max]`: how far the brain may move the budget from `budget`.
+    pub envelope: BudgetEnvelope,
+    /// `[maintenance]`: restarts the brain schedules (after so many inferences or so long up).
+    pub maintenance: Maintenance,
+}
+
+/// Scheduled maintenance (the seed's "restart after N inferences or N hours"): a policy the
+/// brain honours, through its guardrails, once the persona's process has served this many
+/// inferences or been up this long. Both open: none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Maintenance {
+    /// Inferences the gateway counted since the process started.
+    pub restart_after_inferences: Option<u64>,
+    /// Seconds since the process started.
+    pub restart_after_s: Option<u64>,
+}
+
+impl Maintenance {
+    pub fn is_empty(&self) -> bool {
+        *self == Maintenance::default()
+    }
+
+    fn problem(&self) -> Result<()> {
+        if let Some(n) = self.restart_after_inferences {
+            bounds::within("maintenance.restart_after_inferences", n, 1, bounds::MAX_INFERENCES)?;
+        }
+        if let Some(s) = self.restart_after_s {
+            bounds::within("maintenance.restart_after_s", s, bounds::MIN_MAINTENANCE_S, bounds::MAX_IDLE_S)?;
+        }
+        Ok(())
+    }
 }
 
 /// A persona that is a LoRA adapter on the model server of another persona, its base.
@@ -241,6 +258,8 @@ impl PersonaSpec {
             adapter: None,
             sleep: None,
             metrics_path: None,
+            envelope: BudgetEnvelope::default(),
+            maintenance: Maintenance::default(),
         }
     }
 
@@ -290,7 +309,7 @@ impl PersonaSpec {
     /// Every problem of the spec, each naming its field (`mindmesh config check` lists them
     /// all; within one field only the first is told).
     pub fn problems(&self) -> Vec<CoreError> {
-        let checks: [&dyn Fn() -> Result<()>; 15] = [
+        let checks: [&dyn Fn() -> Result<()>; 16] = [
             &|| validate_name(&self.name),
             &|| {
                 if self.adapter.is_some() {
@@ -372,9 +391,15 @@ impl PersonaSpec {
                 http_path("sleep.wake_path", &h.wake_path)
             },
             &|| self.metrics_path.as_deref().map_or(Ok(()), |p| http_path("metrics_path", p)),
+            &|| self.maintenance.problem(),
         ];
         let mut out: Vec<CoreError> = checks.iter().filter_map(|check| check().err()).collect();
         out.extend(self.budget.problems().into_iter().map(|e| e.within("budget")));
+        // judged against a valid starting point only: against a broken one, every bound would
+        // repeat the budget's own problem
+        if self.budget.validate().is_ok() {
+            out.extend(self.envelope.problems(&self.budget).into_iter().map(|e| e.within("budget")));
+        }
         out
     }
 
@@ -389,6 +414,7 @@ impl PersonaSpec {
             ("limits", self.limits != Limits::default()),
             ("sleep", self.sleep.is_some()),
             ("metrics_path", self.metrics_path.is_some()),
+            ("maintenance", !self.maintenance.is_empty()),
             // it runs where its base runs
             ("placement", !self.placement.is_empty()),
         ];
@@ -532,6 +558,167 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
 fn path_string(p: &serde_path_to_error::Path) -> String {
     let s = p.to_string();
     if s == "." { String::new() } else { s }
+}
+
+/// The spec's text and wire form. The envelope is part of the `[budget]` table (`[budget.min]`,
+/// `[budget.max]`), where an operator looks for it, while [`PersonaSpec`] keeps `budget` a plain
+/// [`Budget`] that the rest of the code uses as one. Postcard has no field names: this layout
+/// is registry wire version 5 (older ones are frozen in [`crate::spec_v3`] and
+/// [`crate::spec_v4`]); never reorder it.
+pub(crate) mod repr {
+    use super::*;
+    use crate::budget::BudgetBound;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct SpecRepr {
+        name: String,
+        #[serde(default)]
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        #[serde(default)]
+        working_dir: Option<PathBuf>,
+        #[serde(default)]
+        importance: Importance,
+        #[serde(default)]
+        kind: PersonaKind,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        restart: RestartPolicy,
+        #[serde(default)]
+        health_path: Option<String>,
+        #[serde(default)]
+        limits: Limits,
+        #[serde(default)]
+        requests: Requests,
+        #[serde(default)]
+        budget: BudgetTable,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        // no skip_serializing_if: postcard (the wire and the store) is not self-describing
+        #[serde(default)]
+        placement: Placement,
+        #[serde(default)]
+        hibernate_after_idle_s: Option<u64>,
+        #[serde(default)]
+        adapter: Option<Adapter>,
+        #[serde(default)]
+        sleep: Option<SleepHooks>,
+        #[serde(default)]
+        metrics_path: Option<String>,
+        #[serde(default)]
+        maintenance: Maintenance,
+    }
+
+    /// `[budget]` with its envelope: [`Budget`]'s fields, then `min` and `max`.
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct BudgetTable {
+        max_response_time_ms: u64,
+        tokens_per_response: u32,
+        inference_queue_priority: u8,
+        max_memory_mb: u64,
+        max_concurrent_inferences: u32,
+        throttle_multiplier: f64,
+        allowed_to_run: bool,
+        min: BudgetBound,
+        max: BudgetBound,
+    }
+
+    impl Default for BudgetTable {
+        fn default() -> Self {
+            BudgetTable::new(Budget::default(), BudgetEnvelope::default())
+        }
+    }
+
+    impl BudgetTable {
+        fn new(b: Budget, e: BudgetEnvelope) -> Self {
+            BudgetTable {
+                max_response_time_ms: b.max_response_time_ms,
+                tokens_per_response: b.tokens_per_response,
+                inference_queue_priority: b.inference_queue_priority,
+                max_memory_mb: b.max_memory_mb,
+                max_concurrent_inferences: b.max_concurrent_inferences,
+                throttle_multiplier: b.throttle_multiplier,
+                allowed_to_run: b.allowed_to_run,
+                min: e.min,
+                max: e.max,
+            }
+        }
+
+        fn split(self) -> (Budget, BudgetEnvelope) {
+            let b = Budget {
+                max_response_time_ms: self.max_response_time_ms,
+                tokens_per_response: self.tokens_per_response,
+                inference_queue_priority: self.inference_queue_priority,
+                max_memory_mb: self.max_memory_mb,
+                max_concurrent_inferences: self.max_concurrent_inferences,
+                throttle_multiplier: self.throttle_multiplier,
+                allowed_to_run: self.allowed_to_run,
+            };
+            (b, BudgetEnvelope { min: self.min, max: self.max })
+        }
+    }
+
+    impl From<SpecRepr> for PersonaSpec {
+        fn from(r: SpecRepr) -> Self {
+            let (budget, envelope) = r.budget.split();
+            PersonaSpec {
+                name: r.name,
+                command: r.command,
+                args: r.args,
+                env: r.env,
+                working_dir: r.working_dir,
+                importance: r.importance,
+                kind: r.kind,
+                model: r.model,
+                restart: r.restart,
+                health_path: r.health_path,
+                limits: r.limits,
+                requests: r.requests,
+                budget,
+                labels: r.labels,
+                placement: r.placement,
+                hibernate_after_idle_s: r.hibernate_after_idle_s,
+                adapter: r.adapter,
+                sleep: r.sleep,
+                metrics_path: r.metrics_path,
+                envelope,
+                maintenance: r.maintenance,
+            }
+        }
+    }
+
+    impl From<PersonaSpec> for SpecRepr {
+        fn from(s: PersonaSpec) -> Self {
+            SpecRepr {
+                name: s.name,
+                command: s.command,
+                args: s.args,
+                env: s.env,
+                working_dir: s.working_dir,
+                importance: s.importance,
+                kind: s.kind,
+                model: s.model,
+                restart: s.restart,
+                health_path: s.health_path,
+                limits: s.limits,
+                requests: s.requests,
+                budget: BudgetTable::new(s.budget, s.envelope),
+                labels: s.labels,
+                placement: s.placement,
+                hibernate_after_idle_s: s.hibernate_after_idle_s,
+                adapter: s.adapter,
+                sleep: s.sleep,
+                metrics_path: s.metrics_path,
+                maintenance: s.maintenance,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -679,6 +866,80 @@ mod tests {
         assert_eq!(s.sleep.unwrap().wake_path, "/wake_up");
         assert_eq!(field_of("name = \"v\"\ncommand = \"x\"\n[sleep]\nsleep_path = \"sleep\""), "sleep.sleep_path");
         assert_eq!(field_of("name = \"v\"\ncommand = \"x\"\nmetrics_path = \"m\""), "metrics_path");
+    }
+
+    #[test]
+    fn the_budget_envelope_and_maintenance_parse_and_are_checked() {
+        let base = "name = \"chat\"\ncommand = \"x\"\n";
+        let s = PersonaSpec::from_toml_str(&format!(
+            "{base}[budget]\ninference_queue_priority = 60\n[budget.min]\nthrottle_multiplier = 0.5\n\
+             [budget.max]\ninference_queue_priority = 90\nmax_response_time_ms = 45000\n\
+             [maintenance]\nrestart_after_inferences = 10000\nrestart_after_s = 86400\n"
+        ))
+        .unwrap();
+        assert_eq!(s.budget.inference_queue_priority, 60);
+        assert_eq!(s.envelope.max.inference_queue_priority, Some(90));
+        assert_eq!(s.envelope.max.max_response_time_ms, Some(45_000));
+        assert_eq!(s.envelope.min.throttle_multiplier, Some(0.5));
+        assert_eq!(s.envelope.min.inference_queue_priority, None);
+        assert_eq!(
+            s.maintenance,
+            Maintenance { restart_after_inferences: Some(10_000), restart_after_s: Some(86_400) }
+        );
+        // the same in JSON, and through it
+        let j = PersonaSpec::from_json_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(j, s);
+        let j = PersonaSpec::from_json_str(
+            r#"{"name":"c","command":"x","budget":{"max":{"inference_queue_priority":90}},"maintenance":{"restart_after_s":3600}}"#,
+        )
+        .unwrap();
+        assert_eq!(j.envelope.max.inference_queue_priority, Some(90));
+        // a budget table without bounds is as before
+        assert!(PersonaSpec::from_toml_str(GOOD).unwrap().envelope.is_empty());
+        for (extra, field, says) in [
+            (
+                "[budget.max]\ninference_queue_priority = 40",
+                "budget.max.inference_queue_priority",
+                "below the budget's 50",
+            ),
+            (
+                "[budget.min]\ninference_queue_priority = 60",
+                "budget.min.inference_queue_priority",
+                "above the budget's 50",
+            ),
+            ("[budget.max]\ninference_queue_priority = 101", "budget.max.inference_queue_priority", "0..=100"),
+            ("[budget.min]\nthrottle_multiplier = 0.0", "budget.min.throttle_multiplier", "> 0"),
+            ("[budget.max]\nmax_response_time_ms = 18446744073709551615", "budget.max.max_response_time_ms", ""),
+            ("[budget.min]\nmax_concurrent_inferences = 0", "budget.min.max_concurrent_inferences", ""),
+            // the memory budget and allowed-to-run are an operator's: no bound for the brain
+            ("[budget.max]\nmax_memory_mb = 4096", "budget.max.max_memory_mb", "unknown field"),
+            ("[budget.min]\nallowed_to_run = false", "budget.min.allowed_to_run", "unknown field"),
+            ("[budget]\nminimum = 1", "budget.minimum", "unknown field"),
+            ("[maintenance]\nrestart_after_inferences = 0", "maintenance.restart_after_inferences", ""),
+            ("[maintenance]\nrestart_after_inferences = 1099511627777", "maintenance.restart_after_inferences", ""),
+            ("[maintenance]\nrestart_after_s = 5", "maintenance.restart_after_s", ""),
+            ("[maintenance]\nrestart_after_s = 31708800000", "maintenance.restart_after_s", ""),
+            ("[maintenance]\nrestart_after_hours = 5", "maintenance.restart_after_hours", "unknown field"),
+        ] {
+            let e = PersonaSpec::from_toml_str(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(e.field(), Some(field), "{extra}: {e}");
+            assert!(e.to_string().contains(says), "{extra}: {e}");
+        }
+        // every problem is told, not only the first
+        let s = PersonaSpec {
+            envelope: BudgetEnvelope {
+                min: crate::budget::BudgetBound { inference_queue_priority: Some(70), ..Default::default() },
+                max: crate::budget::BudgetBound { max_response_time_ms: Some(10), ..Default::default() },
+            },
+            ..PersonaSpec::new("c", "x")
+        };
+        let fields: Vec<String> = s.problems().iter().filter_map(|e| e.field().map(str::to_owned)).collect();
+        assert_eq!(fields, ["budget.min.inference_queue_priority", "budget.max.max_response_time_ms"]);
+        // an adapter has no process of its own to restart
+        assert_eq!(
+            field_of("name = \"a\"\n[adapter]\nbase = \"b\"\npath = \"/x\"\n[maintenance]\nrestart_after_s = 3600"),
+            "maintenance"
+        );
     }
 
     #[test]

@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use mindmesh_core::budget::{Budget, MAX_THROTTLE_MULTIPLIER};
+use mindmesh_core::budget::{Budget, BudgetBound, BudgetEnvelope, MAX_THROTTLE_MULTIPLIER};
 use mindmesh_core::config::NodeConfig;
 use mindmesh_core::fuzzing::check_spec_round_trips;
-use mindmesh_core::spec::{Importance, Limits, PersonaKind, PersonaSpec, Placement, Requests, RestartPolicy};
+use mindmesh_core::spec::{
+    Importance, Limits, Maintenance, PersonaKind, PersonaSpec, Placement, Requests, RestartPolicy,
+};
 use proptest::prelude::*;
 
 /// Integers as operators write them, and the extremes.
@@ -47,6 +49,25 @@ fn budget() -> impl Strategy<Value = Budget> {
     )
 }
 
+/// An envelope side: mostly open, sometimes a bound (valid or not against the budget).
+fn bound() -> impl Strategy<Value = BudgetBound> {
+    // mostly open: each set bound must also sit on the right side of the budget to validate
+    (
+        prop::option::weighted(0.1, int()),
+        prop::option::weighted(0.1, small()),
+        prop::option::weighted(0.1, prop_oneof![12 => 0u8..=100, 1 => any::<u8>()]),
+        prop::option::weighted(0.1, small()),
+        prop::option::weighted(0.1, float()),
+    )
+        .prop_map(|(t, tokens, priority, concurrent, throttle)| BudgetBound {
+            max_response_time_ms: t,
+            tokens_per_response: tokens,
+            inference_queue_priority: priority,
+            max_concurrent_inferences: concurrent,
+            throttle_multiplier: throttle,
+        })
+}
+
 fn spec() -> impl Strategy<Value = PersonaSpec> {
     let head = (
         prop_oneof![6 => "[a-z0-9][a-z0-9._-]{0,20}", 1 => string()],
@@ -67,11 +88,20 @@ fn spec() -> impl Strategy<Value = PersonaSpec> {
         labels(),
         (labels(), labels()),
         prop::option::of(int()),
+        ((bound(), bound()), (prop::option::weighted(0.3, int()), prop::option::weighted(0.3, int()))),
     );
     (head, tail).prop_map(
         |(
             (name, command, args, env, working_dir, importance, kind, model, restart, health_path),
-            ((memory_max_mb, cpu_max_percent), (memory_mb, cpu_percent), budget, labels, (require, prefer), hibernate),
+            (
+                (memory_max_mb, cpu_max_percent),
+                (memory_mb, cpu_percent),
+                budget,
+                labels,
+                (require, prefer),
+                hibernate,
+                ((min, max), (restart_after_inferences, restart_after_s)),
+            ),
         )| PersonaSpec {
             name,
             command,
@@ -92,6 +122,8 @@ fn spec() -> impl Strategy<Value = PersonaSpec> {
             adapter: None,
             sleep: None,
             metrics_path: None,
+            envelope: BudgetEnvelope { min, max },
+            maintenance: Maintenance { restart_after_inferences, restart_after_s },
         },
     )
 }

@@ -5,7 +5,7 @@
 use mindmesh_core::PersonaRecord;
 use mindmesh_core::event::Event;
 use mindmesh_core::metrics::{HostSample, PersonaSample, PersonaSampleV1};
-use mindmesh_core::record::PersonaRecordV1;
+use mindmesh_core::record::{PersonaRecordV1, PersonaRecordV2};
 use mindmesh_core::wire;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,9 +21,11 @@ pub(crate) struct Kind {
 
 /// A spec holds at most 256 args and 256 env entries of 4 KiB each: a few MiB at worst.
 /// Version 2: the spec of registry wire version 4 (adapters, sleep hooks, metrics path);
-/// version 1 records still decode ([`Stored::legacy`]).
-pub(crate) const RECORD: Kind = Kind { version: 2, max_bytes: 4 << 20, what: "persona record" };
+/// version 3: that of registry wire version 5 (budget envelope, maintenance). Versions 1 and
+/// 2 still decode ([`Stored::legacy`]).
+pub(crate) const RECORD: Kind = Kind { version: 3, max_bytes: 4 << 20, what: "persona record" };
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
 /// Event details are cut to 1 KiB and names to 63 bytes.
 pub(crate) const EVENT: Kind = Kind { version: 1, max_bytes: 4 << 10, what: "event" };
 /// A sample is ~100 bytes, plus up to ~4.5 KB of what the persona reported of itself
@@ -51,8 +53,15 @@ impl Stored for PersonaRecord {
     const KIND: Kind = RECORD;
 
     fn legacy(bytes: &[u8]) -> Option<mindmesh_core::error::Result<Self>> {
-        (bytes.first() == Some(&RECORD_V1))
-            .then(|| wire::decode::<PersonaRecordV1>(RECORD_V1, bytes, RECORD.max_bytes).map(Into::into))
+        match bytes.first() {
+            Some(&RECORD_V1) => {
+                Some(wire::decode::<PersonaRecordV1>(RECORD_V1, bytes, RECORD.max_bytes).map(Into::into))
+            }
+            Some(&RECORD_V2) => {
+                Some(wire::decode::<PersonaRecordV2>(RECORD_V2, bytes, RECORD.max_bytes).map(Into::into))
+            }
+            _ => None,
+        }
     }
 }
 impl Stored for Event {
@@ -142,10 +151,32 @@ mod tests {
         let back: PersonaRecord = decode(&old, &"chat").unwrap();
         assert_eq!(back, rec);
         let new = encode(&back).unwrap();
-        assert_eq!(new[0], 2);
+        assert_eq!(new[0], 3);
         assert_eq!(decode::<PersonaRecord>(&new, &"chat").unwrap(), rec);
         // another kind has no older version: its wrong tag is an error, as before
         assert!(decode::<Event>(&old, &"chat").is_err());
+    }
+
+    /// A record the version 2 code stored (commit 08e80ff, spec wire version 4) still
+    /// decodes, whole, its spec's envelope and maintenance at their defaults.
+    #[test]
+    fn a_version_2_persona_record_written_by_version_2_still_decodes() {
+        let hex = include_str!("testdata/persona_record_v2.hex").trim();
+        let old: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        assert_eq!(old[0], RECORD_V2);
+        let mut spec = PersonaSpec::new("tuned", "srv");
+        spec.args = vec!["--port".into(), "${MINDMESH_PORT}".into()];
+        spec.budget.inference_queue_priority = 80;
+        spec.hibernate_after_idle_s = Some(60);
+        spec.sleep = Some(mindmesh_core::spec::SleepHooks::default());
+        spec.metrics_path = Some("/mindmesh/metrics".into());
+        let rec = PersonaRecord { phase: Phase::Running, epoch: 7, ..PersonaRecord::new(spec, 5) };
+        let back: PersonaRecord = decode(&old, &"tuned").unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(wire::encode(RECORD_V2, &PersonaRecordV2::from(&back)).unwrap(), old, "the frozen layout");
+        let new = encode(&back).unwrap();
+        assert_eq!(new[0], RECORD.version);
+        assert_eq!(decode::<PersonaRecord>(&new, &"tuned").unwrap(), rec);
     }
 
     /// Samples and raw chunks stored before persona-reported metrics still decode, whole,

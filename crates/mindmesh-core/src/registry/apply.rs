@@ -58,6 +58,7 @@ impl Registry {
                 | Command::RemoveNode { .. }
                 | Command::PutPersona { .. }
                 | Command::PutPersonaV3 { .. }
+                | Command::PutPersonaV4 { .. }
                 | Command::RemovePersona { .. }
                 | Command::AssignPersona { .. }
                 | Command::Migrate { .. }
@@ -164,6 +165,10 @@ impl Registry {
             Command::AddNode(info) => self.add_node(info, ctx),
             Command::RemoveNode { id } => self.remove_node(*id, ctx),
             Command::PutPersona { spec, node } => self.put_persona(spec, *node, ctx),
+            Command::PutPersonaV4 { spec, node } => {
+                let spec: PersonaSpec = (**spec).clone().into();
+                self.put_persona(&spec, *node, ctx)
+            }
             Command::PutPersonaV3 { spec, node } => {
                 let spec: PersonaSpec = (**spec).clone().into();
                 self.put_persona(&spec, *node, ctx)

@@ -7,6 +7,7 @@ use crate::action::Decision;
 use crate::budget::BudgetPatch;
 use crate::spec::PersonaSpec;
 use crate::spec_v3::PersonaSpecV3;
+use crate::spec_v4::PersonaSpecV4;
 use std::collections::BTreeMap;
 
 /// A command with the id its proposer gave it. A proposer that retries after a lost answer
@@ -149,9 +150,17 @@ pub enum Command {
         ok: bool,
         outcome: String,
     },
+    /// [`Command::PutPersona`] as log entries of wire version 4 hold it (the spec with
+    /// adapters, before the budget envelope and maintenance): applied as that, with the spec
+    /// brought up to date. Never proposed any more.
+    PutPersonaV4 {
+        spec: Box<PersonaSpecV4>,
+        node: Option<NodeId>,
+    },
     /// Create a persona, or replace the spec of an existing one (its phase and generation stay).
-    /// Boxed: a spec is far larger than any other command. (Wire version 4: the spec with
-    /// adapters; [`Command::PutPersonaV3`] is the older layout.)
+    /// Boxed: a spec is far larger than any other command. (Wire version 5: the spec with its
+    /// budget envelope and maintenance; [`Command::PutPersonaV4`] and
+    /// [`Command::PutPersonaV3`] are the older layouts.)
     PutPersona {
         spec: Box<PersonaSpec>,
         node: Option<NodeId>,
@@ -175,7 +184,7 @@ impl Command {
         match self {
             Command::AddNode(_) => "add_node",
             Command::RemoveNode { .. } => "remove_node",
-            Command::PutPersona { .. } | Command::PutPersonaV3 { .. } => "put_persona",
+            Command::PutPersona { .. } | Command::PutPersonaV3 { .. } | Command::PutPersonaV4 { .. } => "put_persona",
             Command::RemovePersona { .. } => "remove_persona",
             Command::AssignPersona { .. } => "assign_persona",
             Command::SetPhase { .. } => "set_phase",

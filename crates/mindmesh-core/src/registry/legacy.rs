@@ -2,7 +2,8 @@
 //! field names, so each old layout is spelled out here, field for field. Version 2: before the
 //! audit trail; version 3: before the spec's adapters, sleep hooks and metrics path (the spec
 //! of both is [`crate::spec_v3`]) and before a decision's record kept its budget change's
-//! before and after (old records have none).
+//! before and after (old records have none); version 4: before the spec's budget envelope
+//! and maintenance (its spec is [`crate::spec_v4`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -14,9 +15,128 @@ use super::{
 };
 use crate::action::Decision;
 use crate::spec_v3::{BudgetV3, PersonaSpecV3};
+use crate::spec_v4::PersonaSpecV4;
 
 pub(super) const V2: u8 = 2;
 pub(super) const V3: u8 = 3;
+pub(super) const V4: u8 = 4;
+
+/// [`Registry`] of wire version 4: only its personas' specs differ from version 5.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct RegistryV4 {
+    nodes: BTreeMap<NodeId, NodeEntry>,
+    personas: BTreeMap<String, PersonaEntryV4>,
+    decisions: VecDeque<DecisionRecord>,
+    next_decision_seq: u64,
+    decisions_updated_index: u64,
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
+    recent: BTreeMap<NodeId, VecDeque<(u64, Outcome)>>,
+    applied_index: u64,
+    placement_index: u64,
+    digest: u64,
+}
+
+/// [`PersonaEntry`] of wire version 4.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct PersonaEntryV4 {
+    spec: PersonaSpecV4,
+    node: Option<NodeId>,
+    phase: DesiredPhase,
+    reason: Option<String>,
+    budget: BudgetV3,
+    generation: u64,
+    epoch: u64,
+    checkpoint: Option<Checkpoint>,
+    migrating_to: Option<NodeId>,
+    created_index: u64,
+    updated_index: u64,
+}
+
+impl From<PersonaEntryV4> for PersonaEntry {
+    fn from(p: PersonaEntryV4) -> Self {
+        PersonaEntry {
+            spec: p.spec.into(),
+            node: p.node,
+            phase: p.phase,
+            reason: p.reason,
+            budget: p.budget.into(),
+            generation: p.generation,
+            epoch: p.epoch,
+            checkpoint: p.checkpoint,
+            migrating_to: p.migrating_to,
+            created_index: p.created_index,
+            updated_index: p.updated_index,
+        }
+    }
+}
+
+impl From<RegistryV4> for Registry {
+    fn from(r: RegistryV4) -> Self {
+        Registry {
+            nodes: r.nodes,
+            personas: r.personas.into_iter().map(|(name, p)| (name, p.into())).collect(),
+            decisions: r.decisions,
+            next_decision_seq: r.next_decision_seq,
+            decisions_updated_index: r.decisions_updated_index,
+            voters: r.voters,
+            learners: r.learners,
+            recent: r.recent,
+            applied_index: r.applied_index,
+            placement_index: r.placement_index,
+            digest: r.digest,
+        }
+    }
+}
+
+/// A version 4 registry with the content of `r`, the way the version 4 code laid it out.
+#[cfg(test)]
+pub(super) fn tests_v4(r: &Registry) -> RegistryV4 {
+    let personas = r
+        .personas
+        .iter()
+        .map(|(name, p)| {
+            let b = &p.budget;
+            let entry = PersonaEntryV4 {
+                spec: PersonaSpecV4::from(&p.spec),
+                node: p.node,
+                phase: p.phase,
+                reason: p.reason.clone(),
+                budget: BudgetV3 {
+                    max_response_time_ms: b.max_response_time_ms,
+                    tokens_per_response: b.tokens_per_response,
+                    inference_queue_priority: b.inference_queue_priority,
+                    max_memory_mb: b.max_memory_mb,
+                    max_concurrent_inferences: b.max_concurrent_inferences,
+                    throttle_multiplier: b.throttle_multiplier,
+                    allowed_to_run: b.allowed_to_run,
+                },
+                generation: p.generation,
+                epoch: p.epoch,
+                checkpoint: p.checkpoint.clone(),
+                migrating_to: p.migrating_to,
+                created_index: p.created_index,
+                updated_index: p.updated_index,
+            };
+            (name.clone(), entry)
+        })
+        .collect();
+    RegistryV4 {
+        nodes: r.nodes.clone(),
+        personas,
+        decisions: r.decisions.clone(),
+        next_decision_seq: r.next_decision_seq,
+        decisions_updated_index: r.decisions_updated_index,
+        voters: r.voters.clone(),
+        learners: r.learners.clone(),
+        recent: r.recent.clone(),
+        applied_index: r.applied_index,
+        placement_index: r.placement_index,
+        digest: r.digest,
+    }
+}
 
 /// [`Registry`] of wire version 3.
 #[derive(Deserialize)]

@@ -30,11 +30,12 @@ pub type NodeId = u64;
 /// Version tag of registry snapshots and stored commands. 3: decisions carry who asked, the
 /// verb and a verdict, nodes who drains them. 4: the persona spec has adapters, sleep hooks
 /// and a metrics path; a decision's record keeps the before and after of the budget change it
-/// carried out. Snapshots of versions 2 and 3 still decode ([`Registry::decode`]).
+/// carried out. 5: the spec has its budget envelope (`[budget.min]` / `[budget.max]`) and
+/// scheduled maintenance. Snapshots of versions 2 to 4 still decode ([`Registry::decode`]).
 /// Commands only ever gain variants at the end, so every stored log entry decodes under any
 /// later version: a spec that changes layout gets a new `PutPersona` variant, the old one
-/// keeps its frozen spec ([`crate::spec_v3`]).
-pub const REGISTRY_WIRE_VERSION: u8 = 4;
+/// keeps its frozen spec ([`crate::spec_v3`], [`crate::spec_v4`]).
+pub const REGISTRY_WIRE_VERSION: u8 = 5;
 /// Decisions kept in the log; older ones are dropped first (the store keeps the history).
 pub const MAX_DECISIONS_KEPT: usize = 10_000;
 pub const MAX_DECISIONS_PER_COMMAND: usize = 1000;
@@ -308,10 +309,14 @@ impl Registry {
         wire::encode(REGISTRY_WIRE_VERSION, self)
     }
 
-    /// Decode a snapshot of this version, of version 3 (before adapter personas) or of
-    /// version 2 (before the audit trail), so a node upgraded in place restores the snapshot
-    /// it wrote before.
+    /// Decode a snapshot of this version, of version 4 (before the budget envelope and
+    /// maintenance), of version 3 (before adapter personas) or of version 2 (before the audit
+    /// trail), so a node upgraded in place restores the snapshot it wrote before.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.first() == Some(&legacy::V4) {
+            let old: legacy::RegistryV4 = wire::decode(legacy::V4, bytes, MAX_REGISTRY_SNAPSHOT_BYTES)?;
+            return Ok(old.into());
+        }
         if bytes.first() == Some(&legacy::V3) {
             let old: legacy::RegistryV3 = wire::decode(legacy::V3, bytes, MAX_REGISTRY_SNAPSHOT_BYTES)?;
             return Ok(old.into());

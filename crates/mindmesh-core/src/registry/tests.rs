@@ -487,3 +487,77 @@ fn a_budget_decision_records_its_before_and_after() {
     let back = Registry::decode(&r.encode().unwrap()).unwrap();
     assert_eq!(back.decision(1).unwrap().budget, r.decision(1).unwrap().budget);
 }
+
+/// Bytes from a hex fixture (written by the version 4 code itself, before version 5 existed).
+fn fixture(hex: &str) -> Vec<u8> {
+    let hex = hex.trim();
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+/// The spec the version 4 fixtures hold.
+fn v4_fixture_spec() -> PersonaSpec {
+    let mut spec = PersonaSpec::new("tuned", "srv");
+    spec.args = vec!["--port".into(), "${MINDMESH_PORT}".into()];
+    spec.budget.inference_queue_priority = 80;
+    spec.hibernate_after_idle_s = Some(60);
+    spec.sleep = Some(crate::spec::SleepHooks::default());
+    spec.metrics_path = Some("/mindmesh/metrics".into());
+    spec
+}
+
+/// A snapshot the version 4 code wrote (commit 08e80ff) still decodes, whole: the same
+/// registry rebuilt today, its specs' new fields at their defaults.
+#[test]
+fn a_version_4_snapshot_written_by_version_4_still_decodes() {
+    let bytes = fixture(include_str!("testdata/v4_snapshot.hex"));
+    assert_eq!(bytes[0], 4);
+    let back = Registry::decode(&bytes).unwrap();
+    let mut r = seeded();
+    r.apply(&prop(1, 10, Command::put_persona(v4_fixture_spec(), Some(2))), ctx(4));
+    let d = Decision::new("chat", Action::Restart, "leak", 0.9, AnalystKind::Builtin);
+    r.apply(&prop(1, 11, Command::RecordDecisions { decisions: vec![d], at_ms: 5 }), ctx(5));
+    // the digest chains the entries' bytes, which are version 5's now: compare the rest
+    let digest = back.digest;
+    assert_eq!(Registry { digest, ..r.clone() }, back);
+    assert_eq!(back.personas["tuned"].spec.envelope, crate::BudgetEnvelope::default());
+    // and the frozen layout writes exactly those bytes
+    assert_eq!(crate::wire::encode(4, &legacy::tests_v4(&back)).unwrap(), bytes);
+    assert_eq!(Registry::decode(&back.encode().unwrap()).unwrap(), back);
+}
+
+/// A `PutPersona` entry of a version 4 log (the version 4 code's own bytes) decodes as
+/// `PutPersonaV4` and applies, its spec brought up to date.
+#[test]
+fn a_version_4_put_persona_entry_still_decodes_and_applies() {
+    let bytes = fixture(include_str!("testdata/v4_put_persona.hex"));
+    let decoded: Proposal = crate::wire::decode(4, &bytes, MAX_PROPOSAL_BYTES).unwrap();
+    assert!(matches!(decoded.command, Command::PutPersonaV4 { .. }), "{:?}", decoded.command.kind());
+    let mut r = seeded();
+    assert!(matches!(r.apply(&decoded, ctx(4)), Outcome::Persona { .. }));
+    assert_eq!(r.personas["tuned"].spec, v4_fixture_spec());
+    // a new entry is the new variant, appended after every old one
+    let new = prop(1, 9, Command::put_persona(v4_fixture_spec(), Some(1))).encode().unwrap();
+    assert_eq!(new[0], REGISTRY_WIRE_VERSION);
+    assert!(new[3] > bytes[3], "variant {} after the version 4 one ({})", new[3], bytes[3]);
+    let back: Proposal = crate::wire::decode(REGISTRY_WIRE_VERSION, &new, MAX_PROPOSAL_BYTES).unwrap();
+    assert!(matches!(back.command, Command::PutPersona { .. }));
+}
+
+/// The envelope and maintenance survive the registry's wire and its apply.
+#[test]
+fn a_version_5_spec_keeps_its_envelope_and_maintenance() {
+    let mut spec = PersonaSpec::new("chat2", "srv");
+    spec.envelope.max.inference_queue_priority = Some(90);
+    spec.envelope.min.throttle_multiplier = Some(0.5);
+    spec.maintenance.restart_after_inferences = Some(10_000);
+    let mut r = seeded();
+    assert!(!r.apply(&prop(1, 10, Command::put_persona(spec.clone(), Some(1))), ctx(4)).is_rejected());
+    let back = Registry::decode(&r.encode().unwrap()).unwrap();
+    assert_eq!(back.personas["chat2"].spec, spec);
+    // a bound the spec's budget breaks is refused, naming the field
+    spec.envelope.max.inference_queue_priority = Some(40);
+    match r.apply(&prop(1, 11, Command::put_persona(spec, Some(1))), ctx(5)) {
+        Outcome::Rejected { reason } => assert!(reason.contains("budget.max.inference_queue_priority"), "{reason}"),
+        o => panic!("{o:?}"),
+    }
+}

@@ -98,6 +98,10 @@ impl History {
         view.budget = Some(entry.budget.clone());
         view.importance = entry.spec.importance;
         view.model = entry.spec.model.clone();
+        // the spec may have been replaced since the view was made: its envelope with it (the
+        // starting point is set each cycle by `set_recent_actions`)
+        view.envelope.min = entry.spec.envelope.min.to_patch();
+        view.envelope.max = entry.spec.envelope.max.to_patch();
         if let Some(e) = &p.last_error
             && self.errors.get(&p.name) != Some(e)
         {
