@@ -17,6 +17,9 @@ pub enum AnomalyKind {
     Thrashing,
     ResourceLeak,
     CrashLoop,
+    /// Memory reaches its budget or hard limit within [`FORECAST_HORIZON_MIN`] at its fitted
+    /// growth; the anomaly carries the horizon.
+    MemoryForecast,
 }
 
 impl AnomalyKind {
@@ -29,6 +32,7 @@ impl AnomalyKind {
             AnomalyKind::Thrashing => "thrashing",
             AnomalyKind::ResourceLeak => "resource_leak",
             AnomalyKind::CrashLoop => "crash_loop",
+            AnomalyKind::MemoryForecast => "memory_forecast",
         }
     }
 }
@@ -67,6 +71,86 @@ pub struct Anomaly {
     pub kind: AnomalyKind,
     pub severity: Severity,
     pub description: String,
+    /// Minutes until what it forecasts happens (a [`AnomalyKind::MemoryForecast`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizon_min: Option<f32>,
+}
+
+/// A memory forecast this close is an anomaly (the seed's "time until memory reaches its
+/// budget"): far enough ahead to act calmly, near enough that the fit still holds.
+pub const FORECAST_HORIZON_MIN: f32 = 60.0;
+/// A forecast this close is severe.
+pub const FORECAST_SOON_MIN: f32 = 15.0;
+
+/// When a persona's memory reaches its budget or hard limit at its fitted growth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryForecast {
+    /// `budget` or `hard limit`.
+    pub level: &'static str,
+    pub level_mb: f32,
+    pub horizon_min: f32,
+    pub slope_mb_per_min: f32,
+    /// What the slope was fitted over: the recent line's samples, or the history's span.
+    pub samples: Option<usize>,
+    pub span_ms: u64,
+    pub r2: f32,
+}
+
+impl MemoryForecast {
+    /// `memory reaches its budget 2048 MB in ~14 min (slope +3.1 MB/min, fitted over 42 samples
+    /// in 21 min, r2 0.97)`.
+    pub fn describe(&self) -> String {
+        let over = match self.samples {
+            Some(n) => format!("{n} samples in {}", minutes(self.span_ms)),
+            None => format!("its history, {}", minutes(self.span_ms)),
+        };
+        format!(
+            "memory reaches its {} {:.0} MB in ~{} (slope {:+.1} MB/min, fitted over {over}, r2 {:.2})",
+            self.level,
+            self.level_mb,
+            minutes((self.horizon_min.max(0.0) * 60_000.0) as u64),
+            self.slope_mb_per_min,
+            self.r2
+        )
+    }
+}
+
+/// The soonest of its budget and hard limit that its memory reaches within
+/// [`FORECAST_HORIZON_MIN`], when its growth is real: the recent line grows (steady, well
+/// fitted, out of the noise: `growing_now`), or the history's trend is growth. A level already
+/// passed is not forecast (over its budget is said elsewhere), and a flat series, however noisy
+/// or close to its budget, forecasts nothing: its fitted slope is noise, and the horizon of
+/// noise is meaningless.
+pub fn memory_forecast(m: &crate::features::MemoryFeatures) -> Option<MemoryForecast> {
+    if !m.now_mb.is_finite() {
+        return None;
+    }
+    let (slope, samples, span_ms, r2) = match m.recent {
+        Some(r) if m.growing_now => (r.slope_mb_per_min, Some(r.samples), r.span_ms, r.r2),
+        _ if matches!(m.trend, MemTrend::Growing | MemTrend::Leaking) => {
+            (m.slope_mb_per_min, None, m.growth_span_ms.max(m.span_ms), m.fit_r2.max(m.floor_r2))
+        }
+        _ => return None,
+    };
+    if !slope.is_finite() || slope <= 0.0 {
+        return None;
+    }
+    [("budget", m.budget_mb), ("hard limit", m.limit_mb)]
+        .into_iter()
+        .filter_map(|(level, mb)| {
+            let mb = mb.filter(|l| l.is_finite() && *l > m.now_mb)?;
+            let horizon_min = (mb - m.now_mb) / slope;
+            (horizon_min <= FORECAST_HORIZON_MIN).then_some(MemoryForecast {
+                level,
+                level_mb: mb,
+                horizon_min,
+                slope_mb_per_min: slope,
+                samples,
+                span_ms,
+                r2,
+            })
+        })
+        .min_by(|a, b| a.horizon_min.total_cmp(&b.horizon_min))
 }
 
 /// A persona's health as the status page and API show it.
@@ -95,7 +179,8 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
     if !f.usable() {
         return out;
     }
-    let mut push = |kind, severity, description: String| out.push(Anomaly { kind, severity, description });
+    let mut push =
+        |kind, severity, description: String| out.push(Anomaly { kind, severity, description, horizon_min: None });
     if f.restarts.crash_loop {
         push(
             AnomalyKind::CrashLoop,
@@ -265,6 +350,15 @@ pub fn detect(f: &PersonaFeatures, set: &FeatureSet) -> Vec<Anomaly> {
                 format!("memory swings {} on a host under memory pressure", pct(m.swing_frac))
             },
         );
+    }
+    if let Some(fc) = memory_forecast(m) {
+        let severity = if fc.horizon_min <= FORECAST_SOON_MIN { Severity::High } else { Severity::Medium };
+        out.push(Anomaly {
+            kind: AnomalyKind::MemoryForecast,
+            severity,
+            description: fc.describe(),
+            horizon_min: Some(fc.horizon_min),
+        });
     }
     out
 }

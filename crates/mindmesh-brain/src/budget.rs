@@ -42,7 +42,7 @@ impl Field {
     pub const ALL: [Field; 5] = [Field::Priority, Field::Timeout, Field::Tokens, Field::Concurrency, Field::Throttle];
 
     /// The budget's own name of the field (the spec's, the scenario format's).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Field::Priority => "inference_queue_priority",
             Field::Timeout => "max_response_time_ms",
@@ -333,18 +333,56 @@ pub fn cause(f: &PersonaFeatures, set: &FeatureSet) -> Option<Cause> {
 }
 
 /// A throttled persona whose host is clear only because of the throttle: released to full
-/// speed at its present demand (its CPU scaled by 1/throttle), the host would be saturated
+/// speed at its present demand (its CPU now scaled by 1/throttle), the host would be saturated
 /// again. Without this the throttle is its own cause's cure, the cause looks clear, the budget
 /// goes back, the host saturates, and the brain flaps with the flood (as `mindmesh bench qos`'s
-/// flood would; unit-tested in `tests/budget_envelope.rs`). A flood that ends shows as the persona's own CPU falling.
+/// flood would; unit-tested in `tests/budget_envelope.rs`).
+///
+/// Its demand is its CPU *now* ([`crate::features::CpuFeatures::now_percent`], its last two
+/// samples), not the CPU window's average: the host's figure is a median of its last samples,
+/// and projecting a host that has already cleared with the persona's six-sample average kept a
+/// throttle held for three more samples after its flood had ended (`bench qos`: budgets back
+/// 3.8 cycles after the flood, against a goal of 2).
 pub fn released_would_saturate(f: &PersonaFeatures, n: &crate::features::NodeFeatures) -> bool {
     let m = f64::from(f.throttle_multiplier);
-    if n.stale || !m.is_finite() || m <= 0.0 || m >= 0.999 || !f.cpu.share_of_host.is_finite() {
+    if n.stale || !m.is_finite() || m <= 0.0 || m >= 0.999 {
         return false;
     }
+    let Some(own) = own_share_now(f, n) else { return false };
     let host = f64::from(n.cpu_recent_percent);
-    let own = 100.0 * f64::from(f.cpu.share_of_host.max(0.0));
-    host.is_finite() && host + own * (1.0 / m - 1.0) >= f64::from(crate::features::CPU_SATURATED_PERCENT)
+    host.is_finite() && host + 100.0 * own * (1.0 / m - 1.0) >= f64::from(crate::features::CPU_SATURATED_PERCENT)
+}
+
+/// Its CPU now as a share of its host (the window's share when the last samples are missing).
+fn own_share_now(f: &PersonaFeatures, n: &crate::features::NodeFeatures) -> Option<f64> {
+    let now = f64::from(f.cpu.now_percent) / (f64::from(n.cpu_cores.max(1)) * 100.0);
+    [now, f64::from(f.cpu.share_of_host)].into_iter().find(|v| v.is_finite()).map(|v| v.max(0.0))
+}
+
+/// A throttled persona uses at most this share of what its throttle lets it use when its
+/// demand has settled: the band between this and the throttle's ceiling is the hysteresis (a
+/// persona still at its ceiling is held by [`released_would_saturate`]; one in between waits
+/// out the guardrails' cycles).
+pub const SETTLED_SHARE_OF_THROTTLE: f32 = 0.5;
+
+/// The cause of a CPU throttle has gone by its own signal: the persona is throttled, its host
+/// is neither saturated nor short of memory, and in each of its last two samples it used at
+/// most [`SETTLED_SHARE_OF_THROTTLE`] of the CPU its throttle lets through (a throttle of m
+/// lets through m of one core, less under a hard limit, which the features do not carry: a
+/// persona under a hard limit below half a core may read as settled while at its ceiling, and
+/// then the host projection still holds it). Its demand, unlike the host's CPU, does not fall
+/// because of the throttle — a flood still on keeps it at its ceiling — so the guardrails give
+/// the throttle back on it at once, without counting calm cycles of a host the throttle keeps
+/// calm. Flapping is kept off by the band above and by the two samples.
+pub fn demand_settled(f: &PersonaFeatures, set: &FeatureSet) -> bool {
+    let m = f.throttle_multiplier;
+    let Some(n) = f.node.map(|i| &set.nodes[i]).filter(|n| !n.stale) else { return false };
+    if !f.usable() || !m.is_finite() || m >= 0.999 || n.cpu_saturated || n.memory_pressure || f.memory.growing_now {
+        return false;
+    }
+    f.cpu.now_percent.is_finite()
+        && f.cpu.now_percent <= SETTLED_SHARE_OF_THROTTLE * m * 100.0
+        && !released_would_saturate(f, n)
 }
 
 /// The brain's latest value of each field, folded in order from its budget decisions' `after`

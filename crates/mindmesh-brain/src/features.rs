@@ -331,7 +331,15 @@ pub struct CpuFeatures {
     pub base_percent: f32,
     /// Recent CPU as a share of its host's capacity.
     pub share_of_host: f32,
+    /// What it uses now: the higher of its last [`CPU_NOW_SAMPLES`] samples (percent of one
+    /// core). `recent_percent` averages the CPU window (six samples at least) and lags a flood's
+    /// end by that much; this follows it within two samples, and one quiet reading is not
+    /// taken for the end (the give-back of a CPU throttle keys on it, `budget::demand_settled`).
+    pub now_percent: f32,
 }
+
+/// Samples [`CpuFeatures::now_percent`] spans.
+pub const CPU_NOW_SAMPLES: usize = 2;
 
 /// A share of its cache hits this far below its usual (and at most this share of it) is
 /// falling: its working set no longer fits, or its traffic changed.
@@ -647,7 +655,7 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
             base_requests_per_min: nan,
         },
         restarts: RestartFeatures { last_5m: 0.0, last_1h: 0.0, last_restart_ms: None, exits_5m: 0, crash_loop: false },
-        cpu: CpuFeatures { recent_percent: nan, base_percent: nan, share_of_host: nan },
+        cpu: CpuFeatures { recent_percent: nan, base_percent: nan, share_of_host: nan, now_percent: nan },
         reported: None,
         maintenance_due: None,
     }
@@ -794,6 +802,10 @@ fn persona_features(
         f.cpu.recent_percent = if n > 0 { sum / n as f32 } else { f32::NAN };
         f.cpu.base_percent = hist.cpu_base_percent;
         f.cpu.share_of_host = f.cpu.recent_percent / (host_cores as f32 * 100.0);
+        let last = &s.cpu_percent[end.saturating_sub(CPU_NOW_SAMPLES).max(raw_start)..end];
+        if last.len() == CPU_NOW_SAMPLES && last.iter().all(|v| v.is_finite()) {
+            f.cpu.now_percent = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        }
     }
     let split_at = (raw_start + s.t_ms[raw.clone()].partition_point(|&t| t + w.latency_ms <= now_ms)).min(end);
     f.reported = reported_features(s, raw_start, split_at, end);

@@ -196,6 +196,22 @@ fn guard_budget(
     }
     if budget::cause(f, set).is_none() && budget::is_return(&p.envelope, in_force, &out) {
         let calm = state.calm(&f.id);
+        if calm < cfg.hysteresis_cycles
+            && let Some(m) = out.throttle_multiplier
+            && budget::demand_settled(f, set)
+        {
+            // the throttle's cause ended by its own signal (the persona's demand, which the
+            // throttle does not lower), not by a host the throttle itself keeps calm: the
+            // throttle goes back now; any other field waits out the cycles as usual
+            let rest = BudgetPatch { throttle_multiplier: None, ..out.clone() };
+            if !rest.is_empty() {
+                reason.push_str(&format!(
+                    "; guardrail hysteresis: only the throttle goes back now, its other fields wait, its cause clear for {calm} of the last {} cycles",
+                    cfg.hysteresis_cycles
+                ));
+            }
+            return Some(BudgetPatch { throttle_multiplier: Some(m), ..BudgetPatch::default() });
+        }
         if calm < cfg.hysteresis_cycles {
             reason.push_str(&format!(
                 "; guardrail hysteresis: budget back toward its start waits, its cause clear for {calm} of the last {} cycles",

@@ -220,3 +220,66 @@ async fn conformance_twin_and_real_client() {
         assert_eq!(a.fallback.as_ref().map(|f| f.kind), b.fallback.as_ref().map(|f| f.kind));
     }
 }
+
+/// The prompt invites budget decisions — the budget in force and the range its operator lets
+/// the brain set, per persona, and a `budget` list of `{field, value, reason}` in the schema —
+/// and what the model proposes goes through the same envelope as the built-in analyst's: a
+/// priority past the operator's 90 comes back to 90, a memory budget is refused, each with
+/// the reason saying so.
+#[tokio::test]
+async fn the_llm_is_invited_to_budget_and_held_to_the_envelope() {
+    let s = scenario("b-user-chat-burst");
+    let mut items: Vec<serde_json::Value> =
+        serde_json::from_str::<serde_json::Value>(&plan(&s, &[])).unwrap()["decisions"].as_array().unwrap().clone();
+    for item in &mut items {
+        if item["persona"] == "chat-0" {
+            item["reason"] = "traffic x3 its usual, no errors".into();
+            item["budget"] = serde_json::json!([
+                {"field": "inference_queue_priority", "value": 99, "reason": "a user-facing burst"},
+                {"field": "max_response_time_ms", "value": 45000, "reason": "answers take longer under load"},
+                {"field": "max_memory_mb", "value": 99999, "reason": "more room"},
+            ]);
+        }
+    }
+    let answer = serde_json::json!({ "decisions": items }).to_string();
+    let server = ScriptServer::start(vec![Reply::content(answer)]).await;
+    let mut brain = real_brain(&server, 5_000);
+    let r = cycle(&mut brain, &s).await;
+    assert_eq!(r.analyst_used, AnalystKind::Llm);
+    assert!(r.fallback.is_none(), "{:?}", r.fallback);
+    let d = r.decisions.iter().find(|d| d.persona == "chat-0").unwrap();
+    let b = d.budget.as_ref().unwrap_or_else(|| panic!("a budget change: {}", d.reason));
+    assert_eq!((b.inference_queue_priority, b.max_response_time_ms), (Some(90), Some(45000)), "{}", d.reason);
+    assert_eq!(b.max_memory_mb, None, "{}", d.reason);
+    assert!(d.reason.contains("asks budget priority 99: a user-facing burst"), "{}", d.reason);
+    assert!(d.reason.contains("guardrail envelope: priority 99 -> 90"), "{}", d.reason);
+    assert!(d.reason.contains("memory budget and allowed-to-run are an operator's"), "{}", d.reason);
+
+    // what the model was shown and asked for
+    let body = &server.requests()[0];
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("you may propose") && system.contains("budget changes"), "{system}");
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    let row = user.lines().find(|l| l.starts_with("chat-0|")).unwrap();
+    assert!(row.contains("priority 50[0-90]") && row.contains("timeout_ms 30000[15000-45000]"), "{row}");
+    let notes = user.lines().find(|l| l.starts_with("notes|")).unwrap();
+    assert!(notes.contains("priority 50[0-50]") && notes.contains("throttle 1.00x[0.10x-1.00x]"), "{notes}");
+    let item = &body["response_format"]["json_schema"]["schema"]["properties"]["decisions"]["items"];
+    assert!(item["required"].as_array().unwrap().iter().any(|k| k == "budget"), "{item}");
+    let fields = &item["properties"]["budget"]["anyOf"][0]["items"]["properties"]["field"]["enum"];
+    assert_eq!(fields.as_array().unwrap().len(), 5, "{fields}");
+}
+
+/// A budget field the budget does not have is not a plan: the whole answer falls back.
+#[tokio::test]
+async fn an_unknown_budget_field_falls_back() {
+    let s = scenario("b-user-chat-burst");
+    let mut v: serde_json::Value = serde_json::from_str(&plan(&s, &[])).unwrap();
+    v["decisions"][0]["budget"] = serde_json::json!([{"field": "root_access", "value": 1, "reason": "trust me"}]);
+    let server = ScriptServer::start(vec![Reply::content(v.to_string())]).await;
+    let mut brain = real_brain(&server, 5_000);
+    let r = cycle(&mut brain, &s).await;
+    assert_eq!(r.analyst_used, AnalystKind::Builtin);
+    let f = r.fallback.as_ref().expect("fell back");
+    assert!(f.reason.contains("root_access"), "{}", f.reason);
+}

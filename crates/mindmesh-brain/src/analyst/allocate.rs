@@ -133,6 +133,13 @@ fn target(
                 f.memory.now_mb
             )
         }
+        None if budget::demand_settled(f, set) => format!(
+            "its own demand fell back (CPU {:.0}% of a core in its last samples, at most {:.0}% of the {:.0}% its {:.2}x throttle lets through): back to its starting budget",
+            f.cpu.now_percent,
+            100.0 * budget::SETTLED_SHARE_OF_THROTTLE,
+            100.0 * f.throttle_multiplier,
+            f.throttle_multiplier
+        ),
         None => "its cause has cleared: back to its starting budget".into(),
     };
     if rate_limited(f) {

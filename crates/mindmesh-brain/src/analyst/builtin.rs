@@ -631,6 +631,15 @@ fn calm_decision(f: &PersonaFeatures, set: &FeatureSet, view: &MeshView) -> Deci
 /// over its budget. The confidence and the reason of an `investigate`.
 fn memory_watch(f: &PersonaFeatures) -> Option<(f32, String)> {
     let m = &f.memory;
+    if let Some(fc) = crate::anomaly::memory_forecast(m) {
+        // the forecast anomaly: a level within the hour at its fitted growth; watched (the
+        // restart comes once it is over its budget or near its hard limit, above)
+        let weight = evidence_weight(fc.span_ms, 15 * 60_000);
+        return Some((
+            (0.55 + 0.1 * weight + 0.1 * fc.r2.clamp(0.0, 1.0)).min(0.8),
+            format!("{}, now {:.0} MB: watching it get there", fc.describe(), m.now_mb),
+        ));
+    }
     if m.growing_now
         && let Some(line) = m.recent
     {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use mindmesh_core::{Action, AnalystKind, BudgetPatch, Decision};
 use serde::Deserialize;
 
+use crate::budget::Field;
 use crate::error::BrainError;
 use crate::view::MeshView;
 
@@ -31,10 +32,69 @@ struct Item {
     #[serde(default)]
     target: Option<String>,
     confidence: f64,
-    /// A budget change (any of the budget's fields; the guardrails keep what the brain may
-    /// move and clamp it to the persona's envelope).
+    /// Budget changes (the guardrails keep what the brain may move and clamp it to the
+    /// persona's envelope).
     #[serde(default)]
-    budget: Option<BudgetPatch>,
+    budget: Option<BudgetAnswer>,
+}
+
+/// What the prompt asks for — a list of `{field, value, reason}` — or a budget patch as an
+/// object (field: value), which models write too.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum BudgetAnswer {
+    Changes(Vec<BudgetChange>),
+    Patch(BudgetPatch),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetChange {
+    field: String,
+    value: f64,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Longest reason kept for one budget change.
+pub const MAX_BUDGET_REASON: usize = 100;
+
+/// The changes as one patch, and their reasons for the decision's (`priority 90: a burst`).
+/// A field the brain may not move (the memory budget) is kept, for the guardrails to refuse
+/// and say so; a field the budget does not have, or one named twice, is not a plan.
+fn budget_patch(changes: Vec<BudgetChange>) -> Result<(BudgetPatch, Vec<String>), String> {
+    if changes.len() > 2 * Field::ALL.len() {
+        return Err(format!("{} budget changes", changes.len()));
+    }
+    let mut patch = BudgetPatch::default();
+    let mut why = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for c in changes {
+        let name = c.field.trim();
+        if seen.iter().any(|s| s == name) {
+            return Err(format!("budget field {name:?} twice"));
+        }
+        if !c.value.is_finite() {
+            return Err(format!("budget {name:?}: value {}", c.value));
+        }
+        let short = match Field::parse(name).or_else(|| Field::ALL.into_iter().find(|f| f.short() == name)) {
+            Some(f) => {
+                f.set(&mut patch, c.value);
+                f.short()
+            }
+            None if name == "max_memory_mb" => {
+                patch.max_memory_mb = Some(c.value.clamp(0.0, u64::MAX as f64) as u64);
+                "max_memory_mb"
+            }
+            None => return Err(format!("unknown budget field {name:?}")),
+        };
+        seen.push(name.to_owned());
+        let mut r: String = c.reason.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect();
+        mindmesh_core::event::truncate_utf8(&mut r, MAX_BUDGET_REASON);
+        let r = r.trim();
+        why.push(if r.is_empty() { format!("{short} {}", c.value) } else { format!("{short} {}: {r}", c.value) });
+    }
+    Ok((patch, why))
 }
 
 /// The JSON object in `content`: the whole text, or inside a code fence, or between the first
@@ -86,15 +146,26 @@ pub fn parse(content: &str, included: &[usize], view: &MeshView) -> Result<HashM
                 None => return Err(bad("migrate without a target".into())),
             }
         }
-        let mut d =
-            Decision::new(&p.id, action, format!("llm: {}", reason.trim()), item.confidence as f32, AnalystKind::Llm);
+        let (budget, budget_why) = match item.budget {
+            None => (None, Vec::new()),
+            Some(BudgetAnswer::Patch(b)) => (Some(b), Vec::new()),
+            Some(BudgetAnswer::Changes(c)) => {
+                let (b, why) = budget_patch(c).map_err(bad)?;
+                (Some(b), why)
+            }
+        };
+        let mut text = format!("llm: {}", reason.trim());
+        if !budget_why.is_empty() {
+            text.push_str(&format!("; asks budget {}", budget_why.join(", ")));
+        }
+        let mut d = Decision::new(&p.id, action, text, item.confidence as f32, AnalystKind::Llm);
         if action == Action::Migrate {
             d.target = target;
         }
         if action == Action::Throttle {
             d.throttle_multiplier = Some(0.5);
         }
-        d.budget = item.budget.filter(|b| !b.is_empty());
+        d.budget = budget.filter(|b| !b.is_empty());
         out.insert(i, d);
     }
     Ok(out)
