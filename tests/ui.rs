@@ -289,15 +289,24 @@ fn chromium_args(profile: &Path) -> Vec<String> {
 
 /// `chromium --headless --dump-dom URL`: the DOM after the page loaded.
 fn dump_dom(chromium: &Path, url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args(chromium_args(profile.path()))
-        .arg("--dump-dom")
-        .arg(url)
-        .stderr(Stdio::null())
-        .output()
-        .expect("run chromium");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // a starved machine sometimes gets no page from a fresh browser (it exits with nothing on
+    // stdout): try again, and if it never answers say why rather than assert on ""
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(chromium)
+            .args(chromium_args(profile.path()))
+            .arg("--dump-dom")
+            .arg(url)
+            .output()
+            .expect("run chromium");
+        if !out.stdout.is_empty() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        failures.push(format!("{}: {}", out.status, stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")));
+    }
+    panic!("chromium printed no page for {url}: {failures:#?}");
 }
 
 /// Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: fd 3 in,

@@ -47,7 +47,7 @@ fn a_hundred_seeds_hold_every_invariant() {
 
 /// Seeds beyond the CI range that once broke an invariant, and what they found. A change to the
 /// simulator may send them down other paths; they stay as extra seeds.
-const REGRESSION_SEEDS: [(u64, &str); 8] = [
+const REGRESSION_SEEDS: [(u64, &str); 10] = [
     (892, "a deposed leader's failover write was never answered; its failover loop stalled"),
     (941, "the same, on another schedule"),
     (2296, "a reconcile step the supervisor refused (start while not allowed to run) was retried at once, forever"),
@@ -56,6 +56,8 @@ const REGRESSION_SEEDS: [(u64, &str); 8] = [
     (332, "the same, on another schedule"),
     (1174, "the run awaited an operator's verb for 5 s and played no fence guard meanwhile: a seeming double run"),
     (1304, "the same, on another schedule"),
+    (715, "a second, higher leader in one term: openraft's leader ids, checked as such since"),
+    (2408, "the same, on another schedule"),
 ];
 
 #[test]

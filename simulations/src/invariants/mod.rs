@@ -1,6 +1,6 @@
 //! Invariants, one per file, checked after every step of a run.
 //!
-//! - [`one_leader_per_term`]: at most one leader per term (d)
+//! - [`election_safety`]: a term's leaders ascend by node id, openraft's leader ids (d)
 //! - [`committed_not_lost`]: a write once acknowledged is in every replica that has applied
 //!   past it (c)
 //! - [`replicas_agree`]: replicas that applied the same number of entries hold the same
@@ -14,8 +14,8 @@
 pub mod action_converges;
 pub mod committed_not_lost;
 pub mod desired_running;
+pub mod election_safety;
 pub mod no_double_run;
-pub mod one_leader_per_term;
 pub mod replicas_agree;
 
 use std::sync::Arc;
@@ -94,7 +94,7 @@ pub trait Invariant {
 /// Every invariant, fresh, with the bounds of this configuration.
 pub fn all(cfg: &SimConfig) -> Vec<Box<dyn Invariant>> {
     vec![
-        Box::new(one_leader_per_term::OneLeaderPerTerm::default()),
+        Box::new(election_safety::ElectionSafety::default()),
         Box::new(committed_not_lost::CommittedNotLost),
         Box::new(replicas_agree::ReplicasAgree::default()),
         Box::new(no_double_run::NoDoubleRun::new(cfg.overlap_tolerance_ms())),
