@@ -187,6 +187,12 @@ impl Checker {
         let acted = std::mem::take(&mut self.acted);
         let disturbed = std::mem::take(&mut self.disturbed);
         let events = std::mem::take(&mut self.events);
+        let unsettled: BTreeSet<NodeId> = cluster
+            .nodes
+            .keys()
+            .copied()
+            .filter(|id| cluster.handle(*id).is_none_or(|h| !h.lease().held))
+            .collect();
         let obs = Observation {
             now_ms: cluster.now_ms(),
             now_us: cluster.now_us(),
@@ -198,6 +204,7 @@ impl Checker {
             acted: &acted,
             events: &events,
             disturbed,
+            unsettled: &unsettled,
         };
         for inv in &mut self.invariants {
             inv.check(&obs).map_err(|detail| SimError::Violation {

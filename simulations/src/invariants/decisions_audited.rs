@@ -14,9 +14,11 @@
 //! What it leaves out, and why: decisions of the brain's analysts (a wake of a persona already
 //! running changes nothing to see), budget and throttle decisions (no process effect), migrations
 //! (executed where the persona lands, which may start it or not by its desired phase), and
-//! every decision whose window a fault overlaps (a node fenced, crashed or cut off may rightly
-//! undo what it did, and failover moves the persona). The converse — every start and exit has a
-//! decision, an operator or a policy behind it — is not checked yet.
+//! every decision whose node was down or without its lease at a step of its window (a node
+//! fenced or crashed may rightly not carry out what it reported, and the mesh fails its
+//! personas over). Faults elsewhere do not excuse a node that held its lease throughout. The
+//! converse — every start and exit has a decision, an operator or a policy behind it — is not
+//! checked yet.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -28,7 +30,7 @@ use super::{Invariant, Observation};
 use crate::cluster::EPOCH_MS;
 use crate::processes::{ProcEvent, ProcKind};
 
-/// Process events and fault times kept: a decision taken longer ago than this when its deadline
+/// Process events and unsettled nodes kept: a decision taken longer ago than this when its deadline
 /// comes is not judged (its window is no longer in view).
 const HISTORY_MS: u64 = 60_000;
 /// Most process events kept, whatever their age.
@@ -56,8 +58,9 @@ pub struct DecisionsAudited {
     history: VecDeque<ProcEvent>,
     /// Processes running now, by (persona, node).
     running: BTreeMap<(String, NodeId), u32>,
-    /// Steps a fault was going on at (run ms), of the last [`HISTORY_MS`].
-    disturbed_ms: VecDeque<u64>,
+    /// Nodes down or without their lease, by the step (run ms) they were seen so, of the last
+    /// [`HISTORY_MS`].
+    unsettled: VecDeque<(u64, NodeId)>,
     /// Decisions seen executed (judged or waiting), by sequence number.
     seen: BTreeSet<u64>,
     waiting: Vec<Waiting>,
@@ -69,7 +72,7 @@ impl DecisionsAudited {
             bound_ms,
             history: VecDeque::new(),
             running: BTreeMap::new(),
-            disturbed_ms: VecDeque::new(),
+            unsettled: VecDeque::new(),
             seen: BTreeSet::new(),
             waiting: Vec::new(),
         }
@@ -95,12 +98,10 @@ impl DecisionsAudited {
         while self.history.front().is_some_and(|e| e.at_us < horizon_us) || self.history.len() > MAX_HISTORY {
             self.history.pop_front();
         }
-        if obs.disturbed {
-            self.disturbed_ms.push_back(obs.now_ms);
-        }
+        self.unsettled.extend(obs.unsettled.iter().map(|id| (obs.now_ms, *id)));
         let horizon_ms = obs.now_ms.saturating_sub(HISTORY_MS);
-        while self.disturbed_ms.front().is_some_and(|t| *t < horizon_ms) {
-            self.disturbed_ms.pop_front();
+        while self.unsettled.front().is_some_and(|(t, _)| *t < horizon_ms) {
+            self.unsettled.pop_front();
         }
     }
 
@@ -183,9 +184,15 @@ impl Invariant for DecisionsAudited {
         });
         for w in due {
             let until_ms = w.executed_ms + bound_ms;
-            let faulted = self.disturbed_ms.iter().any(|t| (w.decided_ms..=until_ms).contains(t));
+            let faulted =
+                self.unsettled.iter().any(|(t, id)| *id == w.node && (w.decided_ms..=until_ms).contains(t));
             let out_of_view = w.decided_ms < obs.now_ms.saturating_sub(HISTORY_MS);
-            if faulted || out_of_view || self.carried_out(&w, until_ms) {
+            if faulted || out_of_view {
+                tracing::debug!(seq = w.seq, verb = %w.verb, persona = %w.persona, faulted, "audit: not judged");
+                continue;
+            }
+            if self.carried_out(&w, until_ms) {
+                tracing::debug!(seq = w.seq, verb = %w.verb, persona = %w.persona, "audit: carried out");
                 continue;
             }
             let effect = match w.action {
@@ -287,12 +294,13 @@ mod tests {
     }
 
     #[test]
-    fn a_fault_in_the_window_voids_the_judgement() {
+    fn a_node_without_its_lease_in_the_window_is_not_judged() {
         let mut inv = DecisionsAudited::new(5000);
         let regs = [(1, Arc::new(registry("restart", Action::Restart, 1000, 1100)))];
         let procs = ProcessTable::default();
         let mut obs = Observation::of(2000, &[], &regs, &[], &procs);
-        obs.disturbed = true;
+        let unleased = BTreeSet::from([1]);
+        obs.unsettled = &unleased;
         inv.check(&obs).unwrap();
         inv.check(&Observation::of(7000, &[], &regs, &[], &procs)).unwrap();
     }

@@ -22,6 +22,7 @@ pub mod election_safety;
 pub mod no_double_run;
 pub mod replicas_agree;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mindmesh_core::registry::Registry;
@@ -66,7 +67,11 @@ pub struct Observation<'a> {
     pub events: &'a [ProcEvent],
     /// A fault started since the last step, or one is going on.
     pub disturbed: bool,
+    /// Nodes down, or up without their lease (fenced or not yet renewed), at this step.
+    pub unsettled: &'a BTreeSet<NodeId>,
 }
+
+static NONE: BTreeSet<NodeId> = BTreeSet::new();
 
 impl<'a> Observation<'a> {
     /// An observation of registries and statuses only, at `now_ms` (unit tests).
@@ -88,6 +93,7 @@ impl<'a> Observation<'a> {
             acted: &[],
             events: &[],
             disturbed: false,
+            unsettled: &NONE,
         }
     }
 }
