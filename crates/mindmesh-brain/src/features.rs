@@ -395,6 +395,8 @@ pub struct PersonaFeatures {
     pub cpu: CpuFeatures,
     /// None: the persona reports nothing of itself.
     pub reported: Option<ReportedFeatures>,
+    /// The scheduled maintenance bound its process has met (its spec's `[maintenance]`).
+    pub maintenance_due: Option<crate::analyst::maintenance::Due>,
 }
 
 impl PersonaFeatures {
@@ -655,6 +657,7 @@ fn empty_persona(p: &PersonaView, index: usize, node: Option<usize>, problem: Op
         restarts: RestartFeatures { last_5m: 0.0, last_1h: 0.0, last_restart_ms: None, exits_5m: 0, crash_loop: false },
         cpu: CpuFeatures { recent_percent: nan, base_percent: nan, share_of_host: nan, now_percent: nan },
         reported: None,
+        maintenance_due: None,
     }
 }
 
@@ -806,6 +809,7 @@ fn persona_features(
     }
     let split_at = (raw_start + s.t_ms[raw.clone()].partition_point(|&t| t + w.latency_ms <= now_ms)).min(end);
     f.reported = reported_features(s, raw_start, split_at, end);
+    f.maintenance_due = crate::analyst::maintenance::due(&f, p, now_ms);
     f
 }
 

@@ -70,6 +70,8 @@ pub fn condition(f: &PersonaFeatures, set: &FeatureSet) -> Condition {
         some("long uptime with drift")
     } else if m.budget_mb.is_some_and(|b| m.now_mb > b) {
         some("over memory budget")
+    } else if f.maintenance_due.is_some() {
+        some("scheduled maintenance due")
     } else {
         Condition::default()
     }

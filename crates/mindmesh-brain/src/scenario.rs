@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use mindmesh_core::metrics::ErrorKind;
-use mindmesh_core::spec::Limits;
+use mindmesh_core::spec::{Limits, Maintenance};
 use mindmesh_core::{Action, Budget, BudgetPatch, Importance, PersonaKind, Phase};
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,14 @@ struct FilePersona {
     budget_min: Option<BudgetPatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     budget_max: Option<BudgetPatch>,
+    /// Scheduled maintenance (the spec's `[maintenance]`): restart after so many inferences
+    /// or seconds of uptime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    maintenance: Option<Maintenance>,
+    /// Inferences the process had served at `t = 0` (with `uptime_s_at_start`, what it had
+    /// done before the trace); unknown: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inferences_at_start: Option<f64>,
     /// Hard limits (`memory_max_mb`: crossing it kills the process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limits: Option<Limits>,
@@ -350,6 +358,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, BrainError> {
             series,
             events,
             recent_actions,
+            maintenance: crate::analyst::maintenance::Schedule {
+                policy: p.maintenance.unwrap_or_default(),
+                inferences_at_first: p
+                    .inferences_at_start
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .map(|n| n.min(mindmesh_core::bounds::MAX_INFERENCES as f64) as u64),
+            },
         });
     }
     let mut expect = BTreeMap::new();
@@ -467,6 +482,8 @@ pub fn export(view: &MeshView, name: &str, description: &str, interval_ms: u64) 
                 budget_spec: p.envelope.spec.clone().filter(|s| Some(s) != p.budget.as_ref()),
                 budget_min: Some(p.envelope.min.clone()).filter(|b| !b.is_empty()),
                 budget_max: Some(p.envelope.max.clone()).filter(|b| !b.is_empty()),
+                maintenance: Some(p.maintenance.policy).filter(|m| !m.is_empty()),
+                inferences_at_start: p.maintenance.inferences_at_first.map(|n| n as f64),
                 limits: p
                     .memory_limit_mb
                     .map(|m| Limits { memory_max_mb: Some(m.round() as u64), ..Limits::default() }),

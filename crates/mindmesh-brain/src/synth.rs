@@ -107,6 +107,7 @@ pub fn persona(
         series: s,
         events: Vec::new(),
         recent_actions: Vec::new(),
+        maintenance: Default::default(),
     }
 }
 

@@ -66,6 +66,8 @@ pub struct PersonaView {
     pub events: Vec<ViewEvent>,
     /// Disruptive decisions already committed for it (time, action), for the cooldown.
     pub recent_actions: Vec<(u64, Action)>,
+    /// Its spec's scheduled maintenance, and what its process had served before the view.
+    pub maintenance: crate::analyst::maintenance::Schedule,
 }
 
 /// One persona's samples, one column per measure; every non-empty column has `t_ms.len()`
@@ -353,6 +355,7 @@ impl PersonaView {
             series,
             events: view_events,
             recent_actions: Vec::new(),
+            maintenance: crate::analyst::maintenance::Schedule { policy: spec.maintenance, inferences_at_first: None },
         }
     }
 

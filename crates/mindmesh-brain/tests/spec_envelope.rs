@@ -1,7 +1,7 @@
-//! The envelope an operator writes in a persona spec (`[budget.max]`, `[budget.min]`) reaches
-//! the brain through the view a node builds from the spec, and bounds what the brain does: a
-//! user-facing burst raises priority and timeout up to `[budget.max]`, and not at all where
-//! the spec leaves the ceiling open.
+//! What an operator writes in a persona spec reaches the brain through the view a node builds
+//! from the spec: the envelope (`[budget.max]`, `[budget.min]`) bounds what the brain does — a
+//! user-facing burst raises priority and timeout up to `[budget.max]`, and not at all where the
+//! spec leaves the ceiling open — and `[maintenance]` schedules restarts.
 
 use mindmesh_brain::Brain;
 use mindmesh_brain::view::{MeshView, NodeView, PersonaView};
@@ -74,4 +74,37 @@ async fn without_a_max_the_same_burst_raises_nothing() {
         b.inference_queue_priority.is_some_and(|p| p > 50) || b.max_response_time_ms.is_some_and(|t| t > 30_000)
     });
     assert!(!raised, "the default envelope never raises: {:?} {}", d.budget, d.reason);
+}
+
+/// Two hours at about 10 a minute, then the burst: some 1,700 inferences since start.
+#[tokio::test]
+async fn a_met_maintenance_bound_restarts_after_the_hysteresis_and_a_far_one_does_not() {
+    for (bound, restart) in [(1_000u64, true), (100_000, false)] {
+        let spec = PersonaSpec::from_toml_str(&format!(
+            "name = \"chat\"\ncommand = \"srv\"\nimportance = \"background\"\n[maintenance]\nrestart_after_inferences = {bound}\n"
+        ))
+        .unwrap();
+        let view = bursting(&spec);
+        let end = view.last_sample_ms().unwrap();
+        let mut brain = Brain::builtin(BrainConfig::default());
+        let mut last = None;
+        for cycle in 0..3 {
+            let r = brain.analyse(&view, end + cycle * MIN).await;
+            last = Some(r.decisions[0].clone());
+            if cycle == 0 && restart {
+                // the policy is a condition like any other: it must hold for the hysteresis cycles
+                let d = last.as_ref().unwrap();
+                assert_eq!(d.action, mindmesh_core::Action::Investigate, "{}", d.reason);
+                assert!(d.reason.contains("scheduled maintenance due"), "{}", d.reason);
+            }
+        }
+        let d = last.unwrap();
+        if restart {
+            assert_eq!(d.action, mindmesh_core::Action::Restart, "{}", d.reason);
+            assert!(d.reason.starts_with("scheduled maintenance: "), "{}", d.reason);
+            assert!(d.reason.contains("≥ restart_after_inferences 1,000"), "{}", d.reason);
+        } else {
+            assert_eq!(d.action, mindmesh_core::Action::Continue, "{}", d.reason);
+        }
+    }
 }

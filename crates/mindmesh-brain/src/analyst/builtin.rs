@@ -191,6 +191,7 @@ pub fn decide(set: &FeatureSet, view: &MeshView) -> Vec<Decision> {
             calm_decision(f, set, view)
         })
         .collect();
+    super::maintenance::schedule(set, view, &mut decisions);
     super::allocate::allocate(set, view, &mut decisions);
     decisions
 }

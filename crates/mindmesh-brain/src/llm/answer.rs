@@ -194,6 +194,7 @@ mod tests {
             series: PersonaSeries::default(),
             events: vec![],
             recent_actions: vec![],
+            maintenance: Default::default(),
         };
         MeshView { nodes: vec![node("a"), node("b")], personas: vec![persona("p1"), persona("p2")] }
     }

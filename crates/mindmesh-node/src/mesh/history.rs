@@ -102,6 +102,7 @@ impl History {
         // starting point is set each cycle by `set_recent_actions`)
         view.envelope.min = entry.spec.envelope.min.to_patch();
         view.envelope.max = entry.spec.envelope.max.to_patch();
+        view.maintenance.policy = entry.spec.maintenance;
         if let Some(e) = &p.last_error
             && self.errors.get(&p.name) != Some(e)
         {
