@@ -187,12 +187,8 @@ impl Checker {
         let acted = std::mem::take(&mut self.acted);
         let disturbed = std::mem::take(&mut self.disturbed);
         let events = std::mem::take(&mut self.events);
-        let unsettled: BTreeSet<NodeId> = cluster
-            .nodes
-            .keys()
-            .copied()
-            .filter(|id| cluster.handle(*id).is_none_or(|h| !h.lease().held))
-            .collect();
+        let unsettled: BTreeSet<NodeId> =
+            cluster.nodes.keys().copied().filter(|id| cluster.handle(*id).is_none_or(|h| !h.lease().held)).collect();
         let obs = Observation {
             now_ms: cluster.now_ms(),
             now_us: cluster.now_us(),

@@ -165,6 +165,7 @@ fn broken_audit_is_caught() {
     // only restarts by an operator on a node holding its lease throughout are judged: a few
     // seeds of 24 (the seeds are deterministic: 4 and 15 among the first 16)
     assert!(caught.len() >= 2, "broken audit went unnoticed: {results:?}");
-    let other: Vec<&SimError> = results.iter().filter_map(|r| r.as_ref().err()).filter(|e| !caught.contains(&e.to_string())).collect();
+    let other: Vec<&SimError> =
+        results.iter().filter_map(|r| r.as_ref().err()).filter(|e| !caught.contains(&e.to_string())).collect();
     assert!(other.is_empty(), "broken audit broke something else: {other:?}");
 }

@@ -138,12 +138,9 @@ impl DecisionsAudited {
     /// Whether the processes show `w`'s effect on its node between its decision and `until_ms`.
     fn carried_out(&self, w: &Waiting, until_ms: u64) -> bool {
         let (from_us, until_us) = (w.decided_ms * 1000, until_ms * 1000);
-        let events =
-            self.history.iter().filter(|e| e.persona == w.persona && e.node == w.node && e.at_us >= from_us);
+        let events = self.history.iter().filter(|e| e.persona == w.persona && e.node == w.node && e.at_us >= from_us);
         match w.action {
-            Action::Restart | Action::Wake => {
-                events.filter(|e| e.at_us <= until_us).any(|e| e.kind == ProcKind::Start)
-            }
+            Action::Restart | Action::Wake => events.filter(|e| e.at_us <= until_us).any(|e| e.kind == ProcKind::Start),
             _ => {
                 // processes there when the decision was taken: those now, less the later changes
                 let now = i64::from(self.running.get(&(w.persona.clone(), w.node)).copied().unwrap_or(0));
@@ -184,8 +181,7 @@ impl Invariant for DecisionsAudited {
         });
         for w in due {
             let until_ms = w.executed_ms + bound_ms;
-            let faulted =
-                self.unsettled.iter().any(|(t, id)| *id == w.node && (w.decided_ms..=until_ms).contains(t));
+            let faulted = self.unsettled.iter().any(|(t, id)| *id == w.node && (w.decided_ms..=until_ms).contains(t));
             let out_of_view = w.decided_ms < obs.now_ms.saturating_sub(HISTORY_MS);
             if faulted || out_of_view {
                 tracing::debug!(seq = w.seq, verb = %w.verb, persona = %w.persona, faulted, "audit: not judged");
@@ -281,8 +277,8 @@ mod tests {
     #[test]
     fn an_executed_stop_with_the_process_running_on_is_caught() {
         let reg = || registry("stop", Action::Kill, 1000, 1100);
-        let err = run(&mut DecisionsAudited::new(5000), reg(), &[ev(0, 1, ProcKind::Start)], &[500, 1200, 7000])
-            .unwrap_err();
+        let err =
+            run(&mut DecisionsAudited::new(5000), reg(), &[ev(0, 1, ProcKind::Start)], &[500, 1200, 7000]).unwrap_err();
         assert!(err.contains("ran there throughout"), "{err}");
         let stopped = [ev(0, 1, ProcKind::Start), ev(1500, 1, TERM)];
         run(&mut DecisionsAudited::new(5000), reg(), &stopped, &[500, 1200, 7000]).unwrap();
