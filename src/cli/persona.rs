@@ -464,6 +464,32 @@ pub fn print_list(list: &[PersonaView]) {
     );
 }
 
+/// `[budget.min]` / `[budget.max]` in one line: `min throttle_multiplier 0.5; max
+/// inference_queue_priority 90`.
+fn envelope_line(e: &mindmesh_core::BudgetEnvelope) -> String {
+    let side = |name: &str, b: &mindmesh_core::BudgetBound| {
+        let p = b.to_patch();
+        let set: Vec<String> = mindmesh_brain::budget::Field::ALL
+            .into_iter()
+            .filter_map(|f| f.of_patch(&p).map(|v| format!("{} {}", f.name(), f.format(v))))
+            .collect();
+        (!set.is_empty()).then(|| format!("{name} {}", set.join(", ")))
+    };
+    [side("min", &e.min), side("max", &e.max)].into_iter().flatten().collect::<Vec<_>>().join("; ")
+}
+
+/// `[maintenance]` in one line: `restart after 10000 inferences or 24.0 h up`.
+fn maintenance_line(m: &mindmesh_core::spec::Maintenance) -> String {
+    let mut when = Vec::new();
+    if let Some(n) = m.restart_after_inferences {
+        when.push(format!("{n} inferences"));
+    }
+    if let Some(s) = m.restart_after_s {
+        when.push(format!("{:.1} h up", s as f64 / 3600.0));
+    }
+    format!("restart after {} since the process started (decided by the brain)", when.join(" or "))
+}
+
 /// The budget in one line, each value with its unit.
 fn budget_line(b: &mindmesh_core::Budget) -> String {
     format!(
@@ -553,6 +579,15 @@ fn print_show(v: &PersonaView, series: &SeriesPage, sources: &std::collections::
         );
     }
     if let Some(spec) = &v.spec {
+        if !spec.envelope.is_empty() {
+            println!(
+                "  envelope:  {} (what the brain may set; open fields: lower, never above the spec)",
+                envelope_line(&spec.envelope)
+            );
+        }
+        if !spec.maintenance.is_empty() {
+            println!("maintenance: {}", maintenance_line(&spec.maintenance));
+        }
         println!("command:     {} {}", spec.command, spec.args.join(" "));
     }
     if let Some(logs) = &v.log_files {

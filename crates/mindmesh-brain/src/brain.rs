@@ -203,6 +203,12 @@ impl Brain {
             Mode::Builtin => (builtin::decide(&set, view), AnalystKind::Builtin, None, None),
             Mode::Llm => self.ask_llm(&set, view, &health).await,
         };
+        let mut proposals = proposals;
+        if used == AnalystKind::Llm {
+            // the spec's maintenance schedule is the operator's policy, not the analyst's
+            // judgement: honoured whoever analysed (the built-in analyst applies it itself)
+            crate::analyst::maintenance::schedule(&set, view, &mut proposals);
+        }
         let (mut decisions, guard_changes) = if self.mode == Mode::Naive {
             (proposals, Vec::new())
         } else {

@@ -108,3 +108,33 @@ async fn a_met_maintenance_bound_restarts_after_the_hysteresis_and_a_far_one_doe
         }
     }
 }
+
+/// The schedule is the operator's policy: an LLM that answers `continue` for a persona whose
+/// bound is met does not keep it from its restart.
+#[tokio::test]
+async fn the_llm_analyst_honours_the_schedule_too() {
+    use std::sync::Arc;
+
+    use mindmesh_brain::llm::{Reply, ScriptedLlm};
+    let spec = PersonaSpec::from_toml_str(
+        "name = \"chat\"\ncommand = \"srv\"\nimportance = \"background\"\n[maintenance]\nrestart_after_inferences = 1000\n",
+    )
+    .unwrap();
+    let view = bursting(&spec);
+    let end = view.last_sample_ms().unwrap();
+    let said = serde_json::json!({"decisions": [
+        {"persona": "chat", "action": "continue", "reason": "looks fine", "target": null, "confidence": 0.9}
+    ]})
+    .to_string();
+    let script: Vec<Reply> = (0..3).map(|_| Reply::content(said.clone())).collect();
+    let mut brain = Brain::with_llm(BrainConfig::default(), Arc::new(ScriptedLlm::new(script)));
+    let mut last = None;
+    for cycle in 0..3 {
+        last = Some(brain.analyse(&view, end + cycle * MIN).await);
+    }
+    let r = last.unwrap();
+    assert_eq!(r.analyst_used, mindmesh_core::AnalystKind::Llm, "{:?}", r.fallback);
+    let d = &r.decisions[0];
+    assert_eq!(d.action, mindmesh_core::Action::Restart, "{}", d.reason);
+    assert!(d.reason.starts_with("scheduled maintenance: "), "{}", d.reason);
+}

@@ -12,6 +12,7 @@
 //! | `restart`, `health_path`, `kind`, `hibernate_after_idle_s` | yes | the supervisor takes them when it registers the persona |
 //! | `importance`, `model`, `labels.*`, `requests.*`, `placement.*` | yes | the same registration carries them (a later change could apply them in place) |
 //! | `sleep.*`, `metrics_path` | yes | the supervisor takes them when it registers the persona |
+//! | `budget.min.*`, `budget.max.*`, `maintenance.*` | yes | only the brain reads them, but the node keeps the spec it started the process with and takes a new one with a new process (a later change could apply them in place) |
 //! | `adapter.*` | yes | an adapter persona has no process: it is registered anew; a changed `path` restarts its base to load it |
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,9 @@ pub struct FieldChange {
 
 /// Does a change of this field (a dotted path) need a new process?
 pub fn needs_restart(field: &str) -> bool {
-    field != "budget" && !field.starts_with("budget.")
+    // the envelope is written inside the budget table but is not the budget in force
+    let envelope = ["budget.min", "budget.max"].iter().any(|e| field == *e || field.starts_with(&format!("{e}.")));
+    envelope || (field != "budget" && !field.starts_with("budget."))
 }
 
 /// The fields that differ from `old` to `new` (every set field of `new` when there is no
@@ -154,5 +157,20 @@ mod tests {
         assert!(crate::reconcile::same_spec(&old, &new) && keeps_process(&diff(Some(&old), &new)));
         new.model = Some("m".into());
         assert!(!crate::reconcile::same_spec(&old, &new) && !keeps_process(&diff(Some(&old), &new)));
+        // the envelope is written in the budget table, but is not the budget in force
+        for change in [
+            |s: &mut PersonaSpec| s.envelope.max.inference_queue_priority = Some(90),
+            |s: &mut PersonaSpec| s.envelope.min.throttle_multiplier = Some(0.5),
+            |s: &mut PersonaSpec| s.maintenance.restart_after_s = Some(3600),
+        ] {
+            let mut new = old.clone();
+            change(&mut new);
+            let d = diff(Some(&old), &new);
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert!(!crate::reconcile::same_spec(&old, &new) && !keeps_process(&d), "{d:?}");
+        }
+        // budget fields whose names start like the envelope's tables are the budget's own
+        assert!(!needs_restart("budget.max_memory_mb") && !needs_restart("budget.max_concurrent_inferences"));
+        assert!(needs_restart("budget.max") && needs_restart("budget.min.tokens_per_response"));
     }
 }
