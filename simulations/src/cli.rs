@@ -42,6 +42,10 @@ pub struct SimArgs {
     /// see the checker fail.
     #[arg(long)]
     pub broken_desired: bool,
+    /// Deliberately break the audit trail (reconcilers skip restarts and report them carried
+    /// out) to see the checker fail.
+    #[arg(long)]
+    pub broken_audit: bool,
     /// Log (RUST_LOG syntax, e.g. `info` or `mindmesh_net=debug`).
     #[arg(long)]
     pub log: Option<String>,
@@ -119,6 +123,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
         amnesia: args.amnesia,
         broken_fencing: args.broken_fencing,
         broken_desired: args.broken_desired,
+        broken_audit: args.broken_audit,
         ..SimConfig::default()
     };
     let started = Instant::now();
@@ -148,6 +153,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
         (args.amnesia, " --amnesia"),
         (args.broken_fencing, " --broken-fencing"),
         (args.broken_desired, " --broken-desired"),
+        (args.broken_audit, " --broken-audit"),
     ]
     .iter()
     .filter(|(on, _)| *on)

@@ -28,8 +28,9 @@ use crate::processes::{CRASH_SIGNAL, ProcEvent, ProcKind, micros_since};
 
 /// The command every simulated persona runs (a server that is up 20 ms after its start).
 pub const PERSONA_COMMAND: &str = "sim";
-/// Wall-clock time at the start of every run (2026-01-01), so a seed replays exactly.
-const EPOCH_MS: u64 = 1_767_225_600_000;
+/// Wall-clock time at the start of every run (2026-01-01), so a seed replays exactly; the
+/// nodes' clocks (and the times in their decision log) read it plus the run's virtual time.
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEvent {
@@ -141,7 +142,11 @@ impl Cluster {
             rng_seed: Some(self.seed.wrapping_mul(31).wrapping_add(id).wrapping_add(boots << 32)),
             api: ApiDep::InProcess { advertise: SocketAddr::from(([10, 0, 0, id as u8], 7700)) },
             guard_exe: None,
-            faults: NodeFaults { ignore_lease: self.cfg.broken_fencing, plan_once: self.cfg.broken_desired },
+            faults: NodeFaults {
+                ignore_lease: self.cfg.broken_fencing,
+                plan_once: self.cfg.broken_desired,
+                skip_restarts: self.cfg.broken_audit,
+            },
             rejoin_as_new: false,
         };
         let node = Node::start_with(config, deps, self.cancel.child_token()).await.map_err(|e| match e {

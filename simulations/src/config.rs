@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// Test-only breakage: each node's reconciler plans a persona once and ignores later
     /// changes of its desired state. The checker must catch an operator's verb not carried out.
     pub broken_desired: bool,
+    /// Test-only breakage: each node's reconciler skips the restarts it plans and reports
+    /// them carried out. The checker must catch a decision logged as executed whose effect
+    /// never came.
+    pub broken_audit: bool,
 }
 
 impl Default for SimConfig {
@@ -62,6 +66,7 @@ impl Default for SimConfig {
             amnesia: false,
             broken_fencing: false,
             broken_desired: false,
+            broken_audit: false,
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::SimError;
 use crate::cluster::{Cluster, PERSONA_COMMAND, StatusEvent};
 use crate::config::SimConfig;
 use crate::invariants::{self, Acked, Acted, Invariant, Observation, desired_running};
-use crate::processes::{ProcessTable, micros_since};
+use crate::processes::{ProcEvent, ProcessTable, micros_since};
 use crate::schedule::{Fault, Verb, schedule};
 
 /// What a run did.
@@ -91,6 +91,8 @@ struct Checker {
     trace: u64,
     leader_terms: BTreeSet<u64>,
     procs: ProcessTable,
+    /// Process events replayed since the last step.
+    events: Vec<ProcEvent>,
     /// Fence guards of crashed nodes: when each kills its node's processes.
     guards: Vec<(u64, NodeId)>,
     /// How long past its lease's expiry a live node was seen still running personas (µs, at
@@ -150,6 +152,7 @@ impl Checker {
         }
         let events = cluster.drain_process_events().map_err(|detail| SimError::Harness { seed: self.seed, detail })?;
         self.procs.replay(&events);
+        self.events.extend(events);
         for (id, h) in cluster.live() {
             let lease = h.lease();
             if let Some(until) = lease.until.filter(|_| !lease.held) {
@@ -183,6 +186,9 @@ impl Checker {
         self.note_failovers(cluster.now_ms(), &registries);
         let acted = std::mem::take(&mut self.acted);
         let disturbed = std::mem::take(&mut self.disturbed);
+        let events = std::mem::take(&mut self.events);
+        let unsettled: BTreeSet<NodeId> =
+            cluster.nodes.keys().copied().filter(|id| cluster.handle(*id).is_none_or(|h| !h.lease().held)).collect();
         let obs = Observation {
             now_ms: cluster.now_ms(),
             now_us: cluster.now_us(),
@@ -192,7 +198,9 @@ impl Checker {
             procs: &self.procs,
             healed_at_ms: self.healed_at_ms,
             acted: &acted,
+            events: &events,
             disturbed,
+            unsettled: &unsettled,
         };
         for inv in &mut self.invariants {
             inv.check(&obs).map_err(|detail| SimError::Violation {
@@ -277,6 +285,7 @@ pub(crate) async fn run(seed: u64, cfg: SimConfig, timeline: &mut Vec<(u64, Stri
         trace: 0xcbf2_9ce4_8422_2325,
         leader_terms: BTreeSet::new(),
         procs: ProcessTable::default(),
+        events: Vec::new(),
         guards: Vec::new(),
         max_fence_lag_us: 0,
         acted: Vec::new(),

@@ -71,6 +71,9 @@ pub struct NodeFaults {
     /// The reconciler plans each persona once and ignores every later change of its desired
     /// state (a hibernate, a start, a budget) while the persona stays on this node.
     pub plan_once: bool,
+    /// The reconciler skips every restart it plans and reports it carried out: the decision
+    /// log says "executed" of a restart that never happened.
+    pub skip_restarts: bool,
 }
 
 /// Where the node keeps its records (and, with redb, Raft's log).
@@ -438,6 +441,7 @@ impl Node {
                 clock: clock.clone(),
                 may_run: may_run.clone(),
                 plan_once: faults.plan_once,
+                skip_restarts: faults.skip_restarts,
             }
             .run(loops.clone()),
         );

@@ -10,14 +10,19 @@
 //!   persona desired running runs on exactly the node the registry places it on (b)
 //! - [`action_converges`]: an operator's verb is carried out within a bound: the processes
 //!   match the persona's desired state (unless a fault came in the way)
+//! - [`decisions_audited`]: an operator's decision the log calls executed shows its effect in
+//!   the processes of the node that executed it (a restart or a wake a start, a stop, kill or
+//!   hibernate a moment with no process there)
 
 pub mod action_converges;
 pub mod committed_not_lost;
+pub mod decisions_audited;
 pub mod desired_running;
 pub mod election_safety;
 pub mod no_double_run;
 pub mod replicas_agree;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mindmesh_core::registry::Registry;
@@ -25,7 +30,7 @@ use mindmesh_net::NodeId;
 
 use crate::cluster::StatusEvent;
 use crate::config::SimConfig;
-use crate::processes::ProcessTable;
+use crate::processes::{ProcEvent, ProcessTable};
 
 /// A write the mesh acknowledged: the persona it created and the log index that created it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +63,15 @@ pub struct Observation<'a> {
     pub healed_at_ms: Option<u64>,
     /// Operators' verbs acknowledged since the last step.
     pub acted: &'a [Acted],
+    /// Process starts and exits since the last step, in time order (already in `procs`).
+    pub events: &'a [ProcEvent],
     /// A fault started since the last step, or one is going on.
     pub disturbed: bool,
+    /// Nodes down, or up without their lease (fenced or not yet renewed), at this step.
+    pub unsettled: &'a BTreeSet<NodeId>,
 }
+
+static NONE: BTreeSet<NodeId> = BTreeSet::new();
 
 impl<'a> Observation<'a> {
     /// An observation of registries and statuses only, at `now_ms` (unit tests).
@@ -80,7 +91,9 @@ impl<'a> Observation<'a> {
             procs,
             healed_at_ms: None,
             acted: &[],
+            events: &[],
             disturbed: false,
+            unsettled: &NONE,
         }
     }
 }
@@ -100,5 +113,6 @@ pub fn all(cfg: &SimConfig) -> Vec<Box<dyn Invariant>> {
         Box::new(no_double_run::NoDoubleRun::new(cfg.overlap_tolerance_ms())),
         Box::new(desired_running::DesiredRunning::new(cfg.failover_bound_ms())),
         Box::new(action_converges::ActionConverges::new(cfg.action_bound_ms())),
+        Box::new(decisions_audited::DecisionsAudited::new(cfg.action_bound_ms())),
     ]
 }

@@ -41,6 +41,9 @@ pub struct Reconciler {
     /// Broken on purpose (the simulator's check of its checks): plan a persona once, then
     /// ignore its changes. See [`crate::daemon::NodeFaults::plan_once`].
     pub plan_once: bool,
+    /// Broken on purpose as well: skip every restart step and report it done. See
+    /// [`crate::daemon::NodeFaults::skip_restarts`].
+    pub skip_restarts: bool,
 }
 
 struct Done {
@@ -163,6 +166,11 @@ impl Reconciler {
                 spec.budget = entry.budget.clone();
                 specs.insert(name.clone(), spec);
                 in_flight.insert(name.clone());
+                let steps = if self.skip_restarts {
+                    steps.into_iter().filter(|s| !matches!(s, Step::Restart)).collect()
+                } else {
+                    steps
+                };
                 tasks.spawn(self.execute(name.clone(), entry.clone(), steps));
             }
             // what runs here but is no longer ours (removed, or placed elsewhere)
@@ -251,6 +259,13 @@ impl Reconciler {
     async fn report_executed(&self, me: NodeId, done: &Done) {
         let reg: Arc<Registry> = self.mesh.registry();
         let Some(entry) = reg.personas.get(&done.name) else { return };
+        // Only the node a persona is placed on carries out decisions about it. A source node
+        // finishing its release, or a node removing a persona placed elsewhere since, reported
+        // the restarts and stops still pending as executed by itself — carried out by its
+        // replacement, or not at all (a move is likewise carried out where the persona lands).
+        if entry.node != Some(me) || entry.migrating_to.is_some() {
+            return;
+        }
         let seqs: Vec<u64> = reg
             .decisions
             .iter()
@@ -259,8 +274,6 @@ impl Reconciler {
                     && d.verdict.is_pending()
                     && d.index <= entry.updated_index
                     && executable(d.decision.action)
-                    // a move is carried out where the persona lands, not where it was released
-                    && (d.decision.action != Action::Migrate || (entry.node == Some(me) && entry.migrating_to.is_none()))
             })
             .map(|d| d.seq)
             .take(mindmesh_core::registry::MAX_DECISIONS_PER_COMMAND)
