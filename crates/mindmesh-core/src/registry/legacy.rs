@@ -21,13 +21,14 @@ pub(super) const V2: u8 = 2;
 pub(super) const V3: u8 = 3;
 pub(super) const V4: u8 = 4;
 
-/// [`Registry`] of wire version 4: only its personas' specs differ from version 5.
+/// A [`Registry`] as versions 3 and 4 laid it out, with their own persona entries and
+/// decision records: the fields and their order are the same, the element types differ.
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-pub(super) struct RegistryV4 {
+pub(super) struct RegistryLayout<P, D> {
     nodes: BTreeMap<NodeId, NodeEntry>,
-    personas: BTreeMap<String, PersonaEntryV4>,
-    decisions: VecDeque<DecisionRecord>,
+    personas: BTreeMap<String, P>,
+    decisions: VecDeque<D>,
     next_decision_seq: u64,
     decisions_updated_index: u64,
     voters: BTreeSet<NodeId>,
@@ -37,6 +38,27 @@ pub(super) struct RegistryV4 {
     placement_index: u64,
     digest: u64,
 }
+
+impl<P: Into<PersonaEntry>, D: Into<DecisionRecord>> From<RegistryLayout<P, D>> for Registry {
+    fn from(r: RegistryLayout<P, D>) -> Self {
+        Registry {
+            nodes: r.nodes,
+            personas: r.personas.into_iter().map(|(name, p)| (name, p.into())).collect(),
+            decisions: r.decisions.into_iter().map(Into::into).collect(),
+            next_decision_seq: r.next_decision_seq,
+            decisions_updated_index: r.decisions_updated_index,
+            voters: r.voters,
+            learners: r.learners,
+            recent: r.recent,
+            applied_index: r.applied_index,
+            placement_index: r.placement_index,
+            digest: r.digest,
+        }
+    }
+}
+
+/// [`Registry`] of wire version 4: only its personas' specs differ from version 5.
+pub(super) type RegistryV4 = RegistryLayout<PersonaEntryV4, DecisionRecord>;
 
 /// [`PersonaEntry`] of wire version 4.
 #[derive(Deserialize)]
@@ -69,24 +91,6 @@ impl From<PersonaEntryV4> for PersonaEntry {
             migrating_to: p.migrating_to,
             created_index: p.created_index,
             updated_index: p.updated_index,
-        }
-    }
-}
-
-impl From<RegistryV4> for Registry {
-    fn from(r: RegistryV4) -> Self {
-        Registry {
-            nodes: r.nodes,
-            personas: r.personas.into_iter().map(|(name, p)| (name, p.into())).collect(),
-            decisions: r.decisions,
-            next_decision_seq: r.next_decision_seq,
-            decisions_updated_index: r.decisions_updated_index,
-            voters: r.voters,
-            learners: r.learners,
-            recent: r.recent,
-            applied_index: r.applied_index,
-            placement_index: r.placement_index,
-            digest: r.digest,
         }
     }
 }
@@ -139,21 +143,7 @@ pub(super) fn tests_v4(r: &Registry) -> RegistryV4 {
 }
 
 /// [`Registry`] of wire version 3.
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
-pub(super) struct RegistryV3 {
-    nodes: BTreeMap<NodeId, NodeEntry>,
-    personas: BTreeMap<String, PersonaEntryV3>,
-    decisions: VecDeque<DecisionRecordV3>,
-    next_decision_seq: u64,
-    decisions_updated_index: u64,
-    voters: BTreeSet<NodeId>,
-    learners: BTreeSet<NodeId>,
-    recent: BTreeMap<NodeId, VecDeque<(u64, Outcome)>>,
-    applied_index: u64,
-    placement_index: u64,
-    digest: u64,
-}
+pub(super) type RegistryV3 = RegistryLayout<PersonaEntryV3, DecisionRecordV3>;
 
 /// [`DecisionRecord`] of wire version 3: before a budget change's before and after were kept
 /// on its record (such records have none).
@@ -227,24 +217,6 @@ impl From<PersonaEntryV3> for PersonaEntry {
 
 fn personas_v3(personas: BTreeMap<String, PersonaEntryV3>) -> BTreeMap<String, PersonaEntry> {
     personas.into_iter().map(|(name, p)| (name, p.into())).collect()
-}
-
-impl From<RegistryV3> for Registry {
-    fn from(r: RegistryV3) -> Self {
-        Registry {
-            nodes: r.nodes,
-            personas: personas_v3(r.personas),
-            decisions: r.decisions.into_iter().map(Into::into).collect(),
-            next_decision_seq: r.next_decision_seq,
-            decisions_updated_index: r.decisions_updated_index,
-            voters: r.voters,
-            learners: r.learners,
-            recent: r.recent,
-            applied_index: r.applied_index,
-            placement_index: r.placement_index,
-            digest: r.digest,
-        }
-    }
 }
 
 #[derive(Deserialize)]
