@@ -61,11 +61,12 @@ impl PersonaRecord {
     }
 }
 
-/// [`PersonaRecord`] as a node stored it before the spec's wire version 4 (its spec is the
-/// frozen [`PersonaSpecV3`]): a node upgraded in place reads the records it wrote before.
+/// [`PersonaRecord`] as a node stored it under an earlier spec wire version `S` (a frozen
+/// spec): the record's own fields and their order never changed, only its spec did, so a
+/// node upgraded in place reads the records it wrote before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersonaRecordV1 {
-    pub spec: PersonaSpecV3,
+pub struct PersonaRecordWith<S> {
+    pub spec: S,
     pub phase: Phase,
     pub reason: Option<String>,
     pub restarts: u32,
@@ -76,8 +77,14 @@ pub struct PersonaRecordV1 {
     pub updated_ms: u64,
 }
 
-impl From<PersonaRecordV1> for PersonaRecord {
-    fn from(r: PersonaRecordV1) -> Self {
+/// Record version 1: the spec before its wire version 4 ([`PersonaSpecV3`]).
+pub type PersonaRecordV1 = PersonaRecordWith<PersonaSpecV3>;
+/// Record version 2: the spec of wire version 4 ([`PersonaSpecV4`]), before the budget
+/// envelope and maintenance.
+pub type PersonaRecordV2 = PersonaRecordWith<PersonaSpecV4>;
+
+impl<S: Into<PersonaSpec>> From<PersonaRecordWith<S>> for PersonaRecord {
+    fn from(r: PersonaRecordWith<S>) -> Self {
         PersonaRecord {
             spec: r.spec.into(),
             phase: r.phase,
@@ -92,59 +99,14 @@ impl From<PersonaRecordV1> for PersonaRecord {
     }
 }
 
-impl From<&PersonaRecord> for PersonaRecordV1 {
-    /// As version 1 would have stored it (the spec's later fields dropped), for tests.
+impl<S> From<&PersonaRecord> for PersonaRecordWith<S>
+where
+    for<'a> S: From<&'a PersonaSpec>,
+{
+    /// As the older version would have stored it (the spec's later fields dropped), for tests.
     fn from(r: &PersonaRecord) -> Self {
-        PersonaRecordV1 {
-            spec: (&r.spec).into(),
-            phase: r.phase,
-            reason: r.reason.clone(),
-            restarts: r.restarts,
-            generation: r.generation,
-            epoch: r.epoch,
-            process: r.process.clone(),
-            added_ms: r.added_ms,
-            updated_ms: r.updated_ms,
-        }
-    }
-}
-
-/// [`PersonaRecord`] as a node stored it under the spec's wire version 4 (its spec is the
-/// frozen [`PersonaSpecV4`], before the budget envelope and maintenance).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersonaRecordV2 {
-    pub spec: PersonaSpecV4,
-    pub phase: Phase,
-    pub reason: Option<String>,
-    pub restarts: u32,
-    pub generation: u64,
-    pub epoch: u64,
-    pub process: Option<ProcessRecord>,
-    pub added_ms: u64,
-    pub updated_ms: u64,
-}
-
-impl From<PersonaRecordV2> for PersonaRecord {
-    fn from(r: PersonaRecordV2) -> Self {
-        PersonaRecord {
-            spec: r.spec.into(),
-            phase: r.phase,
-            reason: r.reason,
-            restarts: r.restarts,
-            generation: r.generation,
-            epoch: r.epoch,
-            process: r.process,
-            added_ms: r.added_ms,
-            updated_ms: r.updated_ms,
-        }
-    }
-}
-
-impl From<&PersonaRecord> for PersonaRecordV2 {
-    /// As version 2 would have stored it (the spec's later fields dropped), for tests.
-    fn from(r: &PersonaRecord) -> Self {
-        PersonaRecordV2 {
-            spec: (&r.spec).into(),
+        PersonaRecordWith {
+            spec: S::from(&r.spec),
             phase: r.phase,
             reason: r.reason.clone(),
             restarts: r.restarts,
