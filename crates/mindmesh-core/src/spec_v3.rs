@@ -107,7 +107,6 @@ impl From<PersonaSpecV3> for PersonaSpec {
 /// prove old bytes still decode.
 impl From<&PersonaSpec> for PersonaSpecV3 {
     fn from(s: &PersonaSpec) -> Self {
-        let b = &s.budget;
         PersonaSpecV3 {
             name: s.name.clone(),
             command: s.command.clone(),
@@ -121,18 +120,24 @@ impl From<&PersonaSpec> for PersonaSpecV3 {
             health_path: s.health_path.clone(),
             limits: LimitsV3 { memory_max_mb: s.limits.memory_max_mb, cpu_max_percent: s.limits.cpu_max_percent },
             requests: RequestsV3 { memory_mb: s.requests.memory_mb, cpu_percent: s.requests.cpu_percent },
-            budget: BudgetV3 {
-                max_response_time_ms: b.max_response_time_ms,
-                tokens_per_response: b.tokens_per_response,
-                inference_queue_priority: b.inference_queue_priority,
-                max_memory_mb: b.max_memory_mb,
-                max_concurrent_inferences: b.max_concurrent_inferences,
-                throttle_multiplier: b.throttle_multiplier,
-                allowed_to_run: b.allowed_to_run,
-            },
+            budget: (&s.budget).into(),
             labels: s.labels.clone(),
             placement: PlacementV3 { require: s.placement.require.clone(), prefer: s.placement.prefer.clone() },
             hibernate_after_idle_s: s.hibernate_after_idle_s,
+        }
+    }
+}
+
+impl From<&Budget> for BudgetV3 {
+    fn from(b: &Budget) -> Self {
+        BudgetV3 {
+            max_response_time_ms: b.max_response_time_ms,
+            tokens_per_response: b.tokens_per_response,
+            inference_queue_priority: b.inference_queue_priority,
+            max_memory_mb: b.max_memory_mb,
+            max_concurrent_inferences: b.max_concurrent_inferences,
+            throttle_multiplier: b.throttle_multiplier,
+            allowed_to_run: b.allowed_to_run,
         }
     }
 }

@@ -102,21 +102,12 @@ pub(super) fn tests_v4(r: &Registry) -> RegistryV4 {
         .personas
         .iter()
         .map(|(name, p)| {
-            let b = &p.budget;
             let entry = PersonaEntryV4 {
                 spec: PersonaSpecV4::from(&p.spec),
                 node: p.node,
                 phase: p.phase,
                 reason: p.reason.clone(),
-                budget: BudgetV3 {
-                    max_response_time_ms: b.max_response_time_ms,
-                    tokens_per_response: b.tokens_per_response,
-                    inference_queue_priority: b.inference_queue_priority,
-                    max_memory_mb: b.max_memory_mb,
-                    max_concurrent_inferences: b.max_concurrent_inferences,
-                    throttle_multiplier: b.throttle_multiplier,
-                    allowed_to_run: b.allowed_to_run,
-                },
+                budget: BudgetV3::from(&p.budget),
                 generation: p.generation,
                 epoch: p.epoch,
                 checkpoint: p.checkpoint.clone(),
